@@ -1,0 +1,2 @@
+//! The `tsrotate` binary.
+fn main() {}
