@@ -1,0 +1,68 @@
+//! The one place where outcomes become exit codes.
+
+use std::io::ErrorKind;
+use std::process::ExitCode;
+
+/// What a command achieved, for the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ExitStatus {
+    /// Done, or nothing found: 0.
+    Success,
+    /// Findings reported, or a rotation that did not complete: 1.
+    Incomplete,
+}
+
+/// An error caused by the user's input (arguments, config, a malformed key): exit 2.
+/// Everything else that fails is unexpected: exit 3.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub(crate) struct UserError {
+    pub(crate) message: String,
+    pub(crate) hint: Option<String>,
+}
+
+impl UserError {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub(crate) fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+/// Shorthand: `bail_user!("...")` returns a [`UserError`].
+macro_rules! user_error {
+    ($($arg:tt)*) => { anyhow::Error::from($crate::exit::UserError::new(format!($($arg)*))) };
+}
+pub(crate) use user_error;
+
+pub(crate) fn finish(result: anyhow::Result<ExitStatus>) -> ExitCode {
+    match result {
+        Ok(ExitStatus::Success) => ExitCode::SUCCESS,
+        Ok(ExitStatus::Incomplete) => ExitCode::from(1),
+        Err(error) => {
+            // A closed stdout (`tsrotate scan | head`) is not a failure.
+            if error.chain().any(|e| {
+                e.downcast_ref::<std::io::Error>()
+                    .is_some_and(|e| e.kind() == ErrorKind::BrokenPipe)
+            }) {
+                return ExitCode::SUCCESS;
+            }
+            let user = error.chain().find_map(|e| e.downcast_ref::<UserError>());
+            let code = if user.is_some() { 2 } else { 3 };
+            #[allow(clippy::print_stderr, reason = "the binary reports its own failure")]
+            {
+                eprintln!("error: {}", tsrotate::key::redact_in(&format!("{error:#}")));
+                if let Some(hint) = user.and_then(|u| u.hint.as_deref()) {
+                    eprintln!("hint: {hint}");
+                }
+            }
+            ExitCode::from(code)
+        }
+    }
+}
