@@ -1,1 +1,215 @@
-//! placeholder
+//! An in-memory emulator of Tailscale's credential API (auth keys, OAuth clients, federated
+//! identities, API access tokens, the OAuth token endpoint and webhooks), for tests and demos.
+//!
+//! It is an independent implementation of the upstream contract: it shares no types with the
+//! `tsrotate` client, so a serde mistake cannot hide on both sides; both are checked against
+//! Tailscale's `OpenAPI` description instead. It is **not** a Tailscale control server: there are
+//! no devices, no policy file and no users beyond IDs.
+//!
+//! Start it with [`serve`] (on the caller's runtime), [`spawn_on_thread`] (own thread, for
+//! synchronous tests) or mount [`app`] for in-process `oneshot` tests. Every start prints or
+//! returns a [`Bootstrap`]: an API access token (`keyType: api`, owned by [`ADMIN_USER_ID`],
+//! full access, 90 days) and an OAuth client (scopes `["all"]`, tags
+//! [`BOOTSTRAP_CLIENT_TAGS`]). They are random for a fresh state and persist with
+//! [`Options::state_file`].
+//!
+//! # Routes
+//!
+//! `{tailnet}` is `-` or [`Options::tailnet`]; anything else is 404. Errors are always
+//! `{"message": "..."}`. "token" = `Authorization: Bearer <token>` or HTTP Basic with the token
+//! as user name and an empty password; unknown, revoked or expired tokens are 401.
+//!
+//! | Method and path | Auth | Behaviour |
+//! |---|---|---|
+//! | `GET /api/v2/tailnet/{tailnet}/keys[?all=true]` | token | Active keys. Without `all`: a user token sees its user's keys, an OAuth token the tailnet's OAuth clients (needs `oauth_keys:read`). With `all`: every active key of the types the caller may read |
+//! | `POST /api/v2/tailnet/{tailnet}/keys` | token | Create an auth key (default), OAuth client (`keyType: client`) or federated identity. The secret (`key`) is returned only here. `keyType: api` is 400 |
+//! | `GET /api/v2/tailnet/{tailnet}/keys/{keyId}` | token | One key, any state: invalid keys have `invalid: true` (or are 404, see `/_emulator/config`). Every token may read itself and its OAuth client |
+//! | `PUT /api/v2/tailnet/{tailnet}/keys/{keyId}` | token | OAuth clients and federated identities only (else 400): wholesale replace of description, scopes, tags (and federation fields); secret unchanged, no `key` in the answer |
+//! | `DELETE /api/v2/tailnet/{tailnet}/keys/{keyId}` | token | Revoke; 200 with an empty body. Deleting a client revokes its access tokens. Already deleted: 404 |
+//! | `POST /api/v2/oauth/token` | client secret (form or Basic) | Client-credentials exchange: a 1-hour `tskey-api-…` token; optional `scope`, `tags` |
+//! | `GET /api/v2/tailnet/{tailnet}/webhooks` | token | Webhooks without secrets (`webhooks:read`) |
+//! | `POST /api/v2/tailnet/{tailnet}/webhooks` | token | Create; `secret` (`tskey-webhook-…`) returned once (`webhooks`) |
+//! | `GET/PATCH/DELETE /api/v2/webhooks/{endpointId}` | token | Get / change `subscriptions` / delete (200, empty body) |
+//! | `POST /api/v2/webhooks/{endpointId}/rotate` | token | New `secret`; the old one is retired at once |
+//! | `POST /api/v2/secret-scanning/verify` | none | Form `key=<credential>`: 204 if live, 401 if not (scanner liveness check) |
+//! | `GET /_emulator/state` | none | Tailnet, `now`, config, every key (invalid too, with `uses`, `issuedBy`, `invalidReason`) and webhook, never secrets or hashes |
+//! | `GET /_emulator/clock`, `POST /_emulator/clock` `{"advance_seconds": N}` | none | Read / move emulator time forward; answers `{"now": …}` |
+//! | `POST /_emulator/keys/{keyId}/use` | none | A device registers with an auth key; a single-use key becomes invalid. 404 unknown, 400 not usable |
+//! | `POST /_emulator/api-tokens` `{"expirySeconds", "description", "userId"}` | none | A person creates an API access token in the console: 1–90 days (default 90), user default [`ADMIN_USER_ID`]; answers the Key with `key` |
+//! | `GET/POST/DELETE /_emulator/faults` | none | List / append / clear fault rules (semantics below) |
+//! | `GET/DELETE /_emulator/requests` | none | Log of API requests (method, path, query, status, `auth`: bearer/basic/none/other, `injected`, `dropped`); never bodies or credentials |
+//! | `GET/POST /_emulator/config` `{"deleted_keys": "invalid" \| "not_found"}` | none | How GET answers for an invalid key |
+//!
+//! Admin routes are never faulted or logged; their bodies reject unknown fields so that a typo
+//! in a test fails loudly.
+//!
+//! ## Fault rules
+//!
+//! `POST /_emulator/faults` with any of `method`, `path_prefix`, `status` (400..=599), `count`,
+//! `retry_after_s`, `latency_ms`, `drop_connection`. Rules match in insertion order on method
+//! (any if absent) and path prefix (any if absent); the first match is used, and a rule with
+//! `count` is removed after that many uses (without `count` it lasts until cleared). Effect:
+//! wait `latency_ms`; then if `status` is set, answer it with `{"message"}` (and `Retry-After`
+//! if `retry_after_s`) without processing the request; else if `drop_connection`, process the
+//! request (its side effect happens) and close the TCP connection without a response; else
+//! process normally. With [`app`] (no TCP), a dropped response is returned with a marker
+//! extension instead.
+//!
+//! # Rules as Tailscale applies them
+//!
+//! - Secrets are returned once, by create (and webhook rotate, and the token endpoint).
+//! - Auth keys: `expirySeconds` omitted or `0` means 90 days (Go clients send `0` when unset);
+//!   more than 90 days or negative is 400. `capabilities.devices` is required (spec minimum).
+//! - `description`: at most 50 characters of alphanumerics, hyphens and spaces, else 400.
+//! - OAuth-derived tokens need scopes: `X:read` reads, `X` reads and writes, `all:read` reads
+//!   everything, `all` grants everything, legacy `devices` = `auth_keys` + `devices:core` (+
+//!   posture attributes). Auth keys → `auth_keys`, OAuth clients and OAuth-issued tokens →
+//!   `oauth_keys`, personal API tokens → `api_access_tokens`, federated identities →
+//!   `federated_keys`, webhooks → `webhooks`. A 403 names the missing scope. Personal API tokens
+//!   act with their user's rights, and every emulated user is an admin.
+//! - Auth keys created with an OAuth token are tailnet-owned (`userId` empty) and need
+//!   non-empty tags, each one of the token's tags (by default the client's):
+//!   400 `requested tags [tag:x] are invalid or not permitted`.
+//! - OAuth clients and federated identities: at least one known scope; tags required when the
+//!   scopes include `auth_keys`, `devices:core`, `devices` or `all`; an OAuth caller cannot
+//!   hand out scopes it lacks (403 `OAuth client cannot grant scopes "..."`).
+//! - Token endpoint: the secret identifies the client (the client ID is ignored); `scope` must
+//!   be covered by the client's scopes (403 otherwise), `tags` must be client tags (400).
+//!
+//! # Where the spec and observed behaviour differ, and what the emulator does
+//!
+//! - **`all` is marked `required: true`** on `GET /keys`, but the spec's own text (and every
+//!   client) treats it as optional. The emulator treats it as optional and parses it like Go's
+//!   `strconv.ParseBool`.
+//! - **`POST /keys` documents only 404 and 500**, but Tailscale answers 400 for bad tags,
+//!   descriptions and expiries and 403 for missing scopes. The emulator does the same, and
+//!   `PUT`/`DELETE` likewise answer 400/403 the spec does not list. 401 is documented nowhere;
+//!   the emulator answers `{"message": "API token invalid"}`.
+//! - **The token endpoint** (`/oauth/token`) and `/secret-scanning/verify` are absent from the
+//!   spec. The emulator implements the shapes observed (tailscale-api.md §5.1, §3). Bad client
+//!   credentials are 401 `{"message"}` (`OAuth2` would say `invalid_client`). Requesting `tags`
+//!   without a devices scope is not refused (upstream's behaviour here is unclear, #8299 vs
+//!   #15456). `/oauth/token-exchange` (workload identity federation) is not implemented.
+//! - **Invalid keys: `invalid: true` or 404.** The spec says a revoked or expired key answers
+//!   200 with `invalid: true`; in practice Tailscale sometimes answers 404 (notably for used
+//!   single-use keys). Default is `invalid: true` (with `revoked` set when deleted);
+//!   `POST /_emulator/config {"deleted_keys": "not_found"}` switches every invalid key
+//!   (revoked, expired or used up) to 404. Lists always show active keys only.
+//! - **Tags on tailnet-owned auth keys.** The spec says the tags must *exactly match* the
+//!   client's tags or be owned by them; issues report that a subset fails, and `all` is said to
+//!   allow any tag. The emulator has no policy file: it accepts any non-empty subset of the
+//!   token's tags and nothing else, and applies this to the `all` scope too.
+//! - **`GET /keys` object shape.** The spec shows full objects; older Tailscale returned only
+//!   `id`. The emulator returns full objects without `key`.
+//! - **`Webhook.providerType`**: the spec's enum lacks the empty string its description says is
+//!   returned when no provider applies; the emulator returns `""` for generic webhooks.
+//! - **Webhook endpoint URLs** must be `https://` (Tailscale's console requires it; the spec is
+//!   silent). `POST /webhooks/{id}/test` is not implemented.
+//! - **OAuth-issued access tokens** are stored as `keyType: api` keys with `userId` empty, an
+//!   `expires` one hour out and the token's `scopes`/`tags`; `all=true` lists them to callers
+//!   with `oauth_keys:read` (the spec groups "OAuth clients and OAuth tokens" under that scope).
+//!   Changing a client with `PUT` does not change tokens it already issued.
+//! - **Webhook secrets** use `tskey-webhook-<id>-<secret>` with a fresh key-style ID per
+//!   rotation; that ID is not a key under `/keys`.
+//!
+//! # Security
+//!
+//! Only SHA-256 hashes of credentials are kept, in memory and in the state file, with one
+//! exception: the bootstrap credentials are also written in plaintext to the state file's
+//! `bootstrap` section (mode `0o600`), because a restart must hand out the same ones. Logs
+//! (`tracing`) name key IDs, never secrets; the request log holds no headers or bodies.
+
+mod admin;
+mod auth;
+mod clock;
+mod error;
+mod faults;
+mod keys;
+mod model;
+mod oauth;
+mod persist;
+mod request_log;
+mod scope;
+mod secret;
+mod server;
+mod state;
+mod validate;
+mod verify;
+mod webhooks;
+mod wire;
+
+use std::{fmt, path::PathBuf};
+
+use axum::{Router, middleware::from_fn_with_state};
+use serde::Serialize;
+
+pub use crate::{
+    error::Error,
+    server::{Server, ThreadServer, serve, spawn_on_thread, try_spawn_on_thread},
+    state::{ADMIN_USER_ID, BOOTSTRAP_CLIENT_TAGS, EmulatorState},
+};
+
+/// The tailnet name used when [`Options::tailnet`] is not set.
+pub const DEFAULT_TAILNET: &str = "example.com";
+
+/// How to start the emulator.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The tailnet's name, accepted in `{tailnet}` besides `-`. Default [`DEFAULT_TAILNET`].
+    pub tailnet: String,
+    /// Where to keep state across restarts: loaded on start if it exists, saved atomically
+    /// after every change. `None` keeps everything in memory.
+    pub state_file: Option<PathBuf>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            tailnet: DEFAULT_TAILNET.to_owned(),
+            state_file: None,
+        }
+    }
+}
+
+/// Where the emulator listens and the credentials to start with. Serializes as the CLI's
+/// "ready" line; `Debug` redacts the secrets.
+#[derive(Clone, PartialEq, Eq, Serialize)]
+pub struct Bootstrap {
+    /// Base URL, e.g. `http://127.0.0.1:41234`; API paths start with `/api/v2`.
+    pub url: String,
+    /// The tailnet's name.
+    pub tailnet: String,
+    /// A personal API access token (`tskey-api-…`) of the admin user, full access, 90 days.
+    pub api_key: String,
+    /// The bootstrap OAuth client's ID (`k…CNTRL`).
+    pub oauth_client_id: String,
+    /// The bootstrap OAuth client's secret (`tskey-client-<id>-…`), scopes `all`.
+    pub oauth_client_secret: String,
+}
+
+impl fmt::Debug for Bootstrap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Bootstrap")
+            .field("url", &self.url)
+            .field("tailnet", &self.tailnet)
+            .field("api_key", &"tskey-api-…[redacted]")
+            .field("oauth_client_id", &self.oauth_client_id)
+            .field("oauth_client_secret", &"tskey-client-…[redacted]")
+            .finish()
+    }
+}
+
+/// The emulator as an axum router, for in-process tests with `tower::ServiceExt::oneshot`.
+pub fn app(state: EmulatorState) -> Router {
+    Router::new()
+        .merge(keys::routes())
+        .merge(oauth::routes())
+        .merge(webhooks::routes())
+        .merge(verify::routes())
+        .merge(admin::routes())
+        .fallback(|| async { error::ApiError::NotFound("not found") })
+        .method_not_allowed_fallback(|| async { error::ApiError::MethodNotAllowed })
+        .layer(from_fn_with_state(state.clone(), faults::apply))
+        .layer(from_fn_with_state(state.clone(), request_log::record))
+        .with_state(state)
+}

@@ -1,1 +1,13 @@
-//! placeholder
+//! Shared test helpers for the tsrotate workspace. Not published; only ever a
+//! `[dev-dependencies]` entry.
+//!
+//! - [`openapi`]: validate request and response bodies against Tailscale's `OpenAPI` description
+//!   (the copy in `testdata/openapi/`), with the spec's known looseness and strictness handled
+//!   explicitly.
+//! - [`emulator`]: start a `tsrotate-emulator` on its own thread and drive its `/_emulator/`
+//!   admin routes from synchronous tests.
+//! - [`http`]: the minimal blocking HTTP/1.1 client behind [`emulator`], for loopback only.
+
+pub mod emulator;
+pub mod http;
+pub mod openapi;

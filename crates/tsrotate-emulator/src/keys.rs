@@ -1,0 +1,380 @@
+//! `/api/v2/tailnet/{tailnet}/keys[/{keyId}]`: list, create, get, set and delete keys of every
+//! type (auth keys, OAuth clients, federated identities, API access tokens).
+
+use axum::{Json, Router, extract::State, http::StatusCode, routing::get};
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+use crate::{
+    auth::{Caller, Principal},
+    error::ApiError,
+    model::{DeviceCreate, Federation, KeyRecord, KeyType},
+    scope::{self, Access},
+    secret,
+    state::{DeletedKeys, EmulatorState, Store},
+    validate,
+    wire::{ApiPath, ApiQuery, JsonBody, KeyBody, KeyJson, parse_bool},
+};
+
+/// The scope resources that govern keys, in the order 403 messages name them.
+const KEY_RESOURCES: [&str; 4] = [
+    "auth_keys",
+    "oauth_keys",
+    "federated_keys",
+    "api_access_tokens",
+];
+
+pub(crate) fn routes() -> Router<EmulatorState> {
+    Router::new()
+        .route("/api/v2/tailnet/{tailnet}/keys", get(list).post(create))
+        .route(
+            "/api/v2/tailnet/{tailnet}/keys/{key_id}",
+            get(get_key).put(set_key).delete(delete_key),
+        )
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    all: Option<String>,
+}
+
+/// Active keys only. Without `all`: a user's token sees that user's keys, an OAuth token sees
+/// the tailnet's OAuth clients. With `all=true`: every key of the types the caller may read.
+async fn list(
+    State(state): State<EmulatorState>,
+    caller: Caller,
+    ApiPath(tailnet): ApiPath<String>,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let all = parse_bool("all", query.all.as_deref())?;
+    state.read(|store, now| {
+        store.check_tailnet(&tailnet)?;
+        let visible: Box<dyn Fn(&KeyRecord) -> bool> = if all {
+            let readable: Vec<&str> = KEY_RESOURCES
+                .into_iter()
+                .filter(|r| caller.may(r, Access::Read))
+                .collect();
+            if readable.is_empty() {
+                return Err(ApiError::Forbidden(format!(
+                    "calling actor does not have enough permissions to perform this function: \
+                     missing one of the scopes {}",
+                    KEY_RESOURCES.map(|r| format!("\"{r}:read\"")).join(", ")
+                )));
+            }
+            Box::new(move |k: &KeyRecord| readable.contains(&k.scope_resource()))
+        } else {
+            match &caller.principal {
+                Principal::User { user_id } => {
+                    let user_id = user_id.clone();
+                    Box::new(move |k: &KeyRecord| k.user_id == user_id)
+                }
+                Principal::OAuth { .. } => {
+                    caller.require("oauth_keys", Access::Read)?;
+                    Box::new(|k: &KeyRecord| k.key_type == KeyType::Client)
+                }
+            }
+        };
+        let keys: Vec<KeyJson> = store
+            .keys
+            .iter()
+            .filter(|k| k.is_active(now) && visible(k))
+            .map(|k| KeyJson::new(k, now, None))
+            .collect();
+        Ok(Json(serde_json::json!({ "keys": keys })))
+    })
+}
+
+async fn get_key(
+    State(state): State<EmulatorState>,
+    caller: Caller,
+    ApiPath((tailnet, key_id)): ApiPath<(String, String)>,
+) -> Result<Json<KeyJson>, ApiError> {
+    state.read(|store, now| {
+        store.check_tailnet(&tailnet)?;
+        let key = store
+            .key(&key_id)
+            .ok_or(ApiError::NotFound("key not found"))?;
+        if !caller.is_self(&key.id) {
+            caller.require(key.scope_resource(), Access::Read)?;
+        }
+        if !key.is_active(now) && store.config.deleted_keys == DeletedKeys::NotFound {
+            return Err(ApiError::NotFound("key not found"));
+        }
+        Ok(Json(KeyJson::new(key, now, None)))
+    })
+}
+
+/// Revokes a key. Deleting an OAuth client also revokes every access token it issued.
+async fn delete_key(
+    State(state): State<EmulatorState>,
+    caller: Caller,
+    ApiPath((tailnet, key_id)): ApiPath<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    state.mutate(|store, now| {
+        store.check_tailnet(&tailnet)?;
+        let key = store
+            .key(&key_id)
+            .filter(|k| k.revoked.is_none())
+            .ok_or(ApiError::NotFound("key not found"))?;
+        caller.require(key.scope_resource(), Access::Write)?;
+        let key_type = key.key_type;
+        if let Some(key) = store.key_mut(&key_id) {
+            key.revoked = Some(now);
+        }
+        let mut tokens = 0;
+        if key_type == KeyType::Client {
+            for token in &mut store.keys {
+                if token.issued_by.as_deref() == Some(key_id.as_str()) && token.revoked.is_none() {
+                    token.revoked = Some(now);
+                    tokens += 1;
+                }
+            }
+        }
+        tracing::info!(key_id = %key_id, ?key_type, revoked_tokens = tokens, "key deleted");
+        Ok(StatusCode::OK)
+    })
+}
+
+async fn create(
+    State(state): State<EmulatorState>,
+    caller: Caller,
+    ApiPath(tailnet): ApiPath<String>,
+    JsonBody(body): JsonBody<KeyBody>,
+) -> Result<Json<KeyJson>, ApiError> {
+    state.mutate(|store, now| {
+        store.check_tailnet(&tailnet)?;
+        let key_type = match body.key_type.as_deref() {
+            None | Some("" | "auth") => KeyType::Auth,
+            Some("client") => KeyType::Client,
+            Some("federated") => KeyType::Federated,
+            Some("api") => {
+                return Err(ApiError::bad_request(
+                    "API access tokens cannot be created through the API; \
+                     generate them in the admin console",
+                ));
+            }
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "invalid keyType \"{other}\": must be auth, client or federated"
+                )));
+            }
+        };
+        let (record, secret) = match key_type {
+            KeyType::Auth => new_auth_key(store, &caller, body, now)?,
+            KeyType::Client | KeyType::Federated => {
+                new_trust_credential(store, &caller, key_type, body, now)?
+            }
+            KeyType::Api => unreachable!("refused above"),
+        };
+        tracing::info!(key_id = %record.id, ?key_type, user_id = %record.user_id, "key created");
+        let json = KeyJson::new(&record, now, secret);
+        store.keys.push(record);
+        Ok(Json(json))
+    })
+}
+
+fn new_auth_key(
+    store: &Store,
+    caller: &Caller,
+    body: KeyBody,
+    now: OffsetDateTime,
+) -> Result<(KeyRecord, Option<String>), ApiError> {
+    caller.require("auth_keys", Access::Write)?;
+    let description = validate::description(body.description)?;
+    let expiry = validate::auth_key_expiry(body.expiry_seconds.as_ref())?;
+    // The spec: "at a minimum, the request POST body must have a `capabilities` object with a
+    // `devices` object, though it can be an empty JSON object".
+    let create = body
+        .capabilities
+        .and_then(|c| c.devices)
+        .ok_or_else(|| {
+            ApiError::bad_request("auth keys require a capabilities object with a devices object")
+        })?
+        .create
+        .unwrap_or_default();
+    let tags = validate::tags(create.tags)?;
+    if let Principal::OAuth { tags: allowed, .. } = &caller.principal {
+        // Keys created with a trust credential belong to the tailnet and must be tagged with
+        // tags the credential holds. Tailscale also lets `all` pass any tag and accepts tags
+        // owned (via tagOwners) by the credential's tags; the emulator has no policy file and
+        // applies the plain rule to every scope, including `all`.
+        if tags.is_empty() {
+            return Err(ApiError::bad_request(
+                "tags are required for auth keys owned by the tailnet \
+                 (created with an OAuth access token)",
+            ));
+        }
+        let refused: Vec<String> = tags
+            .iter()
+            .filter(|t| !allowed.contains(t))
+            .cloned()
+            .collect();
+        if !refused.is_empty() {
+            return Err(ApiError::tags_not_permitted(&refused));
+        }
+    }
+    let id = store.unused_key_id();
+    let credential = secret::new_credential("auth", &id);
+    let mut record = KeyRecord::new(id, KeyType::Auth, now);
+    record.secret_sha256 = Some(secret::sha256_hex(&credential));
+    record.description = description;
+    record.expiry_seconds = Some(expiry);
+    record.expires = Some(now + time::Duration::seconds(expiry));
+    caller.owner().clone_into(&mut record.user_id);
+    record.capabilities = Some(DeviceCreate {
+        reusable: create.reusable.unwrap_or(false),
+        ephemeral: create.ephemeral.unwrap_or(false),
+        preauthorized: create.preauthorized.unwrap_or(false),
+        tags,
+    });
+    Ok((record, Some(credential)))
+}
+
+/// The scope resource that creating or changing a trust credential needs.
+fn trust_resource(key_type: KeyType) -> &'static str {
+    if key_type == KeyType::Federated {
+        "federated_keys"
+    } else {
+        "oauth_keys"
+    }
+}
+
+/// 403 unless an OAuth caller holds every scope it tries to hand out.
+fn check_grantable(caller: &Caller, scopes: &[String]) -> Result<(), ApiError> {
+    if let Principal::OAuth { scopes: held, .. } = &caller.principal {
+        let refused: Vec<&str> = scopes
+            .iter()
+            .filter(|s| !scope::covers(held, s))
+            .map(String::as_str)
+            .collect();
+        if !refused.is_empty() {
+            return Err(ApiError::Forbidden(format!(
+                "OAuth client cannot grant scopes \"{}\"",
+                refused.join(" ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Issuer and subject are required for federated identities; the audience is generated when
+/// omitted, as Tailscale does.
+fn federation(
+    store: &Store,
+    id: &str,
+    body: &mut KeyBody,
+    previous: Option<&Federation>,
+) -> Result<Federation, ApiError> {
+    let issuer = body.issuer.take().unwrap_or_default();
+    if !issuer.starts_with("https://") || issuer.len() <= "https://".len() {
+        return Err(ApiError::bad_request(
+            "issuer must be a valid https:// URL for federated identities",
+        ));
+    }
+    let subject = body.subject.take().unwrap_or_default();
+    if subject.is_empty() {
+        return Err(ApiError::bad_request(
+            "subject is required for federated identities",
+        ));
+    }
+    let audience = match body.audience.take().filter(|a| !a.is_empty()) {
+        Some(audience) => audience,
+        None => previous.map_or_else(
+            || format!("api.tailscale.com/{}-{id}", store.tailnet),
+            |p| p.audience.clone(),
+        ),
+    };
+    Ok(Federation {
+        issuer,
+        subject,
+        audience,
+        custom_claim_rules: body.custom_claim_rules.take().unwrap_or_default(),
+    })
+}
+
+fn new_trust_credential(
+    store: &Store,
+    caller: &Caller,
+    key_type: KeyType,
+    mut body: KeyBody,
+    now: OffsetDateTime,
+) -> Result<(KeyRecord, Option<String>), ApiError> {
+    caller.require(trust_resource(key_type), Access::Write)?;
+    let description = validate::description(body.description.take())?;
+    let (scopes, tags) = validate::trust_credential(body.scopes.take(), body.tags.take())?;
+    check_grantable(caller, &scopes)?;
+    let id = store.unused_key_id();
+    let mut record = KeyRecord::new(id.clone(), key_type, now);
+    let credential = if key_type == KeyType::Federated {
+        record.federation = Some(federation(store, &id, &mut body, None)?);
+        None
+    } else {
+        let credential = secret::new_credential("client", &id);
+        record.secret_sha256 = Some(secret::sha256_hex(&credential));
+        Some(credential)
+    };
+    record.description = description;
+    caller.owner().clone_into(&mut record.user_id);
+    record.scopes = scopes;
+    record.tags = tags;
+    Ok((record, credential))
+}
+
+/// Wholesale replace of an OAuth client's or federated identity's description, scopes and
+/// tags (and federation fields). The secret stays; the response carries no `key`.
+async fn set_key(
+    State(state): State<EmulatorState>,
+    caller: Caller,
+    ApiPath((tailnet, key_id)): ApiPath<(String, String)>,
+    JsonBody(mut body): JsonBody<KeyBody>,
+) -> Result<Json<KeyJson>, ApiError> {
+    state.mutate(|store, now| {
+        store.check_tailnet(&tailnet)?;
+        let key = store
+            .key(&key_id)
+            .filter(|k| k.revoked.is_none())
+            .ok_or(ApiError::NotFound("key not found"))?;
+        let key_type = key.key_type;
+        if !matches!(key_type, KeyType::Client | KeyType::Federated) {
+            return Err(ApiError::bad_request(
+                "only OAuth clients and federated identities can be updated",
+            ));
+        }
+        caller.require(trust_resource(key_type), Access::Write)?;
+        let expected = if key_type == KeyType::Client {
+            "client"
+        } else {
+            "federated"
+        };
+        if let Some(given) = body.key_type.as_deref().filter(|t| !t.is_empty())
+            && given != expected
+        {
+            return Err(ApiError::bad_request(format!(
+                "keyType \"{given}\" does not match key {key_id}, which is a {expected} key"
+            )));
+        }
+        let description = validate::description(body.description.take())?;
+        let (scopes, tags) = validate::trust_credential(body.scopes.take(), body.tags.take())?;
+        check_grantable(&caller, &scopes)?;
+        let federation = if key_type == KeyType::Federated {
+            Some(federation(
+                store,
+                &key_id,
+                &mut body,
+                key.federation.as_ref(),
+            )?)
+        } else {
+            None
+        };
+        let key = store
+            .key_mut(&key_id)
+            .ok_or(ApiError::NotFound("key not found"))?;
+        key.description = description;
+        key.scopes = scopes;
+        key.tags = tags;
+        key.federation = federation;
+        key.updated = Some(now);
+        tracing::info!(key_id = %key_id, ?key_type, "key updated");
+        Ok(Json(KeyJson::new(key, now, None)))
+    })
+}

@@ -1,0 +1,153 @@
+//! `POST /api/v2/oauth/token`: the OAuth 2.0 client-credentials exchange (not in the spec).
+//!
+//! Form fields `grant_type=client_credentials`, `client_id`, `client_secret` (or HTTP Basic
+//! `client_id:client_secret`), optional `scope` (space-separated) and `tags`. The secret alone
+//! identifies the client, since the official CLI sends a dummy client ID. The answer is a
+//! 1-hour API access token (`tskey-api-…`) stored as a `keyType: api` key issued by the client.
+
+use axum::{
+    Form, Json, Router,
+    extract::{State, rejection::FormRejection},
+    http::{HeaderMap, header},
+    routing::post,
+};
+use serde::Deserialize;
+
+use crate::{
+    auth::basic_credentials,
+    error::ApiError,
+    model::{KeyRecord, KeyType},
+    scope, secret,
+    state::EmulatorState,
+};
+
+/// Lifetime of an OAuth access token, fixed by Tailscale (kb/1215).
+pub(crate) const ACCESS_TOKEN_SECONDS: i64 = 3600;
+
+pub(crate) fn routes() -> Router<EmulatorState> {
+    Router::new().route("/api/v2/oauth/token", post(token))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct TokenForm {
+    grant_type: Option<String>,
+    #[allow(
+        dead_code,
+        reason = "accepted and ignored: the secret identifies the client"
+    )]
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    scope: Option<String>,
+    tags: Option<String>,
+}
+
+fn split_list(value: Option<&str>) -> Vec<String> {
+    value
+        .unwrap_or_default()
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+async fn token(
+    State(state): State<EmulatorState>,
+    headers: HeaderMap,
+    form: Result<Form<TokenForm>, FormRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Form(form) = form.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+    match form.grant_type.as_deref() {
+        Some("client_credentials") => {}
+        None | Some("") => return Err(ApiError::bad_request("grant_type is required")),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "unsupported grant_type \"{other}\""
+            )));
+        }
+    }
+    let client_secret = form
+        .client_secret
+        .filter(|s| !s.is_empty())
+        .or_else(|| {
+            let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+            let (scheme, encoded) = value.trim().split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("basic")
+                .then(|| basic_credentials(encoded.trim()))
+                .flatten()
+                .map(|(_id, secret)| secret)
+        })
+        .ok_or(ApiError::InvalidClient)?;
+    let requested_scopes = split_list(form.scope.as_deref());
+    let requested_tags = split_list(form.tags.as_deref());
+
+    state.mutate(|store, now| {
+        let client_id = match secret::parse_credential(&client_secret) {
+            Some(("client", id)) => id.to_owned(),
+            _ => return Err(ApiError::InvalidClient),
+        };
+        let client = store
+            .key(&client_id)
+            .filter(|k| {
+                k.key_type == KeyType::Client
+                    && k.is_active(now)
+                    && k.secret_sha256
+                        .as_deref()
+                        .is_some_and(|h| secret::matches_hash(&client_secret, h))
+            })
+            .ok_or(ApiError::InvalidClient)?;
+
+        let scopes = if requested_scopes.is_empty() {
+            client.scopes.clone()
+        } else {
+            let refused: Vec<&str> = requested_scopes
+                .iter()
+                .filter(|s| !scope::covers(&client.scopes, s))
+                .map(String::as_str)
+                .collect();
+            if !refused.is_empty() {
+                return Err(ApiError::Forbidden(format!(
+                    "OAuth client cannot grant scopes \"{}\"",
+                    refused.join(" ")
+                )));
+            }
+            requested_scopes.clone()
+        };
+        let tags = if requested_tags.is_empty() {
+            client.tags.clone()
+        } else {
+            let refused: Vec<String> = requested_tags
+                .iter()
+                .filter(|t| !client.tags.contains(t))
+                .cloned()
+                .collect();
+            if !refused.is_empty() {
+                return Err(ApiError::tags_not_permitted(&refused));
+            }
+            requested_tags.clone()
+        };
+
+        let id = store.unused_key_id();
+        let access_token = secret::new_credential("api", &id);
+        let mut record = KeyRecord::new(id, KeyType::Api, now);
+        record.secret_sha256 = Some(secret::sha256_hex(&access_token));
+        record.expiry_seconds = Some(ACCESS_TOKEN_SECONDS);
+        record.expires = Some(now + time::Duration::seconds(ACCESS_TOKEN_SECONDS));
+        record.scopes.clone_from(&scopes);
+        record.tags.clone_from(&tags);
+        record.issued_by = Some(client_id.clone());
+        tracing::info!(token_id = %record.id, client_id = %client_id, "access token issued");
+        store.keys.push(record);
+
+        let mut body = serde_json::json!({
+            "access_token": access_token,
+            "token_type": "Bearer",
+            "expires_in": ACCESS_TOKEN_SECONDS,
+            "scope": scopes.join(" "),
+        });
+        if !requested_tags.is_empty() {
+            body["tags"] = serde_json::Value::from(tags.join(" "));
+        }
+        Ok(Json(body))
+    })
+}

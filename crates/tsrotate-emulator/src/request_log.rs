@@ -1,0 +1,126 @@
+//! The request log behind `GET /_emulator/requests`: one entry per API request, so tests can
+//! count calls and retries.
+//!
+//! Entries hold the method, path, query string, status and the *kind* of authentication
+//! (bearer, basic, none), never headers or bodies, so no credential can end up in the log.
+
+use std::{
+    collections::VecDeque,
+    sync::{Mutex, PoisonError},
+};
+
+use axum::{
+    extract::{Request, State},
+    http::{HeaderMap, header},
+    middleware::Next,
+    response::Response,
+};
+use serde::Serialize;
+
+use crate::{
+    faults::{DropConnection, Injected, is_admin_path},
+    state::EmulatorState,
+};
+
+/// Oldest entries are dropped beyond this many, to bound memory in long demo runs.
+const CAPACITY: usize = 10_000;
+
+/// The kind of `Authorization` header a request carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum AuthScheme {
+    Bearer,
+    Basic,
+    None,
+    Other,
+}
+
+impl AuthScheme {
+    pub(crate) fn of(headers: &HeaderMap) -> Self {
+        let Some(value) = headers.get(header::AUTHORIZATION) else {
+            return Self::None;
+        };
+        let scheme = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.split_whitespace().next())
+            .unwrap_or_default();
+        if scheme.eq_ignore_ascii_case("bearer") {
+            Self::Bearer
+        } else if scheme.eq_ignore_ascii_case("basic") {
+            Self::Basic
+        } else {
+            Self::Other
+        }
+    }
+}
+
+/// One logged request.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct RequestRecord {
+    method: String,
+    path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    query: Option<String>,
+    status: u16,
+    auth: AuthScheme,
+    /// The status came from a fault rule; the request was not processed.
+    injected: bool,
+    /// The request was processed but the connection was closed instead of answering.
+    dropped: bool,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct RequestLog {
+    entries: Mutex<VecDeque<RequestRecord>>,
+}
+
+impl RequestLog {
+    fn push(&self, record: RequestRecord) {
+        let mut entries = self.lock();
+        if entries.len() == CAPACITY {
+            entries.pop_front();
+        }
+        entries.push_back(record);
+    }
+
+    pub(crate) fn list(&self) -> Vec<RequestRecord> {
+        self.lock().iter().cloned().collect()
+    }
+
+    pub(crate) fn clear(&self) {
+        self.lock().clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<RequestRecord>> {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Middleware recording every non-admin request with its final status.
+pub(crate) async fn record(
+    State(state): State<EmulatorState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if is_admin_path(request.uri().path()) {
+        return next.run(request).await;
+    }
+    let method = request.method().to_string();
+    let path = request.uri().path().to_owned();
+    let query = request.uri().query().map(str::to_owned);
+    let auth = AuthScheme::of(request.headers());
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    tracing::info!(%method, %path, status, "api request");
+    state.requests().push(RequestRecord {
+        method,
+        path,
+        query,
+        status,
+        auth,
+        injected: response.extensions().get::<Injected>().is_some(),
+        dropped: response.extensions().get::<DropConnection>().is_some(),
+    });
+    response
+}
