@@ -231,3 +231,36 @@ async fn set_config(
         Ok(Json(store.config))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::test_util::TestApp;
+
+    #[tokio::test]
+    async fn state_holds_no_secrets_or_hashes() {
+        let app = TestApp::new();
+        let state = app.send("GET", "/_emulator/state", None, None).await;
+        assert_eq!(state.status, 200);
+        let text = state.body.to_string();
+        let token_hash = crate::secret::sha256_hex(&app.boot.api_key);
+        assert!(!text.contains(&app.boot.api_key) && !text.contains(&token_hash));
+        assert_eq!(state.body["keys"].as_array().map(Vec::len), Some(2));
+    }
+
+    #[tokio::test]
+    async fn admin_bodies_reject_typos() {
+        let app = TestApp::new();
+        let response = app
+            .send(
+                "POST",
+                "/_emulator/clock",
+                None,
+                Some(&json!({"advance": 5})),
+            )
+            .await;
+        assert_eq!(response.status, 400);
+        assert!(response.body["message"].as_str().is_some());
+    }
+}

@@ -229,6 +229,48 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn drop_connection_marks_a_processed_response() {
+        let app = crate::test_util::TestApp::new();
+        app.state.faults().add(rule(
+            serde_json::json!({"method": "POST", "drop_connection": true, "count": 1}),
+        ));
+        let token = app.boot.api_key.clone();
+        let body = serde_json::json!({"capabilities": {"devices": {}}});
+        let response = app
+            .send("POST", "/api/v2/tailnet/-/keys", Some(&token), Some(&body))
+            .await;
+        assert!(response.dropped, "the server loop must drop this response");
+        assert_eq!(response.status, 200, "the request was processed");
+        let id = response.body["id"].as_str().expect("id");
+        assert!(app.state.read(|store, _| store.key(id).is_some()));
+        let next = app
+            .send("POST", "/api/v2/tailnet/-/keys", Some(&token), Some(&body))
+            .await;
+        assert!(!next.dropped);
+    }
+
+    #[tokio::test]
+    async fn status_rules_answer_without_reaching_the_handler() {
+        let app = crate::test_util::TestApp::new();
+        app.state.faults().add(rule(
+            serde_json::json!({"status": 504, "retry_after_s": 9, "count": 1}),
+        ));
+        let before = app.state.read(|store, _| store.keys.len());
+        let token = app.boot.api_key.clone();
+        let body = serde_json::json!({"capabilities": {"devices": {}}});
+        let response = app
+            .send("POST", "/api/v2/tailnet/-/keys", Some(&token), Some(&body))
+            .await;
+        assert_eq!(response.status, 504);
+        assert_eq!(
+            response.body["message"],
+            "request took too long to process, please try again later"
+        );
+        assert_eq!(response.headers["retry-after"], "9");
+        assert_eq!(app.state.read(|store, _| store.keys.len()), before);
+    }
+
     #[test]
     fn nonsensical_rules_are_rejected() {
         for bad in [

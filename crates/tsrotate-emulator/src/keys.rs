@@ -378,3 +378,91 @@ async fn set_key(
         Ok(Json(KeyJson::new(key, now, None)))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::test_util::TestApp;
+
+    const KEYS: &str = "/api/v2/tailnet/-/keys";
+
+    #[tokio::test]
+    async fn a_created_key_reads_back_without_its_secret() {
+        let app = TestApp::new();
+        let token = app.boot.api_key.clone();
+        let body = json!({"capabilities": {"devices": {"create": {"ephemeral": true}}}});
+        let created = app.send("POST", KEYS, Some(&token), Some(&body)).await;
+        TestApp::assert_per_spec("POST", KEYS, &created);
+        assert_eq!(created.status, 200, "{}", created.body);
+        let id = created.body["id"].as_str().expect("id").to_owned();
+        assert!(
+            created.body["key"]
+                .as_str()
+                .expect("secret")
+                .starts_with("tskey-auth-")
+        );
+
+        let path = format!("{KEYS}/{id}");
+        let fetched = app.send("GET", &path, Some(&token), None).await;
+        TestApp::assert_per_spec("GET", &path, &fetched);
+        assert_eq!(fetched.status, 200);
+        assert!(fetched.body.get("key").is_none());
+        assert_eq!(fetched.body["capabilities"], created.body["capabilities"]);
+
+        // Only the hash is stored.
+        let stored = app
+            .state
+            .read(|store, _| store.key(&id).cloned())
+            .expect("stored");
+        let secret = created.body["key"].as_str().expect("secret");
+        assert_eq!(
+            stored.secret_sha256,
+            Some(crate::secret::sha256_hex(secret))
+        );
+    }
+
+    #[tokio::test]
+    async fn authentication_comes_before_routing_details() {
+        let app = TestApp::new();
+        let anonymous = app
+            .send("GET", "/api/v2/tailnet/nope/keys/kX", None, None)
+            .await;
+        assert_eq!(anonymous.status, 401);
+        assert_eq!(anonymous.body, json!({"message": "API token invalid"}));
+        let token = app.boot.api_key.clone();
+        let unknown_tailnet = app
+            .send("GET", "/api/v2/tailnet/nope/keys/kX", Some(&token), None)
+            .await;
+        assert_eq!(unknown_tailnet.status, 404);
+    }
+
+    #[tokio::test]
+    async fn oauth_callers_listing_without_all_need_oauth_keys_read() {
+        let app = TestApp::new();
+        let token = app.state.mutate(|store, now| {
+            let id = store.unused_key_id();
+            let credential = crate::secret::new_credential("api", &id);
+            let mut record = crate::model::KeyRecord::new(id, crate::model::KeyType::Api, now);
+            record.secret_sha256 = Some(crate::secret::sha256_hex(&credential));
+            record.expires = Some(now + time::Duration::hours(1));
+            record.scopes = vec!["auth_keys:read".to_owned()];
+            record.issued_by = Some(app.boot.oauth_client_id.clone());
+            store.keys.push(record);
+            Ok(credential)
+        });
+        let token = token.expect("token");
+        let listed = app.send("GET", KEYS, Some(&token), None).await;
+        assert_eq!(listed.status, 403);
+        assert!(
+            listed.body["message"]
+                .as_str()
+                .expect("message")
+                .contains("oauth_keys:read")
+        );
+        let all = app
+            .send("GET", &format!("{KEYS}?all=true"), Some(&token), None)
+            .await;
+        assert_eq!(all.status, 200);
+    }
+}

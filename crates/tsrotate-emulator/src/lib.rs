@@ -133,6 +133,8 @@ mod scope;
 mod secret;
 mod server;
 mod state;
+#[cfg(test)]
+mod test_util;
 mod validate;
 mod verify;
 mod webhooks;
@@ -212,4 +214,40 @@ pub fn app(state: EmulatorState) -> Router {
         .layer(from_fn_with_state(state.clone(), faults::apply))
         .layer(from_fn_with_state(state.clone(), request_log::record))
         .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::test_util::TestApp;
+
+    #[tokio::test]
+    async fn unknown_paths_and_methods_answer_json_errors() {
+        let app = TestApp::new();
+        let token = app.boot.api_key.clone();
+        let missing = app.send("GET", "/api/v2/devices", Some(&token), None).await;
+        assert_eq!(missing.status, 404);
+        assert_eq!(missing.body, json!({"message": "not found"}));
+        let wrong = app
+            .send("PATCH", "/api/v2/tailnet/-/keys", Some(&token), None)
+            .await;
+        assert_eq!(wrong.status, 405);
+        assert_eq!(wrong.body, json!({"message": "method not allowed"}));
+    }
+
+    #[test]
+    fn bootstrap_debug_output_hides_the_secrets() {
+        let app = TestApp::new();
+        let debug = format!("{:?}", app.boot);
+        assert!(!debug.contains(&app.boot.api_key));
+        assert!(!debug.contains(&app.boot.oauth_client_secret));
+        assert!(debug.contains(&app.boot.oauth_client_id));
+        let ready = serde_json::to_value(&app.boot).expect("serializes");
+        assert_eq!(
+            ready["api_key"],
+            app.boot.api_key.as_str(),
+            "the ready line carries them"
+        );
+    }
 }

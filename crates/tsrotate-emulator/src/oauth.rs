@@ -151,3 +151,71 @@ async fn token(
         Ok(Json(body))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::{
+        body::Body,
+        http::{Request, header},
+    };
+
+    use crate::test_util::TestApp;
+
+    fn token_request(form: &str) -> Request<Body> {
+        Request::builder()
+            .method("POST")
+            .uri("/api/v2/oauth/token")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(form.to_owned()))
+            .expect("request")
+    }
+
+    #[tokio::test]
+    async fn issued_tokens_authenticate_and_are_stored_as_hashes() {
+        let app = TestApp::new();
+        let form = format!(
+            "grant_type=client_credentials&client_id=x&client_secret={}&scope=oauth_keys%3Aread",
+            app.boot.oauth_client_secret
+        );
+        let response = app.send_request(token_request(&form)).await;
+        assert_eq!(response.status, 200, "{}", response.body);
+        assert_eq!(response.body["scope"], "oauth_keys:read");
+        let token = response.body["access_token"]
+            .as_str()
+            .expect("token")
+            .to_owned();
+
+        let listed = app
+            .send("GET", "/api/v2/tailnet/-/keys", Some(&token), None)
+            .await;
+        assert_eq!(listed.status, 200);
+        let stored = app.state.read(|store, _| {
+            store
+                .keys
+                .iter()
+                .find(|k| k.issued_by.is_some())
+                .cloned()
+                .expect("token record")
+        });
+        assert_eq!(
+            stored.secret_sha256,
+            Some(crate::secret::sha256_hex(&token))
+        );
+        assert_eq!(
+            stored.issued_by.as_deref(),
+            Some(app.boot.oauth_client_id.as_str())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_secret_of_another_type_is_not_a_client_secret() {
+        let app = TestApp::new();
+        let form = format!(
+            "grant_type=client_credentials&client_secret={}",
+            app.boot.api_key
+        );
+        let response = app.send_request(token_request(&form)).await;
+        assert_eq!(response.status, 401);
+        assert_eq!(response.body["message"], "invalid client credentials");
+    }
+}

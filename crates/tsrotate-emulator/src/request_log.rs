@@ -2,7 +2,9 @@
 //! count calls and retries.
 //!
 //! Entries hold the method, path, query string, status and the *kind* of authentication
-//! (bearer, basic, none), never headers or bodies, so no credential can end up in the log.
+//! (bearer, basic, none), never headers or bodies. Query parameters whose names suggest a
+//! credential (`client_secret=…`, `key=…`) are redacted, since a misbehaving client could send
+//! them there; no Tailscale endpoint takes one in the query.
 
 use std::{
     collections::VecDeque,
@@ -97,6 +99,26 @@ impl RequestLog {
     }
 }
 
+/// Parameter names whose values are never logged.
+const CREDENTIAL_PARAMETERS: [&str; 6] = ["secret", "token", "key", "password", "jwt", "assertion"];
+
+/// The query string with the values of credential-like parameters replaced by `[redacted]`.
+fn redact_query(query: &str) -> String {
+    query
+        .split('&')
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let lower = name.to_ascii_lowercase();
+            if !value.is_empty() && CREDENTIAL_PARAMETERS.iter().any(|c| lower.contains(c)) {
+                format!("{name}=[redacted]")
+            } else {
+                pair.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 /// Middleware recording every non-admin request with its final status.
 pub(crate) async fn record(
     State(state): State<EmulatorState>,
@@ -108,7 +130,7 @@ pub(crate) async fn record(
     }
     let method = request.method().to_string();
     let path = request.uri().path().to_owned();
-    let query = request.uri().query().map(str::to_owned);
+    let query = request.uri().query().map(redact_query);
     let auth = AuthScheme::of(request.headers());
     let response = next.run(request).await;
     let status = response.status().as_u16();
@@ -123,4 +145,45 @@ pub(crate) async fn record(
         dropped: response.extensions().get::<DropConnection>().is_some(),
     });
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::TestApp;
+
+    #[test]
+    fn credential_like_query_parameters_are_redacted() {
+        assert_eq!(redact_query("all=true"), "all=true");
+        assert_eq!(
+            redact_query("client_secret=tskey-client-k-s&scope=all&access_token=x&flag"),
+            "client_secret=[redacted]&scope=all&access_token=[redacted]&flag"
+        );
+    }
+
+    #[tokio::test]
+    async fn logged_requests_carry_no_credentials() {
+        let app = TestApp::new();
+        let secret = app.boot.oauth_client_secret.clone();
+        let token = app.boot.api_key.clone();
+        app.send("GET", "/api/v2/tailnet/-/keys?all=true", Some(&token), None)
+            .await;
+        app.send(
+            "POST",
+            &format!("/api/v2/oauth/token?client_secret={secret}"),
+            None,
+            None,
+        )
+        .await;
+        app.send("GET", "/_emulator/state", None, None).await;
+        let log = serde_json::to_string(&app.state.requests().list()).expect("json");
+        assert!(!log.contains(&secret) && !log.contains(&token), "{log}");
+        let entries = app.state.requests().list();
+        assert_eq!(entries.len(), 2, "admin calls are not logged: {log}");
+        assert_eq!(entries[0].auth, AuthScheme::Bearer);
+        assert_eq!(
+            entries[1].query.as_deref(),
+            Some("client_secret=[redacted]")
+        );
+    }
 }

@@ -12,7 +12,7 @@
 //!
 //! # Where the spec cannot be used as it is
 //!
-//! Each adjustment is made in code below ([`adjust`] and [`Spec::response_schema`]), with the
+//! Each adjustment is made in code below (`adjust` and `Spec::response_schema`), with the
 //! reason next to it:
 //!
 //! - **Too strict:** `Webhook.providerType` (and the `providerType` schema used by requests)
