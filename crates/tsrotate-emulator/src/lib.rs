@@ -111,6 +111,26 @@
 //!   Changing a client with `PUT` does not change tokens it already issued.
 //! - **Webhook secrets** use `tskey-webhook-<id>-<secret>` with a fresh key-style ID per
 //!   rotation; that ID is not a key under `/keys`.
+//! - **`expirySeconds` type**: the current spec says integer, the 2025 copy said `number`; the
+//!   emulator accepts integral numbers in either form (`86400` and `86400.0`). `0` means "use
+//!   the default", because Go clients without `omitempty` send `0` for unset.
+//! - **Minimum auth-key body**: the spec requires `capabilities.devices` ("can be an empty JSON
+//!   object"); whether Tailscale enforces it is unknown. The emulator enforces it (400), so a
+//!   client that omits it is caught here rather than in production.
+//! - **Reading one's own key**: the spec's `getKey` lists only the per-type scopes; kb/1215 says
+//!   every scope may GET the key making the call. The emulator follows the kb, for the token's
+//!   own ID and its OAuth client's ID.
+//! - **`DELETE /keys/{keyId}`**: the spec says it deletes "a specific api access token or auth
+//!   key" and declares 404 only as "Tailnet not found". The emulator deletes every type
+//!   (clients and federated identities too, as the spec's own scope notes imply), answers 404
+//!   for unknown or already-revoked keys, and lets expired or used-up keys be deleted (they
+//!   become revoked).
+//! - **`Key.tags`** is documented for trust credentials only; the emulator also shows the tags
+//!   an OAuth access token may assign on that token's `keyType: api` key.
+//! - **`{tailnet}`**: the spec also accepts a tailnet ID (`T1234CNTRL`); the emulator knows
+//!   only `-` and its tailnet's name.
+//! - **Rate limits** are undocumented upstream (429 appears on a few endpoints only). The
+//!   emulator never limits on its own; use a fault rule with `status: 429` and `retry_after_s`.
 //!
 //! # Security
 //!

@@ -6,6 +6,9 @@ use serde_json::{Value, json};
 use tsrotate_emulator::{Bootstrap, Options, Server, serve};
 use tsrotate_test_support::openapi;
 
+/// API paths Tailscale serves that its spec does not describe.
+const NOT_IN_SPEC: [&str; 2] = ["/api/v2/oauth/token", "/api/v2/secret-scanning/verify"];
+
 pub(crate) struct Emu {
     pub(crate) server: Server,
     pub(crate) http: reqwest::Client,
@@ -104,9 +107,18 @@ impl Emu {
         }
         let response = request.send().await.unwrap();
         let reply = read(response).await;
-        if let Some(template) = openapi::template_for(method.as_str(), path) {
-            openapi::validate_response(method.as_str(), &template, reply.status, &reply.body)
-                .unwrap_or_else(|e| panic!("response not per spec: {e}"));
+        match openapi::template_for(method.as_str(), path) {
+            Some(template) => {
+                openapi::validate_response(method.as_str(), &template, reply.status, &reply.body)
+                    .unwrap_or_else(|e| panic!("response not per spec: {e}"));
+            }
+            // Only the endpoints the spec lacks, and deliberate 404/405 probes, may go
+            // unvalidated; anything else is a typo in the test that would skip validation.
+            None => assert!(
+                NOT_IN_SPEC.iter().any(|p| path.starts_with(p))
+                    || [404, 405].contains(&reply.status),
+                "{method} {path} is not a spec operation; the response cannot be validated"
+            ),
         }
         reply
     }
