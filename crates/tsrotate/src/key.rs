@@ -314,8 +314,10 @@ fn is_secret_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'
 }
 
+/// Tailnet-lock signatures are standard base64 (`tka.DecodeWrappedAuthkey` decodes them with
+/// `base64.StdEncoding`), so `-` and `_` end them.
 fn is_signature_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'_' | b'-')
+    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=')
 }
 
 fn is_attribute_byte(b: u8) -> bool {

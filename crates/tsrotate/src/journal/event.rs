@@ -1,0 +1,206 @@
+//! The records of a rotation journal. Only IDs, fingerprints, paths and messages: no secrets.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::Key;
+use crate::key::{Fingerprint, KeyId};
+
+/// Everything a rotation decided before its first side effect.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Started {
+    /// The rotation's ID, also written into the description of every key it mints.
+    pub rotation_id: String,
+    /// The tailnet, as the API client names it.
+    pub tailnet: String,
+    /// Who ran it (the OS user).
+    pub user: String,
+    /// The key being replaced.
+    pub old: OldKey,
+    /// What the replacement will be.
+    pub template: Template,
+    /// Where the old key was found; `resume` searches these again.
+    pub roots: Vec<PathBuf>,
+    /// The places to write, as planned.
+    pub sinks: Vec<SinkPlan>,
+    /// Revoke the old key before anything else (it is being abused right now).
+    pub revoke_first: bool,
+    /// A shell command that must succeed with the new key before the old one is revoked.
+    pub verify_cmd: Option<String>,
+}
+
+/// The key being replaced, as it was when the rotation started.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OldKey {
+    /// Its key ID.
+    pub key_id: KeyId,
+    /// Its kind (`auth-key`, `oauth-client`, ...).
+    pub kind: String,
+    /// The fingerprint of the value given, when the value was given.
+    pub fingerprint: Option<Fingerprint>,
+    /// What the API said of it, when it answered.
+    pub metadata: Option<Key>,
+}
+
+/// The properties of the replacement auth key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Template {
+    /// Can register more than one device.
+    pub reusable: bool,
+    /// Devices are removed when they go offline.
+    pub ephemeral: bool,
+    /// Devices skip approval.
+    pub preauthorized: bool,
+    /// Device tags.
+    pub tags: Vec<String>,
+    /// Lifetime in seconds.
+    pub expiry_seconds: Option<i64>,
+    /// The key's description, before the rotation marker is added.
+    pub description: Option<String>,
+}
+
+/// One place that holds the credential.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum SinkPlan {
+    /// A file in which the credential string is replaced where it stands.
+    File {
+        /// The real file (symlinks resolved).
+        path: PathBuf,
+        /// The path as the user gave it, for messages.
+        display: String,
+    },
+}
+
+impl SinkPlan {
+    /// A name for messages.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        match self {
+            Self::File { display, .. } => display.clone(),
+        }
+    }
+}
+
+/// One journal record.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "written once per step; boxing buys nothing"
+)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// The plan, first in every journal.
+    Started(Box<Started>),
+    /// About to create a replacement key with this description.
+    MintIntent {
+        /// 1 for the first mint, more after a resume.
+        attempt: u32,
+        /// The description sent, which carries the rotation ID.
+        description: String,
+    },
+    /// A replacement exists. Its secret lives only in the memory of the process that minted it.
+    Minted {
+        /// Which attempt.
+        attempt: u32,
+        /// The new key's ID.
+        key_id: KeyId,
+        /// The new value's fingerprint.
+        fingerprint: Fingerprint,
+        /// What the API said of it.
+        metadata: Option<Key>,
+    },
+    /// Minting failed.
+    MintFailed {
+        /// Which attempt.
+        attempt: u32,
+        /// Why.
+        error: String,
+        /// The request may have created a key anyway (its answer was lost).
+        outcome_unknown: bool,
+    },
+    /// About to write the key into a sink.
+    WriteIntent {
+        /// Index into `Started::sinks`.
+        sink: usize,
+        /// The key being written.
+        key_id: KeyId,
+    },
+    /// The sink holds the key (read back where the sink allows).
+    Written {
+        /// Index into `Started::sinks`.
+        sink: usize,
+        /// The key written.
+        key_id: KeyId,
+    },
+    /// Writing a sink failed; the rotation stops before revocation.
+    WriteFailed {
+        /// Index into `Started::sinks`.
+        sink: usize,
+        /// The key that was being written.
+        key_id: KeyId,
+        /// Why.
+        error: String,
+    },
+    /// A sink found by `resume` that the plan did not have.
+    SinkAdded {
+        /// The sink.
+        sink: SinkPlan,
+    },
+    /// About to run the verification command.
+    VerifyIntent {
+        /// The key being verified.
+        key_id: KeyId,
+    },
+    /// The verification command succeeded.
+    Verified {
+        /// The key verified.
+        key_id: KeyId,
+    },
+    /// The verification command failed; the rotation stops before revocation.
+    VerifyFailed {
+        /// The key.
+        key_id: KeyId,
+        /// Why.
+        error: String,
+    },
+    /// About to revoke a key.
+    RevokeIntent {
+        /// The key.
+        key_id: KeyId,
+    },
+    /// The key is dead: deleted, and the API confirms it.
+    Revoked {
+        /// The key.
+        key_id: KeyId,
+        /// It was dead before we asked.
+        already: bool,
+    },
+    /// Revoking failed.
+    RevokeFailed {
+        /// The key.
+        key_id: KeyId,
+        /// Why.
+        error: String,
+    },
+    /// Keys minted by this rotation found in the tailnet by their description.
+    Swept {
+        /// Their IDs.
+        found: Vec<KeyId>,
+    },
+    /// `rollback` began: the old value goes back into the sinks.
+    RollbackStarted,
+    /// A sink holds the old key again.
+    Restored {
+        /// Index into `Started::sinks`.
+        sink: usize,
+    },
+    /// Every sink holds the old key and every minted key is revoked.
+    RolledBack,
+    /// Every sink holds the new key, it is verified, and every other key is revoked.
+    Done {
+        /// The key that remains.
+        key_id: KeyId,
+    },
+}

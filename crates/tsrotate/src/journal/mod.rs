@@ -1,0 +1,320 @@
+//! The rotation journal: one append-only file of JSON lines per rotation.
+//!
+//! A rotation's side effects (minting a key, writing a file, revoking a key) happen in a
+//! world we do not control, and the process can die between any two of them. So every side
+//! effect is announced by an *intent* record before it happens and confirmed by an *outcome*
+//! record after, each fsync'd before the next step. Replaying the records
+//! ([`crate::rotate::State::replay`]) tells `resume` exactly what may have happened.
+//!
+//! # Format
+//!
+//! `<state dir>/rotations/<rotation id>.jsonl`, mode 0600 in a 0700 folder. Each line is
+//! `{"v": 1, "seq": N, "at": "<RFC 3339>", "event": {...}}`. The first event is `started`.
+//! A reader refuses a version it does not know. A torn last line (the process died while
+//! writing it) is ignored; damage anywhere else is an error.
+//!
+//! # Security
+//!
+//! The journal holds key IDs, fingerprints, paths and error messages, never a secret value.
+//! [`Event`] cannot hold a [`crate::key::Secret`]: it is `Serialize` and `Secret` is not.
+
+mod event;
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use time::OffsetDateTime;
+
+pub use event::{Event, OldKey, SinkPlan, Started, Template};
+
+/// The journal format this version writes and understands.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// What can go wrong reading or writing a journal.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file or folder could not be read or written.
+    #[error("journal {path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// What happened.
+        #[source]
+        source: io::Error,
+    },
+    /// A line is not a record this version understands.
+    #[error("journal {path} line {line} is damaged: {problem}")]
+    Damaged {
+        /// The journal.
+        path: PathBuf,
+        /// The 1-based line.
+        line: usize,
+        /// What is wrong.
+        problem: String,
+    },
+    /// Written by a newer tsrotate.
+    #[error(
+        "journal {path} has format version {version}; this tsrotate understands {FORMAT_VERSION}"
+    )]
+    NewerVersion {
+        /// The journal.
+        path: PathBuf,
+        /// Its version.
+        version: u32,
+    },
+    /// No rotation with that ID.
+    #[error("no rotation `{0}` in the journal")]
+    UnknownRotation(String),
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Line {
+    v: u32,
+    seq: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    at: OffsetDateTime,
+    event: Event,
+}
+
+/// One record read back from a journal.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// Position in the journal, from 0.
+    pub seq: u64,
+    /// When it was written.
+    pub at: OffsetDateTime,
+    /// What it says.
+    pub event: Event,
+}
+
+/// A journal open for appending.
+pub struct Journal {
+    path: PathBuf,
+    file: File,
+    next_seq: u64,
+}
+
+impl Journal {
+    /// The journals folder under a state directory.
+    #[must_use]
+    pub fn dir(state_dir: &Path) -> PathBuf {
+        state_dir.join("rotations")
+    }
+
+    /// The journal file of a rotation.
+    #[must_use]
+    pub fn path_of(state_dir: &Path, rotation_id: &str) -> PathBuf {
+        Self::dir(state_dir).join(format!("{rotation_id}.jsonl"))
+    }
+
+    /// Start a new journal with its `started` record.
+    pub fn create(state_dir: &Path, started: Started) -> Result<Self, Error> {
+        let dir = Self::dir(state_dir);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|source| Error::Io {
+                path: dir.clone(),
+                source,
+            })?;
+        let path = Self::path_of(state_dir, &started.rotation_id);
+        let file = OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|source| Error::Io {
+                path: path.clone(),
+                source,
+            })?;
+        // The new entry must survive a crash too, not only its contents.
+        File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|source| Error::Io {
+                path: dir.clone(),
+                source,
+            })?;
+        let mut journal = Self {
+            path,
+            file,
+            next_seq: 0,
+        };
+        journal.append(Event::Started(Box::new(started)))?;
+        Ok(journal)
+    }
+
+    /// Open an existing journal for appending, returning it with its records.
+    pub fn open(state_dir: &Path, rotation_id: &str) -> Result<(Self, Vec<Record>), Error> {
+        let path = Self::path_of(state_dir, rotation_id);
+        if !path.exists() {
+            return Err(Error::UnknownRotation(rotation_id.to_owned()));
+        }
+        let records = read(&path)?;
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(|source| Error::Io {
+                path: path.clone(),
+                source,
+            })?;
+        let next_seq = records.last().map_or(0, |r| r.seq + 1);
+        Ok((
+            Self {
+                path,
+                file,
+                next_seq,
+            },
+            records,
+        ))
+    }
+
+    /// Append one record and make it durable before returning.
+    pub fn append(&mut self, event: Event) -> Result<(), Error> {
+        let line = Line {
+            v: FORMAT_VERSION,
+            seq: self.next_seq,
+            at: OffsetDateTime::now_utc(),
+            event,
+        };
+        let mut bytes = serde_json::to_vec(&line).map_err(|e| Error::Io {
+            path: self.path.clone(),
+            source: io::Error::other(e),
+        })?;
+        bytes.push(b'\n');
+        self.file
+            .write_all(&bytes)
+            .and_then(|()| self.file.sync_data())
+            .map_err(|source| Error::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        self.next_seq += 1;
+        Ok(())
+    }
+
+    /// Where this journal lives.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Read every record of a journal file.
+pub fn read(path: &Path) -> Result<Vec<Record>, Error> {
+    let file = File::open(path).map_err(|source| Error::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut lines = Vec::new();
+    for line in BufReader::new(file).split(b'\n') {
+        lines.push(line.map_err(|source| Error::Io {
+            path: path.to_owned(),
+            source,
+        })?);
+    }
+    let mut records = Vec::with_capacity(lines.len());
+    let count = lines.len();
+    for (i, bytes) in lines.iter().enumerate() {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let parsed: Result<Line, _> = serde_json::from_slice(bytes);
+        match parsed {
+            Ok(line) if line.v > FORMAT_VERSION => {
+                return Err(Error::NewerVersion {
+                    path: path.to_owned(),
+                    version: line.v,
+                });
+            }
+            Ok(line) => records.push(Record {
+                seq: line.seq,
+                at: line.at,
+                event: line.event,
+            }),
+            // A torn final line: the process died while appending it, so its side effect
+            // may or may not have happened; the intent before it already says so.
+            Err(_) if i + 1 == count => {}
+            Err(e) => {
+                // Peek at the version so a newer format is reported as such.
+                let version = serde_json::from_slice::<serde_json::Value>(bytes)
+                    .ok()
+                    .and_then(|v| v.get("v").and_then(serde_json::Value::as_u64))
+                    .unwrap_or(0);
+                if version > u64::from(FORMAT_VERSION) {
+                    return Err(Error::NewerVersion {
+                        path: path.to_owned(),
+                        version: version as u32,
+                    });
+                }
+                return Err(Error::Damaged {
+                    path: path.to_owned(),
+                    line: i + 1,
+                    problem: format!("{:?} at column {}", e.classify(), e.column()),
+                });
+            }
+        }
+    }
+    if !matches!(records.first().map(|r| &r.event), Some(Event::Started(_))) {
+        return Err(Error::Damaged {
+            path: path.to_owned(),
+            line: 1,
+            problem: "does not start with a `started` record".into(),
+        });
+    }
+    Ok(records)
+}
+
+/// The IDs of every rotation with a journal, oldest first.
+pub fn list(state_dir: &Path) -> Result<Vec<String>, Error> {
+    let dir = Journal::dir(state_dir);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(Error::Io { path: dir, source }),
+    };
+    let mut ids = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| Error::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let name = entry.file_name();
+        if let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".jsonl")) {
+            ids.push(id.to_owned());
+        }
+    }
+    // Rotation IDs start with a UTC timestamp, so name order is time order.
+    ids.sort();
+    Ok(ids)
+}
+
+/// The last metadata any journal recorded for `key_id` (as an old key or a minted one), for
+/// rotating a key the API has forgotten. Damaged journals are skipped.
+pub fn last_known(
+    state_dir: &Path,
+    key_id: &crate::key::KeyId,
+) -> Result<Option<crate::api::Key>, Error> {
+    let mut found = None;
+    for id in list(state_dir)? {
+        let Ok(records) = read(&Journal::path_of(state_dir, &id)) else {
+            continue;
+        };
+        for record in records {
+            match record.event {
+                Event::Started(s) if s.old.key_id == *key_id && s.old.metadata.is_some() => {
+                    found = s.old.metadata
+                }
+                Event::Minted {
+                    key_id: minted,
+                    metadata: Some(m),
+                    ..
+                } if minted == *key_id => found = Some(m),
+                _ => {}
+            }
+        }
+    }
+    Ok(found)
+}

@@ -1,0 +1,436 @@
+//! Planning a rotation: everything is read, nothing is changed.
+
+use std::path::PathBuf;
+
+use rand::Rng;
+use time::OffsetDateTime;
+
+use crate::api::{self, Key, KeyType};
+use crate::journal::{OldKey, SinkPlan, Started, Template};
+use crate::key::{KeyId, KeyKind, KeyRef};
+use crate::sink::file::{self, Discovery, FileMatch};
+
+/// The longest auth key lifetime Tailscale allows: 90 days.
+pub const MAX_AUTH_KEY_EXPIRY_SECONDS: i64 = 90 * 24 * 3600;
+
+/// What the API says of a key right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyStatus {
+    /// It works.
+    Live,
+    /// It was revoked (deleted).
+    Revoked,
+    /// It passed its expiry.
+    Expired,
+    /// The API calls it invalid without saying why (a used single-use key, for one).
+    Invalid,
+    /// The API does not know it (deleted long ago, another tailnet, or never existed).
+    NotFound,
+}
+
+impl KeyStatus {
+    /// Whether the key still works.
+    #[must_use]
+    pub fn is_live(self) -> bool {
+        self == Self::Live
+    }
+
+    /// From a key object.
+    #[must_use]
+    pub fn of(key: &Key, now: OffsetDateTime) -> Self {
+        if key.revoked.is_some() {
+            Self::Revoked
+        } else if key.expires.is_some_and(|e| e <= now) {
+            Self::Expired
+        } else if key.invalid {
+            Self::Invalid
+        } else {
+            Self::Live
+        }
+    }
+}
+
+impl std::fmt::Display for KeyStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Live => "live",
+            Self::Revoked => "revoked",
+            Self::Expired => "expired",
+            Self::Invalid => "invalid",
+            Self::NotFound => "not found",
+        })
+    }
+}
+
+/// Look a key up: its status and, when the API answered, its metadata.
+pub async fn lookup(
+    client: &api::Client,
+    id: &KeyId,
+    now: OffsetDateTime,
+) -> Result<(KeyStatus, Option<Key>), api::Error> {
+    match client.get_key(id).await {
+        Ok(key) => Ok((KeyStatus::of(&key, now), Some(key))),
+        Err(e) if e.is_not_found() => Ok((KeyStatus::NotFound, None)),
+        Err(e) => Err(e),
+    }
+}
+
+/// Properties of the new key given on the command line, overriding the old key's.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--reusable`.
+    pub reusable: Option<bool>,
+    /// `--ephemeral`.
+    pub ephemeral: Option<bool>,
+    /// `--preauthorized`.
+    pub preauthorized: Option<bool>,
+    /// `--tags`.
+    pub tags: Option<Vec<String>>,
+    /// `--expiry`, in seconds.
+    pub expiry_seconds: Option<i64>,
+}
+
+/// What the user asked for.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The key to replace.
+    pub key: KeyRef,
+    /// Files and folders to search.
+    pub roots: Vec<PathBuf>,
+    /// Properties of the new key.
+    pub overrides: Overrides,
+    /// Revoke the old key before anything else.
+    pub revoke_first: bool,
+    /// A command that must pass with the new key before the old one is revoked.
+    pub verify_cmd: Option<String>,
+    /// Who is asking (the OS user), for the journal and audit log.
+    pub user: String,
+}
+
+/// A rotation, planned and ready to start.
+#[derive(Debug)]
+pub struct Plan {
+    /// What the journal's first record will say.
+    pub started: Started,
+    /// The old key's status now.
+    pub status: KeyStatus,
+    /// Text files that hold the old key and will be rewritten.
+    pub files: Vec<FileMatch>,
+    /// Everything else the search found: binary files, links not followed, unreadable files.
+    pub discovery: Discovery,
+    /// Things the person should know before saying yes.
+    pub warnings: Vec<String>,
+}
+
+/// Why a rotation cannot be planned.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The API failed.
+    #[error("could not look up key {key_id}: {source}")]
+    Api {
+        /// The key.
+        key_id: KeyId,
+        /// What the API said.
+        #[source]
+        source: api::Error,
+    },
+    /// Searching the files failed.
+    #[error(transparent)]
+    Files(#[from] file::Error),
+    /// The old key's properties are unknown and not given.
+    #[error("key {key_id} is {status} and its properties are unknown; give them with {}", missing.join(", "))]
+    UnknownProperties {
+        /// The key.
+        key_id: KeyId,
+        /// Its status.
+        status: KeyStatus,
+        /// The flags to give.
+        missing: Vec<&'static str>,
+    },
+    /// No file holds the key.
+    #[error("no file under {} holds key {key_id}", roots.iter().map(|r| format!("`{}`", r.display())).collect::<Vec<_>>().join(", "))]
+    NotFoundInFiles {
+        /// The key.
+        key_id: KeyId,
+        /// Where we looked.
+        roots: Vec<PathBuf>,
+    },
+    /// This kind of credential is not rotated this way.
+    #[error("{kind} {key_id} cannot be rotated as an auth key")]
+    UnsupportedKind {
+        /// The key.
+        key_id: KeyId,
+        /// Its kind.
+        kind: String,
+    },
+    /// An override is out of range.
+    #[error("{0}")]
+    InvalidOverride(String),
+}
+
+/// A new rotation ID: `r`, the UTC time to the second, and six random characters. Sorting
+/// IDs sorts rotations by start time.
+#[must_use]
+pub fn new_rotation_id(now: OffsetDateTime) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
+    let mut rng = rand::rng();
+    let suffix: String = (0..6)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect();
+    let now = now.to_offset(time::UtcOffset::UTC);
+    format!(
+        "r{:04}{:02}{:02}{:02}{:02}{:02}{suffix}",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second()
+    )
+}
+
+/// Plan the rotation of an auth key: look it up, search the files, settle the new key's
+/// properties. `known` is the key's last known metadata from earlier journals, used when the
+/// API no longer answers for it.
+pub async fn plan_auth_key(
+    client: &api::Client,
+    request: Request,
+    known: Option<Key>,
+    now: OffsetDateTime,
+) -> Result<Plan, Error> {
+    let key_id = request.key.key_id().clone();
+    let (status, metadata) = lookup(client, &key_id, now)
+        .await
+        .map_err(|source| Error::Api {
+            key_id: key_id.clone(),
+            source,
+        })?;
+    let kind = match (
+        &request.key,
+        metadata.as_ref().and_then(|k| k.key_type.clone()),
+    ) {
+        (KeyRef::Credential(c), _) => c.kind().clone(),
+        (KeyRef::Id(_), Some(KeyType::Auth) | None) => KeyKind::AuthKey,
+        (KeyRef::Id(_), Some(KeyType::Client)) => KeyKind::OAuthClientSecret,
+        (KeyRef::Id(_), Some(KeyType::Api)) => KeyKind::ApiAccessToken,
+        (KeyRef::Id(_), Some(other)) => KeyKind::Other(format!("{other:?}").to_lowercase()),
+    };
+    if kind != KeyKind::AuthKey {
+        return Err(Error::UnsupportedKind {
+            key_id,
+            kind: kind.to_string(),
+        });
+    }
+    let source = metadata.clone().or(known);
+    let template = template_for(&key_id, status, source.as_ref(), &request.overrides)?;
+
+    let mut warnings = Vec::new();
+    let discovery = file::locate(&request.roots, std::slice::from_ref(&key_id))?;
+    let files: Vec<FileMatch> = discovery.matches.clone();
+    if files.is_empty() {
+        return Err(Error::NotFoundInFiles {
+            key_id,
+            roots: request.roots,
+        });
+    }
+    if let KeyRef::Credential(c) = &request.key {
+        let given = c.fingerprint();
+        let others = files
+            .iter()
+            .flat_map(|f| &f.occurrences)
+            .filter(|o| o.fingerprint != given)
+            .count();
+        if others > 0 {
+            warnings.push(format!(
+                "{others} occurrence(s) of key {key_id} differ from the value given (another form of the same key, such as a tailnet-lock wrapped one); they are replaced too"
+            ));
+        }
+    }
+    if request
+        .key
+        .credential()
+        .is_some_and(crate::key::Credential::is_wrapped)
+        || files.iter().flat_map(|f| &f.occurrences).any(|o| o.wrapped)
+    {
+        warnings.push("the old key is tailnet-lock wrapped; the new key is written unwrapped: sign it with `tailscale lock sign` if your tailnet requires it".into());
+    }
+    for m in &discovery.binary {
+        warnings.push(format!(
+            "{} is a binary file holding the key: it is not edited; replace the key there by hand",
+            m.display_path.display()
+        ));
+    }
+    if status.is_live() && request.revoke_first {
+        warnings.push("--revoke-first: the old key is revoked BEFORE the new one is in place; its consumers fail until the rotation completes".into());
+    } else if !status.is_live() {
+        warnings.push(format!("key {key_id} is already {status}: its consumers are failing now; the rotation mints a replacement and puts it in place"));
+    }
+
+    let sinks = files
+        .iter()
+        .map(|m| SinkPlan::File {
+            path: m.path.clone(),
+            display: m.display_path.display().to_string(),
+        })
+        .collect();
+    let started = Started {
+        rotation_id: new_rotation_id(now),
+        tailnet: client.tailnet().to_owned(),
+        user: request.user,
+        old: OldKey {
+            key_id,
+            kind: kind.slug().to_owned(),
+            fingerprint: request
+                .key
+                .credential()
+                .map(crate::key::Credential::fingerprint),
+            metadata,
+        },
+        template,
+        roots: request.roots,
+        sinks,
+        revoke_first: request.revoke_first,
+        verify_cmd: request.verify_cmd,
+    };
+    Ok(Plan {
+        started,
+        status,
+        files,
+        discovery,
+        warnings,
+    })
+}
+
+/// The new key's properties: the old key's, overridden by flags.
+fn template_for(
+    key_id: &KeyId,
+    status: KeyStatus,
+    old: Option<&Key>,
+    overrides: &Overrides,
+) -> Result<Template, Error> {
+    if overrides
+        .expiry_seconds
+        .is_some_and(|e| !(1..=MAX_AUTH_KEY_EXPIRY_SECONDS).contains(&e))
+    {
+        return Err(Error::InvalidOverride(
+            "--expiry must be between 1 second and 90 days".into(),
+        ));
+    }
+    let Some(old) = old else {
+        let mut missing = Vec::new();
+        if overrides.reusable.is_none() {
+            missing.push("--reusable");
+        }
+        if overrides.ephemeral.is_none() {
+            missing.push("--ephemeral");
+        }
+        if overrides.preauthorized.is_none() {
+            missing.push("--preauthorized");
+        }
+        if overrides.tags.is_none() {
+            missing.push("--tags");
+        }
+        if !missing.is_empty() {
+            return Err(Error::UnknownProperties {
+                key_id: key_id.clone(),
+                status,
+                missing,
+            });
+        }
+        return Ok(Template {
+            reusable: overrides.reusable.unwrap_or_default(),
+            ephemeral: overrides.ephemeral.unwrap_or_default(),
+            preauthorized: overrides.preauthorized.unwrap_or_default(),
+            tags: overrides.tags.clone().unwrap_or_default(),
+            expiry_seconds: overrides.expiry_seconds,
+            description: None,
+        });
+    };
+    let caps = old.device_capabilities();
+    // The original lifetime, not what is left of it.
+    let lifetime =
+        old.expiry_seconds
+            .filter(|s| *s > 0)
+            .or_else(|| match (old.created, old.expires) {
+                (Some(c), Some(e)) => Some((e - c).whole_seconds()),
+                _ => None,
+            });
+    Ok(Template {
+        reusable: overrides.reusable.unwrap_or(caps.reusable),
+        ephemeral: overrides.ephemeral.unwrap_or(caps.ephemeral),
+        preauthorized: overrides.preauthorized.unwrap_or(caps.preauthorized),
+        tags: overrides.tags.clone().unwrap_or(caps.tags),
+        expiry_seconds: overrides
+            .expiry_seconds
+            .or(lifetime.map(|s| s.clamp(1, MAX_AUTH_KEY_EXPIRY_SECONDS))),
+        description: old.description.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotation_ids_sort_by_time_and_are_unique() {
+        let a = new_rotation_id(time::macros::datetime!(2026-11-28 02:15:30 UTC));
+        let b = new_rotation_id(time::macros::datetime!(2026-11-28 02:15:31 UTC));
+        assert!(a.starts_with("r20261128021530") && a.len() == 21, "{a}");
+        assert!(a < b);
+        assert_ne!(
+            new_rotation_id(OffsetDateTime::UNIX_EPOCH),
+            new_rotation_id(OffsetDateTime::UNIX_EPOCH)
+        );
+    }
+
+    #[test]
+    fn unknown_properties_name_the_missing_flags() {
+        let id: KeyId = "kX1CNTRL".parse().unwrap();
+        let err = template_for(
+            &id,
+            KeyStatus::NotFound,
+            None,
+            &Overrides {
+                reusable: Some(true),
+                ..Overrides::default()
+            },
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("--ephemeral")
+                && msg.contains("--preauthorized")
+                && msg.contains("--tags")
+                && !msg.contains("--reusable"),
+            "{msg}"
+        );
+        let ok = template_for(
+            &id,
+            KeyStatus::NotFound,
+            None,
+            &Overrides {
+                reusable: Some(true),
+                ephemeral: Some(false),
+                preauthorized: Some(true),
+                tags: Some(vec![]),
+                expiry_seconds: None,
+            },
+        )
+        .unwrap();
+        assert!(ok.reusable && ok.preauthorized && !ok.ephemeral);
+    }
+
+    #[test]
+    fn the_original_lifetime_is_kept() {
+        let key: Key = serde_json::from_value(serde_json::json!({
+            "id": "kA1CNTRL", "keyType": "auth", "created": "2026-01-01T00:00:00Z", "expires": "2026-01-31T00:00:00Z",
+            "capabilities": {"devices": {"create": {"reusable": true, "ephemeral": true, "preauthorized": false, "tags": ["tag:ci"]}}}
+        }))
+        .unwrap();
+        let t = template_for(&key.id, KeyStatus::Live, Some(&key), &Overrides::default()).unwrap();
+        assert_eq!(t.expiry_seconds, Some(30 * 24 * 3600));
+        assert!(t.reusable && t.ephemeral && !t.preauthorized);
+        assert_eq!(t.tags, vec!["tag:ci".to_owned()]);
+    }
+}

@@ -1,0 +1,349 @@
+//! The rotation protocol as a pure function of the journal.
+//!
+//! [`State::replay`] folds journal records into what is known; [`State::next`] says which side
+//! effect comes next. Neither does I/O, so every crash point is a unit test: stop after any
+//! record, replay, and check that the next steps lead to a safe end.
+//!
+//! The order, and why:
+//!
+//! 1. `--revoke-first` revokes the old key before anything else (explicit, shown in the plan).
+//! 2. A replacement is minted. Only the process that minted it knows its secret, so a process
+//!    that finds no key of its own mints a fresh one, unless an earlier run already got a key
+//!    into every sink and through verification (then nothing needs its secret again).
+//! 3. Every sink gets the replacement. Sinks are matched by key ID, so a sink holding the old
+//!    key or a key from an interrupted attempt is rewritten alike.
+//! 4. The verification command runs with the replacement.
+//! 5. Only now is the old key revoked (invariant 1).
+//! 6. The tailnet is swept for keys whose description carries this rotation's ID: a key
+//!    minted by a run that died before it could journal the answer is found here.
+//! 7. Every minted key other than the replacement is revoked (invariant 2).
+
+use std::collections::BTreeSet;
+
+use super::super::journal::{Event, Record, SinkPlan, Started};
+use crate::key::KeyId;
+
+/// What the journal says has happened in one rotation.
+#[derive(Debug, Clone)]
+pub struct State {
+    /// The plan.
+    pub started: Started,
+    /// Planned sinks plus any that `resume` found later.
+    pub sinks: Vec<SinkPlan>,
+    /// How many mints were attempted.
+    pub mint_attempts: u32,
+    /// Keys minted by this rotation, from the journal and from sweeps, in order.
+    pub minted: Vec<KeyId>,
+    /// Per sink: the key it was last confirmed to hold, `None` for the old one or unknown.
+    pub holds: Vec<Option<KeyId>>,
+    /// Per sink: whether any write was attempted (it may hold a minted key).
+    pub touched: Vec<bool>,
+    /// The key the verification command last passed with.
+    pub verified: Option<KeyId>,
+    /// Keys confirmed dead.
+    pub revoked: BTreeSet<KeyId>,
+    /// Whether the tailnet was swept after the last mint attempt.
+    pub swept: bool,
+    /// A rollback was started.
+    pub rolling_back: bool,
+    /// Per sink: restored to the old key by a rollback.
+    pub restored: Vec<bool>,
+    /// The rotation ended: `Some(key)` done with `key`, or rolled back.
+    pub end: Option<End>,
+    /// The last failure recorded, for reports.
+    pub last_failure: Option<String>,
+}
+
+/// How a rotation ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    /// Every sink holds this key and every other key is revoked.
+    Done(KeyId),
+    /// Every sink holds the old key again and every minted key is revoked.
+    RolledBack,
+}
+
+/// The next side effect of a rotation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Revoke the old key.
+    RevokeOld,
+    /// Mint a replacement.
+    Mint {
+        /// The attempt number, for the description.
+        attempt: u32,
+    },
+    /// Write `key_id` into sink `sink`.
+    Write {
+        /// Index into `State::sinks`.
+        sink: usize,
+        /// The key to write.
+        key_id: KeyId,
+    },
+    /// Run the verification command with `key_id`.
+    Verify {
+        /// The key to verify.
+        key_id: KeyId,
+    },
+    /// Look for keys minted by this rotation that the journal does not know.
+    Sweep,
+    /// Revoke a key minted by this rotation that is not the replacement.
+    RevokeMinted {
+        /// The key.
+        key_id: KeyId,
+    },
+    /// Record the end.
+    Finish {
+        /// The key that remains.
+        key_id: KeyId,
+    },
+    /// Nothing left to do.
+    Finished,
+}
+
+/// The next side effect of a rollback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RollbackStep {
+    /// Put the old value back into sink `sink`.
+    Restore {
+        /// Index into `State::sinks`.
+        sink: usize,
+    },
+    /// Look for keys minted by this rotation that the journal does not know.
+    Sweep,
+    /// Revoke a minted key.
+    RevokeMinted {
+        /// The key.
+        key_id: KeyId,
+    },
+    /// Record the end.
+    Finish,
+    /// Nothing left to do.
+    Finished,
+}
+
+/// Why a rollback cannot go ahead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RollbackRefused {
+    /// The old key is dead; putting it back would break every consumer.
+    #[error(
+        "the old key {0} is already revoked; putting it back would break its consumers (finish the rotation with `tsrotate resume` instead)"
+    )]
+    OldKeyRevoked(KeyId),
+    /// The rotation completed.
+    #[error("the rotation already finished with key {0}")]
+    AlreadyDone(KeyId),
+}
+
+impl State {
+    /// Fold journal records into a state. The first record must be `started`.
+    #[must_use]
+    pub fn replay(records: &[Record]) -> Option<Self> {
+        let mut events = records.iter().map(|r| &r.event);
+        let Some(Event::Started(started)) = events.next() else {
+            return None;
+        };
+        let mut state = Self::new((**started).clone());
+        for event in events {
+            state.apply(event);
+        }
+        Some(state)
+    }
+
+    fn new(started: Started) -> Self {
+        let n = started.sinks.len();
+        Self {
+            sinks: started.sinks.clone(),
+            started,
+            mint_attempts: 0,
+            minted: Vec::new(),
+            holds: vec![None; n],
+            touched: vec![false; n],
+            verified: None,
+            revoked: BTreeSet::new(),
+            swept: false,
+            rolling_back: false,
+            restored: vec![false; n],
+            end: None,
+            last_failure: None,
+        }
+    }
+
+    /// Apply one record.
+    pub fn apply(&mut self, event: &Event) {
+        match event {
+            Event::Started(_) | Event::RevokeIntent { .. } => {}
+            Event::MintIntent { attempt, .. } => {
+                self.mint_attempts = self.mint_attempts.max(*attempt);
+                self.swept = false;
+            }
+            Event::Minted { key_id, .. } => self.add_minted(key_id),
+            Event::MintFailed { error, .. }
+            | Event::WriteFailed { error, .. }
+            | Event::VerifyFailed { error, .. }
+            | Event::RevokeFailed { error, .. } => self.last_failure = Some(error.clone()),
+            Event::WriteIntent { sink, .. } => {
+                if let Some(h) = self.holds.get_mut(*sink) {
+                    *h = None;
+                    self.touched[*sink] = true;
+                }
+                if let Some(r) = self.restored.get_mut(*sink) {
+                    *r = false;
+                }
+            }
+            Event::Written { sink, key_id } => {
+                if let Some(h) = self.holds.get_mut(*sink) {
+                    *h = Some(key_id.clone());
+                }
+            }
+            Event::SinkAdded { sink } => {
+                self.sinks.push(sink.clone());
+                self.holds.push(None);
+                self.touched.push(false);
+                self.restored.push(false);
+            }
+            Event::VerifyIntent { .. } => self.verified = None,
+            Event::Verified { key_id } => self.verified = Some(key_id.clone()),
+            Event::Revoked { key_id, .. } => {
+                self.revoked.insert(key_id.clone());
+            }
+            Event::Swept { found } => {
+                for id in found {
+                    self.add_minted(id);
+                }
+                self.swept = true;
+            }
+            Event::RollbackStarted => self.rolling_back = true,
+            Event::Restored { sink } => {
+                if let Some(r) = self.restored.get_mut(*sink) {
+                    *r = true;
+                }
+                if let Some(h) = self.holds.get_mut(*sink) {
+                    *h = None;
+                }
+            }
+            Event::RolledBack => self.end = Some(End::RolledBack),
+            Event::Done { key_id } => self.end = Some(End::Done(key_id.clone())),
+        }
+    }
+
+    fn add_minted(&mut self, id: &KeyId) {
+        if !self.minted.contains(id) {
+            self.minted.push(id.clone());
+        }
+    }
+
+    /// The rotation's ID.
+    #[must_use]
+    pub fn rotation_id(&self) -> &str {
+        &self.started.rotation_id
+    }
+
+    /// The old key's ID.
+    #[must_use]
+    pub fn old_key_id(&self) -> &KeyId {
+        &self.started.old.key_id
+    }
+
+    /// Whether the old key is confirmed dead.
+    #[must_use]
+    pub fn old_revoked(&self) -> bool {
+        self.revoked.contains(self.old_key_id())
+    }
+
+    /// Whether the rotation ended (done or rolled back).
+    #[must_use]
+    pub fn is_finished(&self) -> bool {
+        self.end.is_some()
+    }
+
+    /// Every key ID a sink of this rotation may hold: the old key and every minted key.
+    #[must_use]
+    pub fn known_ids(&self) -> Vec<KeyId> {
+        let mut ids = vec![self.old_key_id().clone()];
+        ids.extend(self.minted.iter().cloned());
+        ids
+    }
+
+    /// A minted key that an earlier run already got into every sink and verified, so that
+    /// finishing needs no secret.
+    fn settled_key(&self) -> Option<&KeyId> {
+        self.minted.iter().rev().find(|id| {
+            !self.revoked.contains(*id)
+                && !self.sinks.is_empty()
+                && self.holds.iter().all(|h| h.as_ref() == Some(*id))
+                && (self.started.verify_cmd.is_none() || self.verified.as_ref() == Some(*id))
+        })
+    }
+
+    /// The next step of the rotation. `held` is the minted key whose secret this process
+    /// holds, if any.
+    #[must_use]
+    pub fn next(&self, held: Option<&KeyId>) -> Step {
+        if self.end.is_some() {
+            return Step::Finished;
+        }
+        if self.started.revoke_first && !self.old_revoked() {
+            return Step::RevokeOld;
+        }
+        let Some(target) = held
+            .filter(|id| !self.revoked.contains(*id))
+            .or_else(|| self.settled_key())
+        else {
+            return Step::Mint {
+                attempt: self.mint_attempts + 1,
+            };
+        };
+        if let Some(sink) = self.holds.iter().position(|h| h.as_ref() != Some(target)) {
+            return Step::Write {
+                sink,
+                key_id: target.clone(),
+            };
+        }
+        if self.started.verify_cmd.is_some() && self.verified.as_ref() != Some(target) {
+            return Step::Verify {
+                key_id: target.clone(),
+            };
+        }
+        if !self.old_revoked() {
+            return Step::RevokeOld;
+        }
+        if !self.swept {
+            return Step::Sweep;
+        }
+        if let Some(stale) = self
+            .minted
+            .iter()
+            .find(|id| *id != target && !self.revoked.contains(*id))
+        {
+            return Step::RevokeMinted {
+                key_id: stale.clone(),
+            };
+        }
+        Step::Finish {
+            key_id: target.clone(),
+        }
+    }
+
+    /// The next step of a rollback.
+    pub fn next_rollback(&self) -> Result<RollbackStep, RollbackRefused> {
+        match &self.end {
+            Some(End::RolledBack) => return Ok(RollbackStep::Finished),
+            Some(End::Done(id)) => return Err(RollbackRefused::AlreadyDone(id.clone())),
+            None => {}
+        }
+        if self.old_revoked() {
+            return Err(RollbackRefused::OldKeyRevoked(self.old_key_id().clone()));
+        }
+        if let Some(sink) = (0..self.sinks.len()).find(|&i| self.touched[i] && !self.restored[i]) {
+            return Ok(RollbackStep::Restore { sink });
+        }
+        if !self.swept {
+            return Ok(RollbackStep::Sweep);
+        }
+        if let Some(id) = self.minted.iter().find(|id| !self.revoked.contains(*id)) {
+            return Ok(RollbackStep::RevokeMinted { key_id: id.clone() });
+        }
+        Ok(RollbackStep::Finish)
+    }
+}

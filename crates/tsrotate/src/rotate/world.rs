@@ -1,0 +1,284 @@
+//! The real world of a rotation: the Tailscale API, files, and a verification command.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::api::{self, CreateAuthKey, DeviceCreateCapabilities};
+use crate::journal::{SinkPlan, Template};
+use crate::key::{KeyId, Secret, redact_in};
+use crate::sink::file::{self, FileMatch};
+
+use super::engine::{MintedKey, Revocation, StepError, World};
+
+/// The environment variable that carries the new key to `--verify-cmd` (never argv).
+pub const NEW_KEY_ENV: &str = "TSROTATE_NEW_KEY";
+
+/// How long a verification command may run.
+pub const VERIFY_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The Tailscale API plus the files of one rotation.
+pub struct ApiWorld {
+    client: api::Client,
+    /// What each planned file looked like when the plan was shown: a file that changed since
+    /// is not overwritten. Used once per file; later writes re-read the file.
+    planned: HashMap<PathBuf, FileMatch>,
+}
+
+impl ApiWorld {
+    /// A world acting through `client`, guarding the files planned in `planned`.
+    #[must_use]
+    pub fn new(client: api::Client, planned: Vec<FileMatch>) -> Self {
+        Self {
+            client,
+            planned: planned.into_iter().map(|m| (m.path.clone(), m)).collect(),
+        }
+    }
+
+    /// The API client.
+    #[must_use]
+    pub fn client(&self) -> &api::Client {
+        &self.client
+    }
+}
+
+fn api_step_error(e: &api::Error) -> StepError {
+    StepError {
+        message: e.to_string(),
+        outcome_unknown: matches!(e, api::Error::OutcomeUnknown { .. }),
+    }
+}
+
+impl World for ApiWorld {
+    async fn mint(
+        &mut self,
+        template: &Template,
+        description: &str,
+    ) -> Result<MintedKey, StepError> {
+        let mut request = CreateAuthKey::new(DeviceCreateCapabilities {
+            reusable: template.reusable,
+            ephemeral: template.ephemeral,
+            preauthorized: template.preauthorized,
+            tags: template.tags.clone(),
+        });
+        request.expiry_seconds = template.expiry_seconds;
+        request.description = Some(description.to_owned());
+        let created = self
+            .client
+            .create_auth_key(&request)
+            .await
+            .map_err(|e| api_step_error(&e))?;
+        Ok(MintedKey {
+            key_id: created.key.id.clone(),
+            secret: created.secret,
+            metadata: Some(created.key),
+        })
+    }
+
+    async fn find_minted(&mut self, rotation_id: &str) -> Result<Vec<KeyId>, StepError> {
+        let keys = self
+            .client
+            .list_keys(true)
+            .await
+            .map_err(|e| api_step_error(&e))?;
+        let mut found = Vec::new();
+        for key in keys {
+            // Older API versions list bare IDs; ask for the details then.
+            let key = if key.description.is_none() {
+                match self.client.get_key(&key.id).await {
+                    Ok(k) => k,
+                    Err(e) if e.is_not_found() => continue,
+                    Err(e) => return Err(api_step_error(&e)),
+                }
+            } else {
+                key
+            };
+            if !key.invalid
+                && key
+                    .description
+                    .as_deref()
+                    .is_some_and(|d| d.contains(rotation_id))
+            {
+                found.push(key.id);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn write(
+        &mut self,
+        sink: &SinkPlan,
+        replace: &[KeyId],
+        value: &Secret,
+    ) -> Result<(), StepError> {
+        match sink {
+            SinkPlan::File { path, display } => {
+                let path = path.clone();
+                let display = display.clone();
+                let planned = self.planned.remove(&path);
+                let replace = replace.to_vec();
+                let value = value.clone();
+                let shown = display.clone();
+                tokio::task::spawn_blocking(move || {
+                    write_file(&path, &display, planned, &replace, &value)
+                })
+                .await
+                .map_err(|e| StepError::new(format!("writing {shown} panicked: {e}")))?
+            }
+        }
+    }
+
+    async fn verify(&mut self, command: &str, value: &Secret) -> Result<(), StepError> {
+        run_verify(command, value).await
+    }
+
+    async fn revoke(&mut self, key_id: &KeyId) -> Result<Revocation, StepError> {
+        let outcome = match self.client.delete_key(key_id).await {
+            Ok(()) => Revocation::Revoked,
+            Err(e) if e.is_not_found() => Revocation::AlreadyDead,
+            Err(e) => return Err(api_step_error(&e)),
+        };
+        // Confirm: a revoked key answers 404 or `invalid: true`.
+        match self.client.get_key(key_id).await {
+            Err(e) if e.is_not_found() => Ok(outcome),
+            Ok(key) if key.invalid || key.revoked.is_some() => Ok(outcome),
+            Ok(_) => Err(StepError::new(format!(
+                "the API still reports key {key_id} as valid after deleting it"
+            ))),
+            Err(e) => Err(StepError::new(format!(
+                "could not confirm that key {key_id} is revoked: {e}"
+            ))),
+        }
+    }
+}
+
+/// Replace the credentials of `replace` in one file with `value`, then read the file back.
+fn write_file(
+    path: &std::path::Path,
+    display: &str,
+    planned: Option<FileMatch>,
+    replace: &[KeyId],
+    value: &Secret,
+) -> Result<(), StepError> {
+    // After a restart (or a second write), the file as it is now is the baseline: it can
+    // only differ from the plan by credentials this rotation wrote.
+    let target = if let Some(m) = planned {
+        m
+    } else {
+        let found = file::locate(&[path.to_path_buf()], replace)
+            .map_err(|e| StepError::new(format!("{display}: {e}")))?;
+        match found.matches.into_iter().next() {
+            Some(m) => m,
+            // Nothing of ours left to replace: the read-back decides whether that is fine.
+            None => return read_back(path, display, replace, value),
+        }
+    };
+    file::replace(&target, replace, value)
+        .map_err(|e| StepError::new(format!("{display}: {e}")))?;
+    read_back(path, display, replace, value)
+}
+
+/// The file must hold the new value, and no other credential of the rotation.
+fn read_back(
+    path: &std::path::Path,
+    display: &str,
+    replace: &[KeyId],
+    value: &Secret,
+) -> Result<(), StepError> {
+    let new_id = crate::key::Credential::parse(value.expose_secret())
+        .map(|c| c.key_id().clone())
+        .ok();
+    let mut ids: Vec<KeyId> = replace.to_vec();
+    if let Some(id) = &new_id {
+        ids.push(id.clone());
+    }
+    let occurrences = file::holds(path, &ids)
+        .map_err(|e| StepError::new(format!("reading back {display}: {e}")))?;
+    let fingerprint = value.fingerprint();
+    if occurrences.is_empty() {
+        return Err(StepError::new(format!(
+            "{display} no longer holds the credential (was it edited meanwhile?)"
+        )));
+    }
+    if let Some(stale) = occurrences.iter().find(|o| o.fingerprint != fingerprint) {
+        return Err(StepError::new(format!(
+            "{display} still holds key {} after writing",
+            stale.key_id
+        )));
+    }
+    Ok(())
+}
+
+/// Run the verification command with the new key in its environment, never in argv.
+async fn run_verify(command: &str, value: &Secret) -> Result<(), StepError> {
+    let child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .env(NEW_KEY_ENV, value.expose_secret())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| StepError::new(format!("could not start the verification command: {e}")))?;
+    let output = match tokio::time::timeout(VERIFY_TIMEOUT, child.wait_with_output()).await {
+        Ok(output) => output
+            .map_err(|e| StepError::new(format!("the verification command failed to run: {e}")))?,
+        Err(_) => {
+            return Err(StepError::new(format!(
+                "the verification command did not finish within {}s",
+                VERIFY_TIMEOUT.as_secs()
+            )));
+        }
+    };
+    if output.status.success() {
+        return Ok(());
+    }
+    // Its output is not ours: it may echo the key. Show the end of stderr, redacted.
+    let stderr =
+        String::from_utf8_lossy(&output.stderr).replace(value.expose_secret(), "[new key]");
+    let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
+    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    let detail = redact_in(&tail.join(" | "));
+    Err(StepError::new(format!(
+        "the verification command exited with {}{}",
+        output.status,
+        if detail.is_empty() {
+            String::new()
+        } else {
+            format!(": {detail}")
+        }
+    )))
+}
+
+/// The largest file [`read_value`] reads whole.
+const READ_VALUE_LIMIT: u64 = 64 * 1024 * 1024;
+
+/// The value of key `id` as it stands in a file, if the file holds it. Used by `rollback` to
+/// recover the old value from a place the rotation did not overwrite, so that tsrotate never
+/// has to store a secret itself.
+#[must_use]
+pub fn read_value(path: &std::path::Path, id: &KeyId) -> Option<Secret> {
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_file() || meta.len() > READ_VALUE_LIMIT {
+        return None;
+    }
+    let bytes = zeroize::Zeroizing::new(std::fs::read(path).ok()?);
+    let needle = format!("-{id}-");
+    let mut from = 0;
+    while let Some(at) = memchr::memmem::find(&bytes[from..], b"tskey-") {
+        let start = from + at;
+        if let Some(len) = crate::key::credential_len_at(&bytes[start..]) {
+            let candidate = &bytes[start..start + len];
+            if memchr::memmem::find(candidate, needle.as_bytes()).is_some() {
+                let value = std::str::from_utf8(candidate).ok()?;
+                if crate::key::Credential::parse(value).is_ok_and(|c| c.key_id() == id) {
+                    return Some(Secret::new(value.to_owned()));
+                }
+            }
+        }
+        from = start + 6;
+    }
+    None
+}
