@@ -18,7 +18,7 @@ pub(crate) struct Cli {
 }
 
 /// Options every command takes.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub(crate) struct GlobalArgs {
     /// More detail on stderr (-v: info, -vv: debug). `TSROTATE_LOG` overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -48,6 +48,18 @@ pub(crate) enum Format {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
+    /// Run the whole leak response against the built-in emulator: see what tsrotate does.
+    Demo(crate::cmd_demo::Args),
+    /// Which credential this is and what the API says of it. Never prints the secret.
+    Inspect(crate::cmd_inspect::Args),
+    /// Replace a key everywhere it is used, verify, then revoke the old one.
+    Rotate(crate::cmd_rotate::Args),
+    /// Finish unfinished rotations after a crash, a kill or a failure.
+    Resume(crate::cmd_resume::Args),
+    /// Undo a rotation that has not revoked the old key yet.
+    Rollback(crate::cmd_rollback::Args),
+    /// Revoke a key and confirm it is dead, without replacing it.
+    Revoke(crate::cmd_revoke::Args),
     /// Find Tailscale credentials in files and git history.
     Scan(crate::cmd_scan::Args),
     /// Serve the built-in Tailscale API emulator (for tests, demos and trying tsrotate out).

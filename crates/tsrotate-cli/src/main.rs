@@ -4,11 +4,22 @@
 //! 0 done or clean, 1 findings or a rotation that did not complete, 2 usage, input or
 //! configuration error, 3 unexpected failure.
 
+// The binary is where output happens: stdout for results, stderr for the rest.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 mod args;
+mod cmd_demo;
 mod cmd_emulator;
+mod cmd_inspect;
+mod cmd_resume;
+mod cmd_revoke;
+mod cmd_rollback;
+mod cmd_rotate;
 mod cmd_scan;
+mod context;
 mod exit;
 mod logging;
+mod rotation;
 mod settings;
 
 use std::process::ExitCode;
@@ -30,6 +41,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
     match command {
         Command::Scan(args) => cmd_scan::run(&global, &args),
         Command::Emulator(args) => runtime()?.block_on(cmd_emulator::run(&global, &args)),
+        Command::Demo(args) => runtime()?.block_on(cmd_demo::run(&global, &args)),
+        Command::Inspect(args) => runtime()?.block_on(cmd_inspect::run(&global, &args)),
+        Command::Rotate(args) => runtime()?.block_on(cmd_rotate::run(&global, &args)),
+        Command::Resume(args) => runtime()?.block_on(cmd_resume::run(&global, &args)),
+        Command::Rollback(args) => runtime()?.block_on(cmd_rollback::run(&global, &args)),
+        Command::Revoke(args) => runtime()?.block_on(cmd_revoke::run(&global, &args)),
     }
 }
 

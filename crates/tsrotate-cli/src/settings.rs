@@ -42,6 +42,7 @@ use tsrotate::key::{Credential, KeyKind, Secret};
 use crate::exit::UserError;
 
 /// How to reach the Tailscale API, from the environment.
+#[derive(Clone)]
 pub(crate) struct ApiSettings {
     pub(crate) base_url: String,
     pub(crate) tailnet: String,

@@ -1,0 +1,99 @@
+//! `tsrotate revoke`: revoke a key and confirm it is dead, without replacing it.
+
+use serde::Serialize;
+use time::OffsetDateTime;
+use tsrotate::audit::AuditLog;
+use tsrotate::journal::Event;
+use tsrotate::key::KeyId;
+use tsrotate::rotate::plan::{self, KeyStatus};
+
+use crate::args::{Format, GlobalArgs};
+use crate::cmd_rotate::api_error;
+use crate::context;
+use crate::exit::{ExitStatus, UserError};
+use crate::settings::ApiSettings;
+
+/// Arguments of `tsrotate revoke`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The key to revoke: the credential, its key ID, or `-` to read it from standard input.
+    #[arg(value_name = "KEY | KEY_ID | -")]
+    key: String,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    yes: bool,
+}
+
+#[derive(Serialize)]
+struct Report {
+    key_id: KeyId,
+    status_before: KeyStatus,
+    status_after: KeyStatus,
+    revoked: bool,
+}
+
+pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitStatus> {
+    let key = context::key_arg(&args.key)?;
+    let id = key.key_id().clone();
+    let client = ApiSettings::from_env(&["auth_keys", "oauth_keys", "api_access_tokens"])?
+        .require_client()?;
+    let (before, _) = plan::lookup(&client, &id, OffsetDateTime::now_utc())
+        .await
+        .map_err(|e| api_error(&format!("looking up key {id}"), e))?;
+    let human = global.format == Format::Human;
+    if human {
+        println!("Key {id} is {before}.");
+    }
+    let mut revoked = false;
+    if before != KeyStatus::NotFound && before != KeyStatus::Revoked {
+        if !context::confirm(
+            &format!("Revoke key {id}? Everything that uses it stops working."),
+            args.yes,
+        )? {
+            return Err(UserError::new("cancelled; nothing was changed").into());
+        }
+        match client.delete_key(&id).await {
+            Ok(()) => revoked = true,
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(api_error(&format!("revoking key {id}"), e)),
+        }
+    }
+    let (after, _) = plan::lookup(&client, &id, OffsetDateTime::now_utc())
+        .await
+        .map_err(|e| api_error(&format!("confirming key {id} is dead"), e))?;
+    if after.is_live() {
+        anyhow::bail!("the API still reports key {id} as live after deleting it");
+    }
+    let state_dir = context::state_dir(global)?;
+    match AuditLog::open(&state_dir) {
+        Ok(mut log) => {
+            let event = Event::Revoked {
+                key_id: id.clone(),
+                already: !revoked,
+            };
+            if let Err(e) = log.append(&context::os_user(), None, &event) {
+                tracing::warn!("cannot write the audit log: {e}");
+            }
+        }
+        Err(e) => tracing::warn!("cannot open the audit log: {e}"),
+    }
+    if human {
+        if revoked {
+            println!("Revoked key {id}; the API confirms it is {after}.");
+        } else {
+            println!("Nothing to revoke: key {id} is {after}.");
+        }
+    } else {
+        serde_json::to_writer_pretty(
+            std::io::stdout().lock(),
+            &Report {
+                key_id: id,
+                status_before: before,
+                status_after: after,
+                revoked,
+            },
+        )?;
+        println!();
+    }
+    Ok(ExitStatus::Success)
+}

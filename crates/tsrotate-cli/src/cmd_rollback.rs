@@ -1,0 +1,108 @@
+//! `tsrotate rollback`: undo a rotation that has not revoked the old key yet.
+//!
+//! tsrotate never stores a secret, so the old value has to come from somewhere: a place the
+//! rotation did not overwrite yet (a failed sink usually still holds it), or the person
+//! (`--old-key-file`, standard input, or a prompt without echo).
+
+use std::path::PathBuf;
+
+use tsrotate::journal::{Journal, SinkPlan};
+use tsrotate::key::{Credential, Secret};
+use tsrotate::rotate::State;
+use tsrotate::rotate::world::{self, ApiWorld};
+
+use crate::args::{Format, GlobalArgs};
+use crate::context;
+use crate::exit::{ExitStatus, UserError};
+use crate::rotation::{self, Recording};
+use crate::settings::ApiSettings;
+
+/// Arguments of `tsrotate rollback`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The rotation to undo.
+    #[arg(value_name = "ROTATION_ID")]
+    rotation_id: String,
+    /// Where to read the old key if no file still holds it (`-` for standard input).
+    #[arg(long, value_name = "FILE")]
+    old_key_file: Option<PathBuf>,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    yes: bool,
+}
+
+pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitStatus> {
+    let state_dir = context::state_dir(global)?;
+    let (journal, records) =
+        Journal::open(&state_dir, &args.rotation_id).map_err(|e| UserError::new(e.to_string()))?;
+    let state = State::replay(&records)
+        .ok_or_else(|| anyhow::anyhow!("journal of {} is empty", args.rotation_id))?;
+    // Refuse before asking anything.
+    state
+        .next_rollback()
+        .map_err(|e| UserError::new(e.to_string()))?;
+    let _lock = rotation::lock_key(&state_dir, state.old_key_id())?;
+    let old = old_value(&state, args)?;
+    if !context::confirm(
+        &format!(
+            "Put key {} back everywhere and revoke the keys this rotation minted?",
+            state.old_key_id()
+        ),
+        args.yes,
+    )? {
+        return Err(UserError::new("cancelled; nothing was changed").into());
+    }
+    let settings = ApiSettings::from_env(&["auth_keys"])?;
+    let settings = ApiSettings {
+        tailnet: state.started.tailnet.clone(),
+        ..settings
+    };
+    let client = settings.require_client()?;
+    let mut recording = Recording::new(journal, &state_dir, &context::os_user(), &args.rotation_id);
+    let mut world = ApiWorld::new(client, Vec::new());
+    let human = global.format == Format::Human;
+    let outcome = rotation::execute(
+        state,
+        &mut world,
+        &mut recording,
+        human && !global.quiet,
+        &state_dir,
+        Some(&old),
+    )
+    .await?;
+    crate::cmd_rotate::report(global, None, &outcome)?;
+    Ok(outcome.exit_status())
+}
+
+/// The old key's value: from a place that still holds it, else from the person. Checked
+/// against the key ID and, when the journal has it, the fingerprint.
+fn old_value(state: &State, args: &Args) -> anyhow::Result<Secret> {
+    let id = state.old_key_id();
+    let expected = state.started.old.fingerprint;
+    let matches = |s: &Secret| expected.is_none_or(|f| s.fingerprint() == f);
+    for sink in &state.sinks {
+        let SinkPlan::File { path, .. } = sink;
+        if let Some(value) = world::read_value(path, id).filter(matches) {
+            return Ok(value);
+        }
+    }
+    let value = match &args.old_key_file {
+        Some(file) => context::read_secret_file(file, "old key")?,
+        None if context::interactive() => context::read_secret_stdin(&format!("old key {id}"))?,
+        None => {
+            return Err(UserError::new(format!(
+                "no place holds key {id} any more, and tsrotate does not store secrets"
+            ))
+            .hint("give the old key with --old-key-file FILE (or `-` for standard input)")
+            .into());
+        }
+    };
+    let credential = Credential::parse(value.expose_secret())
+        .map_err(|e| UserError::new(format!("the old key given: {e}")))?;
+    if credential.key_id() != id || !matches(credential.secret()) {
+        return Err(
+            UserError::new(format!("the key given is not key {id} of this rotation")).into(),
+        );
+    }
+    Ok(credential.secret().clone())
+}

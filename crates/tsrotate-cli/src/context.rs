@@ -1,0 +1,189 @@
+//! What several commands share: the state directory, who is running, reading a key safely,
+//! asking for confirmation.
+
+use std::io::{BufRead, IsTerminal, Read, Write};
+use std::path::PathBuf;
+
+use tsrotate::key::{KeyRef, Secret};
+
+use crate::args::GlobalArgs;
+use crate::exit::UserError;
+use crate::settings::env;
+
+/// The state directory: `--state-dir`, else `TSROTATE_STATE_DIR`, else
+/// `$XDG_STATE_HOME/tsrotate`, else `~/.local/state/tsrotate`.
+pub(crate) fn state_dir(global: &GlobalArgs) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = &global.state_dir {
+        return Ok(dir.clone());
+    }
+    if let Some(dir) = env::var(env::TSROTATE_STATE_DIR) {
+        return Ok(PathBuf::from(dir));
+    }
+    if let Some(xdg) = env::var(env::XDG_STATE_HOME) {
+        return Ok(PathBuf::from(xdg).join("tsrotate"));
+    }
+    if let Some(home) = env::var(env::HOME) {
+        return Ok(PathBuf::from(home).join(".local/state/tsrotate"));
+    }
+    Err(UserError::new("no state directory: set --state-dir, TSROTATE_STATE_DIR or HOME").into())
+}
+
+/// The OS user running tsrotate, for the journal and audit log.
+pub(crate) fn os_user() -> String {
+    if let Some(user) = env::var("USER").or_else(|| env::var("LOGNAME")) {
+        return user;
+    }
+    // No login variables (a container, a cron job): fall back to the numeric ID.
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("Uid:")
+                    .map(|v| v.split_whitespace().next().unwrap_or("?").to_owned())
+            })
+        })
+        .map_or_else(|| "unknown".to_owned(), |uid| format!("uid {uid}"))
+}
+
+/// Whether we may ask the person questions: both stdin and stderr are a terminal.
+pub(crate) fn interactive() -> bool {
+    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
+
+/// Read a secret value from standard input: without echo on a terminal, else the first line.
+pub(crate) fn read_secret_stdin(what: &str) -> anyhow::Result<Secret> {
+    let value = if std::io::stdin().is_terminal() {
+        rpassword::prompt_password(format!("{what}: "))?
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .take(64 * 1024)
+            .read_line(&mut line)?;
+        line
+    };
+    let value = value.trim().to_owned();
+    if value.is_empty() {
+        return Err(UserError::new(format!("no {what} on standard input")).into());
+    }
+    Ok(Secret::new(value))
+}
+
+/// Read a secret from a file (`-` for standard input): its first line.
+pub(crate) fn read_secret_file(path: &std::path::Path, what: &str) -> anyhow::Result<Secret> {
+    if path.as_os_str() == "-" {
+        return read_secret_stdin(what);
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        UserError::new(format!("cannot read {what} from `{}`: {e}", path.display()))
+    })?;
+    let value = text.lines().next().unwrap_or_default().trim().to_owned();
+    if value.is_empty() {
+        return Err(UserError::new(format!("`{}` holds no {what}", path.display())).into());
+    }
+    Ok(Secret::new(value))
+}
+
+/// Parse a `<KEY | KEY_ID | ->` argument. `-` reads the key from standard input, which keeps
+/// it out of the process list and shell history.
+pub(crate) fn key_arg(arg: &str) -> anyhow::Result<KeyRef> {
+    if arg == "-" {
+        let secret = read_secret_stdin("key")?;
+        return KeyRef::parse(secret.expose_secret()).map_err(|e| bad_key(&e).into());
+    }
+    KeyRef::parse(arg).map_err(|e| bad_key(&e).into())
+}
+
+fn bad_key(e: &tsrotate::key::ParseError) -> UserError {
+    UserError::new(e.to_string()).hint("give a credential (`tskey-auth-…`), a key ID (`k…CNTRL`), or `-` to read it from standard input")
+}
+
+/// Ask for confirmation, or refuse when nobody can answer.
+pub(crate) fn confirm(question: &str, yes: bool) -> anyhow::Result<bool> {
+    if yes {
+        return Ok(true);
+    }
+    if !interactive() {
+        return Err(UserError::new(
+            "refusing to go ahead without confirmation: there is no terminal to ask on",
+        )
+        .hint("review the plan (add --dry-run to see it only) and pass --yes")
+        .into());
+    }
+    let mut stderr = std::io::stderr().lock();
+    write!(stderr, "{question} [y/N] ")?;
+    stderr.flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+}
+
+/// Parse a duration such as `90d`, `12h`, `30m`, `45s` or a number of seconds.
+pub(crate) fn parse_duration(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    let (number, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, "s"),
+    };
+    let n: i64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration `{s}`: expected e.g. 90d, 12h, 30m or 3600"))?;
+    let factor = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => {
+            return Err(format!(
+                "invalid duration unit in `{s}`: use s, m, h, d or w"
+            ));
+        }
+    };
+    n.checked_mul(factor)
+        .filter(|v| *v > 0)
+        .ok_or_else(|| format!("invalid duration `{s}`"))
+}
+
+/// Device tags from `--tags` (a newtype so that clap takes one comma-separated value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Tags(pub(crate) Vec<String>);
+
+/// Parse `--tags tag:a,tag:b`; an empty value means no tags.
+pub(crate) fn parse_tags(s: &str) -> Result<Tags, String> {
+    let tags: Vec<String> = s
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if let Some(bad) = tags.iter().find(|t| !t.starts_with("tag:") || t.len() == 4) {
+        return Err(format!("invalid tag `{bad}`: tags look like `tag:name`"));
+    }
+    Ok(Tags(tags))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90d"), Ok(90 * 86_400));
+        assert_eq!(parse_duration("3600"), Ok(3600));
+        assert_eq!(parse_duration("12h"), Ok(43_200));
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("5y").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn tags() {
+        assert_eq!(
+            parse_tags("tag:a, tag:b").unwrap().0,
+            vec!["tag:a", "tag:b"]
+        );
+        assert!(parse_tags("").unwrap().0.is_empty());
+        assert!(parse_tags("ci").is_err());
+    }
+}
