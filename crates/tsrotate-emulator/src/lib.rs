@@ -137,7 +137,11 @@
 //! Only SHA-256 hashes of credentials are kept, in memory and in the state file, with one
 //! exception: the bootstrap credentials are also written in plaintext to the state file's
 //! `bootstrap` section (mode `0o600`), because a restart must hand out the same ones. Logs
-//! (`tracing`) name key IDs, never secrets; the request log holds no headers or bodies.
+//! (`tracing`) name key IDs, never secrets; the request log holds no headers or bodies, and
+//! redacts credential-like query parameters.
+//!
+//! The `/_emulator/` routes are unauthenticated and can mint API access tokens and read the
+//! whole state: serve the emulator on a loopback address only.
 
 mod admin;
 mod auth;

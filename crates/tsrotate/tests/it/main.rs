@@ -1,0 +1,3 @@
+//! Integration tests for the tsrotate library, one binary for link time (STYLE.md §9).
+
+mod files;
