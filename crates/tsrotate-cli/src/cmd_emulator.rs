@@ -18,7 +18,8 @@ pub(crate) struct Args {
     /// The address to listen on; port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
     listen: SocketAddr,
-    /// Keep the emulator's state in FILE across restarts (secrets are stored only as hashes).
+    /// Keep the emulator's state in FILE across restarts (mode 0600; keys created through the
+    /// API are stored only as hashes, the fake bootstrap credentials in plain text).
     #[arg(long, value_name = "FILE")]
     state: Option<PathBuf>,
     /// The tailnet's name, accepted in API paths besides `-`.

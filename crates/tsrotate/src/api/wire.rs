@@ -126,7 +126,9 @@ impl Key {
     }
 }
 
-/// A key just created, with its secret: the only time the API shows it.
+/// A key just created, with its secret: the only time the API shows it. `Debug` shows the
+/// secret redacted.
+#[derive(Debug)]
 pub struct CreatedKey {
     /// The key object.
     pub key: Key,
