@@ -1,0 +1,169 @@
+//! What a scan reports: where a credential is, which key it is, and never its secret.
+//!
+//! [`Finding`] is the JSON shape of `tsrotate scan --format json` and the input of
+//! `tsrotate rotate --from-scan`, so its field names are a public interface: add fields, do not
+//! rename them.
+//!
+//! # Security
+//!
+//! A finding is built from a [`crate::Match`] by [`Finding::new`], which destructures the match
+//! and keeps only the key ID, the kind, the [`Fingerprint`], positions and the redacted form.
+//! There is no field that could hold the secret, so no renderer can print it.
+
+use serde::{Deserialize, Serialize};
+use tsrotate::key::{Fingerprint, KeyId};
+
+use crate::matcher::{Match, Verdict};
+use crate::rule::RuleSet;
+
+/// How the credential was written where it was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Encoding {
+    /// As text.
+    Plain,
+    /// Base64 of text holding it (standard or URL-safe alphabet), e.g. a Kubernetes Secret.
+    Base64,
+}
+
+/// Where the bytes came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Origin {
+    /// A file on disk; `path` can be opened.
+    File,
+    /// Standard input; `path` is `-`.
+    Stdin,
+    /// A blob in git history; `path` is the path in `commit`'s tree.
+    Git,
+}
+
+/// What the API says about a key, when asked (`--verify`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// The key exists and works: rotate it.
+    Live,
+    /// The key was revoked (or deleted and still listed as invalid).
+    Revoked,
+    /// The key expired.
+    Expired,
+    /// The API does not know the key ID in the configured tailnet: another tailnet's key, a
+    /// used single-use key, or one deleted long ago.
+    NotFound,
+    /// The API could not tell (permission denied, server error).
+    Unknown,
+}
+
+impl Status {
+    /// A stable machine name, as in JSON.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Live => "live",
+            Self::Revoked => "revoked",
+            Self::Expired => "expired",
+            Self::NotFound => "not-found",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+/// One credential at one place.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    /// The rule that matched, e.g. `tailscale.auth-key`.
+    pub rule: String,
+    /// The credential kind's machine name (`auth-key`, `api-token`, `oauth-client`,
+    /// `scim-key`, `webhook-secret`, `unknown`), as in [`tsrotate::key::KeyKind::slug`].
+    pub kind: String,
+    /// The type word after `tskey-` (`auth`, `api`, …; the word itself for unknown kinds).
+    #[serde(rename = "type")]
+    pub type_word: String,
+    /// The key ID embedded in the credential: what `GET /keys/{id}` and rotation take.
+    pub key_id: KeyId,
+    /// Identifies the exact value (with any tailnet-lock signature) without revealing it;
+    /// the same value has the same fingerprint in `rotate`, the journal and later scans.
+    pub fingerprint: Fingerprint,
+    /// A form safe to show: `tskey-<type>-<key ID>-…[fp:<fingerprint>]`.
+    pub redacted: String,
+    /// Where the bytes came from.
+    pub origin: Origin,
+    /// The file as given or walked (`-` for stdin), or the path in the commit for git.
+    pub path: String,
+    /// 1-based line.
+    pub line: u64,
+    /// 1-based column, in bytes.
+    pub column: u64,
+    /// Byte offset of the first byte of the credential's text in the file or blob.
+    pub offset: u64,
+    /// Length in bytes of that text (of the base64 characters, for base64). Attributes
+    /// (`?ephemeral=…`) are not included: they stay when the secret is replaced.
+    pub length: u64,
+    /// How the credential is written there.
+    pub encoding: Encoding,
+    /// Whether the value carries a tailnet-lock signature (`--…`).
+    pub wrapped: bool,
+    /// OAuth client secret options after `?`, which are not secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attributes: Option<String>,
+    /// A documentation placeholder rather than a credential. Only listed on request.
+    pub placeholder: bool,
+    /// For git findings: a commit whose tree holds the blob at `path` (the first such commit
+    /// in history order, so usually the one that added it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// For git findings: the blob's object ID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blob: Option<String>,
+    /// The key's state in the tailnet, with `--verify`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+}
+
+/// Where a match is, in the file or blob it came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// Byte offset of the match's start.
+    pub offset: u64,
+    /// 1-based line.
+    pub line: u64,
+    /// 1-based byte column.
+    pub column: u64,
+}
+
+impl Finding {
+    /// Keep what may be shown of a match found at `position` of `path`.
+    #[must_use]
+    pub fn new(m: &Match, position: Position, origin: Origin, path: String) -> Self {
+        let Match {
+            start,
+            end,
+            encoding,
+            credential,
+            verdict,
+        } = m;
+        let rule = RuleSet::builtin().for_type(credential.kind().type_word());
+        Self {
+            rule: rule.id.clone(),
+            kind: credential.kind().slug().to_owned(),
+            type_word: credential.kind().type_word().to_owned(),
+            key_id: credential.key_id().clone(),
+            fingerprint: credential.fingerprint(),
+            redacted: credential.redacted(),
+            origin,
+            path,
+            line: position.line,
+            column: position.column,
+            offset: position.offset,
+            length: (end - start) as u64,
+            encoding: *encoding,
+            wrapped: credential.is_wrapped(),
+            attributes: credential.attributes().map(str::to_owned),
+            placeholder: *verdict == Verdict::Placeholder,
+            commit: None,
+            blob: None,
+            status: None,
+        }
+    }
+}
