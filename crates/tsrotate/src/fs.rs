@@ -394,7 +394,8 @@ pub struct Rewritten<T> {
 /// The new file gets the original mode (including setuid/setgid/sticky bits, set after the
 /// owner because `chown` clears them), is fsynced, renamed over `path`, and the directory is
 /// fsynced. Extended attributes, ACLs and hard links are not carried over: another hard link
-/// to the file keeps the old contents.
+/// to the file keeps the old contents. If only the final directory fsync fails, the file has
+/// already been replaced; the error says the sync failed, and a read-back tells the truth.
 pub fn rewrite<T>(
     path: &Path,
     expected: &ContentHash,
@@ -440,6 +441,17 @@ pub fn rewrite<T>(
         len,
         output: output_value,
     })
+}
+
+/// Replace the whole contents of `path` with `bytes`, with every guarantee of [`rewrite`]:
+/// for sinks that compute a small file's new contents in memory (a dotenv or JSON file
+/// edited by key). `expected` is the hash of the contents the new ones were computed from.
+pub fn atomic_write(
+    path: &Path,
+    expected: &ContentHash,
+    bytes: &[u8],
+) -> Result<Rewritten<()>, Error> {
+    rewrite(path, expected, |_, output| output.write_all(bytes))
 }
 
 fn changed(path: &Path) -> Error {
@@ -820,6 +832,24 @@ mod tests {
         assert_eq!(fs::read(&path).unwrap(), b"HELLO\r\n");
         assert_eq!(done.hash, ContentHash::of(b"HELLO\r\n"));
         assert_eq!((done.len, done.output), (7, 7));
+        assert_eq!(listing(dir.path()), ["f"]);
+    }
+
+    #[test]
+    fn atomic_write_replaces_the_whole_file_only_if_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        fs::File::create(&path)
+            .unwrap()
+            .write_all(b"A=1\n")
+            .unwrap();
+        fs::set_permissions(&path, Permissions::from_mode(0o640)).unwrap();
+        let err = atomic_write(&path, &ContentHash::of(b"A=0\n"), b"A=2\n").unwrap_err();
+        assert!(matches!(err, Error::Changed { .. }), "{err:?}");
+        let done = atomic_write(&path, &ContentHash::of(b"A=1\n"), b"A=2\n").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"A=2\n");
+        assert_eq!(done.hash, ContentHash::of(b"A=2\n"));
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o640);
         assert_eq!(listing(dir.path()), ["f"]);
     }
 

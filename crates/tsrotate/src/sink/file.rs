@@ -933,6 +933,19 @@ mod tests {
     }
 
     #[test]
+    fn a_signature_just_past_the_bound_is_not_cut_off() {
+        // The secret alone fits; with its signature the value does not. Without looking past
+        // the secret's end, the value would be taken as unwrapped and replaced in part.
+        let mut input = format!("tskey-auth-{ID}-").into_bytes();
+        input.resize(MAX_CREDENTIAL_LEN - 1, b's');
+        input.extend_from_slice(b"--c2ln\n");
+        input.extend(std::iter::repeat_n(b'x', 2 * CHUNK));
+        let (out, at) = render(&input, CHUNK);
+        assert!(at.is_empty());
+        assert!(out.starts_with(b"<too long>tskey-auth-"));
+    }
+
+    #[test]
     fn binary_means_a_nul_in_the_first_8_kib() {
         let mut early = vec![b'a'; 100];
         early[50] = 0;
