@@ -1,6 +1,329 @@
 //! Sinks: the places that hold a credential and receive its replacement.
 //!
-//! Each kind of place (a text file, a secret store, a CI variable) is a module here. For now
-//! only [`file`] exists: finding credentials in files by key ID and replacing them in place.
+//! Two families:
+//!
+//! - [`file`]: credentials found in text files by key ID and replaced where they stand
+//!   (`rotate --in PATH`). The rotation engine drives these directly.
+//! - Everything named in a configuration file ([`SinkSpec`]): a field of a dotenv, JSON, YAML
+//!   or TOML file, a Vault/OpenBao KV v2 secret, an AWS Secrets Manager secret or SSM
+//!   parameter, a GitHub Actions secret, a Kubernetes Secret, a command. Each implements
+//!   [`Sink`].
+//!
+//! # The contract
+//!
+//! - [`Sink::read`] returns what the place holds now and a [`Version`] for check-and-set.
+//!   Write-only places (GitHub Actions secrets) answer [`Error::WriteOnly`].
+//! - [`Sink::write`] stores a value only if the place is still as `expect` says ([`Expect`]):
+//!   a value changed by someone else since it was read is refused with [`Error::Conflict`],
+//!   never overwritten. It returns the new version when the place has versions.
+//! - Neither logs the value, nor puts it in an error: HTTP errors carry the status and the
+//!   service's message passed through [`crate::key::redact_in`], never a request body.
+//! - Both are idempotent: the rotation engine may repeat a write after a crash.
 
 pub mod file;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use serde::{Deserialize, Serialize};
+
+use crate::key::Secret;
+
+/// A boxed future, so that sinks can live in a `Vec<Box<dyn Sink>>`.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// An opaque version token for check-and-set: a file's content hash, Vault's metadata
+/// version, Kubernetes' `resourceVersion`, an AWS `VersionId`. Not secret.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Version(pub String);
+
+/// What a place holds now.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The value, or `None` when the field, secret or object does not exist.
+    pub value: Option<Secret>,
+    /// The version to write against; `None` when the object does not exist yet.
+    pub version: Option<Version>,
+}
+
+/// What a write expects to find, so that it never clobbers someone else's change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    /// The place is still at this version.
+    Version(Version),
+    /// The place does not exist yet (create it).
+    Absent,
+    /// No check is possible (write-only places).
+    Unchecked,
+}
+
+impl Expect {
+    /// The expectation matching a snapshot.
+    #[must_use]
+    pub fn from_snapshot(snapshot: &Snapshot) -> Self {
+        match &snapshot.version {
+            Some(v) => Self::Version(v.clone()),
+            None => Self::Absent,
+        }
+    }
+}
+
+/// Why a sink could not be read or written. Never carries a secret value.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The place changed since it was read; the write was refused.
+    #[error("{sink}: changed by someone else since it was read; not overwritten")]
+    Conflict {
+        /// The sink.
+        sink: String,
+    },
+    /// The place cannot be read (GitHub Actions secrets are write-only).
+    #[error("{sink}: write-only; its value cannot be read back")]
+    WriteOnly {
+        /// The sink.
+        sink: String,
+    },
+    /// The service refused our credentials or lacks a permission.
+    #[error("{sink}: access denied: {message}")]
+    Denied {
+        /// The sink.
+        sink: String,
+        /// What the service said.
+        message: String,
+    },
+    /// The service could not be reached or failed; trying again later may work.
+    #[error("{sink}: {message}")]
+    Unavailable {
+        /// The sink.
+        sink: String,
+        /// What happened.
+        message: String,
+    },
+    /// The sink is configured wrongly, or its credentials are missing.
+    #[error("{sink}: {message}")]
+    Config {
+        /// The sink.
+        sink: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// Anything else the service or the file said.
+    #[error("{sink}: {message}")]
+    Other {
+        /// The sink.
+        sink: String,
+        /// What happened.
+        message: String,
+    },
+}
+
+impl Error {
+    /// Whether trying again later may succeed.
+    #[must_use]
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Unavailable { .. } => true,
+            Self::Conflict { .. }
+            | Self::WriteOnly { .. }
+            | Self::Denied { .. }
+            | Self::Config { .. }
+            | Self::Other { .. } => false,
+        }
+    }
+}
+
+/// One place that holds a credential.
+pub trait Sink: Send + Sync {
+    /// A human description that names the place without any secret, such as
+    /// `vault-kv secret/ci/tailscale#authkey`.
+    fn describe(&self) -> String;
+
+    /// Whether [`Sink::read`] can return the value (false for write-only places).
+    fn readable(&self) -> bool {
+        true
+    }
+
+    /// What the place holds now.
+    fn read(&self) -> BoxFuture<'_, Result<Snapshot, Error>>;
+
+    /// Store `value` if the place is still as `expect` says. Returns the new version, if the
+    /// place has versions.
+    fn write<'a>(
+        &'a self,
+        value: &'a Secret,
+        expect: &'a Expect,
+    ) -> BoxFuture<'a, Result<Option<Version>, Error>>;
+}
+
+/// A sink as the configuration file and the journal describe it. Serializable: holds
+/// references to credentials (environment variable names, file paths), never secrets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum SinkSpec {
+    /// A file that is the secret, or holds the old value somewhere inside it.
+    File {
+        /// The file.
+        path: std::path::PathBuf,
+    },
+    /// `KEY=value` in a dotenv or systemd `EnvironmentFile`.
+    Dotenv {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The variable.
+        field: String,
+    },
+    /// A string field of a JSON document (`a.b.c`).
+    Json {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The dotted path of the field.
+        field: String,
+    },
+    /// A string field of a YAML document (`a.b.c`).
+    Yaml {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The dotted path of the field.
+        field: String,
+    },
+    /// A string field of a TOML document (`a.b.c`).
+    Toml {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The dotted path of the field.
+        field: String,
+    },
+    /// A field of a Vault or OpenBao KV version 2 secret, written with check-and-set.
+    VaultKv {
+        /// The server (`VAULT_ADDR` when absent).
+        #[serde(default)]
+        address: Option<String>,
+        /// The KV v2 mount (`secret`).
+        #[serde(default = "default_vault_mount")]
+        mount: String,
+        /// The secret's path under the mount.
+        path: String,
+        /// The field inside the secret.
+        field: String,
+        /// A file holding the token (`VAULT_TOKEN` when absent).
+        #[serde(default)]
+        token_file: Option<std::path::PathBuf>,
+        /// A Vault Enterprise namespace.
+        #[serde(default)]
+        namespace: Option<String>,
+    },
+    /// An AWS Secrets Manager secret, whole or one field of its JSON.
+    AwsSecretsmanager {
+        /// The secret's name or ARN.
+        secret_id: String,
+        /// When the secret is a JSON object: the field to replace.
+        #[serde(default)]
+        json_field: Option<String>,
+        /// The region (`AWS_REGION` when absent).
+        #[serde(default)]
+        region: Option<String>,
+        /// Another endpoint (a local one, or a VPC endpoint).
+        #[serde(default)]
+        endpoint_url: Option<String>,
+    },
+    /// An AWS SSM Parameter Store `SecureString`.
+    AwsSsm {
+        /// The parameter's name.
+        name: String,
+        /// The region (`AWS_REGION` when absent).
+        #[serde(default)]
+        region: Option<String>,
+        /// Another endpoint.
+        #[serde(default)]
+        endpoint_url: Option<String>,
+    },
+    /// A GitHub Actions secret of a repository, an environment or an organization.
+    GithubActions {
+        /// `owner/name`, for repository and environment secrets.
+        #[serde(default)]
+        repository: Option<String>,
+        /// For organization secrets.
+        #[serde(default)]
+        organization: Option<String>,
+        /// For environment secrets (with `repository`).
+        #[serde(default)]
+        environment: Option<String>,
+        /// Organization secret visibility: `all`, `private` or `selected`.
+        #[serde(default)]
+        visibility: Option<String>,
+        /// The secret's name.
+        secret: String,
+        /// The API (`https://api.github.com`, or GitHub Enterprise's).
+        #[serde(default)]
+        api_url: Option<String>,
+    },
+    /// A key of a Kubernetes Secret.
+    KubernetesSecret {
+        /// The namespace.
+        namespace: String,
+        /// The Secret's name.
+        name: String,
+        /// The key inside `data`.
+        key: String,
+        /// A kubeconfig context other than the current one.
+        #[serde(default)]
+        context: Option<String>,
+    },
+    /// A command that receives the value on stdin and in `TSROTATE_NEW_KEY`.
+    Command {
+        /// The program and its arguments (never the secret).
+        run: Vec<String>,
+    },
+}
+
+fn default_vault_mount() -> String {
+    "secret".to_owned()
+}
+
+impl SinkSpec {
+    /// The sink's type, as in the configuration.
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::File { .. } => "file",
+            Self::Dotenv { .. } => "dotenv",
+            Self::Json { .. } => "json",
+            Self::Yaml { .. } => "yaml",
+            Self::Toml { .. } => "toml",
+            Self::VaultKv { .. } => "vault-kv",
+            Self::AwsSecretsmanager { .. } => "aws-secretsmanager",
+            Self::AwsSsm { .. } => "aws-ssm",
+            Self::GithubActions { .. } => "github-actions",
+            Self::KubernetesSecret { .. } => "kubernetes-secret",
+            Self::Command { .. } => "command",
+        }
+    }
+}
+
+/// Credentials and endpoints for the services sinks write to, resolved by the caller (the
+/// CLI reads `VAULT_ADDR`, `VAULT_TOKEN`, `AWS_*`, `GITHUB_TOKEN`, `KUBECONFIG`); the library
+/// never reads the environment.
+#[derive(Clone, Default)]
+pub struct Credentials {
+    /// `VAULT_ADDR`.
+    pub vault_addr: Option<String>,
+    /// `VAULT_TOKEN`.
+    pub vault_token: Option<Secret>,
+    /// `AWS_ACCESS_KEY_ID`.
+    pub aws_access_key_id: Option<String>,
+    /// `AWS_SECRET_ACCESS_KEY`.
+    pub aws_secret_access_key: Option<Secret>,
+    /// `AWS_SESSION_TOKEN`.
+    pub aws_session_token: Option<Secret>,
+    /// `AWS_REGION` or `AWS_DEFAULT_REGION`.
+    pub aws_region: Option<String>,
+    /// `AWS_ENDPOINT_URL`: one endpoint for every AWS service (a local test server).
+    pub aws_endpoint_url: Option<String>,
+    /// `GITHUB_TOKEN`.
+    pub github_token: Option<Secret>,
+    /// `KUBECONFIG` (first file), else `~/.kube/config`.
+    pub kubeconfig: Option<std::path::PathBuf>,
+    /// In a pod: `KUBERNETES_SERVICE_HOST` and `KUBERNETES_SERVICE_PORT`.
+    pub kubernetes_service: Option<(String, String)>,
+}
