@@ -86,9 +86,12 @@ fn status_of(id: &KeyId, answer: Result<api::Key, api::Error>) -> Status {
     match answer {
         Ok(key) => {
             let now = OffsetDateTime::now_utc();
+            let past_expiry = key.expires.is_some_and(|e| e <= now);
             if key.revoked.is_some() {
                 Status::Revoked
-            } else if key.expires.is_some_and(|e| e <= now) {
+            } else if past_expiry || (key.invalid && key.expires.is_some()) {
+                // Invalid, not revoked, with an expiry: expired by the API's clock, which is
+                // the one that counts (ours may be off).
                 Status::Expired
             } else if key.invalid {
                 // Invalid without a revocation or expiry date: deleted.

@@ -4,4 +4,5 @@
 
 mod crash;
 mod rotate;
+mod scan;
 mod support;
