@@ -30,7 +30,7 @@ pub(crate) struct GlobalArgs {
     #[arg(long, value_enum, default_value_t = Format::Human, global = true)]
     pub(crate) format: Format,
     /// Where rotation journals, locks and the audit log live
-    /// [env: TSROTATE_STATE_DIR; default: $XDG_STATE_HOME/tsrotate].
+    /// [env: `TSROTATE_STATE_DIR`; default: `$XDG_STATE_HOME/tsrotate`].
     #[arg(long, global = true, value_name = "DIR")]
     pub(crate) state_dir: Option<PathBuf>,
 }

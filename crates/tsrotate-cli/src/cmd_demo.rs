@@ -4,6 +4,7 @@
 //! that "leaked" it in several kinds of config files, and rotates it with the normal output.
 //! The project folder is kept so that the person can look at the files afterwards.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use anyhow::Context;
@@ -24,6 +25,10 @@ pub(crate) struct Args {
     dir: Option<std::path::PathBuf>,
 }
 
+#[allow(
+    clippy::too_many_lines,
+    reason = "a script: set up, explain, rotate, explain"
+)]
 pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitStatus> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let server = tsrotate_emulator::serve(listener, tsrotate_emulator::Options::default())
@@ -192,7 +197,6 @@ fn write_sample_project(dir: &Path, key: &Secret) -> std::io::Result<()> {
         }
         std::fs::write(&path, contents)?;
     }
-    use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir.join("app/.env"), std::fs::Permissions::from_mode(0o600))?;
     std::fs::set_permissions(
         dir.join("scripts/bootstrap.sh"),

@@ -26,18 +26,17 @@ pub(crate) struct Args {
 
 pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitStatus> {
     let state_dir = context::state_dir(global)?;
-    let ids = match &args.rotation_id {
-        Some(id) => vec![id.clone()],
-        None => {
-            let mut unfinished = Vec::new();
-            for id in journal::list(&state_dir)? {
-                let records = journal::read(&Journal::path_of(&state_dir, &id))?;
-                if State::replay(&records).is_some_and(|s| !s.is_finished()) {
-                    unfinished.push(id);
-                }
+    let ids = if let Some(id) = &args.rotation_id {
+        vec![id.clone()]
+    } else {
+        let mut unfinished = Vec::new();
+        for id in journal::list(&state_dir)? {
+            let records = journal::read(&Journal::path_of(&state_dir, &id))?;
+            if State::replay(&records).is_some_and(|s| !s.is_finished()) {
+                unfinished.push(id);
             }
-            unfinished
         }
+        unfinished
     };
     let human = global.format == Format::Human;
     if ids.is_empty() {
@@ -108,7 +107,10 @@ async fn resume_one(
         let known: BTreeSet<_> = state
             .sinks
             .iter()
-            .map(|SinkPlan::File { path, .. }| path.clone())
+            .filter_map(|s| match s {
+                SinkPlan::File { path, .. } => Some(path.clone()),
+                SinkPlan::Configured { .. } => None,
+            })
             .collect();
         let roots: Vec<_> = state
             .started

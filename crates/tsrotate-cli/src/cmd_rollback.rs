@@ -81,7 +81,9 @@ fn old_value(state: &State, args: &Args) -> anyhow::Result<Secret> {
     let expected = state.started.old.fingerprint;
     let matches = |s: &Secret| expected.is_none_or(|f| s.fingerprint() == f);
     for sink in &state.sinks {
-        let SinkPlan::File { path, .. } = sink;
+        let SinkPlan::File { path, .. } = sink else {
+            continue;
+        };
         if let Some(value) = world::read_value(path, id).filter(matches) {
             return Ok(value);
         }

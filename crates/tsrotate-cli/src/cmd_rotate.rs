@@ -53,7 +53,7 @@ pub(crate) struct Args {
     #[arg(long, value_name = "TAGS", value_parser = context::parse_tags)]
     tags: Option<context::Tags>,
     /// A shell command that must succeed before the old key is revoked. It gets the new key in
-    /// the environment variable TSROTATE_NEW_KEY, never in its arguments.
+    /// the environment variable `TSROTATE_NEW_KEY`, never in its arguments.
     #[arg(long, value_name = "CMD")]
     verify_cmd: Option<String>,
 }
@@ -157,11 +157,12 @@ pub(crate) async fn rotate(
 pub(crate) fn plan_error(e: plan::Error) -> anyhow::Error {
     match e {
         plan::Error::Api { key_id, source } => api_error(&format!("looking up key {key_id}"), source),
-        plan::Error::UnknownProperties { .. } | plan::Error::InvalidOverride(_) => UserError::new(e.to_string()).into(),
+        plan::Error::UnknownProperties { .. }
+        | plan::Error::InvalidOverride(_)
+        | plan::Error::UnsupportedKind { .. } => UserError::new(e.to_string()).into(),
         plan::Error::NotFoundInFiles { .. } => UserError::new(e.to_string())
             .hint("check the --in paths; to revoke the key without replacing it, use `tsrotate revoke`")
             .into(),
-        plan::Error::UnsupportedKind { .. } => UserError::new(e.to_string()).into(),
         plan::Error::Files(e) => UserError::new(e.to_string()).into(),
     }
 }
@@ -267,6 +268,7 @@ pub(crate) fn report(
     Ok(())
 }
 
+#[allow(clippy::too_many_lines, reason = "one line of output after another")]
 fn write_plan(out: &mut impl Write, plan: &Plan, dry_run: bool) -> std::io::Result<()> {
     let s = &plan.started;
     let t = &s.template;

@@ -35,12 +35,6 @@ impl UserError {
     }
 }
 
-/// Shorthand: `bail_user!("...")` returns a [`UserError`].
-macro_rules! user_error {
-    ($($arg:tt)*) => { anyhow::Error::from($crate::exit::UserError::new(format!($($arg)*))) };
-}
-pub(crate) use user_error;
-
 pub(crate) fn finish(result: anyhow::Result<ExitStatus>) -> ExitCode {
     match result {
         Ok(ExitStatus::Success) => ExitCode::SUCCESS,

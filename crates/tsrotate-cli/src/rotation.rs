@@ -43,10 +43,10 @@ impl Recording {
 
     /// Log an event that is already in the journal (the plan, written at creation).
     pub(crate) fn audit_only(&mut self, event: &Event) {
-        if let Some(audit) = &mut self.audit {
-            if let Err(e) = audit.append(&self.user, Some(&self.rotation_id), event) {
-                tracing::warn!("cannot write the audit log {}: {e}", audit.path().display());
-            }
+        if let Some(audit) = &mut self.audit
+            && let Err(e) = audit.append(&self.user, Some(&self.rotation_id), event)
+        {
+            tracing::warn!("cannot write the audit log {}: {e}", audit.path().display());
         }
     }
 }
@@ -147,10 +147,11 @@ pub(crate) fn unfinished_for(state_dir: &Path, key_id: &KeyId) -> anyhow::Result
         let Ok(records) = journal::read(&Journal::path_of(state_dir, &id)) else {
             continue;
         };
-        if let Some(state) = State::replay(&records) {
-            if !state.is_finished() && state.old_key_id() == key_id {
-                found.push(id);
-            }
+        if let Some(state) = State::replay(&records)
+            && !state.is_finished()
+            && state.old_key_id() == key_id
+        {
+            found.push(id);
         }
     }
     Ok(found)
@@ -158,6 +159,10 @@ pub(crate) fn unfinished_for(state_dir: &Path, key_id: &KeyId) -> anyhow::Result
 
 /// What a rotation run ended with, as reported.
 #[derive(Debug, Serialize)]
+#[allow(
+    clippy::struct_field_names,
+    reason = "`outcome` is the JSON field people read"
+)]
 pub(crate) struct Outcome {
     pub(crate) rotation_id: String,
     /// `done`, `incomplete`, `rolled-back`.

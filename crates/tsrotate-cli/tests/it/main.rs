@@ -1,6 +1,15 @@
 //! CLI integration tests: one binary, one module per command family.
 
-#![allow(clippy::unwrap_used, clippy::missing_panics_doc, unreachable_pub)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::missing_panics_doc,
+    clippy::naive_bytecount,
+    clippy::map_unwrap_or,
+    clippy::disallowed_methods,
+    clippy::too_many_lines,
+    clippy::needless_pass_by_value,
+    unreachable_pub
+)]
 
 mod crash;
 mod rotate;

@@ -375,7 +375,7 @@ fn a_used_single_use_ephemeral_key_is_replaced_with_its_twin() {
         "expirySeconds": 3600
     }));
     env.write("ci.env", format!("TS_AUTHKEY={old}"));
-    emulator::use_key(env.url(), &old_id);
+    let _ = emulator::use_key(env.url(), &old_id);
     env.run(
         env.cmd()
             .args(["rotate", &old_id, "--yes", "--in"])

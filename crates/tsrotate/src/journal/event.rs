@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::Key;
 use crate::key::{Fingerprint, KeyId};
+use crate::sink::SinkSpec;
 
 /// Everything a rotation decided before its first side effect.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,6 +72,23 @@ pub enum SinkPlan {
         /// The path as the user gave it, for messages.
         display: String,
     },
+    /// A place named in the configuration file.
+    Configured {
+        /// Where and how.
+        spec: SinkSpec,
+        /// The credential of the configuration it belongs to.
+        #[serde(default)]
+        credential: Option<String>,
+        /// A command run after each write (a reload), with the value in `TSROTATE_NEW_KEY`.
+        #[serde(default)]
+        after: Vec<String>,
+        /// A command that must succeed before the old key is revoked.
+        #[serde(default)]
+        verify: Vec<String>,
+        /// The key this place held when the rotation was planned, if it could be read.
+        #[serde(default)]
+        held_at_plan: Option<KeyId>,
+    },
 }
 
 impl SinkPlan {
@@ -79,6 +97,7 @@ impl SinkPlan {
     pub fn describe(&self) -> String {
         match self {
             Self::File { display, .. } => display.clone(),
+            Self::Configured { spec, .. } => crate::sink::describe(spec),
         }
     }
 }

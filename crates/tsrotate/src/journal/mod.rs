@@ -305,7 +305,7 @@ pub fn last_known(
         for record in records {
             match record.event {
                 Event::Started(s) if s.old.key_id == *key_id && s.old.metadata.is_some() => {
-                    found = s.old.metadata
+                    found = s.old.metadata;
                 }
                 Event::Minted {
                     key_id: minted,

@@ -8,7 +8,13 @@ use crate::api::Key;
 use crate::journal::{self, Event, SinkPlan, Template};
 use crate::key::{Fingerprint, KeyId, Secret};
 
-use super::state::{RollbackRefused, RollbackStep, State, Step};
+use futures_util::StreamExt as _;
+
+use super::state::{RollbackRefused, RollbackStep, State, Step, VerifyCommand};
+
+/// How many sinks are written at once. Enough to hide the latency of remote stores, few
+/// enough not to trip their rate limits.
+pub const WRITE_CONCURRENCY: usize = 8;
 
 /// A failed side effect, as the journal and the report show it. Never holds a secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -64,15 +70,18 @@ pub trait World {
     ) -> Result<MintedKey, StepError>;
     /// The IDs of live keys whose description carries `rotation_id`.
     async fn find_minted(&mut self, rotation_id: &str) -> Result<Vec<KeyId>, StepError>;
-    /// Make `sink` hold `value` wherever it holds a key in `replace`, then read it back.
+    /// Make sink `index` hold `value` wherever it holds a key in `replace`, then read it
+    /// back. Takes `&self`: the engine writes several sinks at once.
     async fn write(
-        &mut self,
+        &self,
+        index: usize,
         sink: &SinkPlan,
         replace: &[KeyId],
         value: &Secret,
     ) -> Result<(), StepError>;
-    /// Run the verification command with `value`.
-    async fn verify(&mut self, command: &str, value: &Secret) -> Result<(), StepError>;
+    /// Run the verification commands with `value`, in order; the first failure stops.
+    async fn verify(&mut self, commands: &[VerifyCommand], value: &Secret)
+    -> Result<(), StepError>;
     /// Revoke `key_id` and confirm it is dead.
     async fn revoke(&mut self, key_id: &KeyId) -> Result<Revocation, StepError>;
 }
@@ -199,10 +208,10 @@ impl<'a, W: World, R: Recorder, O: Observer> Executor<'a, W, R, O> {
                 }
                 Step::RevokeMinted { key_id } => {
                     self.revoke(key_id, "revoking a key minted by an interrupted run")
-                        .await?
+                        .await?;
                 }
                 Step::Mint { attempt } => self.mint(attempt).await?,
-                Step::Write { sink, key_id } => {
+                Step::Write { sinks, key_id } => {
                     // `next` targets a key without its secret only once every sink has it.
                     let value = match &self.held {
                         Some((id, secret)) if *id == key_id => secret.clone(),
@@ -212,7 +221,7 @@ impl<'a, W: World, R: Recorder, O: Observer> Executor<'a, W, R, O> {
                             ));
                         }
                     };
-                    self.write(sink, key_id, &value).await?;
+                    self.write(&sinks, &key_id, &value).await?;
                 }
                 Step::Verify { key_id } => {
                     let Some((_, value)) = self.held.clone() else {
@@ -247,7 +256,7 @@ impl<'a, W: World, R: Recorder, O: Observer> Executor<'a, W, R, O> {
                         sink,
                         key_id: self.state.old_key_id().clone(),
                     })?;
-                    match self.world.write(&plan, &minted, old_value).await {
+                    match self.world.write(sink, &plan, &minted, old_value).await {
                         Ok(()) => self.record(Event::Restored { sink })?,
                         Err(error) => {
                             self.record(Event::WriteFailed {
@@ -265,7 +274,7 @@ impl<'a, W: World, R: Recorder, O: Observer> Executor<'a, W, R, O> {
                 RollbackStep::Sweep => self.sweep().await?,
                 RollbackStep::RevokeMinted { key_id } => {
                     self.revoke(key_id, "revoking a key minted by this rotation")
-                        .await?
+                        .await?;
                 }
             }
         }
@@ -304,35 +313,78 @@ impl<'a, W: World, R: Recorder, O: Observer> Executor<'a, W, R, O> {
         }
     }
 
-    async fn write(&mut self, sink: usize, key_id: KeyId, value: &Secret) -> Result<(), Stop> {
-        let plan = self.state.sinks[sink].clone();
+    /// Write `key_id` into `sinks`, at most [`WRITE_CONCURRENCY`] at a time. Every intent is
+    /// journaled before the first write starts and every outcome as it arrives; one failure
+    /// stops the rotation after the writes under way have finished.
+    async fn write(&mut self, sinks: &[usize], key_id: &KeyId, value: &Secret) -> Result<(), Stop> {
         let replace = self.state.known_ids();
-        self.record(Event::WriteIntent {
-            sink,
-            key_id: key_id.clone(),
-        })?;
-        match self.world.write(&plan, &replace, value).await {
-            Ok(()) => self.record(Event::Written { sink, key_id }),
-            Err(error) => {
-                self.record(Event::WriteFailed {
+        for &sink in sinks {
+            self.record(Event::WriteIntent {
+                sink,
+                key_id: key_id.clone(),
+            })?;
+        }
+        let plans: Vec<(usize, SinkPlan)> = sinks
+            .iter()
+            .map(|&i| (i, self.state.sinks[i].clone()))
+            .collect();
+        let world = &*self.world;
+        let mut outcomes = futures_util::stream::iter(plans.iter())
+            .map(|(i, plan)| {
+                let replace = &replace;
+                async move { (*i, world.write(*i, plan, replace, value).await) }
+            })
+            .buffer_unordered(WRITE_CONCURRENCY);
+        let mut results = Vec::with_capacity(sinks.len());
+        while let Some(outcome) = outcomes.next().await {
+            results.push(outcome);
+        }
+        drop(outcomes);
+        let mut failures = Vec::new();
+        for (sink, result) in results {
+            match result {
+                Ok(()) => self.record(Event::Written {
                     sink,
-                    key_id,
-                    error: error.message.clone(),
-                })?;
-                Err(Stop::Failed {
-                    step: format!("writing {}", plan.describe()),
-                    error,
-                })
+                    key_id: key_id.clone(),
+                })?,
+                Err(error) => {
+                    self.record(Event::WriteFailed {
+                        sink,
+                        key_id: key_id.clone(),
+                        error: error.message.clone(),
+                    })?;
+                    failures.push((sink, error));
+                }
             }
         }
+        if failures.is_empty() {
+            return Ok(());
+        }
+        failures.sort_by_key(|(sink, _)| *sink);
+        let places: Vec<String> = failures
+            .iter()
+            .map(|(i, _)| self.state.sinks[*i].describe())
+            .collect();
+        let message = failures
+            .iter()
+            .map(|(_, e)| e.message.clone())
+            .collect::<Vec<_>>()
+            .join("; ");
+        Err(Stop::Failed {
+            step: format!("writing {}", places.join(", ")),
+            error: StepError {
+                message,
+                outcome_unknown: false,
+            },
+        })
     }
 
     async fn verify(&mut self, key_id: KeyId, value: &Secret) -> Result<(), Stop> {
-        let command = self.state.started.verify_cmd.clone().unwrap_or_default();
+        let commands = self.state.verify_commands();
         self.record(Event::VerifyIntent {
             key_id: key_id.clone(),
         })?;
-        match self.world.verify(&command, value).await {
+        match self.world.verify(&commands, value).await {
             Ok(()) => self.record(Event::Verified { key_id }),
             Err(error) => {
                 self.record(Event::VerifyFailed {

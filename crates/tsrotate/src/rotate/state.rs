@@ -54,6 +54,15 @@ pub struct State {
     pub last_failure: Option<String>,
 }
 
+/// A check that must pass with the new key before the old one is revoked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VerifyCommand {
+    /// `--verify-cmd`, run by `sh -c`.
+    Shell(String),
+    /// A configured place's `verify`, run without a shell.
+    Program(Vec<String>),
+}
+
 /// How a rotation ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum End {
@@ -73,10 +82,10 @@ pub enum Step {
         /// The attempt number, for the description.
         attempt: u32,
     },
-    /// Write `key_id` into sink `sink`.
+    /// Write `key_id` into these sinks (concurrently).
     Write {
-        /// Index into `State::sinks`.
-        sink: usize,
+        /// Indexes into `State::sinks`, in order.
+        sinks: Vec<usize>,
         /// The key to write.
         key_id: KeyId,
     },
@@ -257,22 +266,53 @@ impl State {
         self.end.is_some()
     }
 
-    /// Every key ID a sink of this rotation may hold: the old key and every minted key.
+    /// Every key ID a sink of this rotation may hold: the old key, every minted key, and any
+    /// other key a configured place held when the rotation was planned (a place out of sync).
     #[must_use]
     pub fn known_ids(&self) -> Vec<KeyId> {
         let mut ids = vec![self.old_key_id().clone()];
+        for sink in &self.sinks {
+            if let SinkPlan::Configured {
+                held_at_plan: Some(id),
+                ..
+            } = sink
+                && !ids.contains(id)
+            {
+                ids.push(id.clone());
+            }
+        }
         ids.extend(self.minted.iter().cloned());
         ids
+    }
+
+    /// The verification commands: the rotation's, then each configured place's.
+    #[must_use]
+    pub fn verify_commands(&self) -> Vec<VerifyCommand> {
+        let mut commands: Vec<VerifyCommand> = self
+            .started
+            .verify_cmd
+            .iter()
+            .map(|c| VerifyCommand::Shell(c.clone()))
+            .collect();
+        for sink in &self.sinks {
+            if let SinkPlan::Configured { verify, .. } = sink
+                && !verify.is_empty()
+            {
+                commands.push(VerifyCommand::Program(verify.clone()));
+            }
+        }
+        commands
     }
 
     /// A minted key that an earlier run already got into every sink and verified, so that
     /// finishing needs no secret.
     fn settled_key(&self) -> Option<&KeyId> {
+        let must_verify = !self.verify_commands().is_empty();
         self.minted.iter().rev().find(|id| {
             !self.revoked.contains(*id)
                 && !self.sinks.is_empty()
                 && self.holds.iter().all(|h| h.as_ref() == Some(*id))
-                && (self.started.verify_cmd.is_none() || self.verified.as_ref() == Some(*id))
+                && (!must_verify || self.verified.as_ref() == Some(*id))
         })
     }
 
@@ -294,13 +334,16 @@ impl State {
                 attempt: self.mint_attempts + 1,
             };
         };
-        if let Some(sink) = self.holds.iter().position(|h| h.as_ref() != Some(target)) {
+        let pending: Vec<usize> = (0..self.holds.len())
+            .filter(|&i| self.holds[i].as_ref() != Some(target))
+            .collect();
+        if !pending.is_empty() {
             return Step::Write {
-                sink,
+                sinks: pending,
                 key_id: target.clone(),
             };
         }
-        if self.started.verify_cmd.is_some() && self.verified.as_ref() != Some(target) {
+        if !self.verify_commands().is_empty() && self.verified.as_ref() != Some(target) {
             return Step::Verify {
                 key_id: target.clone(),
             };

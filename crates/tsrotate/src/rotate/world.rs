@@ -1,16 +1,20 @@
-//! The real world of a rotation: the Tailscale API, files, and a verification command.
+//! The real world of a rotation: the Tailscale API, the places that hold the key, and the
+//! verification commands.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::api::{self, CreateAuthKey, DeviceCreateCapabilities};
 use crate::journal::{SinkPlan, Template};
 use crate::key::{KeyId, Secret, redact_in};
 use crate::sink::file::{self, FileMatch};
+use crate::sink::{self as sinks, Credentials, Expect, Sink, SinkSpec};
 
 use super::engine::{MintedKey, Revocation, StepError, World};
+use super::state::VerifyCommand;
 
 /// The environment variable that carries the new key to `--verify-cmd` (never argv).
 pub const NEW_KEY_ENV: &str = "TSROTATE_NEW_KEY";
@@ -18,12 +22,18 @@ pub const NEW_KEY_ENV: &str = "TSROTATE_NEW_KEY";
 /// How long a verification command may run.
 pub const VERIFY_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// The Tailscale API plus the files of one rotation.
+/// The Tailscale API plus the places of one rotation.
 pub struct ApiWorld {
     client: api::Client,
     /// What each planned file looked like when the plan was shown: a file that changed since
     /// is not overwritten. Used once per file; later writes re-read the file.
-    planned: HashMap<PathBuf, FileMatch>,
+    planned: Mutex<HashMap<PathBuf, FileMatch>>,
+    /// What each configured place looked like at the plan, by sink index; used once.
+    planned_versions: Mutex<HashMap<usize, Expect>>,
+    /// Credentials for the services configured places live in.
+    credentials: Credentials,
+    /// Configured places, built on first use.
+    built: Mutex<HashMap<usize, Arc<dyn Sink>>>,
 }
 
 impl ApiWorld {
@@ -32,8 +42,93 @@ impl ApiWorld {
     pub fn new(client: api::Client, planned: Vec<FileMatch>) -> Self {
         Self {
             client,
-            planned: planned.into_iter().map(|m| (m.path.clone(), m)).collect(),
+            planned: Mutex::new(planned.into_iter().map(|m| (m.path.clone(), m)).collect()),
+            planned_versions: Mutex::new(HashMap::new()),
+            credentials: Credentials::default(),
+            built: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// With credentials for configured places, and what they looked like at the plan.
+    #[must_use]
+    pub fn with_configured(
+        mut self,
+        credentials: Credentials,
+        planned_versions: HashMap<usize, Expect>,
+    ) -> Self {
+        self.credentials = credentials;
+        self.planned_versions = Mutex::new(planned_versions);
+        self
+    }
+
+    fn sink(&self, index: usize, spec: &SinkSpec) -> Result<Arc<dyn Sink>, StepError> {
+        let mut built = self.built.lock().expect("sink cache lock");
+        if let Some(s) = built.get(&index) {
+            return Ok(s.clone());
+        }
+        let sink: Arc<dyn Sink> = Arc::from(
+            sinks::build(spec, &self.credentials).map_err(|e| StepError::new(e.to_string()))?,
+        );
+        built.insert(index, sink.clone());
+        Ok(sink)
+    }
+
+    /// Write a configured place: check that it holds a key of this rotation (or nothing),
+    /// write with check-and-set, read back, then run its `after` command.
+    async fn write_configured(
+        &self,
+        index: usize,
+        spec: &SinkSpec,
+        after: &[String],
+        replace: &[KeyId],
+        value: &Secret,
+    ) -> Result<(), StepError> {
+        // A `type = "file"` place that holds the key among other text is edited in place, by
+        // key ID, like a file found with `--in`.
+        if let SinkSpec::File { path } = spec
+            && holds_key_inside(path, replace)
+        {
+            let display = sinks::describe(spec);
+            let (path, ids, owned) = (path.clone(), replace.to_vec(), value.clone());
+            tokio::task::spawn_blocking(move || write_file(&path, &display, None, &ids, &owned))
+                .await
+                .map_err(|e| StepError::new(format!("writing a file panicked: {e}")))??;
+            return run_after(after, value).await;
+        }
+        let sink = self.sink(index, spec)?;
+        let planned = self
+            .planned_versions
+            .lock()
+            .expect("plan lock")
+            .remove(&index);
+        let expect = match planned {
+            Some(expect) => expect,
+            None if sink.readable() => {
+                let snapshot = sink
+                    .read()
+                    .await
+                    .map_err(|e| StepError::new(e.to_string()))?;
+                check_holds_ours(sink.as_ref(), snapshot.value.as_ref(), replace, value)?;
+                Expect::from_snapshot(&snapshot)
+            }
+            None => Expect::Unchecked,
+        };
+        sink.write(value, &expect)
+            .await
+            .map_err(|e| StepError::new(e.to_string()))?;
+        if sink.readable() {
+            let back = sink
+                .read()
+                .await
+                .map_err(|e| StepError::new(format!("reading back: {e}")))?;
+            if back.value.as_ref().map(Secret::fingerprint) != Some(value.fingerprint()) {
+                return Err(StepError::new(format!(
+                    "{} does not hold the new value after writing it",
+                    sink.describe()
+                )));
+            }
+        }
+        run_after(after, value).await
     }
 
     /// The API client.
@@ -107,16 +202,21 @@ impl World for ApiWorld {
     }
 
     async fn write(
-        &mut self,
+        &self,
+        index: usize,
         sink: &SinkPlan,
         replace: &[KeyId],
         value: &Secret,
     ) -> Result<(), StepError> {
         match sink {
+            SinkPlan::Configured { spec, after, .. } => {
+                self.write_configured(index, spec, after, replace, value)
+                    .await
+            }
             SinkPlan::File { path, display } => {
                 let path = path.clone();
                 let display = display.clone();
-                let planned = self.planned.remove(&path);
+                let planned = self.planned.lock().expect("plan lock").remove(&path);
                 let replace = replace.to_vec();
                 let value = value.clone();
                 let shown = display.clone();
@@ -129,8 +229,15 @@ impl World for ApiWorld {
         }
     }
 
-    async fn verify(&mut self, command: &str, value: &Secret) -> Result<(), StepError> {
-        run_verify(command, value).await
+    async fn verify(
+        &mut self,
+        commands: &[VerifyCommand],
+        value: &Secret,
+    ) -> Result<(), StepError> {
+        for command in commands {
+            run_verify(command, value).await?;
+        }
+        Ok(())
     }
 
     async fn revoke(&mut self, key_id: &KeyId) -> Result<Revocation, StepError> {
@@ -210,11 +317,68 @@ fn read_back(
     Ok(())
 }
 
-/// Run the verification command with the new key in its environment, never in argv.
-async fn run_verify(command: &str, value: &Secret) -> Result<(), StepError> {
-    let child = tokio::process::Command::new("sh")
-        .arg("-c")
-        .arg(command)
+/// Whether a file holds a credential of `ids` among other text (rather than being the value).
+fn holds_key_inside(path: &std::path::Path, ids: &[KeyId]) -> bool {
+    let holds = file::holds(path, ids).is_ok_and(|o| !o.is_empty());
+    let whole = std::fs::read_to_string(path)
+        .ok()
+        .is_some_and(|t| crate::key::Credential::parse(t.trim_end_matches(['\n', '\r'])).is_ok());
+    holds && !whole
+}
+
+/// A place that holds a credential this rotation does not know was changed by someone else
+/// (or is configured wrongly): it is not overwritten.
+fn check_holds_ours(
+    sink: &dyn Sink,
+    current: Option<&Secret>,
+    replace: &[KeyId],
+    value: &Secret,
+) -> Result<(), StepError> {
+    let Some(held) = current.and_then(|v| crate::key::Credential::parse(v.expose_secret()).ok())
+    else {
+        return Ok(());
+    };
+    let new_id = crate::key::Credential::parse(value.expose_secret())
+        .ok()
+        .map(|c| c.key_id().clone());
+    if replace.contains(held.key_id()) || Some(held.key_id()) == new_id.as_ref() {
+        return Ok(());
+    }
+    Err(StepError::new(format!(
+        "{} holds key {}, which this rotation does not know; not overwritten",
+        sink.describe(),
+        held.key_id()
+    )))
+}
+
+/// Run a place's `after` command (a reload) with the new key in its environment.
+async fn run_after(after: &[String], value: &Secret) -> Result<(), StepError> {
+    if after.is_empty() {
+        return Ok(());
+    }
+    run_verify(&VerifyCommand::Program(after.to_vec()), value)
+        .await
+        .map_err(|e| StepError::new(e.message.replace("verification command", "`after` command")))
+}
+
+/// Run a verification command with the new key in its environment, never in argv.
+async fn run_verify(command: &VerifyCommand, value: &Secret) -> Result<(), StepError> {
+    let mut process = match command {
+        VerifyCommand::Shell(line) => {
+            let mut p = tokio::process::Command::new("sh");
+            p.arg("-c").arg(line);
+            p
+        }
+        VerifyCommand::Program(argv) => {
+            let Some((program, rest)) = argv.split_first() else {
+                return Err(StepError::new("an empty verification command"));
+            };
+            let mut p = tokio::process::Command::new(program);
+            p.args(rest);
+            p
+        }
+    };
+    let child = process
         .env(NEW_KEY_ENV, value.expose_secret())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

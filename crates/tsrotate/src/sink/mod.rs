@@ -21,6 +21,7 @@
 //! - Both are idempotent: the rotation engine may repeat a write after a crash.
 
 pub mod file;
+pub mod structured;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -194,7 +195,7 @@ pub enum SinkSpec {
         /// The dotted path of the field.
         field: String,
     },
-    /// A field of a Vault or OpenBao KV version 2 secret, written with check-and-set.
+    /// A field of a Vault or `OpenBao` KV version 2 secret, written with check-and-set.
     VaultKv {
         /// The server (`VAULT_ADDR` when absent).
         #[serde(default)]
@@ -326,4 +327,71 @@ pub struct Credentials {
     pub kubeconfig: Option<std::path::PathBuf>,
     /// In a pod: `KUBERNETES_SERVICE_HOST` and `KUBERNETES_SERVICE_PORT`.
     pub kubernetes_service: Option<(String, String)>,
+}
+
+/// A human description of a configured place, without secrets.
+#[must_use]
+pub fn describe(spec: &SinkSpec) -> String {
+    match spec {
+        SinkSpec::File { path } => format!("file {}", path.display()),
+        SinkSpec::Dotenv { path, field }
+        | SinkSpec::Json { path, field }
+        | SinkSpec::Yaml { path, field }
+        | SinkSpec::Toml { path, field } => {
+            format!("{} {}#{field}", spec.kind(), path.display())
+        }
+        SinkSpec::VaultKv {
+            mount, path, field, ..
+        } => format!("vault-kv {mount}/{path}#{field}"),
+        SinkSpec::AwsSecretsmanager {
+            secret_id,
+            json_field,
+            ..
+        } => match json_field {
+            Some(f) => format!("aws-secretsmanager {secret_id}#{f}"),
+            None => format!("aws-secretsmanager {secret_id}"),
+        },
+        SinkSpec::AwsSsm { name, .. } => format!("aws-ssm {name}"),
+        SinkSpec::GithubActions {
+            repository,
+            organization,
+            environment,
+            secret,
+            ..
+        } => {
+            let owner = match (repository, organization, environment) {
+                (Some(r), _, Some(e)) => format!("{r} environment {e}"),
+                (Some(r), _, None) => r.clone(),
+                (None, Some(o), _) => format!("organization {o}"),
+                (None, None, _) => "?".to_owned(),
+            };
+            format!("github-actions {owner} secret {secret}")
+        }
+        SinkSpec::KubernetesSecret {
+            namespace,
+            name,
+            key,
+            ..
+        } => format!("kubernetes-secret {namespace}/{name}#{key}"),
+        SinkSpec::Command { run } => format!("command {}", run.first().map_or("", String::as_str)),
+    }
+}
+
+/// Build the sink a configuration entry names.
+pub fn build(spec: &SinkSpec, credentials: &Credentials) -> Result<Box<dyn Sink>, Error> {
+    use structured::{FieldSink, Format};
+    let _ = credentials;
+    Ok(match spec {
+        SinkSpec::File { path } => Box::new(FieldSink::new(Format::Whole, path, "")?),
+        SinkSpec::Dotenv { path, field } => Box::new(FieldSink::new(Format::Dotenv, path, field)?),
+        SinkSpec::Json { path, field } => Box::new(FieldSink::new(Format::Json, path, field)?),
+        SinkSpec::Yaml { path, field } => Box::new(FieldSink::new(Format::Yaml, path, field)?),
+        SinkSpec::Toml { path, field } => Box::new(FieldSink::new(Format::Toml, path, field)?),
+        other => {
+            return Err(Error::Config {
+                sink: describe(other),
+                message: "this sink type is not available in this build".into(),
+            });
+        }
+    })
 }

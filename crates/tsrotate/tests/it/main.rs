@@ -1,4 +1,11 @@
 //! Integration tests for the tsrotate library, one binary for link time (STYLE.md §9).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::unreadable_literal,
+    clippy::doc_markdown,
+    clippy::disallowed_methods
+)]
+
 mod api;
 mod files;
