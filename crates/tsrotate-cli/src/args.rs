@@ -33,6 +33,10 @@ pub(crate) struct GlobalArgs {
     /// [env: `TSROTATE_STATE_DIR`; default: `$XDG_STATE_HOME/tsrotate`].
     #[arg(long, global = true, value_name = "DIR")]
     pub(crate) state_dir: Option<PathBuf>,
+    /// The configuration file of managed credentials and their places
+    /// [env: `TSROTATE_CONFIG`; default: `./tsrotate.toml`, then `~/.config/tsrotate/config.toml`].
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
 }
 
 /// Output formats.
@@ -48,6 +52,8 @@ pub(crate) enum Format {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
+    /// Validate the configuration file and read its places (`check`), or show the settings.
+    Config(crate::cmd_config::Args),
     /// Run the whole leak response against the built-in emulator: see what tsrotate does.
     Demo(crate::cmd_demo::Args),
     /// Which credential this is and what the API says of it. Never prints the secret.

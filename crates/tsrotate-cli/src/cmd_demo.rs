@@ -105,10 +105,12 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
             leaked.secret.expose_secret(),
         )?),
         roots: vec![dir.clone()],
+        configured: Vec::new(),
         overrides: Overrides::default(),
         revoke_first: false,
         verify_cmd: Some(verify),
         user: context::os_user(),
+        credential: None,
     };
     let status = cmd_rotate::rotate(
         &global,
@@ -118,6 +120,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
             dry_run: false,
             yes: true,
         },
+        tsrotate::sink::Credentials::default(),
     )
     .await?;
     if human {

@@ -8,25 +8,34 @@ use time::OffsetDateTime;
 use tsrotate::api;
 use tsrotate::journal::{Event, Journal};
 use tsrotate::rotate::State;
+use tsrotate::rotate::places;
 use tsrotate::rotate::plan::{self, Overrides, Plan, Request};
 use tsrotate::rotate::world::ApiWorld;
 
 use crate::args::{Format, GlobalArgs};
 use crate::context;
 use crate::exit::{ExitStatus, UserError};
+use crate::managed;
 use crate::rotation::{self, Outcome, Recording};
-use crate::settings::ApiSettings;
+use crate::settings::{self, ApiSettings};
 
 /// Arguments of `tsrotate rotate`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// The key to replace: the credential itself, its key ID, or `-` to read it from standard
     /// input. A credential given here is visible in the process list: prefer `-` or the ID.
-    #[arg(value_name = "KEY | KEY_ID | -")]
-    key: String,
+    /// With --credential, the key is found in the credential's configured places.
+    #[arg(
+        value_name = "KEY | KEY_ID | -",
+        required_unless_present = "credential"
+    )]
+    key: Option<String>,
     /// A file or folder to search for the key (recursively; `.git` folders are skipped).
-    #[arg(long = "in", value_name = "PATH", required = true)]
+    #[arg(long = "in", value_name = "PATH")]
     in_paths: Vec<PathBuf>,
+    /// Rotate this managed credential of the configuration file through all of its places.
+    #[arg(long, value_name = "NAME")]
+    credential: Option<String>,
     /// Show the plan and change nothing.
     #[arg(long)]
     dry_run: bool,
@@ -59,27 +68,91 @@ pub(crate) struct Args {
 }
 
 pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitStatus> {
-    let key = context::key_arg(&args.key)?;
-    let client = ApiSettings::from_env(&["auth_keys"])?.require_client()?;
+    let key = args.key.as_deref().map(context::key_arg).transpose()?;
+    let config = settings::load_config(global, args.credential.is_some())?;
+    let client = ApiSettings::resolve(&["auth_keys"], config.as_ref())?.require_client()?;
+    let credentials = settings::sink_credentials();
+    let mut overrides = Overrides {
+        reusable: args.reusable,
+        ephemeral: args.ephemeral,
+        preauthorized: args.preauthorized,
+        tags: args.tags.clone().map(|t| t.0),
+        expiry_seconds: args.expiry,
+        description: None,
+    };
+    let mut configured = Vec::new();
+    let mut credential_name = None;
+    let key = match (&args.credential, config.as_ref()) {
+        (Some(name), Some(config)) => {
+            let Some(credential) = config.credential(name) else {
+                let names: Vec<&str> = config.credentials.iter().map(|c| c.name.as_str()).collect();
+                return Err(
+                    UserError::new(format!("no credential `{name}` in the configuration"))
+                        .hint(format!("configured: {}", names.join(", ")))
+                        .into(),
+                );
+            };
+            if credential.kind != tsrotate::config::Kind::AuthKey {
+                return Err(UserError::new(format!(
+                    "credential `{name}` is a {:?}; `rotate --credential` handles auth keys",
+                    credential.kind
+                ))
+                .into());
+            }
+            overrides = overrides
+                .or_template(&credential.template)
+                .map_err(|e| UserError::new(format!("credential `{name}`: {e}")))?;
+            let readings = places::read(credential, &credentials).await;
+            let key = match key {
+                Some(key) => key,
+                None => managed::current_key(global, &client, name, &readings).await?,
+            };
+            configured = readings;
+            credential_name = Some(name.clone());
+            key
+        }
+        (None, Some(config)) => {
+            let key = key.expect("clap requires KEY without --credential");
+            // Every configured place, of any credential, that holds this key.
+            for credential in &config.credentials {
+                let readings = places::read(credential, &credentials).await;
+                if readings
+                    .iter()
+                    .any(|r| r.key_id().as_ref() == Some(key.key_id()))
+                {
+                    configured.extend(
+                        readings
+                            .into_iter()
+                            .filter(|r| r.key_id().as_ref() == Some(key.key_id())),
+                    );
+                }
+            }
+            key
+        }
+        (_, None) => {
+            if args.in_paths.is_empty() {
+                return Err(UserError::new("nowhere to look for the key")
+                    .hint("give --in PATH (files or folders), or --config FILE with --credential NAME")
+                    .into());
+            }
+            key.expect("clap requires KEY without --credential")
+        }
+    };
     let request = Request {
         key,
         roots: args.in_paths.clone(),
-        overrides: Overrides {
-            reusable: args.reusable,
-            ephemeral: args.ephemeral,
-            preauthorized: args.preauthorized,
-            tags: args.tags.clone().map(|t| t.0),
-            expiry_seconds: args.expiry,
-        },
+        configured,
+        overrides,
         revoke_first: args.revoke_first,
         verify_cmd: args.verify_cmd.clone(),
         user: context::os_user(),
+        credential: credential_name,
     };
     let options = Options {
         dry_run: args.dry_run,
         yes: args.yes,
     };
-    rotate(global, &client, request, options).await
+    rotate(global, &client, request, options, credentials).await
 }
 
 /// How the person wants it run.
@@ -94,6 +167,7 @@ pub(crate) async fn rotate(
     client: &api::Client,
     request: Request,
     options: Options,
+    credentials: tsrotate::sink::Credentials,
 ) -> anyhow::Result<ExitStatus> {
     for root in &request.roots {
         if std::fs::symlink_metadata(root).is_err() {
@@ -145,7 +219,8 @@ pub(crate) async fn rotate(
     recording.audit_only(&Event::Started(Box::new(plan.started.clone())));
     let state = State::replay(&tsrotate::journal::read(recording.journal_path())?)
         .expect("a new journal starts with its plan");
-    let mut world = ApiWorld::new(client.clone(), plan.files.clone());
+    let mut world = ApiWorld::new(client.clone(), plan.files.clone())
+        .with_configured(credentials, plan.planned_versions.clone());
     let narrate = human && !global.quiet;
     let outcome =
         rotation::execute(state, &mut world, &mut recording, narrate, &state_dir, None).await?;
@@ -164,6 +239,8 @@ pub(crate) fn plan_error(e: plan::Error) -> anyhow::Error {
             .hint("check the --in paths; to revoke the key without replacing it, use `tsrotate revoke`")
             .into(),
         plan::Error::Files(e) => UserError::new(e.to_string()).into(),
+        plan::Error::Unreadable(message) => anyhow::anyhow!("{message}")
+            .context("a configured place cannot be read; nothing was changed"),
     }
 }
 

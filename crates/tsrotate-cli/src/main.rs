@@ -8,6 +8,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod args;
+mod cmd_config;
 mod cmd_demo;
 mod cmd_emulator;
 mod cmd_inspect;
@@ -19,6 +20,7 @@ mod cmd_scan;
 mod context;
 mod exit;
 mod logging;
+mod managed;
 mod rotation;
 mod settings;
 
@@ -41,6 +43,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
     match command {
         Command::Scan(args) => cmd_scan::run(&global, &args),
         Command::Emulator(args) => runtime()?.block_on(cmd_emulator::run(&global, &args)),
+        Command::Config(args) => runtime()?.block_on(cmd_config::run(&global, &args)),
         Command::Demo(args) => runtime()?.block_on(cmd_demo::run(&global, &args)),
         Command::Inspect(args) => runtime()?.block_on(cmd_inspect::run(&global, &args)),
         Command::Rotate(args) => runtime()?.block_on(cmd_rotate::run(&global, &args)),

@@ -25,6 +25,32 @@ pub(crate) mod env {
     pub(crate) const XDG_STATE_HOME: &str = "XDG_STATE_HOME";
     /// The user's home.
     pub(crate) const HOME: &str = "HOME";
+    /// A file holding the OAuth client secret (for secrets mounted as files).
+    pub(crate) const TAILSCALE_OAUTH_CLIENT_SECRET_FILE: &str =
+        "TAILSCALE_OAUTH_CLIENT_SECRET_FILE";
+    /// A file holding the API access token.
+    pub(crate) const TAILSCALE_API_KEY_FILE: &str = "TAILSCALE_API_KEY_FILE";
+    /// The configuration file.
+    pub(crate) const TSROTATE_CONFIG: &str = "TSROTATE_CONFIG";
+    /// The XDG configuration directory.
+    pub(crate) const XDG_CONFIG_HOME: &str = "XDG_CONFIG_HOME";
+    /// Vault or `OpenBao`.
+    pub(crate) const VAULT_ADDR: &str = "VAULT_ADDR";
+    /// Vault or `OpenBao` token.
+    pub(crate) const VAULT_TOKEN: &str = "VAULT_TOKEN";
+    /// AWS credentials and region, as the AWS CLI names them.
+    pub(crate) const AWS_ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
+    pub(crate) const AWS_SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
+    pub(crate) const AWS_SESSION_TOKEN: &str = "AWS_SESSION_TOKEN";
+    pub(crate) const AWS_REGION: &str = "AWS_REGION";
+    pub(crate) const AWS_DEFAULT_REGION: &str = "AWS_DEFAULT_REGION";
+    pub(crate) const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
+    /// GitHub token for Actions secrets.
+    pub(crate) const GITHUB_TOKEN: &str = "GITHUB_TOKEN";
+    /// Kubernetes configuration, and the in-cluster service address.
+    pub(crate) const KUBECONFIG: &str = "KUBECONFIG";
+    pub(crate) const KUBERNETES_SERVICE_HOST: &str = "KUBERNETES_SERVICE_HOST";
+    pub(crate) const KUBERNETES_SERVICE_PORT: &str = "KUBERNETES_SERVICE_PORT";
 
     /// A variable's value, when set and not empty.
     #[allow(
@@ -36,10 +62,91 @@ pub(crate) mod env {
     }
 }
 
+use std::path::{Path, PathBuf};
+
 use tsrotate::api::{self, Auth};
+use tsrotate::config::Config;
 use tsrotate::key::{Credential, KeyKind, Secret};
 
+use crate::args::GlobalArgs;
 use crate::exit::UserError;
+
+/// The first line of a file holding a secret.
+fn read_secret_file(path: &Path) -> Result<Secret, UserError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| UserError::new(format!("cannot read `{}`: {e}", path.display())))?;
+    let value = text.lines().next().unwrap_or_default().trim().to_owned();
+    if value.is_empty() {
+        return Err(UserError::new(format!("`{}` is empty", path.display())));
+    }
+    Ok(Secret::new(value))
+}
+
+/// Where the configuration file is, and how we know: `--config`, else `TSROTATE_CONFIG`, else
+/// `./tsrotate.toml`, else `$XDG_CONFIG_HOME/tsrotate/config.toml` (or
+/// `~/.config/tsrotate/config.toml`). The last two only when they exist.
+pub(crate) fn config_path(global: &GlobalArgs) -> Option<(PathBuf, &'static str)> {
+    if let Some(p) = &global.config {
+        return Some((p.clone(), "--config"));
+    }
+    if let Some(p) = env::var(env::TSROTATE_CONFIG) {
+        return Some((PathBuf::from(p), "TSROTATE_CONFIG"));
+    }
+    let local = PathBuf::from("tsrotate.toml");
+    if local.exists() {
+        return Some((local, "./tsrotate.toml"));
+    }
+    let user = env::var(env::XDG_CONFIG_HOME)
+        .map(PathBuf::from)
+        .or_else(|| env::var(env::HOME).map(|h| PathBuf::from(h).join(".config")))
+        .map(|d| d.join("tsrotate/config.toml"));
+    user.filter(|p| p.exists())
+        .map(|p| (p, "the user configuration"))
+}
+
+/// Load and validate the configuration, if there is one; `required` makes its absence an error.
+pub(crate) fn load_config(global: &GlobalArgs, required: bool) -> anyhow::Result<Option<Config>> {
+    let Some((path, _)) = config_path(global) else {
+        if required {
+            return Err(UserError::new("no configuration file")
+                .hint("give --config FILE, set TSROTATE_CONFIG, or create ./tsrotate.toml")
+                .into());
+        }
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        UserError::new(format!(
+            "cannot read the configuration `{}`: {e}",
+            path.display()
+        ))
+    })?;
+    let config = Config::parse(&text, &path).map_err(|e| UserError::new(e.to_string()))?;
+    Ok(Some(config))
+}
+
+/// Credentials for the services sinks write to, from their usual environment variables.
+pub(crate) fn sink_credentials() -> tsrotate::sink::Credentials {
+    let kubeconfig = env::var(env::KUBECONFIG)
+        .and_then(|v| v.split(':').find(|p| !p.is_empty()).map(PathBuf::from))
+        .or_else(|| {
+            env::var(env::HOME)
+                .map(|h| PathBuf::from(h).join(".kube/config"))
+                .filter(|p| p.exists())
+        });
+    tsrotate::sink::Credentials {
+        vault_addr: env::var(env::VAULT_ADDR),
+        vault_token: env::var(env::VAULT_TOKEN).map(Secret::new),
+        aws_access_key_id: env::var(env::AWS_ACCESS_KEY_ID),
+        aws_secret_access_key: env::var(env::AWS_SECRET_ACCESS_KEY).map(Secret::new),
+        aws_session_token: env::var(env::AWS_SESSION_TOKEN).map(Secret::new),
+        aws_region: env::var(env::AWS_REGION).or_else(|| env::var(env::AWS_DEFAULT_REGION)),
+        aws_endpoint_url: env::var(env::AWS_ENDPOINT_URL),
+        github_token: env::var(env::GITHUB_TOKEN).map(Secret::new),
+        kubeconfig,
+        kubernetes_service: env::var(env::KUBERNETES_SERVICE_HOST)
+            .zip(env::var(env::KUBERNETES_SERVICE_PORT)),
+    }
+}
 
 /// How to reach the Tailscale API, from the environment.
 #[derive(Clone)]
@@ -53,10 +160,25 @@ impl ApiSettings {
     /// Read `TAILSCALE_*` once. OAuth client credentials win over an API access token: they
     /// are scoped and do not belong to a person.
     pub(crate) fn from_env(scopes: &[&str]) -> Result<Self, UserError> {
-        let base_url =
-            env::var(env::TAILSCALE_BASE_URL).unwrap_or_else(|| api::DEFAULT_BASE_URL.to_owned());
-        let tailnet = env::var(env::TAILSCALE_TAILNET).unwrap_or_else(|| "-".to_owned());
-        let client_secret = env::var(env::TAILSCALE_OAUTH_CLIENT_SECRET).map(Secret::new);
+        Self::resolve(scopes, None)
+    }
+
+    /// The environment, then the configuration's `[tailscale]` section, then defaults.
+    pub(crate) fn resolve(scopes: &[&str], config: Option<&Config>) -> Result<Self, UserError> {
+        let section = config.map(|c| &c.tailscale);
+        let base_url = env::var(env::TAILSCALE_BASE_URL)
+            .or_else(|| section.and_then(|s| s.base_url.clone()))
+            .unwrap_or_else(|| api::DEFAULT_BASE_URL.to_owned());
+        let tailnet = env::var(env::TAILSCALE_TAILNET)
+            .or_else(|| section.and_then(|s| s.tailnet.clone()))
+            .unwrap_or_else(|| "-".to_owned());
+        let secret_file = env::var(env::TAILSCALE_OAUTH_CLIENT_SECRET_FILE)
+            .map(PathBuf::from)
+            .or_else(|| section.and_then(|s| s.oauth_client_secret_file.clone()));
+        let client_secret = match env::var(env::TAILSCALE_OAUTH_CLIENT_SECRET) {
+            Some(v) => Some(Secret::new(v)),
+            None => secret_file.map(|f| read_secret_file(&f)).transpose()?,
+        };
         let auth = if let Some(client_secret) = client_secret {
             let parsed = Credential::parse(client_secret.expose_secret()).ok();
             if parsed
@@ -70,6 +192,7 @@ impl ApiSettings {
             }
             // The secret alone identifies the client; the ID is optional.
             let client_id = env::var(env::TAILSCALE_OAUTH_CLIENT_ID)
+                .or_else(|| section.and_then(|s| s.oauth_client_id.clone()))
                 .or_else(|| parsed.as_ref().map(|c| c.key_id().to_string()))
                 .unwrap_or_default();
             Some(Auth::OAuthClient {
@@ -78,7 +201,15 @@ impl ApiSettings {
                 scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
             })
         } else {
-            env::var(env::TAILSCALE_API_KEY).map(|v| Auth::ApiAccessToken(Secret::new(v)))
+            let key_file = env::var(env::TAILSCALE_API_KEY_FILE)
+                .map(PathBuf::from)
+                .or_else(|| section.and_then(|s| s.api_key_file.clone()));
+            match env::var(env::TAILSCALE_API_KEY) {
+                Some(v) => Some(Auth::ApiAccessToken(Secret::new(v))),
+                None => key_file
+                    .map(|f| read_secret_file(&f).map(Auth::ApiAccessToken))
+                    .transpose()?,
+            }
         };
         Ok(Self {
             base_url,

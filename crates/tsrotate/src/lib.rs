@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod config;
 pub mod fs;
 pub mod journal;
 pub mod key;

@@ -11,6 +11,7 @@
     unreachable_pub
 )]
 
+mod config;
 mod crash;
 mod rotate;
 mod scan;

@@ -17,6 +17,9 @@ pub struct Started {
     pub tailnet: String,
     /// Who ran it (the OS user).
     pub user: String,
+    /// The managed credential of the configuration, when it rotates one.
+    #[serde(default)]
+    pub credential: Option<String>,
     /// The key being replaced.
     pub old: OldKey,
     /// What the replacement will be.

@@ -318,3 +318,29 @@ pub fn last_known(
     }
     Ok(found)
 }
+
+/// The key the last finished rotation of managed credential `name` left in its places: how
+/// tsrotate knows the current key of a credential whose places are all write-only.
+pub fn last_done_for(state_dir: &Path, name: &str) -> Result<Option<crate::key::KeyId>, Error> {
+    let mut found = None;
+    for id in list(state_dir)? {
+        let Ok(records) = read(&Journal::path_of(state_dir, &id)) else {
+            continue;
+        };
+        let Some(Event::Started(started)) = records.first().map(|r| &r.event) else {
+            continue;
+        };
+        if started.credential.as_deref() != Some(name) {
+            continue;
+        }
+        if let Some(Event::Done { key_id }) = records
+            .iter()
+            .rev()
+            .map(|r| &r.event)
+            .find(|e| matches!(e, Event::Done { .. }))
+        {
+            found = Some(key_id.clone());
+        }
+    }
+    Ok(found)
+}

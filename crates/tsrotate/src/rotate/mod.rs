@@ -5,6 +5,7 @@
 //! verification command.
 
 pub mod engine;
+pub mod places;
 pub mod plan;
 pub mod state;
 pub mod world;

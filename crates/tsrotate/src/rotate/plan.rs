@@ -8,6 +8,7 @@ use time::OffsetDateTime;
 use crate::api::{self, Key, KeyType};
 use crate::journal::{OldKey, SinkPlan, Started, Template};
 use crate::key::{KeyId, KeyKind, KeyRef};
+use crate::sink::Expect;
 use crate::sink::file::{self, Discovery, FileMatch};
 
 /// The longest auth key lifetime Tailscale allows: 90 days.
@@ -89,15 +90,38 @@ pub struct Overrides {
     pub tags: Option<Vec<String>>,
     /// `--expiry`, in seconds.
     pub expiry_seconds: Option<i64>,
+    /// The description of new keys (from a configuration template).
+    pub description: Option<String>,
+}
+
+impl Overrides {
+    /// These overrides, with the gaps filled from a configuration template.
+    pub fn or_template(self, template: &crate::config::TemplateConfig) -> Result<Self, String> {
+        let expiry = template
+            .expiry
+            .as_deref()
+            .map(crate::config::parse_duration)
+            .transpose()?;
+        Ok(Self {
+            reusable: self.reusable.or(template.reusable),
+            ephemeral: self.ephemeral.or(template.ephemeral),
+            preauthorized: self.preauthorized.or(template.preauthorized),
+            tags: self.tags.or_else(|| template.tags.clone()),
+            expiry_seconds: self.expiry_seconds.or(expiry),
+            description: self.description.or_else(|| template.description.clone()),
+        })
+    }
 }
 
 /// What the user asked for.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Request {
     /// The key to replace.
     pub key: KeyRef,
     /// Files and folders to search.
     pub roots: Vec<PathBuf>,
+    /// Configured places, as read just now (`rotate --config`).
+    pub configured: Vec<super::places::Reading>,
     /// Properties of the new key.
     pub overrides: Overrides,
     /// Revoke the old key before anything else.
@@ -106,6 +130,8 @@ pub struct Request {
     pub verify_cmd: Option<String>,
     /// Who is asking (the OS user), for the journal and audit log.
     pub user: String,
+    /// The managed credential being rotated, by its configuration name.
+    pub credential: Option<String>,
 }
 
 /// A rotation, planned and ready to start.
@@ -121,6 +147,8 @@ pub struct Plan {
     pub discovery: Discovery,
     /// Things the person should know before saying yes.
     pub warnings: Vec<String>,
+    /// What each configured place looked like, by sink index, for check-and-set.
+    pub planned_versions: std::collections::HashMap<usize, Expect>,
 }
 
 /// Why a rotation cannot be planned.
@@ -167,6 +195,9 @@ pub enum Error {
     /// An override is out of range.
     #[error("{0}")]
     InvalidOverride(String),
+    /// A configured place could not be read; nothing was changed.
+    #[error("{0}")]
+    Unreadable(String),
 }
 
 /// A new rotation ID: `r`, the UTC time to the second, and six random characters. Sorting
@@ -230,9 +261,28 @@ pub async fn plan_auth_key(
     let template = template_for(&key_id, status, source.as_ref(), &request.overrides)?;
 
     let mut warnings = Vec::new();
-    let discovery = file::locate(&request.roots, std::slice::from_ref(&key_id))?;
+    let discovery = if request.roots.is_empty() {
+        Discovery::default()
+    } else {
+        file::locate(&request.roots, std::slice::from_ref(&key_id))?
+    };
     let files: Vec<FileMatch> = discovery.matches.clone();
-    if files.is_empty() {
+    if let Some(failed) = request
+        .configured
+        .iter()
+        .find_map(super::places::Reading::failed)
+    {
+        return Err(Error::Unreadable(failed.to_string()));
+    }
+    for reading in &request.configured {
+        if let Some(held) = reading.key_id().filter(|id| *id != key_id) {
+            warnings.push(format!(
+                "{} holds key {held}, not {key_id}: out of sync; it gets the new key too",
+                crate::sink::describe(&reading.sink.spec)
+            ));
+        }
+    }
+    if files.is_empty() && request.configured.is_empty() {
         return Err(Error::NotFoundInFiles {
             key_id,
             roots: request.roots,
@@ -271,17 +321,29 @@ pub async fn plan_auth_key(
         warnings.push(format!("key {key_id} is already {status}: its consumers are failing now; the rotation mints a replacement and puts it in place"));
     }
 
-    let sinks = files
-        .iter()
-        .map(|m| SinkPlan::File {
-            path: m.path.clone(),
-            display: m.display_path.display().to_string(),
-        })
-        .collect();
+    let mut planned_versions = std::collections::HashMap::new();
+    let mut sinks: Vec<SinkPlan> = Vec::new();
+    for reading in &request.configured {
+        if let Ok(snapshot) = &reading.snapshot {
+            planned_versions.insert(sinks.len(), Expect::from_snapshot(snapshot));
+        }
+        sinks.push(SinkPlan::Configured {
+            spec: reading.sink.spec.clone(),
+            credential: reading.credential.clone(),
+            after: reading.sink.after.clone(),
+            verify: reading.sink.verify.clone(),
+            held_at_plan: reading.key_id(),
+        });
+    }
+    sinks.extend(files.iter().map(|m| SinkPlan::File {
+        path: m.path.clone(),
+        display: m.display_path.display().to_string(),
+    }));
     let started = Started {
         rotation_id: new_rotation_id(now),
         tailnet: client.tailnet().to_owned(),
         user: request.user,
+        credential: request.credential,
         old: OldKey {
             key_id,
             kind: kind.slug().to_owned(),
@@ -303,6 +365,7 @@ pub async fn plan_auth_key(
         files,
         discovery,
         warnings,
+        planned_versions,
     })
 }
 
@@ -348,7 +411,7 @@ fn template_for(
             preauthorized: overrides.preauthorized.unwrap_or_default(),
             tags: overrides.tags.clone().unwrap_or_default(),
             expiry_seconds: overrides.expiry_seconds,
-            description: None,
+            description: overrides.description.clone(),
         });
     };
     let caps = old.device_capabilities();
@@ -368,7 +431,10 @@ fn template_for(
         expiry_seconds: overrides
             .expiry_seconds
             .or(lifetime.map(|s| s.clamp(1, MAX_AUTH_KEY_EXPIRY_SECONDS))),
-        description: old.description.clone(),
+        description: overrides
+            .description
+            .clone()
+            .or_else(|| old.description.clone()),
     })
 }
 
@@ -419,6 +485,7 @@ mod tests {
                 preauthorized: Some(true),
                 tags: Some(vec![]),
                 expiry_seconds: None,
+                description: None,
             },
         )
         .unwrap();

@@ -215,6 +215,7 @@ fn started(sinks: usize, revoke_first: bool, verify: bool) -> Started {
         rotation_id: "r20261128000000abcdef".into(),
         tailnet: "-".into(),
         user: "test".into(),
+        credential: None,
         old: OldKey {
             key_id: id_of(OLD),
             kind: "auth-key".into(),

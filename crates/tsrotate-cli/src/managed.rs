@@ -1,0 +1,55 @@
+//! Managed credentials: which key a configured credential holds now.
+
+use time::OffsetDateTime;
+use tsrotate::api;
+use tsrotate::key::{KeyId, KeyRef};
+use tsrotate::rotate::places::{self, Reading};
+use tsrotate::rotate::plan::{self, KeyStatus};
+
+use crate::args::GlobalArgs;
+use crate::context;
+use crate::exit::UserError;
+
+/// The key credential `name` holds now: what its readable places hold (the live, newest one
+/// when they disagree), else what its last rotation left in its write-only places.
+pub(crate) async fn current_key(
+    global: &GlobalArgs,
+    client: &api::Client,
+    name: &str,
+    readings: &[Reading],
+) -> anyhow::Result<KeyRef> {
+    let held = places::held_ids(readings);
+    if held.is_empty() {
+        let state_dir = context::state_dir(global)?;
+        return match tsrotate::journal::last_done_for(&state_dir, name)? {
+            Some(id) => Ok(KeyRef::Id(id)),
+            None => Err(UserError::new(format!(
+                "cannot tell which key credential `{name}` holds: none of its places can be read, and tsrotate has not rotated it before"
+            ))
+            .hint("give the current key or its ID: `tsrotate rotate KEY_ID --credential NAME`")
+            .into()),
+        };
+    }
+    if held.len() == 1 {
+        return Ok(KeyRef::Id(held[0].0.clone()));
+    }
+    Ok(KeyRef::Id(choose(client, &held).await?))
+}
+
+/// Among keys held by places that disagree: the live one created last, else the most common.
+async fn choose(client: &api::Client, held: &[(KeyId, usize)]) -> anyhow::Result<KeyId> {
+    let now = OffsetDateTime::now_utc();
+    let mut best: Option<(OffsetDateTime, KeyId)> = None;
+    for (id, _) in held {
+        let (status, meta) = plan::lookup(client, id, now).await?;
+        if status == KeyStatus::Live {
+            let created = meta
+                .and_then(|k| k.created)
+                .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+            if best.as_ref().is_none_or(|(c, _)| created > *c) {
+                best = Some((created, id.clone()));
+            }
+        }
+    }
+    Ok(best.map_or_else(|| held[0].0.clone(), |(_, id)| id))
+}

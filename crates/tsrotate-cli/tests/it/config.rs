@@ -1,0 +1,330 @@
+//! Managed credentials from a configuration file: `rotate --config --credential`, `rotate KEY
+//! --config`, `config check`, `config show`, with file-family places.
+
+use serde_json::Value;
+
+use crate::support::{TestEnv, credentials_in, values_of};
+
+/// Plant `key` in five kinds of places and write a configuration naming them.
+fn setup(env: &TestEnv, key: &str) -> std::path::PathBuf {
+    env.write("etc/authkey", format!("{key}\n"));
+    env.write(
+        "app/.env",
+        format!("# app\nA=1\nTS_AUTHKEY=\"{key}\" # prod\nB=2\n"),
+    );
+    env.write(
+        "app/settings.json",
+        format!("{{\n  \"tailscale\": {{\"authkey\": \"{key}\"}},\n  \"n\": 1\n}}\n"),
+    );
+    env.write(
+        "app/config.toml",
+        format!("# top\n[tailscale]\nauthkey = \"{key}\" # keep\n"),
+    );
+    env.write(
+        "deploy/values.yaml",
+        format!("tailscale:\n  authKey: {key}\n  hostname: web-1\n"),
+    );
+    let w = env.work.path();
+    let marker = w.join("after-ran");
+    let config = format!(
+        r#"
+[[credential]]
+name = "web"
+kind = "auth-key"
+
+[credential.template]
+description = "web servers"
+
+[[credential.sink]]
+type = "file"
+path = "{w}/etc/authkey"
+
+[[credential.sink]]
+type = "dotenv"
+path = "{w}/app/.env"
+field = "TS_AUTHKEY"
+after = ["sh", "-c", "printf %s \"$TSROTATE_NEW_KEY\" > {marker}"]
+
+[[credential.sink]]
+type = "json"
+path = "{w}/app/settings.json"
+field = "tailscale.authkey"
+verify = ["sh", "-c", "grep -qF \"$TSROTATE_NEW_KEY\" {w}/app/settings.json"]
+
+[[credential.sink]]
+type = "toml"
+path = "{w}/app/config.toml"
+field = "tailscale.authkey"
+
+[[credential.sink]]
+type = "yaml"
+path = "{w}/deploy/values.yaml"
+field = "tailscale.authKey"
+"#,
+        w = w.display(),
+        marker = marker.display()
+    );
+    env.write("tsrotate.toml", config)
+}
+
+fn the_one_key(env: &TestEnv) -> String {
+    let ids: std::collections::BTreeSet<String> = credentials_in(env.work.path())
+        .into_iter()
+        .map(|(_, id)| id)
+        .collect();
+    assert_eq!(ids.len(), 1, "places disagree: {ids:?}");
+    ids.into_iter().next().unwrap()
+}
+
+#[test]
+fn a_managed_credential_rotates_through_every_place() {
+    let mut env = TestEnv::new();
+    let (old_id, old) = env.mint_default();
+    let config = setup(&env, &old);
+    let before: Vec<(String, Vec<u8>)> = [
+        "etc/authkey",
+        "app/.env",
+        "app/settings.json",
+        "app/config.toml",
+        "deploy/values.yaml",
+    ]
+    .iter()
+    .map(|r| ((*r).to_owned(), env.read(r)))
+    .collect();
+
+    let run = env
+        .run(env.cmd().arg("--config").arg(&config).args([
+            "rotate",
+            "--credential",
+            "web",
+            "--yes",
+        ]))
+        .expect(0);
+    assert!(run.stdout.contains("5 place(s) updated"), "{}", run.stdout);
+    let new_id = the_one_key(&env);
+    assert_ne!(new_id, old_id);
+    let new = values_of(&env.read("etc/authkey"), &new_id).pop().unwrap();
+    env.canary(&new);
+    for (rel, bytes) in &before {
+        let expected = String::from_utf8(bytes.clone())
+            .unwrap()
+            .replace(&old, &new);
+        assert_eq!(String::from_utf8(env.read(rel)).unwrap(), expected, "{rel}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(env.work.path().join("after-ran")).unwrap(),
+        new,
+        "the after command got the new key"
+    );
+    assert_eq!(env.key(&old_id)["invalid"], true);
+    let minted = env.key(&new_id);
+    assert!(
+        minted["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("web servers tsrotate r"),
+        "{minted}"
+    );
+    env.assert_state_clean();
+
+    // The journal knows the credential; a second rotation finds the new key by itself.
+    env.run(env.cmd().arg("--config").arg(&config).args([
+        "rotate",
+        "--credential",
+        "web",
+        "--yes",
+    ]))
+    .expect(0);
+    let newer = the_one_key(&env);
+    assert_ne!(newer, new_id);
+    assert_eq!(env.key(&new_id)["invalid"], true);
+}
+
+#[test]
+fn places_out_of_sync_are_all_brought_to_the_new_key() {
+    let mut env = TestEnv::new();
+    let (stale_id, stale) = env.mint_default();
+    let (current_id, current) = env.mint_default();
+    let config = setup(&env, &current);
+    env.write("app/.env", format!("TS_AUTHKEY={stale}\n"));
+    let run = env
+        .run(env.cmd().arg("--config").arg(&config).args([
+            "rotate",
+            "--credential",
+            "web",
+            "--yes",
+        ]))
+        .expect(0);
+    assert!(run.stdout.contains("out of sync"), "{}", run.stdout);
+    let new_id = the_one_key(&env);
+    assert!(new_id != stale_id && new_id != current_id);
+    assert_eq!(
+        env.key(&current_id)["invalid"],
+        true,
+        "the current key is revoked"
+    );
+    // The out-of-sync key was someone's older key: replaced, not revoked by this rotation.
+    assert_eq!(env.key(&stale_id)["invalid"], false);
+}
+
+#[test]
+fn a_key_alone_finds_its_configured_places() {
+    let mut env = TestEnv::new();
+    let (old_id, old) = env.mint_default();
+    let config = setup(&env, &old);
+    env.run(
+        env.cmd()
+            .arg("--config")
+            .arg(&config)
+            .args(["rotate", &old_id, "--yes"]),
+    )
+    .expect(0);
+    assert_ne!(the_one_key(&env), old_id);
+}
+
+#[test]
+fn a_dry_run_reads_every_place_and_changes_nothing() {
+    let mut env = TestEnv::new();
+    let (old_id, old) = env.mint_default();
+    let config = setup(&env, &old);
+    let before = env.read("app/.env");
+    let run = env
+        .run(env.cmd().arg("--config").arg(&config).args([
+            "--format",
+            "json",
+            "rotate",
+            "--credential",
+            "web",
+            "--dry-run",
+        ]))
+        .expect(0);
+    let plan: Value = run.json();
+    assert_eq!(plan["plan"]["old_key"]["key_id"], old_id.as_str());
+    assert_eq!(env.read("app/.env"), before);
+    assert_eq!(env.key(&old_id)["invalid"], false);
+}
+
+#[test]
+fn config_check_reads_every_place_and_reports_trouble() {
+    let mut env = TestEnv::new();
+    let (old_id, old) = env.mint_default();
+    let config = setup(&env, &old);
+    let run = env
+        .run(
+            env.cmd()
+                .arg("--config")
+                .arg(&config)
+                .args(["--format", "json", "config", "check"]),
+        )
+        .expect(0);
+    let report = run.json();
+    assert_eq!(report["api_ok"], true);
+    let places = report["places"].as_array().unwrap();
+    assert_eq!(places.len(), 5);
+    for p in places {
+        assert_eq!(p["state"], "ok", "{p}");
+        assert_eq!(p["key_id"], old_id.as_str());
+        assert_eq!(p["key_status"], "live");
+    }
+    env.write("deploy/values.yaml", "tailscale: [unclosed\n");
+    let run = env
+        .run(
+            env.cmd()
+                .arg("--config")
+                .arg(&config)
+                .args(["config", "check"]),
+        )
+        .expect(1);
+    assert!(
+        run.stdout.contains("ERROR") && run.stdout.contains("values.yaml"),
+        "{}",
+        run.stdout
+    );
+    // Nothing was written by a check.
+    assert_eq!(env.read("deploy/values.yaml"), b"tailscale: [unclosed\n");
+    // A place that cannot be read stops a rotation before anything happens.
+    let run = env.run(env.cmd().arg("--config").arg(&config).args([
+        "rotate",
+        "--credential",
+        "web",
+        "--yes",
+    ]));
+    assert_ne!(run.code, 0);
+    assert_eq!(env.key(&old_id)["invalid"], false);
+    assert!(!env.state.path().join("rotations").exists());
+}
+
+#[test]
+fn a_config_holding_a_secret_or_a_typo_is_refused() {
+    let mut env = TestEnv::new();
+    let (_, old) = env.mint_default();
+    let bad = env.write("bad.toml", format!("[[credential]]\nname = \"x\"\nkind = \"auth-key\"\n[[credential.sink]]\ntype = \"command\"\nrun = [\"echo\", \"{old}\"]\n"));
+    let run = env
+        .run(
+            env.cmd()
+                .arg("--config")
+                .arg(&bad)
+                .args(["config", "check"]),
+        )
+        .expect(2);
+    assert!(
+        run.stderr.contains("secrets never belong"),
+        "{}",
+        run.stderr
+    );
+    let typo = env.write("typo.toml", "[[credential]]\nname = \"x\"\nkind = \"auth-key\"\n[[credential.sink]]\ntype = \"dotenv\"\npath = \"/x\"\nfeild = \"K\"\n");
+    let run = env
+        .run(
+            env.cmd()
+                .arg("--config")
+                .arg(&typo)
+                .args(["rotate", "--credential", "x", "--yes"]),
+        )
+        .expect(2);
+    assert!(run.stderr.contains("feild"), "{}", run.stderr);
+    let run = env
+        .run(
+            env.cmd()
+                .arg("--config")
+                .arg(&typo)
+                .args(["rotate", "--credential", "nope", "--yes"]),
+        )
+        .expect(2);
+    assert!(run.stderr.contains("feild"), "{}", run.stderr);
+    let ok = setup(&env, &old);
+    let run = env
+        .run(
+            env.cmd()
+                .arg("--config")
+                .arg(&ok)
+                .args(["rotate", "--credential", "nope", "--yes"]),
+        )
+        .expect(2);
+    assert!(
+        run.stderr.contains("no credential `nope`") && run.stderr.contains("web"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn config_show_names_sources_and_hides_secrets() {
+    let mut env = TestEnv::new();
+    let (_, old) = env.mint_default();
+    let config = setup(&env, &old);
+    let run = env
+        .run(
+            env.cmd_oauth()
+                .arg("--config")
+                .arg(&config)
+                .args(["config", "show"]),
+        )
+        .expect(0);
+    assert!(
+        run.stdout.contains("OAuth client")
+            && run.stdout.contains("env TAILSCALE_BASE_URL")
+            && run.stdout.contains("web (5 places)"),
+        "{}",
+        run.stdout
+    );
+}

@@ -1,0 +1,76 @@
+//! Reading the configured places of a credential: what each holds now, and which key that is.
+
+use futures_util::StreamExt as _;
+
+use crate::config;
+use crate::key::{Credential, KeyId};
+use crate::sink::{self, Credentials, Snapshot};
+
+/// What one configured place held when it was read.
+#[derive(Debug)]
+pub struct Reading {
+    /// The place.
+    pub sink: config::Sink,
+    /// The credential it belongs to.
+    pub credential: Option<String>,
+    /// What it holds, or why it could not be read. Write-only places answer
+    /// [`sink::Error::WriteOnly`].
+    pub snapshot: Result<Snapshot, sink::Error>,
+}
+
+impl Reading {
+    /// The key ID of the value the place holds, if it holds a Tailscale credential.
+    #[must_use]
+    pub fn key_id(&self) -> Option<KeyId> {
+        let value = self.snapshot.as_ref().ok()?.value.as_ref()?;
+        Credential::parse(value.expose_secret())
+            .ok()
+            .map(|c| c.key_id().clone())
+    }
+
+    /// Whether the place could not be read for a reason other than being write-only.
+    #[must_use]
+    pub fn failed(&self) -> Option<&sink::Error> {
+        match &self.snapshot {
+            Err(sink::Error::WriteOnly { .. }) | Ok(_) => None,
+            Err(e) => Some(e),
+        }
+    }
+}
+
+/// How many places are read at once.
+const READ_CONCURRENCY: usize = 8;
+
+/// Read every place of `credential` concurrently.
+pub async fn read(credential: &config::Credential, credentials: &Credentials) -> Vec<Reading> {
+    futures_util::stream::iter(credential.sinks.iter().cloned())
+        .map(|place| async move {
+            let snapshot = match sink::build(&place.spec, credentials) {
+                Ok(s) if s.readable() => s.read().await,
+                Ok(s) => Err(sink::Error::WriteOnly { sink: s.describe() }),
+                Err(e) => Err(e),
+            };
+            Reading {
+                sink: place,
+                credential: Some(credential.name.clone()),
+                snapshot,
+            }
+        })
+        .buffered(READ_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await
+}
+
+/// The distinct key IDs the places hold, most common first.
+#[must_use]
+pub fn held_ids(readings: &[Reading]) -> Vec<(KeyId, usize)> {
+    let mut counts: Vec<(KeyId, usize)> = Vec::new();
+    for id in readings.iter().filter_map(Reading::key_id) {
+        match counts.iter_mut().find(|(k, _)| *k == id) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((id, 1)),
+        }
+    }
+    counts.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+    counts
+}
