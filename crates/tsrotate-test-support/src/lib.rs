@@ -9,5 +9,7 @@
 //! - [`http`]: the minimal blocking HTTP/1.1 client behind [`emulator`], for loopback only.
 
 pub mod emulator;
+pub mod github_fake;
 pub mod http;
+pub mod kubernetes_fake;
 pub mod openapi;

@@ -20,7 +20,10 @@
 //!   service's message passed through [`crate::key::redact_in`], never a request body.
 //! - Both are idempotent: the rotation engine may repeat a write after a crash.
 
+pub mod command;
 pub mod file;
+pub mod github;
+pub mod kubernetes;
 pub mod structured;
 
 use std::future::Future;

@@ -9,3 +9,6 @@
 
 mod api;
 mod files;
+mod sink_command;
+mod sink_github;
+mod sink_kubernetes;
