@@ -73,7 +73,7 @@ pub(crate) fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitStatus
     out.flush()?;
     drop(out);
     if !global.quiet {
-        render::summary(&report, args.placeholders, &verification);
+        render::summary(&report, args.placeholders, args.git, &verification);
     }
     render::problems(&report);
     if !report.findings.is_empty() {

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use indicatif::HumanBytes;
-use tsrotate_scan::{Encoding, Finding, Origin, Report, Status};
+use tsrotate_scan::{Encoding, Finding, Report, Status};
 
 use super::verify::Verification;
 
@@ -115,14 +115,15 @@ pub(super) fn sarif(out: &mut dyn Write, findings: &[Finding]) -> io::Result<()>
 
 /// The closing line on stderr: what was scanned, what was found, what verification did.
 #[allow(clippy::print_stderr, reason = "the CLI reports on stderr")]
-pub(super) fn summary(report: &Report, listed_placeholders: bool, verification: &Verification) {
+pub(super) fn summary(
+    report: &Report,
+    listed_placeholders: bool,
+    git: bool,
+    verification: &Verification,
+) {
     let keys: std::collections::BTreeSet<_> =
         report.findings.iter().map(|f| f.key_id.as_str()).collect();
-    let what = if report.findings.iter().any(|f| f.origin == Origin::Git) {
-        "blobs"
-    } else {
-        "files"
-    };
+    let what = if git { "blobs" } else { "files" };
     let mut line = format!(
         "{} finding(s) of {} key(s) in {} {what} ({})",
         report.findings.len(),
