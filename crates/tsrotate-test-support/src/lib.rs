@@ -7,9 +7,11 @@
 //! - [`emulator`]: start a `tsrotate-emulator` on its own thread and drive its `/_emulator/`
 //!   admin routes from synchronous tests.
 //! - [`http`]: the minimal blocking HTTP/1.1 client behind [`emulator`], for loopback only.
+//! - [`services`]: real `OpenBao` and moto servers from `PyPI`, on free loopback ports.
 
 pub mod emulator;
 pub mod github_fake;
 pub mod http;
 pub mod kubernetes_fake;
 pub mod openapi;
+pub mod services;

@@ -20,11 +20,13 @@
 //!   service's message passed through [`crate::key::redact_in`], never a request body.
 //! - Both are idempotent: the rotation engine may repeat a write after a crash.
 
+pub mod aws;
 pub mod command;
 pub mod file;
 pub mod github;
 pub mod kubernetes;
 pub mod structured;
+pub mod vault;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -9,6 +9,8 @@
 
 mod api;
 mod files;
+mod sink_aws;
 mod sink_command;
 mod sink_github;
 mod sink_kubernetes;
+mod sink_vault;
