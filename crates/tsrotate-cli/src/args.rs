@@ -64,6 +64,9 @@ pub(crate) enum Command {
     Resume(crate::cmd_resume::Args),
     /// Undo a rotation that has not revoked the old key yet.
     Rollback(crate::cmd_rollback::Args),
+    /// Move an API access token's consumers to a new, scoped OAuth client, then revoke it.
+    #[command(name = "migrate-to-oauth")]
+    MigrateToOauth(crate::cmd_migrate::Args),
     /// Revoke a key and confirm it is dead, without replacing it.
     Revoke(crate::cmd_revoke::Args),
     /// Find Tailscale credentials in files and git history.

@@ -111,6 +111,9 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
         verify_cmd: Some(verify),
         user: context::os_user(),
         credential: None,
+        kind_hint: None,
+        migrate_to: None,
+        webhook_endpoint: None,
     };
     let status = cmd_rotate::rotate(
         &global,
@@ -119,6 +122,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
         Options {
             dry_run: false,
             yes: true,
+            new_key_file: None,
         },
         tsrotate::sink::Credentials::default(),
     )

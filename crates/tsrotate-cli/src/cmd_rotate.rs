@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use serde::Serialize;
 use time::OffsetDateTime;
 use tsrotate::api;
-use tsrotate::journal::{Event, Journal};
+use tsrotate::journal::{Event, Journal, SinkPlan, Template};
+use tsrotate::key::KeyKind;
 use tsrotate::rotate::State;
 use tsrotate::rotate::places;
 use tsrotate::rotate::plan::{self, Overrides, Plan, Request};
@@ -65,12 +66,53 @@ pub(crate) struct Args {
     /// the environment variable `TSROTATE_NEW_KEY`, never in its arguments.
     #[arg(long, value_name = "CMD")]
     verify_cmd: Option<String>,
+    /// OAuth clients: the new client's scopes (`a,b`); default: as the old client.
+    #[arg(long, value_name = "SCOPES", value_delimiter = ',')]
+    scopes: Option<Vec<String>>,
+    /// API access tokens: a file holding the replacement you made in the admin console
+    /// (`-` for standard input); without it, tsrotate asks on the terminal, without echo.
+    #[arg(long, value_name = "FILE")]
+    new_key_file: Option<PathBuf>,
+    /// Webhook secrets: the webhook's endpoint ID; default: the tailnet's only webhook.
+    #[arg(long, value_name = "ID")]
+    webhook_endpoint: Option<String>,
+}
+
+/// The OAuth scopes a rotation of this kind needs, so that tsrotate asks for no more.
+pub(crate) fn scopes_for(kind: Option<&KeyKind>) -> &'static [&'static str] {
+    match kind {
+        Some(KeyKind::AuthKey) => &["auth_keys"],
+        // A new client can only get scopes the token creating it holds: the old client's
+        // scopes are known only after a look-up, so the token keeps all of tsrotate's.
+        // A bare key ID: the kind is known only after a look-up; ask for the client's scopes.
+        Some(KeyKind::OAuthClientSecret | KeyKind::Scim | KeyKind::Other(_)) | None => &[],
+        Some(KeyKind::ApiAccessToken) => &["api_access_tokens"],
+        Some(KeyKind::Webhook) => &["webhooks"],
+    }
+}
+
+fn config_kind(kind: tsrotate::config::Kind) -> KeyKind {
+    match kind {
+        tsrotate::config::Kind::AuthKey => KeyKind::AuthKey,
+        tsrotate::config::Kind::OauthClient => KeyKind::OAuthClientSecret,
+        tsrotate::config::Kind::ApiToken => KeyKind::ApiAccessToken,
+        tsrotate::config::Kind::WebhookSecret => KeyKind::Webhook,
+    }
 }
 
 pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitStatus> {
     let key = args.key.as_deref().map(context::key_arg).transpose()?;
     let config = settings::load_config(global, args.credential.is_some())?;
-    let client = ApiSettings::resolve(&["auth_keys"], config.as_ref())?.require_client()?;
+    let managed_kind = match (&args.credential, config.as_ref()) {
+        (Some(name), Some(config)) => config.credential(name).map(|c| config_kind(c.kind)),
+        _ => None,
+    };
+    let kind = managed_kind.clone().or_else(|| {
+        key.as_ref()
+            .and_then(|k| k.credential().map(|c| c.kind().clone()))
+    });
+    let client =
+        ApiSettings::resolve(scopes_for(kind.as_ref()), config.as_ref())?.require_client()?;
     let credentials = settings::sink_credentials();
     let mut overrides = Overrides {
         reusable: args.reusable,
@@ -79,9 +121,11 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
         tags: args.tags.clone().map(|t| t.0),
         expiry_seconds: args.expiry,
         description: None,
+        scopes: args.scopes.clone(),
     };
     let mut configured = Vec::new();
     let mut credential_name = None;
+    let mut webhook_endpoint = args.webhook_endpoint.clone();
     let key = match (&args.credential, config.as_ref()) {
         (Some(name), Some(config)) => {
             let Some(credential) = config.credential(name) else {
@@ -92,13 +136,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
                         .into(),
                 );
             };
-            if credential.kind != tsrotate::config::Kind::AuthKey {
-                return Err(UserError::new(format!(
-                    "credential `{name}` is a {:?}; `rotate --credential` handles auth keys",
-                    credential.kind
-                ))
-                .into());
-            }
+            webhook_endpoint.clone_from(&credential.webhook_endpoint_id);
             overrides = overrides
                 .or_template(&credential.template)
                 .map_err(|e| UserError::new(format!("credential `{name}`: {e}")))?;
@@ -147,10 +185,14 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
         verify_cmd: args.verify_cmd.clone(),
         user: context::os_user(),
         credential: credential_name,
+        kind_hint: managed_kind,
+        migrate_to: None,
+        webhook_endpoint,
     };
     let options = Options {
         dry_run: args.dry_run,
         yes: args.yes,
+        new_key_file: args.new_key_file.clone(),
     };
     rotate(global, &client, request, options, credentials).await
 }
@@ -159,6 +201,8 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
 pub(crate) struct Options {
     pub(crate) dry_run: bool,
     pub(crate) yes: bool,
+    /// API access tokens: where the replacement made in the admin console is.
+    pub(crate) new_key_file: Option<PathBuf>,
 }
 
 /// Plan, confirm, execute and report one rotation. Shared with `demo`.
@@ -191,7 +235,7 @@ pub(crate) async fn rotate(
         );
     }
     let known = tsrotate::journal::last_known(&state_dir, &key_id).unwrap_or(None);
-    let plan = plan::plan_auth_key(client, request, known, OffsetDateTime::now_utc())
+    let plan = plan::plan_rotation(client, request, known, OffsetDateTime::now_utc())
         .await
         .map_err(plan_error)?;
 
@@ -208,6 +252,11 @@ pub(crate) async fn rotate(
         }
         return Ok(ExitStatus::Success);
     }
+    // An API access token cannot be minted: a person makes it in the admin console.
+    let new_token = match &plan.started.template {
+        Template::ApiToken(t) => Some(new_api_token(t, &options)?),
+        _ => None,
+    };
     if !context::confirm("Rotate now?", options.yes)? {
         return Err(UserError::new("cancelled; nothing was changed").into());
     }
@@ -221,6 +270,9 @@ pub(crate) async fn rotate(
         .expect("a new journal starts with its plan");
     let mut world = ApiWorld::new(client.clone(), plan.files.clone())
         .with_configured(credentials, plan.planned_versions.clone());
+    if let Some(token) = new_token {
+        world = world.with_new_token(token, plan.started.old.key_id.clone());
+    }
     let narrate = human && !global.quiet;
     let outcome =
         rotation::execute(state, &mut world, &mut recording, narrate, &state_dir, None).await?;
@@ -248,17 +300,36 @@ pub(crate) fn plan_error(e: plan::Error) -> anyhow::Error {
 pub(crate) fn api_error(doing: &str, e: api::Error) -> anyhow::Error {
     let hint = match &e {
         api::Error::Unauthorized { .. } => Some(
-            "the API credential is unknown, revoked or expired: check TAILSCALE_OAUTH_CLIENT_SECRET or TAILSCALE_API_KEY",
+            "the API credential is unknown, revoked or expired: check TAILSCALE_OAUTH_CLIENT_SECRET or TAILSCALE_API_KEY".to_owned(),
         ),
-        api::Error::Forbidden { .. } => Some(
-            "the credential lacks a scope: an OAuth client needs `auth_keys` (and tags it owns) to rotate auth keys",
+        api::Error::Forbidden { message } => Some(forbidden_hint(message)),
+        api::Error::BadRequest { message } if message.contains("tag") => Some(
+            "keys minted by an OAuth client must carry tags the client owns: give the client those tags (or tags that own them in the policy's tagOwners), or pass --tags with the client's tags".to_owned(),
         ),
-        api::Error::Config(_) => Some("check TAILSCALE_BASE_URL"),
+        api::Error::Config(_) => Some("check TAILSCALE_BASE_URL".to_owned()),
         _ => None,
     };
     match hint {
         Some(hint) => UserError::new(format!("{doing}: {e}")).hint(hint).into(),
         None => anyhow::Error::from(e).context(doing.to_owned()),
+    }
+}
+
+/// A 403 in terms of what to change: the scope the API named, and what each scope is for.
+fn forbidden_hint(message: &str) -> String {
+    const SCOPES: [(&str, &str); 5] = [
+        ("auth_keys", "auth keys"),
+        ("oauth_keys", "OAuth clients"),
+        ("api_access_tokens", "API access tokens"),
+        ("webhooks", "webhook secrets"),
+        ("federated_keys", "federated identities"),
+    ];
+    let named = SCOPES.iter().find(|(scope, _)| message.contains(scope));
+    match named {
+        Some((scope, what)) => format!(
+            "the OAuth client lacks the `{scope}` scope ({what}): give tsrotate a client with it (admin console > Settings > OAuth clients), or use a client that has it"
+        ),
+        None => "the credential lacks a permission: tsrotate needs `auth_keys` for auth keys, `oauth_keys` for OAuth clients, `api_access_tokens` for API tokens and `webhooks` for webhook secrets".to_owned(),
     }
 }
 
@@ -376,37 +447,27 @@ fn write_plan(out: &mut impl Write, plan: &Plan, dry_run: bool) -> std::io::Resu
         "  old key   {} ({}; {}{expires}{fp})",
         s.old.key_id, s.old.kind, plan.status
     )?;
-    let mut props = vec![
-        if t.reusable { "reusable" } else { "single-use" }.to_owned(),
-        if t.ephemeral {
-            "ephemeral"
-        } else {
-            "not ephemeral"
+    writeln!(out, "  new key   {}", describe_template(t))?;
+    let configured: Vec<String> = s
+        .sinks
+        .iter()
+        .filter(|p| matches!(p, SinkPlan::Configured { .. }))
+        .map(SinkPlan::describe)
+        .collect();
+    if !configured.is_empty() {
+        writeln!(out, "  places    {} configured place(s)", configured.len())?;
+        for place in &configured {
+            writeln!(out, "    {place}")?;
         }
-        .to_owned(),
-        if t.preauthorized {
-            "preauthorized"
-        } else {
-            "needs approval"
-        }
-        .to_owned(),
-        if t.tags.is_empty() {
-            "no tags".to_owned()
-        } else {
-            format!("tags {}", t.tags.join(","))
-        },
-    ];
-    props.push(t.expiry_seconds.map_or_else(
-        || "expires after the API default (90 days)".to_owned(),
-        |s| format!("expires after {}", human_duration(s)),
-    ));
-    writeln!(out, "  new key   {}", props.join(", "))?;
+    }
     let occurrences: usize = plan.files.iter().map(|m| m.occurrences.len()).sum();
-    writeln!(
-        out,
-        "  files     {} file(s), {occurrences} occurrence(s)",
-        plan.files.len()
-    )?;
+    if !plan.files.is_empty() || configured.is_empty() {
+        writeln!(
+            out,
+            "  files     {} file(s), {occurrences} occurrence(s)",
+            plan.files.len()
+        )?;
+    }
     for m in &plan.files {
         for o in &m.occurrences {
             writeln!(
@@ -425,13 +486,32 @@ fn write_plan(out: &mut impl Write, plan: &Plan, dry_run: bool) -> std::io::Resu
     if s.revoke_first {
         steps.push(format!("revoke {} NOW", s.old.key_id));
     }
-    steps.push("mint the new key".to_owned());
-    steps.push(format!("replace it in {} file(s)", plan.files.len()));
-    if s.verify_cmd.is_some() {
-        steps.push("run the verification command".to_owned());
+    steps.push(
+        match t {
+            Template::AuthKey(_) => "mint the new key",
+            Template::OauthClient(_) => "create the new OAuth client and check it gets a token",
+            Template::ApiToken(_) => "check the API access token you made in the admin console",
+            Template::WebhookSecret { .. } => {
+                "rotate the webhook's secret (the old one stops working at once)"
+            }
+        }
+        .to_owned(),
+    );
+    steps.push(format!("replace it in {} place(s)", s.sinks.len()));
+    if s.verify_cmd.is_some()
+        || s.sinks
+            .iter()
+            .any(|p| matches!(p, SinkPlan::Configured { verify, .. } if !verify.is_empty()))
+    {
+        steps.push("run the verification commands".to_owned());
     }
-    if !s.revoke_first {
-        steps.push(format!("revoke {}", s.old.key_id));
+    if !s.revoke_first && !t.mint_retires_old() {
+        steps.push(match t {
+            Template::OauthClient(c) if c.migrated_from.is_none() => {
+                format!("delete the old client {}", s.old.key_id)
+            }
+            _ => format!("revoke {}", s.old.key_id),
+        });
     }
     let steps: Vec<String> = steps
         .iter()
@@ -459,6 +539,87 @@ fn write_plan(out: &mut impl Write, plan: &Plan, dry_run: bool) -> std::io::Resu
         )?;
     }
     Ok(())
+}
+
+/// The replacement API access token: from `--new-key-file`, else asked for without echo.
+fn new_api_token(
+    t: &tsrotate::journal::TokenTemplate,
+    options: &Options,
+) -> anyhow::Result<tsrotate::key::Secret> {
+    if let Some(file) = &options.new_key_file {
+        return context::read_secret_file(file, "new API access token");
+    }
+    if !context::interactive() {
+        return Err(UserError::new("API access tokens cannot be created through the API, and there is no terminal to ask for the new one")
+            .hint("make it in the admin console (Settings > Keys) and give it with --new-key-file FILE (or `-` for standard input)")
+            .into());
+    }
+    eprintln!(
+        "Make the replacement in the admin console: https://login.tailscale.com/admin/settings/keys > Generate access token{}{}.",
+        t.expiry_days
+            .map(|d| format!(", expiry {d} days"))
+            .unwrap_or_default(),
+        t.description
+            .as_deref()
+            .map(|d| format!(", description \"{d}\""))
+            .unwrap_or_default()
+    );
+    context::read_secret_stdin("new API access token (not echoed)")
+}
+
+/// The replacement's properties in one line.
+fn describe_template(t: &Template) -> String {
+    match t {
+        Template::AuthKey(t) => {
+            let mut props = vec![
+                if t.reusable { "reusable" } else { "single-use" }.to_owned(),
+                if t.ephemeral {
+                    "ephemeral"
+                } else {
+                    "not ephemeral"
+                }
+                .to_owned(),
+                if t.preauthorized {
+                    "preauthorized"
+                } else {
+                    "needs approval"
+                }
+                .to_owned(),
+                if t.tags.is_empty() {
+                    "no tags".to_owned()
+                } else {
+                    format!("tags {}", t.tags.join(","))
+                },
+            ];
+            props.push(t.expiry_seconds.map_or_else(
+                || "expires after the API default (90 days)".to_owned(),
+                |s| format!("expires after {}", human_duration(s)),
+            ));
+            props.join(", ")
+        }
+        Template::OauthClient(c) => format!(
+            "OAuth client, scopes {}, tags {}{}",
+            c.scopes.join(","),
+            if c.tags.is_empty() {
+                "none".to_owned()
+            } else {
+                c.tags.join(",")
+            },
+            c.migrated_from
+                .as_ref()
+                .map(|id| format!(", replacing API access token {id}"))
+                .unwrap_or_default()
+        ),
+        Template::ApiToken(t) => format!(
+            "API access token made by you in the admin console{}",
+            t.expiry_days
+                .map(|d| format!(", expiring in {d} days like the old one"))
+                .unwrap_or_default()
+        ),
+        Template::WebhookSecret { endpoint_id } => {
+            format!("new signing secret of webhook {endpoint_id}")
+        }
+    }
 }
 
 fn human_duration(seconds: i64) -> String {

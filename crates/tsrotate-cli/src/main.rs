@@ -12,6 +12,7 @@ mod cmd_config;
 mod cmd_demo;
 mod cmd_emulator;
 mod cmd_inspect;
+mod cmd_migrate;
 mod cmd_resume;
 mod cmd_revoke;
 mod cmd_rollback;
@@ -45,6 +46,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Emulator(args) => runtime()?.block_on(cmd_emulator::run(&global, &args)),
         Command::Config(args) => runtime()?.block_on(cmd_config::run(&global, &args)),
         Command::Demo(args) => runtime()?.block_on(cmd_demo::run(&global, &args)),
+        Command::MigrateToOauth(args) => runtime()?.block_on(cmd_migrate::run(&global, &args)),
         Command::Inspect(args) => runtime()?.block_on(cmd_inspect::run(&global, &args)),
         Command::Rotate(args) => runtime()?.block_on(cmd_rotate::run(&global, &args)),
         Command::Resume(args) => runtime()?.block_on(cmd_resume::run(&global, &args)),

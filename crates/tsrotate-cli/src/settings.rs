@@ -235,6 +235,13 @@ impl ApiSettings {
 
     /// A client, or a usage error saying how to configure credentials.
     pub(crate) fn require_client(&self) -> anyhow::Result<api::Client> {
+        if matches!(self.auth, Some(Auth::ApiAccessToken(_))) {
+            tracing::warn!(
+                "tsrotate is running on a personal API access token: it has its owner's full rights and expires with them. An OAuth client is the safer choice: create one with only the scopes tsrotate needs (admin console > Settings > OAuth clients) and set {} and {}",
+                env::TAILSCALE_OAUTH_CLIENT_ID,
+                env::TAILSCALE_OAUTH_CLIENT_SECRET
+            );
+        }
         self.client()?.ok_or_else(|| {
             UserError::new("no Tailscale API credentials")
                 .hint(format!(

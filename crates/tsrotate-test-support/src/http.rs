@@ -62,6 +62,31 @@ pub fn send(
     headers: &[(&str, &str)],
     body: Option<&serde_json::Value>,
 ) -> io::Result<Response> {
+    match body {
+        Some(body) => {
+            let mut with_type = headers.to_vec();
+            with_type.push(("Content-Type", "application/json"));
+            send_raw(
+                base_url,
+                method,
+                path,
+                &with_type,
+                body.to_string().as_bytes(),
+            )
+        }
+        None => send_raw(base_url, method, path, headers, b""),
+    }
+}
+
+/// Sends `method path` with a raw body (give its `Content-Type` in `headers`), such as the
+/// form-encoded body of the OAuth token endpoint.
+pub fn send_raw(
+    base_url: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    payload: &[u8],
+) -> io::Result<Response> {
     let authority = base_url
         .strip_prefix("http://")
         .ok_or_else(|| io::Error::other(format!("not an http:// URL: {base_url}")))?
@@ -70,18 +95,15 @@ pub fn send(
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
 
-    let payload = body.map(ToString::to_string).unwrap_or_default();
     let mut request =
         format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n");
     for (name, value) in headers {
         let _ = write!(request, "{name}: {value}\r\n");
     }
-    if body.is_some() {
-        request.push_str("Content-Type: application/json\r\n");
-    }
     let _ = write!(request, "Content-Length: {}\r\n\r\n", payload.len());
-    request.push_str(&payload);
-    stream.write_all(request.as_bytes())?;
+    let mut bytes = request.into_bytes();
+    bytes.extend_from_slice(payload);
+    stream.write_all(&bytes)?;
 
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;

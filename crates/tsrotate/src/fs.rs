@@ -401,10 +401,11 @@ pub fn rewrite<T>(
     expected: &ContentHash,
     transform: impl FnOnce(&mut dyn Read, &mut dyn Write) -> io::Result<T>,
 ) -> Result<Rewritten<T>, Error> {
-    let _lock = LockGuard::acquire(path)?;
+    let mut lock = LockGuard::acquire(path)?;
     let source = open_regular(path)?;
     let before = source.metadata().map_err(io_err(Action::Read, path))?;
     let temp = TempFile::create_beside(path)?;
+    lock.note_temp(&temp.path);
 
     let mut input = HashingReader::new(io::BufReader::with_capacity(STREAM_BUFFER, source));
     let mut output = io::BufWriter::with_capacity(
@@ -477,12 +478,32 @@ fn lock_path(path: &Path) -> PathBuf {
 }
 
 /// The `O_EXCL` lock [`rewrite`] holds: created on acquire, removed on drop.
+///
+/// It records who holds it (`pid`, `host`) and the temporary file being written (`temp`), so
+/// that a lock left by a process that was killed (SIGKILL, power loss) is recognised as stale
+/// on the same host, and removed with its half-written temporary file, instead of blocking
+/// `resume` until a person cleans up.
 struct LockGuard {
     path: PathBuf,
+    file: Option<File>,
+}
+
+/// This machine's name, to tell whether a lock's process can be checked here.
+fn host_name() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default()
 }
 
 impl LockGuard {
     fn acquire(target: &Path) -> Result<Self, Error> {
+        match Self::try_acquire(target) {
+            Err(Error::Locked { lock, .. }) if clear_if_stale(&lock) => Self::try_acquire(target),
+            other => other,
+        }
+    }
+
+    fn try_acquire(target: &Path) -> Result<Self, Error> {
         let path = lock_path(target);
         match OpenOptions::new()
             .write(true)
@@ -491,14 +512,16 @@ impl LockGuard {
             .open(&path)
         {
             Ok(mut file) => {
-                let guard = Self { path };
                 // The marker is for a person (and for `LockPathTaken`); a lock without it is
                 // still a lock, so a failed write is not an error.
-                let note = format!("pid {}\n", std::process::id());
+                let note = format!("pid {}\nhost {}\n", std::process::id(), host_name());
                 let _ = file
                     .write_all(LOCK_MARKER)
                     .and_then(|()| file.write_all(note.as_bytes()));
-                Ok(guard)
+                Ok(Self {
+                    path,
+                    file: Some(file),
+                })
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(if is_our_lock(&path) {
                 Error::Locked {
@@ -518,6 +541,39 @@ impl LockGuard {
             }),
         }
     }
+}
+
+impl LockGuard {
+    /// Record the temporary file, for whoever finds this lock stale.
+    fn note_temp(&mut self, temp: &Path) {
+        if let (Some(file), Some(name)) = (&mut self.file, temp.file_name()) {
+            let _ = file.write_all(format!("temp {}\n", name.to_string_lossy()).as_bytes());
+        }
+    }
+}
+
+/// Remove a lock of ours whose process is gone (same host, no such pid), and the temporary
+/// file it was writing. Returns whether it did. A lock from another host, or whose process
+/// lives, is left alone.
+fn clear_if_stale(lock: &Path) -> bool {
+    let Ok(text) = fs::read_to_string(lock) else {
+        return false;
+    };
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
+    };
+    let (Some(pid), Some(host)) = (field("pid "), field("host ")) else {
+        return false;
+    };
+    if host != host_name() || pid.parse::<u32>().is_err() || Path::new("/proc").join(&pid).exists()
+    {
+        return false;
+    }
+    if let Some(temp) = field("temp ").filter(|t| t.starts_with(".tsrotate-") && !t.contains('/')) {
+        let _ = fs::remove_file(lock.with_file_name(temp));
+    }
+    fs::remove_file(lock).is_ok()
 }
 
 /// Whether the existing lock file looks like ours: it starts with the marker, or is empty

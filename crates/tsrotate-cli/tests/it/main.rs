@@ -13,6 +13,7 @@
 
 mod config;
 mod crash;
+mod kinds;
 mod rotate;
 mod scan;
 mod support;

@@ -31,7 +31,7 @@ use tokio::time::Instant;
 pub use error::Error;
 pub use wire::{
     CreateAuthKey, CreatedKey, DeviceCapabilities, DeviceCreateCapabilities, Key, KeyCapabilities,
-    KeyType, OAuthClientRequest,
+    KeyType, OAuthClientRequest, Webhook,
 };
 
 use crate::key::{KeyId, Secret, redact_in};
@@ -369,6 +369,26 @@ impl Client {
             context: "the webhook rotation",
             problem: "no `secret` field".into(),
         })
+    }
+
+    /// `GET /tailnet/{tailnet}/webhooks`: the tailnet's webhook endpoints (never their secrets).
+    #[tracing::instrument(skip_all)]
+    pub async fn list_webhooks(&self) -> Result<Vec<Webhook>, Error> {
+        let path = format!(
+            "/api/v2/tailnet/{}/webhooks",
+            encode_segment(&self.inner.tailnet)
+        );
+        let list: wire::WebhookList = self
+            .call(
+                Method::GET,
+                &path,
+                &[],
+                None::<&()>,
+                Idempotency::Safe,
+                "the webhook list",
+            )
+            .await?;
+        Ok(list.webhooks)
     }
 
     /// Exchange an OAuth client secret for an access token, to prove the client works.

@@ -215,3 +215,21 @@ pub(crate) struct WebhookSecret {
     #[serde(default)]
     pub(crate) secret: Option<Secret>,
 }
+
+/// A webhook endpoint, as listed. The secret is never listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Webhook {
+    /// Its ID, used in `/webhooks/{endpointId}`.
+    pub endpoint_id: String,
+    /// Where Tailscale posts events.
+    #[serde(default)]
+    pub endpoint_url: String,
+}
+
+/// `{"webhooks": [...]}`.
+#[derive(Deserialize)]
+pub(crate) struct WebhookList {
+    #[serde(default)]
+    pub(crate) webhooks: Vec<Webhook>,
+}

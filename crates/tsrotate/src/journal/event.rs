@@ -47,9 +47,76 @@ pub struct OldKey {
     pub metadata: Option<Key>,
 }
 
+/// What the replacement is and how it comes to be, per kind of credential.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Template {
+    /// A twin auth key, minted through the API.
+    AuthKey(AuthKeyTemplate),
+    /// A new OAuth client with the same scopes and tags; the old one is deleted.
+    OauthClient(ClientTemplate),
+    /// A personal API access token made by a person in the admin console (the API cannot
+    /// create one); tsrotate takes it, checks it, and puts it in place.
+    ApiToken(TokenTemplate),
+    /// A new signing secret from the webhook's rotate endpoint, which retires the old one.
+    WebhookSecret {
+        /// The webhook's endpoint ID.
+        endpoint_id: String,
+    },
+}
+
+impl Template {
+    /// The description new keys get before the rotation marker is added.
+    #[must_use]
+    pub fn description(&self) -> Option<&str> {
+        match self {
+            Self::AuthKey(t) => t.description.as_deref(),
+            Self::OauthClient(t) => t.description.as_deref(),
+            Self::ApiToken(t) => t.description.as_deref(),
+            Self::WebhookSecret { .. } => None,
+        }
+    }
+
+    /// Whether minting the replacement already retires the old value (webhook rotation), so
+    /// there is nothing to revoke afterwards.
+    #[must_use]
+    pub fn mint_retires_old(&self) -> bool {
+        matches!(self, Self::WebhookSecret { .. })
+    }
+
+    /// Whether keys minted by an interrupted run can be found by their description.
+    #[must_use]
+    pub fn sweepable(&self) -> bool {
+        matches!(self, Self::AuthKey(_) | Self::OauthClient(_))
+    }
+}
+
+/// The properties of a replacement OAuth client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientTemplate {
+    /// Scopes it may grant.
+    pub scopes: Vec<String>,
+    /// Tags it may assign.
+    pub tags: Vec<String>,
+    /// Its description, before the rotation marker is added.
+    pub description: Option<String>,
+    /// When migrating from an API access token: the token being replaced by this client.
+    #[serde(default)]
+    pub migrated_from: Option<KeyId>,
+}
+
+/// What the person is asked to make in the admin console.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenTemplate {
+    /// The old token's lifetime in days, suggested for the new one.
+    pub expiry_days: Option<i64>,
+    /// The old token's description.
+    pub description: Option<String>,
+}
+
 /// The properties of the replacement auth key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Template {
+pub struct AuthKeyTemplate {
     /// Can register more than one device.
     pub reusable: bool,
     /// Devices are removed when they go offline.

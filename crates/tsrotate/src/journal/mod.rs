@@ -27,7 +27,9 @@ use std::path::{Path, PathBuf};
 
 use time::OffsetDateTime;
 
-pub use event::{Event, OldKey, SinkPlan, Started, Template};
+pub use event::{
+    AuthKeyTemplate, ClientTemplate, Event, OldKey, SinkPlan, Started, Template, TokenTemplate,
+};
 
 /// The journal format this version writes and understands.
 pub const FORMAT_VERSION: u32 = 1;

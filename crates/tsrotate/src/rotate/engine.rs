@@ -281,7 +281,7 @@ impl<'a, W: World, R: Recorder, O: Observer> Executor<'a, W, R, O> {
     }
 
     async fn mint(&mut self, attempt: u32) -> Result<(), Stop> {
-        let old_description = self.state.started.template.description.clone();
+        let old_description = self.state.started.template.description().map(str::to_owned);
         let description = mint_description(old_description.as_deref(), self.state.rotation_id());
         self.record(Event::MintIntent {
             attempt,

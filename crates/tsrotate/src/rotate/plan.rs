@@ -6,7 +6,9 @@ use rand::Rng;
 use time::OffsetDateTime;
 
 use crate::api::{self, Key, KeyType};
-use crate::journal::{OldKey, SinkPlan, Started, Template};
+use crate::journal::{
+    AuthKeyTemplate, ClientTemplate, OldKey, SinkPlan, Started, Template, TokenTemplate,
+};
 use crate::key::{KeyId, KeyKind, KeyRef};
 use crate::sink::Expect;
 use crate::sink::file::{self, Discovery, FileMatch};
@@ -92,6 +94,8 @@ pub struct Overrides {
     pub expiry_seconds: Option<i64>,
     /// The description of new keys (from a configuration template).
     pub description: Option<String>,
+    /// OAuth client scopes (`--scopes`).
+    pub scopes: Option<Vec<String>>,
 }
 
 impl Overrides {
@@ -109,6 +113,7 @@ impl Overrides {
             tags: self.tags.or_else(|| template.tags.clone()),
             expiry_seconds: self.expiry_seconds.or(expiry),
             description: self.description.or_else(|| template.description.clone()),
+            scopes: self.scopes.or_else(|| template.scopes.clone()),
         })
     }
 }
@@ -132,6 +137,24 @@ pub struct Request {
     pub user: String,
     /// The managed credential being rotated, by its configuration name.
     pub credential: Option<String>,
+    /// The kind, when the configuration says (a webhook's endpoint ID is not a key ID the
+    /// keys API knows).
+    pub kind_hint: Option<KeyKind>,
+    /// `migrate-to-oauth`: replace an API access token with a new OAuth client like this.
+    pub migrate_to: Option<MigrateTo>,
+    /// Webhook secrets: the webhook's endpoint ID (the secret's key ID is not it).
+    pub webhook_endpoint: Option<String>,
+}
+
+/// The OAuth client an API access token's consumers move to.
+#[derive(Debug, Clone)]
+pub struct MigrateTo {
+    /// Scopes of the new client: only what the consumers need.
+    pub scopes: Vec<String>,
+    /// Tags the new client may assign.
+    pub tags: Vec<String>,
+    /// Its description.
+    pub description: Option<String>,
 }
 
 /// A rotation, planned and ready to start.
@@ -221,26 +244,36 @@ pub fn new_rotation_id(now: OffsetDateTime) -> String {
     )
 }
 
-/// Plan the rotation of an auth key: look it up, search the files, settle the new key's
-/// properties. `known` is the key's last known metadata from earlier journals, used when the
+/// Plan a rotation: look the key up, search the files, settle the replacement's properties
+/// (per kind: a twin auth key, a new OAuth client, a token a person makes, a webhook
+/// secret). `known` is the key's last known metadata from earlier journals, used when the
 /// API no longer answers for it.
 #[allow(
     clippy::too_many_lines,
     reason = "one linear sequence of checks, each commented"
 )]
-pub async fn plan_auth_key(
+pub async fn plan_rotation(
     client: &api::Client,
     request: Request,
     known: Option<Key>,
     now: OffsetDateTime,
 ) -> Result<Plan, Error> {
     let key_id = request.key.key_id().clone();
-    let (status, metadata) = lookup(client, &key_id, now)
-        .await
-        .map_err(|source| Error::Api {
-            key_id: key_id.clone(),
-            source,
-        })?;
+    let given_kind = request
+        .kind_hint
+        .clone()
+        .or_else(|| request.key.credential().map(|c| c.kind().clone()));
+    // Webhook secrets are not keys of the keys API: nothing to look up there.
+    let (status, metadata) = if given_kind == Some(KeyKind::Webhook) {
+        (KeyStatus::Live, None)
+    } else {
+        lookup(client, &key_id, now)
+            .await
+            .map_err(|source| Error::Api {
+                key_id: key_id.clone(),
+                source,
+            })?
+    };
     let kind = match (
         &request.key,
         metadata.as_ref().and_then(|k| k.key_type.clone()),
@@ -251,14 +284,55 @@ pub async fn plan_auth_key(
         (KeyRef::Id(_), Some(KeyType::Api)) => KeyKind::ApiAccessToken,
         (KeyRef::Id(_), Some(other)) => KeyKind::Other(format!("{other:?}").to_lowercase()),
     };
-    if kind != KeyKind::AuthKey {
-        return Err(Error::UnsupportedKind {
-            key_id,
-            kind: kind.to_string(),
-        });
-    }
+    let kind = request.kind_hint.clone().unwrap_or(kind);
     let source = metadata.clone().or(known);
-    let template = template_for(&key_id, status, source.as_ref(), &request.overrides)?;
+    let template = match (&kind, &request.migrate_to) {
+        (KeyKind::ApiAccessToken, Some(client)) => Template::OauthClient(ClientTemplate {
+            scopes: client.scopes.clone(),
+            tags: client.tags.clone(),
+            description: Some(
+                client
+                    .description
+                    .clone()
+                    .unwrap_or_else(|| "migrated from an API token".to_owned()),
+            ),
+            migrated_from: Some(key_id.clone()),
+        }),
+        (_, Some(_)) => {
+            return Err(Error::UnsupportedKind {
+                key_id,
+                kind: format!("{kind} (only API access tokens are migrated to OAuth clients)"),
+            });
+        }
+        (KeyKind::AuthKey, None) => Template::AuthKey(template_for(
+            &key_id,
+            status,
+            source.as_ref(),
+            &request.overrides,
+        )?),
+        (KeyKind::OAuthClientSecret, None) => Template::OauthClient(client_template_for(
+            &key_id,
+            status,
+            source.as_ref(),
+            &request.overrides,
+        )?),
+        (KeyKind::ApiAccessToken, None) => Template::ApiToken(TokenTemplate {
+            expiry_days: source.as_ref().and_then(|k| match (k.created, k.expires) {
+                (Some(c), Some(e)) => Some((e - c).whole_days().max(1)),
+                _ => None,
+            }),
+            description: source.as_ref().and_then(|k| k.description.clone()),
+        }),
+        (KeyKind::Webhook, None) => Template::WebhookSecret {
+            endpoint_id: webhook_endpoint(client, request.webhook_endpoint.as_deref()).await?,
+        },
+        (KeyKind::Scim | KeyKind::Other(_), None) => {
+            return Err(Error::UnsupportedKind {
+                key_id,
+                kind: kind.to_string(),
+            });
+        }
+    };
 
     let mut warnings = Vec::new();
     let discovery = if request.roots.is_empty() {
@@ -317,7 +391,27 @@ pub async fn plan_auth_key(
     }
     if status.is_live() && request.revoke_first {
         warnings.push("--revoke-first: the old key is revoked BEFORE the new one is in place; its consumers fail until the rotation completes".into());
-    } else if !status.is_live() {
+    }
+    if request.revoke_first && template.mint_retires_old() {
+        return Err(Error::InvalidOverride("--revoke-first does not apply to webhook secrets: rotating one retires the old secret at once".into()));
+    }
+    if let Template::OauthClient(ClientTemplate {
+        migrated_from: Some(_),
+        ..
+    }) = &template
+    {
+        warnings.push("the token's consumers receive an OAuth client secret (`tskey-client-…`) in its place: configure them to use it as an OAuth client (for Terraform: TAILSCALE_OAUTH_CLIENT_ID and TAILSCALE_OAUTH_CLIENT_SECRET)".into());
+    }
+    if let Template::OauthClient(ClientTemplate {
+        migrated_from: None,
+        ..
+    }) = &template
+    {
+        warnings.push(
+            "the old client's ID is replaced too wherever it stands on its own in the files".into(),
+        );
+    }
+    if !status.is_live() {
         warnings.push(format!("key {key_id} is already {status}: its consumers are failing now; the rotation mints a replacement and puts it in place"));
     }
 
@@ -375,7 +469,7 @@ fn template_for(
     status: KeyStatus,
     old: Option<&Key>,
     overrides: &Overrides,
-) -> Result<Template, Error> {
+) -> Result<AuthKeyTemplate, Error> {
     if overrides
         .expiry_seconds
         .is_some_and(|e| !(1..=MAX_AUTH_KEY_EXPIRY_SECONDS).contains(&e))
@@ -405,7 +499,7 @@ fn template_for(
                 missing,
             });
         }
-        return Ok(Template {
+        return Ok(AuthKeyTemplate {
             reusable: overrides.reusable.unwrap_or_default(),
             ephemeral: overrides.ephemeral.unwrap_or_default(),
             preauthorized: overrides.preauthorized.unwrap_or_default(),
@@ -423,7 +517,7 @@ fn template_for(
                 (Some(c), Some(e)) => Some((e - c).whole_seconds()),
                 _ => None,
             });
-    Ok(Template {
+    Ok(AuthKeyTemplate {
         reusable: overrides.reusable.unwrap_or(caps.reusable),
         ephemeral: overrides.ephemeral.unwrap_or(caps.ephemeral),
         preauthorized: overrides.preauthorized.unwrap_or(caps.preauthorized),
@@ -436,6 +530,72 @@ fn template_for(
             .clone()
             .or_else(|| old.description.clone()),
     })
+}
+
+/// The webhook whose secret is rotated: the one named, else the tailnet's only webhook.
+async fn webhook_endpoint(client: &api::Client, named: Option<&str>) -> Result<String, Error> {
+    if let Some(id) = named {
+        return Ok(id.to_owned());
+    }
+    let hooks = client.list_webhooks().await.map_err(|e| {
+        Error::InvalidOverride(format!(
+            "cannot list the tailnet's webhooks to find this secret's: {e}"
+        ))
+    })?;
+    match hooks.as_slice() {
+        [one] => Ok(one.endpoint_id.clone()),
+        [] => Err(Error::InvalidOverride("the tailnet has no webhooks".into())),
+        many => Err(Error::InvalidOverride(format!(
+            "the tailnet has {} webhooks; name the one this secret signs with --webhook-endpoint ({})",
+            many.len(),
+            many.iter()
+                .map(|h| format!("{} -> {}", h.endpoint_id, h.endpoint_url))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+/// The replacement OAuth client's properties: the old client's, overridden by flags.
+fn client_template_for(
+    key_id: &KeyId,
+    status: KeyStatus,
+    old: Option<&Key>,
+    overrides: &Overrides,
+) -> Result<ClientTemplate, Error> {
+    let scopes = overrides
+        .scopes
+        .clone()
+        .or_else(|| old.map(|k| k.scopes.clone()).filter(|s| !s.is_empty()));
+    let tags = overrides
+        .tags
+        .clone()
+        .or_else(|| old.map(|k| k.tags.clone()));
+    match (scopes, tags) {
+        (Some(scopes), Some(tags)) => Ok(ClientTemplate {
+            scopes,
+            tags,
+            description: overrides
+                .description
+                .clone()
+                .or_else(|| old.and_then(|k| k.description.clone())),
+            migrated_from: None,
+        }),
+        (scopes, tags) => {
+            let mut missing = Vec::new();
+            if scopes.is_none() {
+                missing.push("--scopes");
+            }
+            if tags.is_none() {
+                missing.push("--tags");
+            }
+            Err(Error::UnknownProperties {
+                key_id: key_id.clone(),
+                status,
+                missing,
+            })
+        }
+    }
 }
 
 #[cfg(test)]
@@ -486,6 +646,7 @@ mod tests {
                 tags: Some(vec![]),
                 expiry_seconds: None,
                 description: None,
+                scopes: None,
             },
         )
         .unwrap();

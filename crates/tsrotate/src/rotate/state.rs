@@ -139,6 +139,11 @@ pub enum RollbackRefused {
         "the old key {0} is already revoked; putting it back would break its consumers (finish the rotation with `tsrotate resume` instead)"
     )]
     OldKeyRevoked(KeyId),
+    /// The old value stopped working when the new one was made (webhook secrets).
+    #[error(
+        "the old secret was retired when the new one was made; finish with `tsrotate resume` instead"
+    )]
+    Irreversible,
     /// The rotation completed.
     #[error("the rotation already finished with key {0}")]
     AlreadyDone(KeyId),
@@ -348,10 +353,11 @@ impl State {
                 key_id: target.clone(),
             };
         }
-        if !self.old_revoked() {
+        let retired_by_mint = self.started.template.mint_retires_old();
+        if !self.old_revoked() && !retired_by_mint {
             return Step::RevokeOld;
         }
-        if !self.swept {
+        if !self.swept && self.started.template.sweepable() {
             return Step::Sweep;
         }
         if let Some(stale) = self
@@ -378,10 +384,13 @@ impl State {
         if self.old_revoked() {
             return Err(RollbackRefused::OldKeyRevoked(self.old_key_id().clone()));
         }
+        if self.started.template.mint_retires_old() && self.mint_attempts > 0 {
+            return Err(RollbackRefused::Irreversible);
+        }
         if let Some(sink) = (0..self.sinks.len()).find(|&i| self.touched[i] && !self.restored[i]) {
             return Ok(RollbackStep::Restore { sink });
         }
-        if !self.swept {
+        if !self.swept && self.started.template.sweepable() {
             return Ok(RollbackStep::Sweep);
         }
         if let Some(id) = self.minted.iter().find(|id| !self.revoked.contains(*id)) {

@@ -222,14 +222,14 @@ fn started(sinks: usize, revoke_first: bool, verify: bool) -> Started {
             fingerprint: None,
             metadata: None,
         },
-        template: Template {
+        template: Template::AuthKey(crate::journal::AuthKeyTemplate {
             reusable: true,
             ephemeral: false,
             preauthorized: true,
             tags: vec!["tag:ci".into()],
             expiry_seconds: None,
             description: Some("ci runners".into()),
-        },
+        }),
         roots: vec![PathBuf::from("/")],
         sinks: (0..sinks)
             .map(|i| SinkPlan::File {

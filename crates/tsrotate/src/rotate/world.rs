@@ -34,6 +34,12 @@ pub struct ApiWorld {
     credentials: Credentials,
     /// Configured places, built on first use.
     built: Mutex<HashMap<usize, Arc<dyn Sink>>>,
+    /// An API access token a person made to replace the old one.
+    new_token: Option<Secret>,
+    /// The key being replaced, for checks on a given replacement.
+    old_key_id: Option<KeyId>,
+    /// OAuth clients minted by this process, so the API client can switch to one.
+    minted_secrets: HashMap<KeyId, Secret>,
 }
 
 impl ApiWorld {
@@ -46,7 +52,18 @@ impl ApiWorld {
             planned_versions: Mutex::new(HashMap::new()),
             credentials: Credentials::default(),
             built: Mutex::new(HashMap::new()),
+            new_token: None,
+            old_key_id: None,
+            minted_secrets: HashMap::new(),
         }
+    }
+
+    /// With the replacement API access token a person made (API tokens cannot be minted).
+    #[must_use]
+    pub fn with_new_token(mut self, token: Secret, old_key_id: KeyId) -> Self {
+        self.new_token = Some(token);
+        self.old_key_id = Some(old_key_id);
+        self
     }
 
     /// With credentials for configured places, and what they looked like at the plan.
@@ -71,6 +88,142 @@ impl ApiWorld {
         );
         built.insert(index, sink.clone());
         Ok(sink)
+    }
+
+    /// Take the API access token a person made in the admin console, and check that it works
+    /// and belongs to the same tailnet.
+    async fn take_new_token(&mut self) -> Result<MintedKey, StepError> {
+        let Some(token) = self.new_token.clone() else {
+            return Err(StepError::new(
+                "API access tokens cannot be created through the API: make the new one in the admin console and give it with --new-key-file",
+            ));
+        };
+        let credential = crate::key::Credential::parse(token.expose_secret())
+            .map_err(|e| StepError::new(format!("the new token: {e}")))?;
+        if credential.kind() != &crate::key::KeyKind::ApiAccessToken {
+            return Err(StepError::new(format!(
+                "the new token is a {}, not an API access token",
+                credential.kind()
+            )));
+        }
+        let probe = api::ClientBuilder::new(api::Auth::ApiAccessToken(token.clone()))
+            .base_url(self.client.base_url())
+            .tailnet(self.client.tailnet())
+            .build()
+            .map_err(|e| StepError::new(e.to_string()))?;
+        let own = probe
+            .get_key(credential.key_id())
+            .await
+            .map_err(|e| StepError::new(format!("the new token does not work: {e}")))?;
+        if own.invalid {
+            return Err(StepError::new("the new token is already invalid"));
+        }
+        // Same tailnet: the new token can see the tailnet's keys, including the old token.
+        if let Some(old) = &self.old_key_id {
+            match probe.get_key(old).await {
+                Ok(_) => {}
+                Err(e) if e.is_not_found() => {
+                    return Err(StepError::new(format!(
+                        "the new token cannot see key {old}: it belongs to another tailnet or user"
+                    )));
+                }
+                Err(e) => return Err(StepError::new(format!("checking the new token: {e}"))),
+            }
+        }
+        Ok(MintedKey {
+            key_id: credential.key_id().clone(),
+            secret: token,
+            metadata: Some(own),
+        })
+    }
+
+    /// Create a replacement OAuth client and prove it can get a token.
+    async fn mint_client(
+        &mut self,
+        t: &crate::journal::ClientTemplate,
+        description: &str,
+    ) -> Result<MintedKey, StepError> {
+        let request = api::OAuthClientRequest {
+            key_type: api::KeyType::Client,
+            scopes: t.scopes.clone(),
+            tags: t.tags.clone(),
+            description: Some(description.to_owned()),
+        };
+        let created = self
+            .client
+            .create_oauth_client(&request)
+            .await
+            .map_err(|e| api_step_error(&e))?;
+        // A client that cannot get a token is useless to its consumers; the sweep revokes it.
+        self.client
+            .check_oauth_client(created.key.id.as_str(), &created.secret)
+            .await
+            .map_err(|e| {
+                StepError::new(format!(
+                    "the new OAuth client {} cannot get a token: {e}",
+                    created.key.id
+                ))
+            })?;
+        self.minted_secrets
+            .insert(created.key.id.clone(), created.secret.clone());
+        Ok(MintedKey {
+            key_id: created.key.id.clone(),
+            secret: created.secret,
+            metadata: Some(created.key),
+        })
+    }
+
+    /// If the API client authenticates with `key_id`, switch it to a replacement this run
+    /// minted or was given.
+    fn switch_away_from(&mut self, key_id: &KeyId) -> Result<(), StepError> {
+        let uses_it = match self.client.auth() {
+            api::Auth::OAuthClient {
+                client_id,
+                client_secret,
+                ..
+            } => {
+                client_id == key_id.as_str()
+                    || crate::key::Credential::parse(client_secret.expose_secret())
+                        .is_ok_and(|c| c.key_id() == key_id)
+            }
+            api::Auth::ApiAccessToken(token) => {
+                crate::key::Credential::parse(token.expose_secret())
+                    .is_ok_and(|c| c.key_id() == key_id)
+            }
+        };
+        if !uses_it {
+            return Ok(());
+        }
+        let auth = match self.client.auth() {
+            api::Auth::OAuthClient { scopes, .. } => {
+                let Some((id, secret)) = self.minted_secrets.iter().find(|(id, _)| *id != key_id)
+                else {
+                    return Err(StepError::new(format!(
+                        "tsrotate authenticates with {key_id}, and no replacement is at hand to switch to; set TAILSCALE_OAUTH_CLIENT_SECRET to the new client and resume"
+                    )));
+                };
+                api::Auth::OAuthClient {
+                    client_id: id.to_string(),
+                    client_secret: secret.clone(),
+                    scopes: scopes.clone(),
+                }
+            }
+            api::Auth::ApiAccessToken(_) => match &self.new_token {
+                Some(token) => api::Auth::ApiAccessToken(token.clone()),
+                None => {
+                    return Err(StepError::new(format!(
+                        "tsrotate authenticates with {key_id}; set TAILSCALE_API_KEY to its replacement and resume"
+                    )));
+                }
+            },
+        };
+        self.client = api::ClientBuilder::new(auth)
+            .base_url(self.client.base_url())
+            .tailnet(self.client.tailnet())
+            .build()
+            .map_err(|e| StepError::new(e.to_string()))?;
+        tracing::info!("switched the API client away from {key_id} before revoking it");
+        Ok(())
     }
 
     /// Write a configured place: check that it holds a key of this rotation (or nothing),
@@ -139,8 +292,17 @@ impl ApiWorld {
 }
 
 fn api_step_error(e: &api::Error) -> StepError {
+    let explain = match e {
+        api::Error::Forbidden { .. } => {
+            "; the credential tsrotate authenticates with lacks the scope named (an OAuth client needs `auth_keys` for auth keys, `oauth_keys` for OAuth clients, `api_access_tokens` for API tokens, `webhooks` for webhook secrets)"
+        }
+        api::Error::BadRequest { message } if message.contains("tag") => {
+            "; keys minted by an OAuth client must carry tags the client owns"
+        }
+        _ => "",
+    };
     StepError {
-        message: e.to_string(),
+        message: format!("{e}{explain}"),
         outcome_unknown: matches!(e, api::Error::OutcomeUnknown { .. }),
     }
 }
@@ -151,24 +313,45 @@ impl World for ApiWorld {
         template: &Template,
         description: &str,
     ) -> Result<MintedKey, StepError> {
-        let mut request = CreateAuthKey::new(DeviceCreateCapabilities {
-            reusable: template.reusable,
-            ephemeral: template.ephemeral,
-            preauthorized: template.preauthorized,
-            tags: template.tags.clone(),
-        });
-        request.expiry_seconds = template.expiry_seconds;
-        request.description = Some(description.to_owned());
-        let created = self
-            .client
-            .create_auth_key(&request)
-            .await
-            .map_err(|e| api_step_error(&e))?;
-        Ok(MintedKey {
-            key_id: created.key.id.clone(),
-            secret: created.secret,
-            metadata: Some(created.key),
-        })
+        match template {
+            Template::AuthKey(t) => {
+                let mut request = CreateAuthKey::new(DeviceCreateCapabilities {
+                    reusable: t.reusable,
+                    ephemeral: t.ephemeral,
+                    preauthorized: t.preauthorized,
+                    tags: t.tags.clone(),
+                });
+                request.expiry_seconds = t.expiry_seconds;
+                request.description = Some(description.to_owned());
+                let created = self
+                    .client
+                    .create_auth_key(&request)
+                    .await
+                    .map_err(|e| api_step_error(&e))?;
+                Ok(MintedKey {
+                    key_id: created.key.id.clone(),
+                    secret: created.secret,
+                    metadata: Some(created.key),
+                })
+            }
+            Template::OauthClient(t) => self.mint_client(t, description).await,
+            Template::ApiToken(_) => self.take_new_token().await,
+            Template::WebhookSecret { endpoint_id } => {
+                let secret = self
+                    .client
+                    .rotate_webhook_secret(endpoint_id)
+                    .await
+                    .map_err(|e| api_step_error(&e))?;
+                let key_id = crate::key::Credential::parse(secret.expose_secret())
+                    .map(|c| c.key_id().clone())
+                    .map_err(|_| StepError::new("the webhook rotation returned a secret that is not a `tskey-webhook-` credential"))?;
+                Ok(MintedKey {
+                    key_id,
+                    secret,
+                    metadata: None,
+                })
+            }
+        }
     }
 
     async fn find_minted(&mut self, rotation_id: &str) -> Result<Vec<KeyId>, StepError> {
@@ -241,6 +424,9 @@ impl World for ApiWorld {
     }
 
     async fn revoke(&mut self, key_id: &KeyId) -> Result<Revocation, StepError> {
+        // Never delete the credential this client authenticates with while it still needs
+        // it: switch to the replacement first (it was verified when it was taken or minted).
+        self.switch_away_from(key_id)?;
         let outcome = match self.client.delete_key(key_id).await {
             Ok(()) => Revocation::Revoked,
             Err(e) if e.is_not_found() => Revocation::AlreadyDead,
@@ -283,7 +469,67 @@ fn write_file(
     };
     file::replace(&target, replace, value)
         .map_err(|e| StepError::new(format!("{display}: {e}")))?;
+    // Consumers of an OAuth client (the Kubernetes operator, the GitHub action, Terraform)
+    // take its ID apart from its secret: where the old ID stands on its own, it changes too.
+    let client = crate::key::Credential::parse(value.expose_secret())
+        .ok()
+        .filter(|c| c.kind() == &crate::key::KeyKind::OAuthClientSecret);
+    if let Some(c) = client {
+        replace_bare_ids(path, replace, c.key_id())
+            .map_err(|e| StepError::new(format!("{display}: {e}")))?;
+    }
     read_back(path, display, replace, value)
+}
+
+/// The largest file in which bare client IDs are replaced.
+const BARE_ID_LIMIT: u64 = 16 * 1024 * 1024;
+
+/// Replace every occurrence of one of `ids` that stands on its own (not inside a longer
+/// alphanumeric run) with `new_id`.
+fn replace_bare_ids(
+    path: &std::path::Path,
+    ids: &[KeyId],
+    new_id: &KeyId,
+) -> Result<(), crate::fs::Error> {
+    let meta = std::fs::metadata(path).map_err(|e| crate::fs::Error::Io {
+        action: crate::fs::Action::Read,
+        path: path.to_owned(),
+        source: e,
+    })?;
+    if meta.len() > BARE_ID_LIMIT {
+        return Ok(());
+    }
+    let bytes = zeroize::Zeroizing::new(std::fs::read(path).map_err(|e| crate::fs::Error::Io {
+        action: crate::fs::Action::Read,
+        path: path.to_owned(),
+        source: e,
+    })?);
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    let mut changed = false;
+    'scan: while i < bytes.len() {
+        let starts_word = i == 0 || !bytes[i - 1].is_ascii_alphanumeric();
+        if starts_word {
+            for id in ids.iter().filter(|id| *id != new_id) {
+                let id = id.as_str().as_bytes();
+                let end = i + id.len();
+                if bytes[i..].starts_with(id)
+                    && bytes.get(end).is_none_or(|b| !b.is_ascii_alphanumeric())
+                {
+                    out.extend_from_slice(new_id.as_str().as_bytes());
+                    i = end;
+                    changed = true;
+                    continue 'scan;
+                }
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    if changed {
+        crate::fs::atomic_write(path, &crate::fs::ContentHash::of(&bytes), &out)?;
+    }
+    Ok(())
 }
 
 /// The file must hold the new value, and no other credential of the rotation.

@@ -295,7 +295,7 @@ impl Walk {
         let walker = ignore::WalkBuilder::new(root)
             .standard_filters(false)
             .follow_links(false)
-            .filter_entry(|entry| entry.file_name() != ".git")
+            .filter_entry(|entry| entry.file_name() != ".git" && !is_our_temp(entry.file_name()))
             .build();
         for entry in walker {
             match entry {
@@ -397,6 +397,17 @@ impl Walk {
         };
         self.discovery.problems.push(Problem { path, kind });
     }
+}
+
+/// A temporary file of an interrupted rewrite (`.tsrotate-<random>.tmp`): never a place that
+/// holds the key, even when it holds a copy of it.
+fn is_our_temp(name: &std::ffi::OsStr) -> bool {
+    name.to_str().is_some_and(|n| {
+        n.starts_with(".tsrotate-")
+            && n.len() > 4
+            && n.is_char_boundary(n.len() - 4)
+            && n[n.len() - 4..].eq_ignore_ascii_case(".tmp")
+    })
 }
 
 fn walk_error_path(err: &ignore::Error) -> Option<&Path> {
