@@ -11,8 +11,8 @@
 //!
 //! // One server per test binary, shared by its tests (each uses its own secret paths).
 //! fn bao() -> &'static Service {
-//!     static BAO: OnceLock<Service> = OnceLock::new();
-//!     BAO.get_or_init(services::openbao)
+//!     static BAO: OnceLock<Result<Service, String>> = OnceLock::new();
+//!     services::shared(&BAO, services::openbao)
 //! }
 //! let url = bao().url();
 //! let token = bao().root_token();
@@ -31,6 +31,7 @@ use std::io::Read as _;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -112,6 +113,32 @@ impl Drop for Service {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The value in `cell`, started by `start` on first use. A start that panics is remembered:
+/// every later caller fails at once with the same message, instead of each test of the binary
+/// trying again (and waiting out the readiness deadline again).
+///
+/// # Panics
+///
+/// When `start` panicked, now or for an earlier caller.
+pub fn shared<T: Send + Sync>(
+    cell: &'static OnceLock<Result<T, String>>,
+    start: impl FnOnce() -> T + std::panic::UnwindSafe,
+) -> &'static T {
+    let started = cell.get_or_init(|| {
+        std::panic::catch_unwind(start).map_err(|payload| {
+            payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_else(|| "the server did not start".to_owned())
+        })
+    });
+    match started {
+        Ok(value) => value,
+        Err(message) => panic!("{message}"),
     }
 }
 
@@ -278,11 +305,17 @@ fn read_log(path: &PathBuf) -> String {
 /// An IAM access key of the moto server.
 #[derive(Debug, Clone)]
 pub struct MotoAccessKey {
-    /// `AKIA…`.
+    /// `AKIA…` for a user's key, `ASIA…` for temporary credentials.
     pub access_key_id: String,
     /// Test-only: moto made it up.
     pub secret_access_key: String,
+    /// For temporary credentials.
+    pub session_token: Option<String>,
 }
+
+/// The policy document that allows every action on every resource.
+const ALLOW_ALL: &str =
+    r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
 
 /// Create IAM user `user` allowed every action, with an access key, on the moto server at
 /// `url`. Call before [`moto_require_iam_auth`], or with a key that may create users.
@@ -292,8 +325,6 @@ pub struct MotoAccessKey {
 /// If moto refuses.
 #[must_use]
 pub fn moto_iam_user(url: &str, user: &str) -> MotoAccessKey {
-    let policy =
-        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
     iam(url, &[("Action", "CreateUser"), ("UserName", user)]);
     iam(
         url,
@@ -301,24 +332,72 @@ pub fn moto_iam_user(url: &str, user: &str) -> MotoAccessKey {
             ("Action", "PutUserPolicy"),
             ("UserName", user),
             ("PolicyName", "everything"),
-            ("PolicyDocument", policy),
+            ("PolicyDocument", ALLOW_ALL),
         ],
     );
     let body = iam(url, &[("Action", "CreateAccessKey"), ("UserName", user)]);
-    let tag = |name: &str| {
-        let open = format!("<{name}>");
-        let close = format!("</{name}>");
-        let start = body
-            .find(&open)
-            .unwrap_or_else(|| panic!("no {name} in moto's CreateAccessKey answer: {body}"))
-            + open.len();
-        let end = body[start..].find(&close).expect("a closing tag") + start;
-        body[start..end].to_owned()
-    };
     MotoAccessKey {
-        access_key_id: tag("AccessKeyId"),
-        secret_access_key: tag("SecretAccessKey"),
+        access_key_id: tag(&body, "AccessKeyId"),
+        secret_access_key: tag(&body, "SecretAccessKey"),
+        session_token: None,
     }
+}
+
+/// Create IAM role `role` allowed every action and assume it: temporary credentials with a
+/// session token (`ASIA…`), which moto checks against the session it issued. Call before
+/// [`moto_require_iam_auth`].
+///
+/// # Panics
+///
+/// If moto refuses.
+#[must_use]
+pub fn moto_assumed_role(url: &str, role: &str) -> MotoAccessKey {
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"*"},"Action":"sts:AssumeRole"}]}"#;
+    let body = iam(
+        url,
+        &[
+            ("Action", "CreateRole"),
+            ("RoleName", role),
+            ("AssumeRolePolicyDocument", trust),
+        ],
+    );
+    let arn = tag(&body, "Arn");
+    iam(
+        url,
+        &[
+            ("Action", "PutRolePolicy"),
+            ("RoleName", role),
+            ("PolicyName", "everything"),
+            ("PolicyDocument", ALLOW_ALL),
+        ],
+    );
+    let body = query(
+        url,
+        "sts",
+        "2011-06-15",
+        &[
+            ("Action", "AssumeRole"),
+            ("RoleArn", &arn),
+            ("RoleSessionName", "tsrotate-test"),
+        ],
+    );
+    MotoAccessKey {
+        access_key_id: tag(&body, "AccessKeyId"),
+        secret_access_key: tag(&body, "SecretAccessKey"),
+        session_token: Some(tag(&body, "SessionToken")),
+    }
+}
+
+/// The text of the first `<name>` element of an XML answer.
+fn tag(body: &str, name: &str) -> String {
+    let open = format!("<{name}>");
+    let close = format!("</{name}>");
+    let start = body
+        .find(&open)
+        .unwrap_or_else(|| panic!("no {name} in moto's answer: {body}"))
+        + open.len();
+    let end = body[start..].find(&close).expect("a closing tag") + start;
+    body[start..end].to_owned()
 }
 
 /// From now on, moto checks every request's `SigV4` signature and the IAM policies of its
@@ -339,28 +418,37 @@ pub fn moto_require_iam_auth(url: &str) {
     );
 }
 
-/// One IAM query-protocol call, before authentication is on. moto routes a request by the
+fn iam(url: &str, params: &[(&str, &str)]) -> String {
+    query(url, "iam", "2010-05-08", params)
+}
+
+/// One query-protocol call, before authentication is on. moto routes a request by the
 /// service in its `Authorization` header's scope, so one is sent; its signature is not
 /// checked yet.
-fn iam(url: &str, params: &[(&str, &str)]) -> String {
-    let mut query = String::from("/?Version=2010-05-08");
+fn query(url: &str, service: &str, version: &str, params: &[(&str, &str)]) -> String {
+    let mut query = format!("/?Version={version}");
     for (name, value) in params {
         query.push('&');
         query.push_str(name);
         query.push('=');
         query.push_str(&percent_encode(value));
     }
-    let authorization = "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20240101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0";
+    let authorization = format!(
+        "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20240101/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=0"
+    );
     let response = http::send(
         url,
         "GET",
         &query,
-        &[("Authorization", authorization)],
+        &[("Authorization", &authorization)],
         None,
     )
-    .unwrap_or_else(|e| panic!("IAM call to moto failed: {e}"));
+    .unwrap_or_else(|e| panic!("{service} call to moto failed: {e}"));
     let body = String::from_utf8_lossy(&response.body).into_owned();
-    assert_eq!(response.status, 200, "IAM call {params:?} to moto: {body}");
+    assert_eq!(
+        response.status, 200,
+        "{service} call {params:?} to moto: {body}"
+    );
     body
 }
 

@@ -22,16 +22,24 @@ const REGION: &str = "us-east-1";
 
 struct Moto {
     service: Service,
+    /// An IAM user's access key.
     key: MotoAccessKey,
+    /// An assumed role's temporary credentials, with a session token.
+    session: MotoAccessKey,
 }
 
 fn moto() -> &'static Moto {
-    static MOTO: OnceLock<Moto> = OnceLock::new();
-    MOTO.get_or_init(|| {
+    static MOTO: OnceLock<Result<Moto, String>> = OnceLock::new();
+    services::shared(&MOTO, || {
         let service = services::moto();
         let key = services::moto_iam_user(service.url(), "tsrotate-test");
+        let session = services::moto_assumed_role(service.url(), "tsrotate-test-role");
         services::moto_require_iam_auth(service.url());
-        Moto { service, key }
+        Moto {
+            service,
+            key,
+            session,
+        }
     })
 }
 
@@ -517,6 +525,48 @@ async fn a_wrong_secret_access_key_is_denied_without_showing_it() {
     })
     .await;
     assert!(latest_parameter("/auth/z").is_none(), "nothing was written");
+}
+
+fn session_credentials() -> AwsCredentials {
+    let session = &moto().session;
+    AwsCredentials {
+        access_key_id: session.access_key_id.clone(),
+        secret_access_key: Secret::new(session.secret_access_key.clone()),
+        session_token: session.session_token.clone().map(Secret::new),
+    }
+}
+
+/// `X-Amz-Security-Token` is sent and signed: moto checks it against the session it issued.
+#[tokio::test]
+async fn temporary_credentials_with_a_session_token_work() {
+    let credentials = session_credentials();
+    assert!(credentials.access_key_id.starts_with("ASIA"));
+    let value = credential("SESSION");
+    let ssm = SsmSink::new("/ci/session", REGION, Some(endpoint()), credentials.clone()).unwrap();
+    ssm.write(&value, &Expect::Absent).await.unwrap();
+    assert_eq!(
+        value_of(&ssm.read().await.unwrap()),
+        Some(value.expose_secret())
+    );
+    let sm =
+        SecretsManagerSink::new("sm/session", None, REGION, Some(endpoint()), credentials).unwrap();
+    sm.write(&value, &Expect::Absent).await.unwrap();
+    assert_eq!(
+        value_of(&sm.read().await.unwrap()),
+        Some(value.expose_secret())
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_session_token_is_denied_without_showing_it() {
+    let wrong = AwsCredentials {
+        session_token: Some(Secret::new(format!("{CANARY}WrongSessionToken"))),
+        ..session_credentials()
+    };
+    assert_all_fail(all_sinks(&wrong, Some(endpoint())), |e| {
+        matches!(e, Error::Denied { .. })
+    })
+    .await;
 }
 
 #[tokio::test]

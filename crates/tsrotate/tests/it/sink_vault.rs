@@ -16,8 +16,8 @@ use tsrotate_test_support::services::{self, Service};
 const CANARY: &str = "CANARYvault";
 
 fn bao() -> &'static Service {
-    static BAO: OnceLock<Service> = OnceLock::new();
-    BAO.get_or_init(services::openbao)
+    static BAO: OnceLock<Result<Service, String>> = OnceLock::new();
+    services::shared(&BAO, services::openbao)
 }
 
 /// A Tailscale-shaped credential whose secret part is a canary.
