@@ -138,7 +138,10 @@ async fn resume_one(
             }
         }
     }
-    let mut world = ApiWorld::new(client, Vec::new());
+    let mut world = ApiWorld::new(client, Vec::new()).with_configured(
+        crate::settings::sink_credentials(),
+        std::collections::HashMap::new(),
+    );
     let narrate = human && !global.quiet;
     let outcome =
         rotation::execute(state, &mut world, &mut recording, narrate, state_dir, None).await?;

@@ -15,7 +15,7 @@ use crate::args::{Format, GlobalArgs};
 use crate::context;
 use crate::exit::{ExitStatus, UserError};
 use crate::rotation::{self, Recording};
-use crate::settings::ApiSettings;
+use crate::settings::{self, ApiSettings};
 
 /// Arguments of `tsrotate rollback`.
 #[derive(Debug, clap::Args)]
@@ -42,7 +42,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
         .next_rollback()
         .map_err(|e| UserError::new(e.to_string()))?;
     let _lock = rotation::lock_key(&state_dir, state.old_key_id())?;
-    let old = old_value(&state, args)?;
+    let old = old_value(&state, args).await?;
     if !context::confirm(
         &format!(
             "Put key {} back everywhere and revoke the keys this rotation minted?",
@@ -59,7 +59,10 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
     };
     let client = settings.require_client()?;
     let mut recording = Recording::new(journal, &state_dir, &context::os_user(), &args.rotation_id);
-    let mut world = ApiWorld::new(client, Vec::new());
+    let mut world = ApiWorld::new(client, Vec::new()).with_configured(
+        crate::settings::sink_credentials(),
+        std::collections::HashMap::new(),
+    );
     let human = global.format == Format::Human;
     let outcome = rotation::execute(
         state,
@@ -76,15 +79,25 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
 
 /// The old key's value: from a place that still holds it, else from the person. Checked
 /// against the key ID and, when the journal has it, the fingerprint.
-fn old_value(state: &State, args: &Args) -> anyhow::Result<Secret> {
+async fn old_value(state: &State, args: &Args) -> anyhow::Result<Secret> {
     let id = state.old_key_id();
     let expected = state.started.old.fingerprint;
     let matches = |s: &Secret| expected.is_none_or(|f| s.fingerprint() == f);
+    let credentials = settings::sink_credentials();
     for sink in &state.sinks {
-        let SinkPlan::File { path, .. } = sink else {
-            continue;
+        let found = match sink {
+            SinkPlan::File { path, .. } => world::read_value(path, id),
+            // A readable configured place that was not overwritten yet.
+            SinkPlan::Configured { spec, .. } => match tsrotate::sink::build(spec, &credentials) {
+                Ok(place) if place.readable() => {
+                    place.read().await.ok().and_then(|s| s.value).filter(|v| {
+                        Credential::parse(v.expose_secret()).is_ok_and(|c| c.key_id() == id)
+                    })
+                }
+                _ => None,
+            },
         };
-        if let Some(value) = world::read_value(path, id).filter(matches) {
+        if let Some(value) = found.filter(matches) {
             return Ok(value);
         }
     }

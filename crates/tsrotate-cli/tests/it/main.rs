@@ -16,4 +16,5 @@ mod crash;
 mod kinds;
 mod rotate;
 mod scan;
+mod sinks;
 mod support;

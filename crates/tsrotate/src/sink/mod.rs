@@ -382,21 +382,179 @@ pub fn describe(spec: &SinkSpec) -> String {
     }
 }
 
-/// Build the sink a configuration entry names.
+/// Build the sink a configuration entry names, with the credentials its service needs.
 pub fn build(spec: &SinkSpec, credentials: &Credentials) -> Result<Box<dyn Sink>, Error> {
     use structured::{FieldSink, Format};
-    let _ = credentials;
+    let missing = |what: &str| Error::Config {
+        sink: describe(spec),
+        message: format!("{what} is not set"),
+    };
     Ok(match spec {
         SinkSpec::File { path } => Box::new(FieldSink::new(Format::Whole, path, "")?),
         SinkSpec::Dotenv { path, field } => Box::new(FieldSink::new(Format::Dotenv, path, field)?),
         SinkSpec::Json { path, field } => Box::new(FieldSink::new(Format::Json, path, field)?),
         SinkSpec::Yaml { path, field } => Box::new(FieldSink::new(Format::Yaml, path, field)?),
         SinkSpec::Toml { path, field } => Box::new(FieldSink::new(Format::Toml, path, field)?),
-        other => {
-            return Err(Error::Config {
-                sink: describe(other),
-                message: "this sink type is not available in this build".into(),
-            });
+        SinkSpec::VaultKv {
+            address,
+            mount,
+            path,
+            field,
+            token_file,
+            namespace,
+        } => {
+            let address = address
+                .clone()
+                .or_else(|| credentials.vault_addr.clone())
+                .ok_or_else(|| missing("the Vault address (`address` or VAULT_ADDR)"))?;
+            let token = match token_file {
+                Some(file) => read_token_file(spec, file)?,
+                None => credentials
+                    .vault_token
+                    .clone()
+                    .ok_or_else(|| missing("VAULT_TOKEN (or `token_file`)"))?,
+            };
+            Box::new(vault::VaultKvSink::new(
+                &address,
+                mount,
+                path,
+                field,
+                token,
+                namespace.clone(),
+            )?)
         }
+        SinkSpec::AwsSecretsmanager {
+            secret_id,
+            json_field,
+            region,
+            endpoint_url,
+        } => {
+            let region = region
+                .clone()
+                .or_else(|| credentials.aws_region.clone())
+                .ok_or_else(|| missing("the AWS region (`region` or AWS_REGION)"))?;
+            let endpoint = endpoint_url
+                .clone()
+                .or_else(|| credentials.aws_endpoint_url.clone());
+            Box::new(aws::SecretsManagerSink::new(
+                secret_id,
+                json_field.clone(),
+                &region,
+                endpoint,
+                aws_credentials(spec, credentials)?,
+            )?)
+        }
+        SinkSpec::AwsSsm {
+            name,
+            region,
+            endpoint_url,
+        } => {
+            let region = region
+                .clone()
+                .or_else(|| credentials.aws_region.clone())
+                .ok_or_else(|| missing("the AWS region (`region` or AWS_REGION)"))?;
+            let endpoint = endpoint_url
+                .clone()
+                .or_else(|| credentials.aws_endpoint_url.clone());
+            Box::new(aws::SsmSink::new(
+                name,
+                &region,
+                endpoint,
+                aws_credentials(spec, credentials)?,
+            )?)
+        }
+        SinkSpec::GithubActions {
+            repository,
+            organization,
+            environment,
+            visibility,
+            secret,
+            api_url,
+        } => {
+            let token = credentials
+                .github_token
+                .clone()
+                .ok_or_else(|| missing("GITHUB_TOKEN"))?;
+            let target = match (repository, organization) {
+                (Some(repository), _) => {
+                    let (owner, repo) =
+                        repository.split_once('/').ok_or_else(|| Error::Config {
+                            sink: describe(spec),
+                            message: format!("repository `{repository}` must be `owner/name`"),
+                        })?;
+                    match environment {
+                        Some(environment) => github::Target::Environment {
+                            owner: owner.to_owned(),
+                            repo: repo.to_owned(),
+                            environment: environment.clone(),
+                        },
+                        None => github::Target::Repository {
+                            owner: owner.to_owned(),
+                            repo: repo.to_owned(),
+                        },
+                    }
+                }
+                (None, Some(org)) => github::Target::Organization {
+                    org: org.clone(),
+                    visibility: visibility.clone().unwrap_or_else(|| "private".to_owned()),
+                },
+                (None, None) => return Err(missing("`repository` or `organization`")),
+            };
+            let api = api_url.as_deref().unwrap_or(github::DEFAULT_API_URL);
+            Box::new(github::ActionsSecretSink::new(target, secret, api, token)?)
+        }
+        SinkSpec::KubernetesSecret {
+            namespace,
+            name,
+            key,
+            context,
+        } => {
+            let cluster = match (&credentials.kubeconfig, &credentials.kubernetes_service) {
+                (Some(path), _) => kubernetes::Cluster::from_kubeconfig(path, context.as_deref())?,
+                (None, Some((host, port))) => kubernetes::Cluster::in_cluster(host, port)?,
+                (None, None) => {
+                    return Err(missing("KUBECONFIG (or an in-cluster service account)"));
+                }
+            };
+            Box::new(kubernetes::SecretSink::new(cluster, namespace, name, key)?)
+        }
+        SinkSpec::Command { run } => Box::new(command::CommandSink::new(run.clone())?),
     })
+}
+
+/// AWS credentials from the usual variables.
+fn aws_credentials(
+    spec: &SinkSpec,
+    credentials: &Credentials,
+) -> Result<aws::AwsCredentials, Error> {
+    match (
+        &credentials.aws_access_key_id,
+        &credentials.aws_secret_access_key,
+    ) {
+        (Some(id), Some(secret)) => Ok(aws::AwsCredentials {
+            access_key_id: id.clone(),
+            secret_access_key: secret.clone(),
+            session_token: credentials.aws_session_token.clone(),
+        }),
+        _ => Err(Error::Config {
+            sink: describe(spec),
+            message: "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set".to_owned(),
+        }),
+    }
+}
+
+/// The first line of a token file.
+fn read_token_file(spec: &SinkSpec, path: &std::path::Path) -> Result<Secret, Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
+        sink: describe(spec),
+        message: format!("cannot read the token file `{}`: {e}", path.display()),
+    })?;
+    let token = text.lines().next().unwrap_or_default().trim().to_owned();
+    if token.is_empty() {
+        return Err(Error::Config {
+            sink: describe(spec),
+            message: format!("the token file `{}` is empty", path.display()),
+        });
+    }
+    Ok(Secret::new(token))
 }
