@@ -302,6 +302,95 @@ fn read_log(path: &PathBuf) -> String {
     text
 }
 
+/// A loopback server that answers every request with `307 Temporary Redirect` to a second
+/// loopback server, which counts the requests it gets: a client that follows redirects (and
+/// so sends its credentials to wherever it is told) shows up in [`RedirectTrap::followed`].
+/// Its threads block in `accept` until the test process exits.
+pub struct RedirectTrap {
+    url: String,
+    followed: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl RedirectTrap {
+    /// `http://127.0.0.1:PORT` of the redirecting server.
+    #[must_use]
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// How many requests reached the redirect's target.
+    #[must_use]
+    pub fn followed(&self) -> usize {
+        self.followed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Start a [`RedirectTrap`].
+///
+/// # Panics
+///
+/// If it cannot bind `127.0.0.1:0`.
+#[must_use]
+pub fn redirect_trap() -> RedirectTrap {
+    use std::io::Write as _;
+    use std::sync::atomic::Ordering;
+
+    let trap = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let target = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let target_port = target.local_addr().expect("a bound address").port();
+    let followed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let url = format!("http://{}", trap.local_addr().expect("a bound address"));
+    std::thread::spawn(move || {
+        for stream in trap.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            read_request(&mut stream);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:{target_port}/elsewhere\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    let counter = followed.clone();
+    std::thread::spawn(move || {
+        for stream in target.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            counter.fetch_add(1, Ordering::SeqCst);
+            read_request(&mut stream);
+            let _ = stream.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+            );
+        }
+    });
+    RedirectTrap { url, followed }
+}
+
+/// Read one request's head and its `Content-Length` body, so that answering and closing does
+/// not reset a connection with unread data. Bounded by a read timeout.
+fn read_request(stream: &mut std::net::TcpStream) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut data = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let Ok(n) = stream.read(&mut buf) else { return };
+        if n == 0 {
+            return;
+        }
+        data.extend_from_slice(&buf[..n]);
+        let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&data[..end]).to_ascii_lowercase();
+        let length = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+        if data.len() >= end + 4 + length {
+            return;
+        }
+    }
+}
+
 /// An IAM access key of the moto server.
 #[derive(Debug, Clone)]
 pub struct MotoAccessKey {

@@ -606,8 +606,8 @@ impl SecretsManagerSink {
         credentials: AwsCredentials,
     ) -> Result<Self, Error> {
         let name = match &json_field {
-            Some(field) => format!("aws-secretsmanager {secret_id}#{field} ({region})"),
-            None => format!("aws-secretsmanager {secret_id} ({region})"),
+            Some(field) => format!("aws-secretsmanager {secret_id}#{field}"),
+            None => format!("aws-secretsmanager {secret_id}"),
         };
         if secret_id.is_empty() || json_field.as_deref() == Some("") {
             return Err(Error::Config {
@@ -895,7 +895,7 @@ impl SsmSink {
         endpoint_url: Option<String>,
         credentials: AwsCredentials,
     ) -> Result<Self, Error> {
-        let sink = format!("aws-ssm {name} ({region})");
+        let sink = format!("aws-ssm {name}");
         if name.is_empty() {
             return Err(Error::Config {
                 sink,
@@ -1221,6 +1221,21 @@ mod tests {
             assert!(matches!(error, Error::Config { .. }), "case {i}: {error}");
             assert!(!format!("{error} {error:?}").contains("CANARY"));
         }
+    }
+
+    #[test]
+    fn descriptions_name_the_place_as_the_configuration_does() {
+        let sink = SsmSink::new("/ci/ts", "eu-west-1", None, credentials()).unwrap();
+        assert_eq!(sink.describe(), "aws-ssm /ci/ts");
+        let sink = SecretsManagerSink::new(
+            "ci",
+            Some("authkey".into()),
+            "eu-west-1",
+            None,
+            credentials(),
+        )
+        .unwrap();
+        assert_eq!(sink.describe(), "aws-secretsmanager ci#authkey");
     }
 
     #[test]

@@ -570,6 +570,17 @@ async fn a_wrong_session_token_is_denied_without_showing_it() {
 }
 
 #[tokio::test]
+async fn redirects_are_not_followed_with_a_signed_request() {
+    let trap = services::redirect_trap();
+    assert_all_fail(
+        all_sinks(&credentials(), Some(trap.url().to_owned())),
+        |e| matches!(e, Error::Config { .. }) && e.to_string().contains("307"),
+    )
+    .await;
+    assert_eq!(trap.followed(), 0);
+}
+
+#[tokio::test]
 async fn an_unreachable_endpoint_is_unavailable_and_retryable() {
     assert_all_fail(
         all_sinks(&credentials(), Some(services::unreachable_url())),

@@ -298,6 +298,23 @@ async fn an_unreachable_server_is_unavailable_and_retryable() {
 }
 
 #[tokio::test]
+async fn redirects_are_not_followed_with_the_token() {
+    let trap = services::redirect_trap();
+    let sink = VaultKvSink::new(trap.url(), "secret", "p", "authkey", root(), None).unwrap();
+    let read = sink.read().await.unwrap_err();
+    let write = sink
+        .write(&credential("REDIR"), &Expect::Absent)
+        .await
+        .unwrap_err();
+    for error in [read, write] {
+        let text = shown(&error);
+        assert!(matches!(error, Error::Config { .. }), "{text}");
+        assert!(text.contains("307"), "{text}");
+    }
+    assert_eq!(trap.followed(), 0);
+}
+
+#[tokio::test]
 async fn a_kv_version_1_mount_is_refused_before_anything_is_written() {
     let (status, body) = raw(
         "POST",
