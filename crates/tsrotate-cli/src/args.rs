@@ -67,6 +67,9 @@ pub(crate) enum Command {
     /// Move an API access token's consumers to a new, scoped OAuth client, then revoke it.
     #[command(name = "migrate-to-oauth")]
     MigrateToOauth(crate::cmd_migrate::Args),
+    /// Each managed credential: current key, expiry, places in sync, last rotation, next due.
+    /// Exit 1 when something is due, broken or out of sync.
+    Status(crate::due::StatusArgs),
     /// Revoke a key and confirm it is dead, without replacing it.
     Revoke(crate::cmd_revoke::Args),
     /// Find Tailscale credentials in files and git history.

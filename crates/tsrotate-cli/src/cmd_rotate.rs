@@ -22,14 +22,12 @@ use crate::settings::{self, ApiSettings};
 
 /// Arguments of `tsrotate rotate`.
 #[derive(Debug, clap::Args)]
+#[allow(clippy::struct_excessive_bools, reason = "command-line flags")]
 pub(crate) struct Args {
     /// The key to replace: the credential itself, its key ID, or `-` to read it from standard
     /// input. A credential given here is visible in the process list: prefer `-` or the ID.
     /// With --credential, the key is found in the credential's configured places.
-    #[arg(
-        value_name = "KEY | KEY_ID | -",
-        required_unless_present = "credential"
-    )]
+    #[arg(value_name = "KEY | KEY_ID | -", required_unless_present_any = ["credential", "due"])]
     key: Option<String>,
     /// A file or folder to search for the key (recursively; `.git` folders are skipped).
     #[arg(long = "in", value_name = "PATH")]
@@ -73,6 +71,18 @@ pub(crate) struct Args {
     /// (`-` for standard input); without it, tsrotate asks on the terminal, without echo.
     #[arg(long, value_name = "FILE")]
     new_key_file: Option<PathBuf>,
+    /// Rotate every managed credential of the configuration that is due: expiring within its
+    /// `rotate_before`, already invalid, or with places out of sync (and resume unfinished
+    /// ones). Safe to run from several schedulers at once.
+    #[arg(long, conflicts_with_all = ["key", "credential", "in_paths", "dry_run"])]
+    due: bool,
+    /// With --due: how many credentials to rotate at once.
+    #[arg(long, default_value_t = 4, value_name = "N", requires = "due")]
+    concurrency: usize,
+    /// With --due: post a summary to this incoming-webhook URL (Slack, Teams). The URL is a
+    /// secret and is visible in the process list: prefer `[notify] url_env` in the configuration.
+    #[arg(long, value_name = "URL", requires = "due")]
+    notify: Option<String>,
     /// Webhook secrets: the webhook's endpoint ID; default: the tailnet's only webhook.
     #[arg(long, value_name = "ID")]
     webhook_endpoint: Option<String>,
@@ -101,6 +111,10 @@ fn config_kind(kind: tsrotate::config::Kind) -> KeyKind {
 }
 
 pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitStatus> {
+    if args.due {
+        let notify = args.notify.clone().map(tsrotate::key::Secret::new);
+        return crate::due::rotate_due(global, args.yes, args.concurrency, notify).await;
+    }
     let key = args.key.as_deref().map(context::key_arg).transpose()?;
     let config = settings::load_config(global, args.credential.is_some())?;
     let managed_kind = match (&args.credential, config.as_ref()) {
@@ -261,10 +275,25 @@ pub(crate) async fn rotate(
         return Err(UserError::new("cancelled; nothing was changed").into());
     }
 
+    let narrate = human && !global.quiet;
+    let outcome = start(&state_dir, client, &plan, credentials, new_token, narrate).await?;
+    report(global, Some(&plan), &outcome)?;
+    Ok(outcome.exit_status())
+}
+
+/// Journal a planned rotation and run it to its end or first failure.
+pub(crate) async fn start(
+    state_dir: &std::path::Path,
+    client: &api::Client,
+    plan: &Plan,
+    credentials: tsrotate::sink::Credentials,
+    new_token: Option<tsrotate::key::Secret>,
+    narrate: bool,
+) -> anyhow::Result<Outcome> {
     let rotation_id = plan.started.rotation_id.clone();
     let user = plan.started.user.clone();
-    let journal = Journal::create(&state_dir, plan.started.clone())?;
-    let mut recording = Recording::new(journal, &state_dir, &user, &rotation_id);
+    let journal = Journal::create(state_dir, plan.started.clone())?;
+    let mut recording = Recording::new(journal, state_dir, &user, &rotation_id);
     recording.audit_only(&Event::Started(Box::new(plan.started.clone())));
     let state = State::replay(&tsrotate::journal::read(recording.journal_path())?)
         .expect("a new journal starts with its plan");
@@ -273,11 +302,7 @@ pub(crate) async fn rotate(
     if let Some(token) = new_token {
         world = world.with_new_token(token, plan.started.old.key_id.clone());
     }
-    let narrate = human && !global.quiet;
-    let outcome =
-        rotation::execute(state, &mut world, &mut recording, narrate, &state_dir, None).await?;
-    report(global, Some(&plan), &outcome)?;
-    Ok(outcome.exit_status())
+    rotation::execute(state, &mut world, &mut recording, narrate, state_dir, None).await
 }
 
 /// Plan errors that are the person's to fix exit 2; API trouble is explained.

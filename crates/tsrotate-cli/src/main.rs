@@ -19,6 +19,7 @@ mod cmd_rollback;
 mod cmd_rotate;
 mod cmd_scan;
 mod context;
+mod due;
 mod exit;
 mod logging;
 mod managed;
@@ -51,6 +52,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Rotate(args) => runtime()?.block_on(cmd_rotate::run(&global, &args)),
         Command::Resume(args) => runtime()?.block_on(cmd_resume::run(&global, &args)),
         Command::Rollback(args) => runtime()?.block_on(cmd_rollback::run(&global, &args)),
+        Command::Status(args) => runtime()?.block_on(due::status(&global, &args)),
         Command::Revoke(args) => runtime()?.block_on(cmd_revoke::run(&global, &args)),
     }
 }

@@ -237,7 +237,33 @@ pub fn app(state: EmulatorState) -> Router {
         .method_not_allowed_fallback(|| async { error::ApiError::MethodNotAllowed })
         .layer(from_fn_with_state(state.clone(), faults::apply))
         .layer(from_fn_with_state(state.clone(), request_log::record))
+        .layer(from_fn_with_state(state.clone(), date_header))
         .with_state(state)
+}
+
+/// Every response carries a `Date` header from the emulator's clock, as a real server's does
+/// from its own: clients that judge expiry by the control plane's time (rather than a local
+/// clock that may be skewed) see the emulated time too.
+async fn date_header(
+    axum::extract::State(state): axum::extract::State<EmulatorState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let mut response = next.run(request).await;
+    let now = state.read(|_, now| now);
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    let value = now
+        .format(&format)
+        .ok()
+        .and_then(|v| axum::http::HeaderValue::from_str(&v).ok());
+    if let Some(value) = value {
+        response
+            .headers_mut()
+            .insert(axum::http::header::DATE, value);
+    }
+    response
 }
 
 #[cfg(test)]

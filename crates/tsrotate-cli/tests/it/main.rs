@@ -8,6 +8,7 @@
     clippy::disallowed_methods,
     clippy::too_many_lines,
     clippy::needless_pass_by_value,
+    clippy::format_push_string,
     unreachable_pub
 )]
 
@@ -16,5 +17,6 @@ mod crash;
 mod kinds;
 mod rotate;
 mod scan;
+mod schedule;
 mod sinks;
 mod support;

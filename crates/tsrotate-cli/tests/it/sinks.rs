@@ -1,4 +1,4 @@
-//! One managed credential in a file, a dotenv file, OpenBao (real server), AWS Secrets
+//! One managed credential in a file, a dotenv file, `OpenBao` (real server), AWS Secrets
 //! Manager (moto, a real implementation of its API) and GitHub Actions (a strict fake),
 //! rotated by `tsrotate rotate --config F --credential NAME --yes`; then with one place failing:
 //! the old key stays live, `resume` finishes, `rollback` restores every readable place.

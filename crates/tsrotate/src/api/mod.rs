@@ -163,6 +163,7 @@ impl ClientBuilder {
         };
         Ok(Client {
             inner: Arc::new(Inner {
+                server_time: std::sync::Mutex::new(None),
                 http,
                 base,
                 tailnet: self.tailnet,
@@ -233,6 +234,9 @@ pub struct Client {
 }
 
 struct Inner {
+    /// The control plane's time as of the last response (`Date`), for expiry decisions that
+    /// must not depend on the local clock.
+    server_time: std::sync::Mutex<Option<(time::OffsetDateTime, Instant)>>,
     http: reqwest::Client,
     base: Url,
     tailnet: String,
@@ -242,6 +246,30 @@ struct Inner {
 }
 
 impl Client {
+    /// The control plane's current time, from the `Date` header of the last response, advanced
+    /// by the local time since; the local clock when no response came yet.
+    #[must_use]
+    pub fn server_now(&self) -> time::OffsetDateTime {
+        let known = *self.inner.server_time.lock().expect("server time lock");
+        match known {
+            Some((at, seen)) => at + seen.elapsed(),
+            None => time::OffsetDateTime::now_utc(),
+        }
+    }
+
+    fn note_server_time(&self, response: &reqwest::Response) {
+        let parsed = response
+            .headers()
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc2822).ok()
+            });
+        if let Some(at) = parsed {
+            *self.inner.server_time.lock().expect("server time lock") = Some((at, Instant::now()));
+        }
+    }
+
     /// The tailnet this client acts on.
     #[must_use]
     pub fn tailnet(&self) -> &str {
@@ -504,7 +532,10 @@ impl Client {
                 request = request.json(body);
             }
             let outcome = match request.send().await {
-                Ok(response) => read_response(response, context).await,
+                Ok(response) => {
+                    self.note_server_time(&response);
+                    read_response(response, context).await
+                }
                 Err(e) => Err(transport_error(&url, e, idempotency)),
             };
             let error = match outcome {

@@ -383,6 +383,7 @@ pub fn describe(spec: &SinkSpec) -> String {
 }
 
 /// Build the sink a configuration entry names, with the credentials its service needs.
+#[allow(clippy::too_many_lines, reason = "one arm per sink type, each short")]
 pub fn build(spec: &SinkSpec, credentials: &Credentials) -> Result<Box<dyn Sink>, Error> {
     use structured::{FieldSink, Format};
     let missing = |what: &str| Error::Config {

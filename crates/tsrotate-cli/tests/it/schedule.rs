@@ -1,0 +1,318 @@
+//! Managed credentials on a schedule: `status` and `rotate --due` against the emulator with its
+//! clock moved forward (no sleeping), concurrent runners, failures and notifications.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+use tsrotate_test_support::emulator;
+
+use crate::support::{TestEnv, credentials_in};
+
+/// Two managed credentials, each in a dotenv file and a whole-file place.
+fn setup(env: &mut TestEnv) -> (PathBuf, Vec<String>) {
+    let mut ids = Vec::new();
+    let mut config = String::new();
+    for name in ["web", "ci"] {
+        let (id, key) = env.mint(json!({
+            "capabilities": {"devices": {"create": {"reusable": true, "ephemeral": false, "preauthorized": true, "tags": ["tag:server"]}}},
+            "expirySeconds": 90 * 86400,
+            "description": name
+        }));
+        env.write(&format!("{name}/.env"), format!("TS_AUTHKEY={key}\n"));
+        env.write(&format!("{name}/authkey"), format!("{key}\n"));
+        let w = env.work.path().display();
+        config.push_str(&format!(
+            "[[credential]]\nname = \"{name}\"\nkind = \"auth-key\"\nrotate_before = \"14d\"\n\n[[credential.sink]]\ntype = \"dotenv\"\npath = \"{w}/{name}/.env\"\nfield = \"TS_AUTHKEY\"\n\n[[credential.sink]]\ntype = \"file\"\npath = \"{w}/{name}/authkey\"\n\n"
+        ));
+        ids.push(id);
+    }
+    (env.write("tsrotate.toml", config), ids)
+}
+
+/// The key ID every place of `name` holds (asserting they agree).
+fn held(env: &TestEnv, name: &str) -> String {
+    let ids: std::collections::BTreeSet<String> = credentials_in(&env.work.path().join(name))
+        .into_iter()
+        .map(|(_, id)| id)
+        .collect();
+    assert_eq!(ids.len(), 1, "{name}: {ids:?}");
+    ids.into_iter().next().unwrap()
+}
+
+fn status(env: &TestEnv, config: &PathBuf) -> (i32, Vec<Value>) {
+    let run = env.run(
+        env.cmd()
+            .arg("--config")
+            .arg(config)
+            .args(["--format", "json", "status"]),
+    );
+    (run.code, run.json().as_array().unwrap().clone())
+}
+
+fn done_rotations(env: &TestEnv, name: &str) -> usize {
+    let Ok(dir) = std::fs::read_dir(env.state.path().join("rotations")) else {
+        return 0;
+    };
+    dir.map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .filter(|j| {
+            j.contains(&format!("\"credential\":\"{name}\"")) && j.contains("\"type\":\"done\"")
+        })
+        .count()
+}
+
+#[test]
+fn due_credentials_rotate_once_and_then_nothing_is_due() {
+    let mut env = TestEnv::new();
+    let (config, ids) = setup(&mut env);
+    let (code, rows) = status(&env, &config);
+    assert_eq!(code, 0, "{rows:?}");
+    assert!(
+        rows.iter()
+            .all(|r| r["due"]["state"] == "not-due" && r["in_sync"] == true)
+    );
+    assert!(rows.iter().all(|r| r["days_left"].as_i64().unwrap() >= 89));
+    let run = env
+        .run(
+            env.cmd()
+                .arg("--config")
+                .arg(&config)
+                .args(["rotate", "--due", "--yes"]),
+        )
+        .expect(0);
+    assert!(run.stdout.contains("Nothing is due"), "{}", run.stdout);
+
+    // 80 days later (on the control plane's clock), 10 days are left: inside rotate_before.
+    let _ = emulator::advance_clock(env.url(), 80 * 86_400);
+    let (code, rows) = status(&env, &config);
+    assert_eq!(code, 1);
+    assert!(
+        rows.iter().all(|r| r["due"]["state"] == "expiring"),
+        "{rows:?}"
+    );
+    let human = env
+        .run(env.cmd().arg("--config").arg(&config).arg("status"))
+        .expect(1);
+    assert!(human.stdout.contains("DUE (expiring)"), "{}", human.stdout);
+
+    let run = env
+        .run(env.cmd().arg("--config").arg(&config).args([
+            "--format",
+            "json",
+            "rotate",
+            "--due",
+            "--yes",
+            "--concurrency",
+            "2",
+        ]))
+        .expect(0);
+    let results = run.json();
+    assert_eq!(results.as_array().unwrap().len(), 2, "{results}");
+    for (name, old) in ["web", "ci"].iter().zip(&ids) {
+        let new = held(&env, name);
+        assert_ne!(&new, old);
+        assert_eq!(env.key(old)["invalid"], true);
+        assert_eq!(env.key(&new)["invalid"], false);
+        assert_eq!(done_rotations(&env, name), 1);
+    }
+    // A second run right after does nothing.
+    let run = env
+        .run(
+            env.cmd()
+                .arg("--config")
+                .arg(&config)
+                .args(["rotate", "--due", "--yes"]),
+        )
+        .expect(0);
+    assert!(run.stdout.contains("Nothing is due"), "{}", run.stdout);
+    let (code, _) = status(&env, &config);
+    assert_eq!(code, 0);
+    env.assert_state_clean();
+}
+
+#[test]
+fn invalid_keys_and_places_out_of_sync_are_due_and_fixed() {
+    let mut env = TestEnv::new();
+    let (config, ids) = setup(&mut env);
+    env.run(env.cmd().args(["revoke", &ids[0], "--yes"]))
+        .expect(0);
+    let (_, stray) = env.mint_default();
+    env.write("ci/authkey", format!("{stray}\n"));
+    let (code, rows) = status(&env, &config);
+    assert_eq!(code, 1);
+    let web = rows.iter().find(|r| r["name"] == "web").unwrap();
+    assert_eq!(web["due"]["state"], "invalid", "{web}");
+    let ci = rows.iter().find(|r| r["name"] == "ci").unwrap();
+    assert_eq!(ci["due"]["state"], "out-of-sync", "{ci}");
+    assert_eq!(ci["in_sync"], false);
+    env.run(
+        env.cmd()
+            .arg("--config")
+            .arg(&config)
+            .args(["rotate", "--due", "--yes"]),
+    )
+    .expect(0);
+    let web_new = held(&env, "web");
+    let ci_new = held(&env, "ci");
+    assert_ne!(web_new, ids[0]);
+    assert_ne!(ci_new, ids[1]);
+    let (code, _) = status(&env, &config);
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn two_runners_at_once_rotate_each_credential_exactly_once() {
+    let mut env = TestEnv::new();
+    let (config, _) = setup(&mut env);
+    let _ = emulator::advance_clock(env.url(), 85 * 86_400);
+    // Slow the API down so that the two runs overlap.
+    emulator::add_fault(
+        env.url(),
+        &json!({"path_prefix": "/api/", "latency_ms": 20}),
+    );
+    let spawn = || {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("tsrotate"));
+        for (k, v) in env.cmd().get_envs() {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        cmd.arg("--config")
+            .arg(&config)
+            .args(["rotate", "--due", "--yes"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    for out in [&a, &b] {
+        env.assert_clean(&String::from_utf8_lossy(&out.stdout));
+        env.assert_clean(&String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for name in ["web", "ci"] {
+        assert_eq!(
+            done_rotations(&env, name),
+            1,
+            "{name} rotated more than once"
+        );
+        held(&env, name);
+    }
+    // Every key minted by a rotation is either held or revoked.
+    let in_use: Vec<String> = ["web", "ci"].iter().map(|n| held(&env, n)).collect();
+    for k in env.keys() {
+        if k["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("tsrotate r"))
+            && !in_use.contains(&k["id"].as_str().unwrap().to_owned())
+        {
+            assert_eq!(k["invalid"], true, "{k}");
+        }
+    }
+}
+
+#[test]
+fn a_failing_place_leaves_its_credential_resumable_and_the_others_rotated_and_notified() {
+    let mut env = TestEnv::new();
+    let (config, ids) = setup(&mut env);
+    let _ = emulator::advance_clock(env.url(), 85 * 86_400);
+    env.write("ci/authkey.lock", "");
+
+    // A local incoming-webhook receiver; the URL carries a secret path.
+    let receiver = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://{}/hooks/T0SECRETPATHxyz",
+        receiver.local_addr().unwrap()
+    );
+    env.canary("T0SECRETPATHxyz");
+    let collector = std::thread::spawn(move || {
+        let (mut stream, _) = receiver.accept().unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut chunk).unwrap();
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf).into_owned();
+            if let Some(at) = text.find("\r\n\r\n") {
+                let length: usize = text
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .unwrap_or(0);
+                if buf.len() >= at + 4 + length {
+                    stream
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                        )
+                        .unwrap();
+                    return text[at + 4..].to_owned();
+                }
+            }
+        }
+    });
+    let run = env
+        .run(
+            env.cmd()
+                .arg("--config")
+                .arg(&config)
+                .args(["rotate", "--due", "--yes", "--notify", &url]),
+        )
+        .expect(1);
+    assert!(
+        run.stdout.contains("ci") && run.stdout.contains("failed"),
+        "{}",
+        run.stdout
+    );
+    let body: Value = serde_json::from_str(&collector.join().unwrap()).unwrap();
+    assert!(
+        body["text"]
+            .as_str()
+            .unwrap()
+            .contains("1 rotated, 1 failed"),
+        "{body}"
+    );
+    assert_eq!(body["tsrotate"]["rotated"], json!(["web"]));
+    assert_eq!(body["tsrotate"]["failed"], json!(["ci"]));
+
+    assert_ne!(held(&env, "web"), ids[0]);
+    assert_eq!(
+        env.key(&ids[1])["invalid"],
+        false,
+        "the failing credential keeps its live key"
+    );
+    let (code, rows) = status(&env, &config);
+    assert_eq!(code, 1);
+    assert_eq!(
+        rows.iter().find(|r| r["name"] == "ci").unwrap()["due"]["state"],
+        "unfinished"
+    );
+
+    std::fs::remove_file(env.work.path().join("ci/authkey.lock")).unwrap();
+    let run = env
+        .run(
+            env.cmd()
+                .arg("--config")
+                .arg(&config)
+                .args(["rotate", "--due", "--yes"]),
+        )
+        .expect(0);
+    assert!(run.stdout.contains("resumed"), "{}", run.stdout);
+    assert_ne!(held(&env, "ci"), ids[1]);
+    assert_eq!(env.key(&ids[1])["invalid"], true);
+    let (code, _) = status(&env, &config);
+    assert_eq!(code, 0);
+}
