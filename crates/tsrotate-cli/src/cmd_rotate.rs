@@ -27,7 +27,7 @@ pub(crate) struct Args {
     /// The key to replace: the credential itself, its key ID, or `-` to read it from standard
     /// input. A credential given here is visible in the process list: prefer `-` or the ID.
     /// With --credential, the key is found in the credential's configured places.
-    #[arg(value_name = "KEY | KEY_ID | -", required_unless_present_any = ["credential", "due"])]
+    #[arg(value_name = "KEY | KEY_ID | -", required_unless_present_any = ["credential", "due", "from_scan"])]
     key: Option<String>,
     /// A file or folder to search for the key (recursively; `.git` folders are skipped).
     #[arg(long = "in", value_name = "PATH")]
@@ -83,6 +83,10 @@ pub(crate) struct Args {
     /// secret and is visible in the process list: prefer `[notify] url_env` in the configuration.
     #[arg(long, value_name = "URL", requires = "due")]
     notify: Option<String>,
+    /// Rotate every live key a `tsrotate scan --format json` found (FILE, or `-` for standard
+    /// input), each in its own rotation, with the files it was found in as its places.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["key", "credential", "due"])]
+    from_scan: Option<PathBuf>,
     /// Webhook secrets: the webhook's endpoint ID; default: the tailnet's only webhook.
     #[arg(long, value_name = "ID")]
     webhook_endpoint: Option<String>,
@@ -114,6 +118,9 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
     if args.due {
         let notify = args.notify.clone().map(tsrotate::key::Secret::new);
         return crate::due::rotate_due(global, args.yes, args.concurrency, notify).await;
+    }
+    if let Some(file) = &args.from_scan {
+        return from_scan(global, args, file).await;
     }
     let key = args.key.as_deref().map(context::key_arg).transpose()?;
     let config = settings::load_config(global, args.credential.is_some())?;
@@ -209,6 +216,133 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
         new_key_file: args.new_key_file.clone(),
     };
     rotate(global, &client, request, options, credentials).await
+}
+
+/// One finding of `scan --format json`, as much of it as a rotation needs.
+#[derive(serde::Deserialize)]
+struct ScanFinding {
+    key_id: tsrotate::key::KeyId,
+    path: String,
+    #[serde(default)]
+    origin: Option<String>,
+    #[serde(default)]
+    commit: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+}
+
+/// `rotate --from-scan`: every live key found in files, each in its own rotation.
+async fn from_scan(
+    global: &GlobalArgs,
+    args: &Args,
+    file: &std::path::Path,
+) -> anyhow::Result<ExitStatus> {
+    let text = if file.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)?;
+        text
+    } else {
+        std::fs::read_to_string(file)
+            .map_err(|e| UserError::new(format!("cannot read `{}`: {e}", file.display())))?
+    };
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        UserError::new(format!(
+            "not the JSON output of `tsrotate scan --format json`: line {} column {}",
+            e.line(),
+            e.column()
+        ))
+    })?;
+    let list = value.get("findings").cloned().unwrap_or(value);
+    let findings: Vec<ScanFinding> = serde_json::from_value(list)
+        .map_err(|_| UserError::new("not the JSON output of `tsrotate scan --format json` (an array of findings with key_id and path)"))?;
+    // Files on disk, per key; findings in git history or stdin have no place to write.
+    let mut keys: Vec<(tsrotate::key::KeyId, Vec<PathBuf>, Option<String>, bool)> = Vec::new();
+    for f in findings {
+        let on_disk =
+            f.commit.is_none() && f.origin.as_deref().is_none_or(|o| o == "file") && f.path != "-";
+        let entry = match keys.iter_mut().position(|(id, ..)| *id == f.key_id) {
+            Some(i) => &mut keys[i],
+            None => {
+                keys.push((f.key_id.clone(), Vec::new(), f.status.clone(), false));
+                keys.last_mut().expect("just pushed")
+            }
+        };
+        if on_disk {
+            let path = PathBuf::from(&f.path);
+            if !entry.1.contains(&path) {
+                entry.1.push(path);
+            }
+        } else {
+            entry.3 = true;
+        }
+    }
+    let config = settings::load_config(global, false)?;
+    let client = ApiSettings::resolve(&[], config.as_ref())?.require_client()?;
+    let mut status = ExitStatus::Success;
+    for (key_id, paths, scanned_status, in_history) in keys {
+        let live = match scanned_status.as_deref() {
+            Some(s) => s == "live",
+            None => plan::lookup(&client, &key_id, client.server_now())
+                .await
+                .map_err(|e| api_error(&format!("looking up key {key_id}"), e))?
+                .0
+                .is_live(),
+        };
+        if !live {
+            eprintln!("{key_id}: not live; nothing to rotate");
+            continue;
+        }
+        if paths.is_empty() {
+            eprintln!(
+                "{key_id}: live, but found only {}; revoke it with `tsrotate revoke {key_id}` or rotate it with --in PATH",
+                if in_history {
+                    "in git history"
+                } else {
+                    "on standard input"
+                }
+            );
+            status = ExitStatus::Incomplete;
+            continue;
+        }
+        let request = Request {
+            key: tsrotate::key::KeyRef::Id(key_id.clone()),
+            roots: paths,
+            configured: Vec::new(),
+            overrides: Overrides::default(),
+            revoke_first: args.revoke_first,
+            verify_cmd: args.verify_cmd.clone(),
+            user: context::os_user(),
+            credential: None,
+            kind_hint: None,
+            migrate_to: None,
+            webhook_endpoint: None,
+        };
+        let options = Options {
+            dry_run: args.dry_run,
+            yes: args.yes,
+            new_key_file: None,
+        };
+        match rotate(
+            global,
+            &client,
+            request,
+            options,
+            settings::sink_credentials(),
+        )
+        .await
+        {
+            Ok(ExitStatus::Success) => {}
+            Ok(ExitStatus::Incomplete) => status = ExitStatus::Incomplete,
+            Err(e) => {
+                eprintln!(
+                    "error: {key_id}: {}",
+                    tsrotate::key::redact_in(&format!("{e:#}"))
+                );
+                status = ExitStatus::Incomplete;
+            }
+        }
+    }
+    Ok(status)
 }
 
 /// How the person wants it run.

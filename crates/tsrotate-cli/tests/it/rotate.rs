@@ -854,3 +854,58 @@ fn demo_runs_the_whole_leak_response() {
         assert!(!std::fs::read_to_string(path).unwrap().contains(&value));
     }
 }
+
+#[test]
+fn from_scan_rotates_every_live_key_found_in_files() {
+    let mut env = TestEnv::new();
+    let (live_id, live) = env.mint_default();
+    let (dead_id, dead) = env.mint_default();
+    env.write("app/.env", format!("TS_AUTHKEY={live}\n"));
+    env.write(
+        "deploy/values.yaml",
+        format!("authKey: \"{live}\"\nold: \"{dead}\"\n"),
+    );
+    env.run(env.cmd().args(["revoke", &dead_id, "--yes"]))
+        .expect(0);
+    let scan = env
+        .run(
+            env.cmd()
+                .args(["--format", "json", "scan", "--verify"])
+                .arg(env.work.path()),
+        )
+        .expect(1);
+    let findings = scan.json();
+    assert_eq!(findings.as_array().unwrap().len(), 3, "{findings}");
+    let report = env.write("../scan.json", scan.stdout.clone());
+    let run = env
+        .run(
+            env.cmd()
+                .args(["rotate", "--from-scan"])
+                .arg(&report)
+                .arg("--yes"),
+        )
+        .expect(0);
+    assert!(run.stdout.contains("done"), "{}", run.stdout);
+    assert!(
+        run.stderr.contains(&format!("{dead_id}: not live")),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(env.key(&live_id)["invalid"], true);
+    let ids: std::collections::BTreeSet<String> = credentials_in(env.work.path())
+        .into_iter()
+        .map(|(_, id)| id)
+        .collect();
+    assert!(
+        !ids.contains(&live_id) && ids.contains(&dead_id) && ids.len() == 2,
+        "{ids:?}"
+    );
+    let new_id = ids.into_iter().find(|id| *id != dead_id).unwrap();
+    let new = values_of(&env.read("app/.env"), &new_id).pop().unwrap();
+    env.canary(&new);
+    assert_eq!(
+        env.read("app/.env"),
+        format!("TS_AUTHKEY={new}\n").into_bytes()
+    );
+    env.assert_state_clean();
+}
