@@ -114,6 +114,10 @@ fn config_kind(kind: tsrotate::config::Kind) -> KeyKind {
     }
 }
 
+#[allow(
+    clippy::too_many_lines,
+    reason = "one branch per way of naming what to rotate"
+)]
 pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitStatus> {
     if args.due {
         let notify = args.notify.clone().map(tsrotate::key::Secret::new);
@@ -232,6 +236,10 @@ struct ScanFinding {
 }
 
 /// `rotate --from-scan`: every live key found in files, each in its own rotation.
+#[allow(
+    clippy::too_many_lines,
+    reason = "read, group, then one rotation per key"
+)]
 async fn from_scan(
     global: &GlobalArgs,
     args: &Args,
@@ -260,13 +268,13 @@ async fn from_scan(
     for f in findings {
         let on_disk =
             f.commit.is_none() && f.origin.as_deref().is_none_or(|o| o == "file") && f.path != "-";
-        let entry = match keys.iter_mut().position(|(id, ..)| *id == f.key_id) {
-            Some(i) => &mut keys[i],
-            None => {
-                keys.push((f.key_id.clone(), Vec::new(), f.status.clone(), false));
-                keys.last_mut().expect("just pushed")
-            }
+        let index = if let Some(i) = keys.iter().position(|(id, ..)| *id == f.key_id) {
+            i
+        } else {
+            keys.push((f.key_id.clone(), Vec::new(), f.status.clone(), false));
+            keys.len() - 1
         };
+        let entry = &mut keys[index];
         if on_disk {
             let path = PathBuf::from(&f.path);
             if !entry.1.contains(&path) {

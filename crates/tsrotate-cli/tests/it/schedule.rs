@@ -323,22 +323,44 @@ fn a_failing_place_leaves_its_credential_resumable_and_the_others_rotated_and_no
 #[test]
 fn the_scheduling_examples_run_as_written() {
     let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/schedule");
-    let files = ["systemd/tsrotate.service", "kubernetes/cronjob.yaml", "github/rotate-tailscale.yml"];
+    let files = [
+        "systemd/tsrotate.service",
+        "kubernetes/cronjob.yaml",
+        "github/rotate-tailscale.yml",
+    ];
     for file in files {
         let text = std::fs::read_to_string(examples.join(file)).unwrap();
-        if file.ends_with(".yaml") || file.ends_with(".yml") {
-            let _: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let extension = std::path::Path::new(file)
+            .extension()
+            .and_then(|e| e.to_str());
+        if matches!(extension, Some("yaml" | "yml")) {
+            let _: serde_yaml_ng::Value =
+                serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
         }
         // The command as the example writes it: an ExecStart= line, a command array, a run: line.
-        let argv: Vec<String> = if let Some(line) = text.lines().find_map(|l| l.strip_prefix("ExecStart=")) {
-            line.split_whitespace().skip(1).map(str::to_owned).collect()
-        } else if let Some(line) = text.lines().find(|l| l.trim_start().starts_with("command: [\"tsrotate\"")) {
-            let inner = line.trim().trim_start_matches("command: [").trim_end_matches(']');
-            inner.split(',').map(|w| w.trim().trim_matches('"').to_owned()).skip(1).collect()
-        } else {
-            let line = text.lines().find_map(|l| l.trim_start().strip_prefix("run: tsrotate ")).unwrap_or_else(|| panic!("{file}: no tsrotate command"));
-            line.split_whitespace().map(str::to_owned).collect()
-        };
+        let argv: Vec<String> =
+            if let Some(line) = text.lines().find_map(|l| l.strip_prefix("ExecStart=")) {
+                line.split_whitespace().skip(1).map(str::to_owned).collect()
+            } else if let Some(line) = text
+                .lines()
+                .find(|l| l.trim_start().starts_with("command: [\"tsrotate\""))
+            {
+                let inner = line
+                    .trim()
+                    .trim_start_matches("command: [")
+                    .trim_end_matches(']');
+                inner
+                    .split(',')
+                    .map(|w| w.trim().trim_matches('"').to_owned())
+                    .skip(1)
+                    .collect()
+            } else {
+                let line = text
+                    .lines()
+                    .find_map(|l| l.trim_start().strip_prefix("run: tsrotate "))
+                    .unwrap_or_else(|| panic!("{file}: no tsrotate command"));
+                line.split_whitespace().map(str::to_owned).collect()
+            };
         let joined = argv.join(" ");
         assert!(joined.contains("rotate --due --yes"), "{file}: {joined}");
 
@@ -346,14 +368,23 @@ fn the_scheduling_examples_run_as_written() {
         let (config, ids) = setup(&mut env);
         let _ = emulator::advance_clock(env.url(), 80 * 86_400);
         let mut cmd = env.cmd();
-        cmd.current_dir(env.work.path()).env("TSROTATE_CONFIG", &config).args(&argv);
+        cmd.current_dir(env.work.path())
+            .env("TSROTATE_CONFIG", &config)
+            .args(&argv);
         env.run(&mut cmd).expect(0);
         for (name, old) in ["web", "ci"].iter().zip(&ids) {
             assert_ne!(&held(&env, name), old, "{file}: {name} not rotated");
         }
         let mut again = env.cmd();
-        again.current_dir(env.work.path()).env("TSROTATE_CONFIG", &config).args(&argv);
+        again
+            .current_dir(env.work.path())
+            .env("TSROTATE_CONFIG", &config)
+            .args(&argv);
         let run = env.run(&mut again).expect(0);
-        assert!(run.stdout.contains("Nothing is due"), "{file}: {}", run.stdout);
+        assert!(
+            run.stdout.contains("Nothing is due"),
+            "{file}: {}",
+            run.stdout
+        );
     }
 }
