@@ -52,12 +52,16 @@ pub(crate) enum Format {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
+    /// Check the tailnet's credential hygiene; exit 1 on findings at or above --fail-on.
+    Audit(crate::cmd_audit::Args),
     /// Validate the configuration file and read its places (`check`), or show the settings.
     Config(crate::cmd_config::Args),
     /// Run the whole leak response against the built-in emulator: see what tsrotate does.
     Demo(crate::cmd_demo::Args),
     /// Which credential this is and what the API says of it. Never prints the secret.
     Inspect(crate::cmd_inspect::Args),
+    /// The tailnet's keys: kind, owner, tags, expiry, and whether tsrotate minted them.
+    Keys(crate::cmd_keys::Args),
     /// Replace a key everywhere it is used, verify, then revoke the old one.
     Rotate(crate::cmd_rotate::Args),
     /// Finish unfinished rotations after a crash, a kill or a failure.

@@ -8,10 +8,12 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod args;
+mod cmd_audit;
 mod cmd_config;
 mod cmd_demo;
 mod cmd_emulator;
 mod cmd_inspect;
+mod cmd_keys;
 mod cmd_migrate;
 mod cmd_resume;
 mod cmd_revoke;
@@ -44,6 +46,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
     let Cli { global, command } = cli;
     match command {
         Command::Scan(args) => cmd_scan::run(&global, &args),
+        Command::Audit(args) => runtime()?.block_on(cmd_audit::run(&global, &args)),
+        Command::Keys(args) => runtime()?.block_on(cmd_keys::run(&global, &args)),
         Command::Emulator(args) => runtime()?.block_on(cmd_emulator::run(&global, &args)),
         Command::Config(args) => runtime()?.block_on(cmd_config::run(&global, &args)),
         Command::Demo(args) => runtime()?.block_on(cmd_demo::run(&global, &args)),

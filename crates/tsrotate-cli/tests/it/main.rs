@@ -12,6 +12,7 @@
     unreachable_pub
 )]
 
+mod audit;
 mod config;
 mod crash;
 mod kinds;

@@ -1,0 +1,308 @@
+//! `tsrotate audit`: the tailnet's credential hygiene as findings, each with its fix, and an
+//! exit code that can gate CI.
+//!
+//! The rules and their severities live in `tsrotate::hygiene`; this command fetches every key
+//! the credential may read (`all=true`), reads this machine's rotation journals, and renders.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
+
+use anyhow::Context as _;
+use serde::Serialize;
+use time::OffsetDateTime;
+use tsrotate::hygiene::{self, Finding, Rotations, Severity};
+
+use crate::args::{Format, GlobalArgs};
+use crate::cmd_keys;
+use crate::context;
+use crate::exit::ExitStatus;
+
+/// Arguments of `tsrotate audit`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Exit 1 when a finding at or above this severity exists.
+    #[arg(long, value_enum, value_name = "SEVERITY", default_value_t = FailOn::High)]
+    fail_on: FailOn,
+    /// Report keys created longer ago than this (e.g. 180d, 26w).
+    #[arg(long, value_name = "DURATION", default_value = "180d", value_parser = context::parse_duration)]
+    max_age: i64,
+    /// Report keys that expire within this long (e.g. 14d, 72h).
+    #[arg(long, value_name = "DURATION", default_value = "14d", value_parser = context::parse_duration)]
+    expiring_within: i64,
+    /// Judge ages and expiries as of this time (RFC 3339) instead of now: what will be wrong
+    /// on that day.
+    #[arg(long, value_name = "TIME", value_parser = cmd_keys::parse_time)]
+    as_of: Option<OffsetDateTime>,
+}
+
+/// `--fail-on`: the severities, as clap values (the library does not depend on clap).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum FailOn {
+    Info,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl From<FailOn> for Severity {
+    fn from(f: FailOn) -> Self {
+        match f {
+            FailOn::Info => Self::Info,
+            FailOn::Low => Self::Low,
+            FailOn::Medium => Self::Medium,
+            FailOn::High => Self::High,
+            FailOn::Critical => Self::Critical,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Settings {
+    expiring_within_seconds: i64,
+    max_age_seconds: i64,
+    fail_on: Severity,
+}
+
+#[derive(Serialize, Default)]
+struct Counts {
+    critical: usize,
+    high: usize,
+    medium: usize,
+    low: usize,
+    info: usize,
+}
+
+impl Counts {
+    fn of(findings: &[Finding]) -> Self {
+        let mut counts = Self::default();
+        for f in findings {
+            *match f.severity {
+                Severity::Critical => &mut counts.critical,
+                Severity::High => &mut counts.high,
+                Severity::Medium => &mut counts.medium,
+                Severity::Low => &mut counts.low,
+                Severity::Info => &mut counts.info,
+            } += 1;
+        }
+        counts
+    }
+}
+
+#[derive(Serialize)]
+struct Report<'a> {
+    tailnet: &'a str,
+    #[serde(with = "time::serde::rfc3339")]
+    as_of: OffsetDateTime,
+    settings: Settings,
+    keys_checked: usize,
+    counts: Counts,
+    /// Whether a finding is at or above `--fail-on` (and the exit code is 1).
+    failed: bool,
+    findings: &'a [Finding],
+}
+
+pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitStatus> {
+    let options = hygiene::Options {
+        expiring_within: time::Duration::seconds(args.expiring_within),
+        max_age: time::Duration::seconds(args.max_age),
+    };
+    let fail_on = Severity::from(args.fail_on);
+    let rotations = rotations(global)?;
+    let (client, keys) = cmd_keys::fetch(true).await?;
+    let now = as_of(args.as_of);
+    let findings = hygiene::audit(&keys, now, &options, &rotations);
+    let failing = findings.iter().filter(|f| f.severity >= fail_on).count();
+    let report = Report {
+        tailnet: client.tailnet(),
+        as_of: now,
+        settings: Settings {
+            expiring_within_seconds: args.expiring_within,
+            max_age_seconds: args.max_age,
+            fail_on,
+        },
+        keys_checked: keys.len(),
+        counts: Counts::of(&findings),
+        failed: failing > 0,
+        findings: &findings,
+    };
+    if global.format == Format::Human {
+        let descriptions: HashMap<_, _> = keys
+            .iter()
+            .filter_map(|k| Some((&k.id, k.description.as_deref()?)))
+            .collect();
+        write_stdout(human(&report, &descriptions, failing).as_bytes())?;
+    } else {
+        print_json(&report)?;
+    }
+    Ok(if failing > 0 {
+        ExitStatus::Incomplete
+    } else {
+        ExitStatus::Success
+    })
+}
+
+/// What this machine's journals say of tsrotate's rotations. Without a state directory there
+/// are none to know of: keys minted by tsrotate then show as `unknown-rotation`.
+fn rotations(global: &GlobalArgs) -> anyhow::Result<Rotations> {
+    let Ok(state_dir) = context::state_dir(global) else {
+        tracing::warn!(
+            "no state directory: keys minted by tsrotate cannot be matched to their rotations"
+        );
+        return Ok(Rotations::new());
+    };
+    Rotations::read(&state_dir)
+        .with_context(|| format!("reading the rotation journals in `{}`", state_dir.display()))
+}
+
+/// Findings, highest first, each as a head line, the summary and the fix; then the totals.
+/// The severity is spelled out, so nothing depends on colour.
+fn human(
+    report: &Report<'_>,
+    descriptions: &HashMap<&tsrotate::key::KeyId, &str>,
+    failing: usize,
+) -> String {
+    let mut out = String::new();
+    for f in report.findings {
+        let described = descriptions
+            .get(&f.key_id)
+            .map(|d| format!(" \"{d}\""))
+            .unwrap_or_default();
+        let _ = write!(
+            out,
+            "[{}] {}: {} {}{described}\n    {}\n    fix: {}\n\n",
+            f.severity.as_str().to_uppercase(),
+            f.rule,
+            f.kind,
+            f.key_id,
+            f.summary,
+            f.fix
+        );
+    }
+    let keys = plural(report.keys_checked, "key", "keys");
+    if report.findings.is_empty() {
+        let _ = writeln!(out, "No findings in {keys}.");
+    } else {
+        let c = &report.counts;
+        let by_severity: Vec<String> = [
+            (c.critical, "critical"),
+            (c.high, "high"),
+            (c.medium, "medium"),
+            (c.low, "low"),
+            (c.info, "info"),
+        ]
+        .into_iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, s)| format!("{n} {s}"))
+        .collect();
+        let _ = writeln!(
+            out,
+            "{} in {keys}: {}.",
+            plural(report.findings.len(), "finding", "findings"),
+            by_severity.join(", ")
+        );
+    }
+    let fail_on = report.settings.fail_on;
+    if failing > 0 {
+        let _ = writeln!(
+            out,
+            "Failed: {} at or above {fail_on} (--fail-on {fail_on}).",
+            plural(failing, "finding", "findings")
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "Passed: nothing at or above {fail_on} (--fail-on {fail_on})."
+        );
+    }
+    out
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// One JSON document on stdout. Serialized first, so that a closed stdout (`| head`) fails
+/// as a plain `io::Error`, which `exit::finish` turns into exit 0; `serde_json` would wrap it.
+pub(crate) fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    let mut text = serde_json::to_vec_pretty(value)?;
+    text.push(b'\n');
+    write_stdout(&text)
+}
+
+/// Write to stdout without `print!`, which panics on a closed pipe.
+pub(crate) fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Now, or `--as-of`, in whole seconds like the API's timestamps.
+pub(crate) fn as_of(given: Option<OffsetDateTime>) -> OffsetDateTime {
+    let now = given.unwrap_or_else(OffsetDateTime::now_utc);
+    now.replace_nanosecond(0).unwrap_or(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+    use crate::args::{Cli, Command};
+
+    fn parse(words: &[&str]) -> Result<Args, clap::Error> {
+        let cli = Cli::try_parse_from(std::iter::once("tsrotate").chain(words.iter().copied()))?;
+        match cli.command {
+            Command::Audit(args) => Ok(args),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_library() {
+        let args = parse(&["audit"]).unwrap();
+        let defaults = hygiene::Options::default();
+        assert_eq!(
+            time::Duration::seconds(args.max_age),
+            defaults.max_age,
+            "--max-age"
+        );
+        assert_eq!(
+            time::Duration::seconds(args.expiring_within),
+            defaults.expiring_within,
+            "--expiring-within"
+        );
+        assert_eq!(Severity::from(args.fail_on), Severity::High);
+    }
+
+    #[test]
+    fn flags_parse_and_bad_values_are_usage_errors() {
+        let args = parse(&[
+            "audit",
+            "--fail-on",
+            "low",
+            "--max-age",
+            "30d",
+            "--expiring-within",
+            "72h",
+            "--as-of",
+            "2026-12-01T00:00:00Z",
+        ])
+        .unwrap();
+        assert_eq!(Severity::from(args.fail_on), Severity::Low);
+        assert_eq!(args.max_age, 30 * 86_400);
+        assert_eq!(args.expiring_within, 72 * 3600);
+        assert!(args.as_of.is_some());
+        for bad in [
+            &["audit", "--fail-on", "severe"][..],
+            &["audit", "--max-age", "soon"],
+            &["audit", "--expiring-within", "0"],
+            &["audit", "--as-of", "tomorrow"],
+        ] {
+            let err = parse(bad).err().unwrap();
+            assert_eq!(err.exit_code(), 2, "{bad:?}");
+        }
+    }
+}
