@@ -95,8 +95,13 @@ pub fn scan_repository(
                 let mut mine = Report::default();
                 match Repository::open(&git_dir) {
                     Ok(repo) => loop {
+                        // Newest first: packs store newer versions whole and older ones as
+                        // deltas against them, so bases are read (and cached) before the
+                        // deltas that need them.
                         let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(job) = jobs.get(i) else { break };
+                        let Some(job) = jobs.len().checked_sub(i + 1).map(|j| &jobs[j]) else {
+                            break;
+                        };
                         scan_blob(&repo, matcher, job, progress, &mut mine);
                     },
                     Err(e) => mine.problems.push(Problem {
