@@ -30,8 +30,8 @@ pub(crate) struct Args {
     /// Report keys that expire within this long (e.g. 14d, 72h).
     #[arg(long, value_name = "DURATION", default_value = "14d", value_parser = context::parse_duration)]
     expiring_within: i64,
-    /// Judge ages and expiries as of this time (RFC 3339) instead of now: what will be wrong
-    /// on that day.
+    /// Judge ages and expiries as of this time (RFC 3339) instead of now (the API server's
+    /// time): what will be wrong on that day.
     #[arg(long, value_name = "TIME", value_parser = cmd_keys::parse_time)]
     as_of: Option<OffsetDateTime>,
 }
@@ -111,7 +111,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
     let fail_on = Severity::from(args.fail_on);
     let rotations = rotations(global)?;
     let (client, keys) = cmd_keys::fetch(true).await?;
-    let now = as_of(args.as_of);
+    let now = as_of(args.as_of, &client);
     let findings = hygiene::audit(&keys, now, &options, &rotations);
     let failing = findings.iter().filter(|f| f.severity >= fail_on).count();
     let report = Report {
@@ -239,9 +239,14 @@ pub(crate) fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Now, or `--as-of`, in whole seconds like the API's timestamps.
-pub(crate) fn as_of(given: Option<OffsetDateTime>) -> OffsetDateTime {
-    let now = given.unwrap_or_else(OffsetDateTime::now_utc);
+/// `--as-of`, else the control plane's time (as the other commands judge expiry: a skewed
+/// local clock must not hide or invent an expiring key), in whole seconds like the API's
+/// timestamps. Call it after a request, so that the server's `Date` is known.
+pub(crate) fn as_of(
+    given: Option<OffsetDateTime>,
+    client: &tsrotate::api::Client,
+) -> OffsetDateTime {
+    let now = given.unwrap_or_else(|| client.server_now());
     now.replace_nanosecond(0).unwrap_or(now)
 }
 

@@ -45,7 +45,7 @@ struct ListArgs {
     /// a personal API access token sees its user's keys, an OAuth client the OAuth clients.
     #[arg(long)]
     all: bool,
-    /// Count days left as of this time (RFC 3339) instead of now.
+    /// Count days left as of this time (RFC 3339) instead of now (the API server's time).
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     as_of: Option<OffsetDateTime>,
 }
@@ -94,7 +94,7 @@ struct Listing {
 
 async fn run_list(global: &GlobalArgs, args: &ListArgs) -> anyhow::Result<ExitStatus> {
     let (client, keys) = fetch(args.all).await?;
-    let now = crate::cmd_audit::as_of(args.as_of);
+    let now = crate::cmd_audit::as_of(args.as_of, &client);
     let window = hygiene::Options::default().expiring_within;
     let listing = Listing {
         tailnet: client.tailnet().to_owned(),

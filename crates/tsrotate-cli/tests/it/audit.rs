@@ -316,8 +316,8 @@ fn audit(env: &TestEnv, s: &Seeded, oauth: bool, extra: &[&str]) -> Run {
     if !oauth {
         cmd.env("TAILSCALE_API_KEY", &s.personal);
     }
-    cmd.args(["--format", "json", "audit", "--as-of", &s.now])
-        .args(extra);
+    // No --as-of: expiry and age are judged by the emulator's (advanced) clock, from its `Date`.
+    cmd.args(["--format", "json", "audit"]).args(extra);
     env.run(&mut cmd)
 }
 
@@ -474,6 +474,38 @@ fn fail_on_and_thresholds_decide_the_exit_code() {
     );
     assert_eq!(got.len(), 10);
 
+    // --as-of judges another day: 50 days on, the 60-day keys expire within the window and
+    // everything with 30 days or less is dead, so no longer reported at all.
+    let later = time::OffsetDateTime::parse(&s.now, &time::format_description::well_known::Rfc3339)
+        .unwrap()
+        + time::Duration::days(50);
+    let later = later
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let run = audit(
+        &env,
+        &s,
+        false,
+        &["--as-of", &later, "--fail-on", "critical"],
+    )
+    .expect(0);
+    let report = run.json();
+    assert_eq!(report["as_of"], later.as_str());
+    let soon: BTreeSet<String> = findings(&report)
+        .into_keys()
+        .filter(|(rule, _)| rule == "expiring-soon")
+        .map(|(_, id)| id)
+        .collect();
+    let want: BTreeSet<String> = [&s.shared_key, &s.ci_key, &s.stranger_key]
+        .into_iter()
+        .cloned()
+        .collect();
+    assert_eq!(soon, want);
+    let reported: BTreeSet<String> = findings(&report).into_keys().map(|(_, id)| id).collect();
+    for dead in [&s.soon_key, &s.bob_key, &s.bob_token, &s.interrupted.1] {
+        assert!(!reported.contains(dead), "{dead} is dead by then");
+    }
+
     // A clean tailnet passes the default gate: only the personal token (medium) remains once
     // the broad, the untagged and the unfinished are gone.
     for id in [
@@ -515,7 +547,7 @@ fn audit_human_output_names_severity_rule_key_and_fix_without_colour() {
         .run(
             env.cmd()
                 .env("TAILSCALE_API_KEY", &s.personal)
-                .args(["audit", "--as-of", &s.now]),
+                .args(["audit"]),
         )
         .expect(1);
     let out = &run.stdout;
