@@ -55,8 +55,10 @@ pub(crate) fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitStatus
     let matcher = Matcher::new();
     let progress = Progress::default();
     let show_progress = !global.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let mut report =
-        progress::while_running(&progress, show_progress, || scan(&matcher, args, &progress))?;
+    let unit = if args.git { "blobs" } else { "files" };
+    let mut report = progress::while_running(&progress, show_progress, unit, || {
+        scan(&matcher, args, &progress)
+    })?;
     let verification = if args.verify {
         verify::verify(&mut report.findings)?
     } else {

@@ -20,6 +20,7 @@ const TICK: Duration = Duration::from_millis(120);
 pub(crate) fn while_running<T: Send>(
     progress: &Progress,
     show: bool,
+    unit: &str,
     work: impl FnOnce() -> T + Send,
 ) -> T {
     if !show {
@@ -49,7 +50,7 @@ pub(crate) fn while_running<T: Send>(
             });
             let now = progress.snapshot();
             bar.set_message(format!(
-                "{} files, {}, {} findings",
+                "{} {unit}, {}, {} findings",
                 now.files,
                 HumanBytes(now.bytes),
                 now.findings
