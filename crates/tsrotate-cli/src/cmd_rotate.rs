@@ -233,6 +233,10 @@ struct ScanFinding {
     commit: Option<String>,
     #[serde(default)]
     status: Option<String>,
+    #[serde(default)]
+    placeholder: bool,
+    #[serde(default)]
+    encoding: Option<String>,
 }
 
 /// `rotate --from-scan`: every live key found in files, each in its own rotation.
@@ -265,7 +269,16 @@ async fn from_scan(
         .map_err(|_| UserError::new("not the JSON output of `tsrotate scan --format json` (an array of findings with key_id and path)"))?;
     // Files on disk, per key; findings in git history or stdin have no place to write.
     let mut keys: Vec<(tsrotate::key::KeyId, Vec<PathBuf>, Option<String>, bool)> = Vec::new();
-    for f in findings {
+    for f in findings.into_iter().filter(|f| !f.placeholder) {
+        if f.encoding.as_deref().is_some_and(|e| e != "plain") {
+            eprintln!(
+                "{}: found {}-encoded in {}; tsrotate replaces plain values only: re-encode the new key there by hand",
+                f.key_id,
+                f.encoding.as_deref().unwrap_or_default(),
+                f.path
+            );
+            continue;
+        }
         let on_disk =
             f.commit.is_none() && f.origin.as_deref().is_none_or(|o| o == "file") && f.path != "-";
         let index = if let Some(i) = keys.iter().position(|(id, ..)| *id == f.key_id) {
