@@ -301,14 +301,18 @@ pub(crate) async fn rotate_due(
         Some(url) => Some(url),
         None => notify_url(&config)?,
     };
-    let mut observed = Vec::new();
-    for credential in &config.credentials {
-        observed.push(
+    // Observing is one API lookup per credential (plus reading its places): `concurrency` at a
+    // time, like the rotations, in configuration order. Nothing is locked or changed here; each
+    // credential is observed again under its lock before it is rotated.
+    let observed: Vec<Observed> = futures_util::stream::iter(&config.credentials)
+        .map(|credential| async {
             observe(&client, credential, &credentials, &state_dir)
                 .await
-                .0,
-        );
-    }
+                .0
+        })
+        .buffered(concurrency.max(1))
+        .collect()
+        .await;
     let due: Vec<&Credential> = config
         .credentials
         .iter()
