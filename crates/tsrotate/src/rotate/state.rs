@@ -44,6 +44,9 @@ pub struct State {
     pub revoked: BTreeSet<KeyId>,
     /// Whether the tailnet was swept after the last mint attempt.
     pub swept: bool,
+    /// How many mints ended with an answer (`minted`); fewer than `mint_attempts` means a
+    /// mint may have created a key nobody heard of, which only a sweep can find.
+    pub mints_answered: u32,
     /// A rollback was started.
     pub rolling_back: bool,
     /// Per sink: restored to the old key by a rollback.
@@ -176,6 +179,7 @@ impl State {
             verified: None,
             revoked: BTreeSet::new(),
             swept: false,
+            mints_answered: 0,
             rolling_back: false,
             restored: vec![false; n],
             end: None,
@@ -191,7 +195,10 @@ impl State {
                 self.mint_attempts = self.mint_attempts.max(*attempt);
                 self.swept = false;
             }
-            Event::Minted { key_id, .. } => self.add_minted(key_id),
+            Event::Minted { key_id, .. } => {
+                self.mints_answered += 1;
+                self.add_minted(key_id);
+            }
             Event::MintFailed { error, .. }
             | Event::WriteFailed { error, .. }
             | Event::VerifyFailed { error, .. }
@@ -309,6 +316,14 @@ impl State {
         commands
     }
 
+    /// Whether the tailnet must be searched for keys this rotation may have minted without
+    /// hearing the answer: only when a mint was attempted and not answered (a crash, a lost
+    /// or failed response). A rotation whose every mint was answered knows all its keys, and
+    /// skips listing the whole tailnet.
+    fn needs_sweep(&self) -> bool {
+        !self.swept && self.started.template.sweepable() && self.mint_attempts > self.mints_answered
+    }
+
     /// A minted key that an earlier run already got into every sink and verified, so that
     /// finishing needs no secret.
     fn settled_key(&self) -> Option<&KeyId> {
@@ -357,7 +372,7 @@ impl State {
         if !self.old_revoked() && !retired_by_mint {
             return Step::RevokeOld;
         }
-        if !self.swept && self.started.template.sweepable() {
+        if self.needs_sweep() {
             return Step::Sweep;
         }
         if let Some(stale) = self
@@ -390,7 +405,7 @@ impl State {
         if let Some(sink) = (0..self.sinks.len()).find(|&i| self.touched[i] && !self.restored[i]) {
             return Ok(RollbackStep::Restore { sink });
         }
-        if !self.swept && self.started.template.sweepable() {
+        if self.needs_sweep() {
             return Ok(RollbackStep::Sweep);
         }
         if let Some(id) = self.minted.iter().find(|id| !self.revoked.contains(*id)) {
