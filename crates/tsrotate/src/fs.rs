@@ -505,24 +505,37 @@ impl LockGuard {
 
     fn try_acquire(target: &Path) -> Result<Self, Error> {
         let path = lock_path(target);
-        match OpenOptions::new()
+        // The lock appears with its holder already written in it (written beside it, then
+        // hard-linked into place, which fails if a lock exists): a process killed at any
+        // moment never leaves an anonymous lock that nobody can tell is stale.
+        let note = format!("pid {}\nhost {}\n", std::process::id(), host_name());
+        let staging = path.with_file_name(format!(".tsrotate-lock-{:016x}", rand::random::<u64>()));
+        let staged = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .open(&path)
-        {
-            Ok(mut file) => {
-                // The marker is for a person (and for `LockPathTaken`); a lock without it is
-                // still a lock, so a failed write is not an error.
-                let note = format!("pid {}\nhost {}\n", std::process::id(), host_name());
-                let _ = file
-                    .write_all(LOCK_MARKER)
-                    .and_then(|()| file.write_all(note.as_bytes()));
-                Ok(Self {
-                    path,
-                    file: Some(file),
-                })
+            .open(&staging)
+            .and_then(|mut f| {
+                f.write_all(LOCK_MARKER)
+                    .and_then(|()| f.write_all(note.as_bytes()))
+            });
+        let linked = match staged {
+            Ok(()) => {
+                let linked = fs::hard_link(&staging, &path);
+                let _ = fs::remove_file(&staging);
+                linked
             }
+            Err(e) => {
+                let _ = fs::remove_file(&staging);
+                Err(e)
+            }
+        };
+        let opened = linked.and_then(|()| OpenOptions::new().append(true).open(&path));
+        match opened {
+            Ok(file) => Ok(Self {
+                path,
+                file: Some(file),
+            }),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(if is_our_lock(&path) {
                 Error::Locked {
                     path: target.to_owned(),
