@@ -31,7 +31,14 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
     } else {
         let mut unfinished = Vec::new();
         for id in journal::list(&state_dir)? {
-            let records = journal::read(&Journal::path_of(&state_dir, &id))?;
+            let records = match journal::read(&Journal::path_of(&state_dir, &id)) {
+                Ok(records) => records,
+                // Reported, not fatal: the other rotations still get finished.
+                Err(e) => {
+                    eprintln!("warning: {e}; skipped");
+                    continue;
+                }
+            };
             if State::replay(&records).is_some_and(|s| !s.is_finished()) {
                 unfinished.push(id);
             }

@@ -123,29 +123,41 @@ impl Journal {
                 source,
             })?;
         let path = Self::path_of(state_dir, &started.rotation_id);
-        let file = OpenOptions::new()
-            .append(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|source| Error::Io {
-                path: path.clone(),
-                source,
-            })?;
+        // The journal appears with its `started` record already in it (written and synced
+        // beside it, then hard-linked into place): a process killed at any moment never
+        // leaves an empty journal that `resume` could not make sense of.
+        let staging = dir.join(format!(".{}.jsonl.new", started.rotation_id));
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| Error::Io { path, source }
+        };
+        let mut first = Self {
+            path: staging.clone(),
+            file: OpenOptions::new()
+                .append(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&staging)
+                .map_err(io(&staging))?,
+            next_seq: 0,
+        };
+        let written = first.append(Event::Started(Box::new(started)));
+        let linked = written.and_then(|()| std::fs::hard_link(&staging, &path).map_err(io(&path)));
+        let _ = std::fs::remove_file(&staging);
+        linked?;
         // The new entry must survive a crash too, not only its contents.
         File::open(&dir)
             .and_then(|d| d.sync_all())
-            .map_err(|source| Error::Io {
-                path: dir.clone(),
-                source,
-            })?;
-        let mut journal = Self {
+            .map_err(io(&dir))?;
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        Ok(Self {
             path,
             file,
-            next_seq: 0,
-        };
-        journal.append(Event::Started(Box::new(started)))?;
-        Ok(journal)
+            next_seq: 1,
+        })
     }
 
     /// Open an existing journal for appending, returning it with its records.
