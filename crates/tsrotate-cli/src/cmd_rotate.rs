@@ -77,7 +77,7 @@ pub(crate) struct Args {
     #[arg(long, conflicts_with_all = ["key", "credential", "in_paths", "dry_run"])]
     due: bool,
     /// With --due: how many credentials to rotate at once.
-    #[arg(long, default_value_t = 4, value_name = "N", requires = "due")]
+    #[arg(long, default_value_t = crate::due::DEFAULT_CONCURRENCY, value_name = "N", requires = "due")]
     concurrency: usize,
     /// With --due: post a summary to this incoming-webhook URL (Slack, Teams). The URL is a
     /// secret and is visible in the process list: prefer `[notify] url_env` in the configuration.
@@ -394,7 +394,8 @@ pub(crate) async fn rotate(
     } else {
         Some(rotation::lock_key(&state_dir, &key_id)?)
     };
-    if let Some(id) = rotation::unfinished_for(&state_dir, &key_id)?.first() {
+    let journals = tsrotate::journal::Index::new(&state_dir);
+    if let Some(id) = rotation::unfinished_for(&journals, &key_id)?.first() {
         return Err(
             UserError::new(format!("rotation {id} of key {key_id} is not finished"))
                 .hint(format!(
@@ -403,7 +404,7 @@ pub(crate) async fn rotate(
                 .into(),
         );
     }
-    let known = tsrotate::journal::last_known(&state_dir, &key_id).unwrap_or(None);
+    let known = journals.last_known(&key_id).unwrap_or(None);
     let plan = plan::plan_rotation(client, request, known, OffsetDateTime::now_utc())
         .await
         .map_err(plan_error)?;

@@ -62,21 +62,19 @@ struct PlaceState {
     readable: bool,
 }
 
-/// The journals of rotations of credential `name`, oldest first, with their states.
-fn rotations_of(state_dir: &Path, name: &str) -> Vec<(String, State, OffsetDateTime)> {
-    let mut out = Vec::new();
-    for id in journal::list(state_dir).unwrap_or_default() {
-        let Ok(records) = journal::read(&Journal::path_of(state_dir, &id)) else {
-            continue;
-        };
-        let started = records.first().map_or(OffsetDateTime::UNIX_EPOCH, |r| r.at);
-        if let Some(state) =
-            State::replay(&records).filter(|s| s.started.credential.as_deref() == Some(name))
-        {
-            out.push((id, state, started));
-        }
-    }
-    out
+/// The rotations of credential `name`, oldest first, with their states.
+fn rotations_of(journals: &journal::Index, name: &str) -> Vec<(String, State, OffsetDateTime)> {
+    let rotations = journals.of_credential(name).unwrap_or_else(|e| {
+        tracing::warn!("{e}");
+        Vec::new()
+    });
+    rotations
+        .into_iter()
+        .filter_map(|(id, records)| {
+            let started = records[0].at;
+            State::replay(&records).map(|state| (id, state, started))
+        })
+        .collect()
 }
 
 /// Read a credential's places, find its key, ask the API, decide whether it is due.
@@ -84,7 +82,7 @@ pub(crate) async fn observe(
     client: &api::Client,
     credential: &Credential,
     credentials: &tsrotate::sink::Credentials,
-    state_dir: &Path,
+    journals: &journal::Index,
 ) -> (Observed, Vec<Reading>) {
     let readings = places::read(credential, credentials).await;
     let problem = readings
@@ -92,7 +90,7 @@ pub(crate) async fn observe(
         .find_map(Reading::failed)
         .map(ToString::to_string);
     let held = places::held_ids(&readings);
-    let rotations = rotations_of(state_dir, &credential.name);
+    let rotations = rotations_of(journals, &credential.name);
     let unfinished = rotations
         .iter()
         .rev()
@@ -214,16 +212,16 @@ pub(crate) async fn status(global: &GlobalArgs, _args: &StatusArgs) -> anyhow::R
         Some(&config),
     )?
     .require_client()?;
-    let state_dir = context::state_dir(global)?;
+    let journals = journal::Index::new(&context::state_dir(global)?);
     let credentials = settings::sink_credentials();
-    let mut rows = Vec::new();
-    for credential in &config.credentials {
-        rows.push(
-            observe(&client, credential, &credentials, &state_dir)
-                .await
-                .0,
-        );
-    }
+    let rows = observe_all(
+        &client,
+        &config,
+        &credentials,
+        &journals,
+        DEFAULT_CONCURRENCY,
+    )
+    .await;
     if global.format == Format::Human {
         println!(
             "{:<16} {:<13} {:<14} {:<11} {:>5} {:<10} {:<7} {:<22} {:<11} STATE",
@@ -276,6 +274,26 @@ pub(crate) async fn status(global: &GlobalArgs, _args: &StatusArgs) -> anyhow::R
     })
 }
 
+/// How many credentials `status` observes, and `rotate --due` rotates, at once by default.
+pub(crate) const DEFAULT_CONCURRENCY: usize = 4;
+
+/// Observe every configured credential, `concurrency` at a time, in configuration order.
+/// Observing is an API lookup or two per credential plus reading its places; nothing is
+/// locked or changed here (`rotate --due` observes each due credential again under its lock).
+async fn observe_all(
+    client: &api::Client,
+    config: &Config,
+    credentials: &tsrotate::sink::Credentials,
+    journals: &journal::Index,
+    concurrency: usize,
+) -> Vec<Observed> {
+    futures_util::stream::iter(&config.credentials)
+        .map(|credential| async { observe(client, credential, credentials, journals).await.0 })
+        .buffered(concurrency.max(1))
+        .collect()
+        .await
+}
+
 /// What `rotate --due` did with one credential.
 #[derive(Debug, Serialize)]
 struct DueResult {
@@ -295,24 +313,13 @@ pub(crate) async fn rotate_due(
 ) -> anyhow::Result<ExitStatus> {
     let config: Config = settings::load_config(global, true)?.expect("required");
     let client = ApiSettings::resolve(&[], Some(&config))?.require_client()?;
-    let state_dir = context::state_dir(global)?;
+    let journals = journal::Index::new(&context::state_dir(global)?);
     let credentials = settings::sink_credentials();
     let notify = match notify {
         Some(url) => Some(url),
         None => notify_url(&config)?,
     };
-    // Observing is one API lookup per credential (plus reading its places): `concurrency` at a
-    // time, like the rotations, in configuration order. Nothing is locked or changed here; each
-    // credential is observed again under its lock before it is rotated.
-    let observed: Vec<Observed> = futures_util::stream::iter(&config.credentials)
-        .map(|credential| async {
-            observe(&client, credential, &credentials, &state_dir)
-                .await
-                .0
-        })
-        .buffered(concurrency.max(1))
-        .collect()
-        .await;
+    let observed = observe_all(&client, &config, &credentials, &journals, concurrency).await;
     let due: Vec<&Credential> = config
         .credentials
         .iter()
@@ -337,7 +344,7 @@ pub(crate) async fn rotate_due(
         return Err(UserError::new("cancelled; nothing was changed").into());
     }
     let results: Vec<DueResult> = futures_util::stream::iter(due)
-        .map(|credential| rotate_one(&client, credential, &credentials, &state_dir))
+        .map(|credential| rotate_one(&client, credential, &credentials, &journals))
         .buffer_unordered(concurrency.max(1))
         .collect()
         .await;
@@ -367,7 +374,7 @@ async fn rotate_one(
     client: &api::Client,
     credential: &Credential,
     credentials: &tsrotate::sink::Credentials,
-    state_dir: &Path,
+    journals: &journal::Index,
 ) -> DueResult {
     let result = |action, detail: Option<String>, outcome| DueResult {
         credential: credential.name.clone(),
@@ -375,6 +382,7 @@ async fn rotate_one(
         detail,
         outcome,
     };
+    let state_dir = journals.state_dir();
     let lock_dir = state_dir.join("locks");
     if let Err(e) = tsrotate::fs::create_private_dir_all(&lock_dir) {
         return result("failed", Some(e.to_string()), None);
@@ -385,7 +393,7 @@ async fn rotate_one(
     ) else {
         return result("skipped", Some("another run is rotating it".into()), None);
     };
-    let (observed, readings) = observe(client, credential, credentials, state_dir).await;
+    let (observed, readings) = observe(client, credential, credentials, journals).await;
     if !observed.due.is_due() {
         return result(
             "not-due",
@@ -401,7 +409,7 @@ async fn rotate_one(
             client,
             credential,
             credentials,
-            state_dir,
+            journals,
             observed.key_id.clone(),
             readings,
         )
@@ -433,12 +441,13 @@ async fn fresh(
     client: &api::Client,
     credential: &Credential,
     credentials: &tsrotate::sink::Credentials,
-    state_dir: &Path,
+    journals: &journal::Index,
     key_id: Option<KeyId>,
     readings: Vec<Reading>,
 ) -> anyhow::Result<Outcome> {
     let key_id = key_id
         .ok_or_else(|| anyhow::anyhow!("the current key of `{}` is not known", credential.name))?;
+    let state_dir = journals.state_dir();
     let _key_lock = rotation::lock_key(state_dir, &key_id)?;
     let overrides = Overrides::default()
         .or_template(&credential.template)
@@ -456,7 +465,7 @@ async fn fresh(
         migrate_to: None,
         webhook_endpoint: credential.webhook_endpoint_id.clone(),
     };
-    let known = journal::last_known(state_dir, &key_id).unwrap_or(None);
+    let known = journals.last_known(&key_id).unwrap_or(None);
     let plan = plan::plan_rotation(client, request, known, client.server_now())
         .await
         .map_err(crate::cmd_rotate::plan_error)?;

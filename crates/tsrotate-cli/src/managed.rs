@@ -21,7 +21,7 @@ pub(crate) async fn current_key(
     let held = places::held_ids(readings);
     if held.is_empty() {
         let state_dir = context::state_dir(global)?;
-        return match tsrotate::journal::last_done_for(&state_dir, name)? {
+        return match tsrotate::journal::Index::new(&state_dir).last_done_for(name)? {
             Some(id) => Ok(KeyRef::Id(id)),
             None => Err(UserError::new(format!(
                 "cannot tell which key credential `{name}` holds: none of its places can be read, and tsrotate has not rotated it before"

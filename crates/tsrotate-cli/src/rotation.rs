@@ -141,20 +141,18 @@ pub(crate) fn lock_key(state_dir: &Path, key_id: &KeyId) -> anyhow::Result<FileL
 }
 
 /// The unfinished rotations whose old key is `key_id`.
-pub(crate) fn unfinished_for(state_dir: &Path, key_id: &KeyId) -> anyhow::Result<Vec<String>> {
-    let mut found = Vec::new();
-    for id in journal::list(state_dir)? {
-        let Ok(records) = journal::read(&Journal::path_of(state_dir, &id)) else {
-            continue;
-        };
-        if let Some(state) = State::replay(&records)
-            && !state.is_finished()
-            && state.old_key_id() == key_id
-        {
-            found.push(id);
-        }
-    }
-    Ok(found)
+pub(crate) fn unfinished_for(
+    journals: &journal::Index,
+    key_id: &KeyId,
+) -> anyhow::Result<Vec<String>> {
+    Ok(journals
+        .of_key(key_id)?
+        .into_iter()
+        .filter(|(_, records)| {
+            State::replay(records).is_some_and(|s| !s.is_finished() && s.old_key_id() == key_id)
+        })
+        .map(|(id, _)| id)
+        .collect())
 }
 
 /// What a rotation run ended with, as reported.

@@ -19,6 +19,7 @@
 //! [`Event`] cannot hold a [`crate::key::Secret`]: it is `Serialize` and `Secret` is not.
 
 mod event;
+mod index;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
@@ -30,6 +31,7 @@ use time::OffsetDateTime;
 pub use event::{
     AuthKeyTemplate, ClientTemplate, Event, OldKey, SinkPlan, Started, Template, TokenTemplate,
 };
+pub use index::{Index, Rotation};
 
 /// The journal format this version writes and understands.
 pub const FORMAT_VERSION: u32 = 1;
@@ -303,58 +305,4 @@ pub fn list(state_dir: &Path) -> Result<Vec<String>, Error> {
     // Rotation IDs start with a UTC timestamp, so name order is time order.
     ids.sort();
     Ok(ids)
-}
-
-/// The last metadata any journal recorded for `key_id` (as an old key or a minted one), for
-/// rotating a key the API has forgotten. Damaged journals are skipped.
-pub fn last_known(
-    state_dir: &Path,
-    key_id: &crate::key::KeyId,
-) -> Result<Option<crate::api::Key>, Error> {
-    let mut found = None;
-    for id in list(state_dir)? {
-        let Ok(records) = read(&Journal::path_of(state_dir, &id)) else {
-            continue;
-        };
-        for record in records {
-            match record.event {
-                Event::Started(s) if s.old.key_id == *key_id && s.old.metadata.is_some() => {
-                    found = s.old.metadata;
-                }
-                Event::Minted {
-                    key_id: minted,
-                    metadata: Some(m),
-                    ..
-                } if minted == *key_id => found = Some(m),
-                _ => {}
-            }
-        }
-    }
-    Ok(found)
-}
-
-/// The key the last finished rotation of managed credential `name` left in its places: how
-/// tsrotate knows the current key of a credential whose places are all write-only.
-pub fn last_done_for(state_dir: &Path, name: &str) -> Result<Option<crate::key::KeyId>, Error> {
-    let mut found = None;
-    for id in list(state_dir)? {
-        let Ok(records) = read(&Journal::path_of(state_dir, &id)) else {
-            continue;
-        };
-        let Some(Event::Started(started)) = records.first().map(|r| &r.event) else {
-            continue;
-        };
-        if started.credential.as_deref() != Some(name) {
-            continue;
-        }
-        if let Some(Event::Done { key_id }) = records
-            .iter()
-            .rev()
-            .map(|r| &r.event)
-            .find(|e| matches!(e, Event::Done { .. }))
-        {
-            found = Some(key_id.clone());
-        }
-    }
-    Ok(found)
 }
