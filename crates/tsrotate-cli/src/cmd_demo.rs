@@ -114,6 +114,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
         kind_hint: None,
         migrate_to: None,
         webhook_endpoint: None,
+        looked_up: None,
     };
     let status = cmd_rotate::rotate(
         &global,

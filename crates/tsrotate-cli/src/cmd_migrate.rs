@@ -95,6 +95,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
             description: args.description.clone(),
         }),
         webhook_endpoint: None,
+        looked_up: None,
     };
     let options = Options {
         dry_run: args.dry_run,

@@ -213,6 +213,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
         kind_hint: managed_kind,
         migrate_to: None,
         webhook_endpoint,
+        looked_up: None,
     };
     let options = Options {
         dry_run: args.dry_run,
@@ -337,6 +338,7 @@ async fn from_scan(
             kind_hint: None,
             migrate_to: None,
             webhook_endpoint: None,
+            looked_up: None,
         };
         let options = Options {
             dry_run: args.dry_run,

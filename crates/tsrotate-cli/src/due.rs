@@ -53,6 +53,21 @@ pub(crate) struct Observed {
     places: Vec<PlaceState>,
     last_rotation: Option<LastRotation>,
     due: Due,
+    /// What the API said of the key, so that planning need not ask again.
+    #[serde(skip)]
+    looked_up: Option<(KeyStatus, Option<api::Key>)>,
+    /// What the places and journals said, to tell later whether anything changed since.
+    #[serde(skip)]
+    evidence: Evidence,
+}
+
+/// Everything local an observation was based on: what each place holds and every rotation of
+/// the credential with how it ended. If none of it changed, neither did the key the
+/// credential holds, and the API's answer about that key still stands.
+#[derive(Debug, PartialEq, Eq)]
+struct Evidence {
+    places: Vec<(String, Option<KeyId>, bool)>,
+    rotations: Vec<(String, &'static str)>,
 }
 
 #[derive(Debug, Serialize)]
@@ -78,11 +93,17 @@ fn rotations_of(journals: &journal::Index, name: &str) -> Vec<(String, State, Of
 }
 
 /// Read a credential's places, find its key, ask the API, decide whether it is due.
+///
+/// With an `earlier` observation of the same credential whose places and journals say the
+/// same as now, its API answer is reused instead of asking again: `rotate --due` observes
+/// each due credential a second time under its lock, and only another runner's work (which
+/// shows in the places or the journals) can have changed the answer in between.
 pub(crate) async fn observe(
     client: &api::Client,
     credential: &Credential,
     credentials: &tsrotate::sink::Credentials,
     journals: &journal::Index,
+    earlier: Option<&Observed>,
 ) -> (Observed, Vec<Reading>) {
     let readings = places::read(credential, credentials).await;
     let problem = readings
@@ -98,32 +119,52 @@ pub(crate) async fn observe(
         .map(|(id, _, _)| id.clone());
     let last_rotation = rotations.last().map(|(id, s, at)| LastRotation {
         rotation_id: id.clone(),
-        outcome: match s.end {
-            Some(End::Done(_)) => "done",
-            Some(End::RolledBack) => "rolled-back",
-            None => "unfinished",
-        },
+        outcome: outcome_word(s),
         started: *at,
     });
-    let last_done = rotations.iter().rev().find_map(|(_, s, _)| match &s.end {
-        Some(End::Done(id)) => Some(id.clone()),
-        _ => None,
-    });
-    let key_id = match held.as_slice() {
-        [] => last_done,
-        [(id, _)] => Some(id.clone()),
-        many => choose_live(client, many).await,
+    let evidence = Evidence {
+        places: readings
+            .iter()
+            .map(|r| {
+                (
+                    tsrotate::sink::describe(&r.sink.spec),
+                    r.key_id(),
+                    r.snapshot.is_ok(),
+                )
+            })
+            .collect(),
+        rotations: rotations
+            .iter()
+            .map(|(id, s, _)| (id.clone(), outcome_word(s)))
+            .collect(),
     };
-    let (key_status, expires) = match &key_id {
-        Some(id) => match plan::lookup(client, id, client.server_now()).await {
-            Ok((status, meta)) => (Some(status), meta.and_then(|k| k.expires)),
-            Err(e) => {
-                tracing::warn!("looking up key {id}: {e}");
-                (None, None)
-            }
-        },
-        None => (None, None),
+    let unchanged =
+        earlier.filter(|e| e.evidence == evidence && (e.looked_up.is_some() || e.key_id.is_none()));
+    let (key_id, looked_up) = if let Some(earlier) = unchanged {
+        (earlier.key_id.clone(), earlier.looked_up.clone())
+    } else {
+        let last_done = rotations.iter().rev().find_map(|(_, s, _)| match &s.end {
+            Some(End::Done(id)) => Some(id.clone()),
+            _ => None,
+        });
+        let key_id = match held.as_slice() {
+            [] => last_done,
+            [(id, _)] => Some(id.clone()),
+            many => choose_live(client, many).await,
+        };
+        let looked_up = match &key_id {
+            Some(id) => plan::lookup(client, id, client.server_now())
+                .await
+                .inspect_err(|e| tracing::warn!("looking up key {id}: {e}"))
+                .ok(),
+            None => None,
+        };
+        (key_id, looked_up)
     };
+    let key_status = looked_up.as_ref().map(|(status, _)| *status);
+    let expires = looked_up
+        .as_ref()
+        .and_then(|(_, meta)| meta.as_ref()?.expires);
     let now = client.server_now();
     let observation = Observation {
         status: key_status,
@@ -146,18 +187,29 @@ pub(crate) async fn observe(
         key_status,
         expires,
         in_sync: held.len() <= 1,
-        places: readings
+        places: evidence
+            .places
             .iter()
-            .map(|r| PlaceState {
-                place: tsrotate::sink::describe(&r.sink.spec),
-                holds: r.key_id(),
-                readable: r.snapshot.is_ok(),
+            .map(|(place, holds, readable)| PlaceState {
+                place: place.clone(),
+                holds: holds.clone(),
+                readable: *readable,
             })
             .collect(),
         last_rotation,
         due,
+        looked_up,
+        evidence,
     };
     (observed, readings)
+}
+
+fn outcome_word(state: &State) -> &'static str {
+    match state.end {
+        Some(End::Done(_)) => "done",
+        Some(End::RolledBack) => "rolled-back",
+        None => "unfinished",
+    }
 }
 
 /// Among keys held by places that disagree: the live one created last, else the first.
@@ -288,7 +340,11 @@ async fn observe_all(
     concurrency: usize,
 ) -> Vec<Observed> {
     futures_util::stream::iter(&config.credentials)
-        .map(|credential| async { observe(client, credential, credentials, journals).await.0 })
+        .map(|credential| async {
+            observe(client, credential, credentials, journals, None)
+                .await
+                .0
+        })
         .buffered(concurrency.max(1))
         .collect()
         .await
@@ -320,10 +376,12 @@ pub(crate) async fn rotate_due(
         None => notify_url(&config)?,
     };
     let observed = observe_all(&client, &config, &credentials, &journals, concurrency).await;
-    let due: Vec<&Credential> = config
+    // `observe_all` keeps configuration order.
+    let due: Vec<(&Credential, &Observed)> = config
         .credentials
         .iter()
-        .filter(|c| observed.iter().any(|o| o.name == c.name && o.due.is_due()))
+        .zip(&observed)
+        .filter(|(_, o)| o.due.is_due())
         .collect();
     let human = global.format == Format::Human;
     if due.is_empty() {
@@ -344,7 +402,9 @@ pub(crate) async fn rotate_due(
         return Err(UserError::new("cancelled; nothing was changed").into());
     }
     let results: Vec<DueResult> = futures_util::stream::iter(due)
-        .map(|credential| rotate_one(&client, credential, &credentials, &journals))
+        .map(|(credential, earlier)| {
+            rotate_one(&client, credential, earlier, &credentials, &journals)
+        })
         .buffer_unordered(concurrency.max(1))
         .collect()
         .await;
@@ -373,6 +433,7 @@ pub(crate) async fn rotate_due(
 async fn rotate_one(
     client: &api::Client,
     credential: &Credential,
+    earlier: &Observed,
     credentials: &tsrotate::sink::Credentials,
     journals: &journal::Index,
 ) -> DueResult {
@@ -393,7 +454,8 @@ async fn rotate_one(
     ) else {
         return result("skipped", Some("another run is rotating it".into()), None);
     };
-    let (observed, readings) = observe(client, credential, credentials, journals).await;
+    let (observed, readings) =
+        observe(client, credential, credentials, journals, Some(earlier)).await;
     if !observed.due.is_due() {
         return result(
             "not-due",
@@ -410,7 +472,7 @@ async fn rotate_one(
             credential,
             credentials,
             journals,
-            observed.key_id.clone(),
+            observed,
             readings,
         )
         .await
@@ -442,10 +504,11 @@ async fn fresh(
     credential: &Credential,
     credentials: &tsrotate::sink::Credentials,
     journals: &journal::Index,
-    key_id: Option<KeyId>,
+    observed: Observed,
     readings: Vec<Reading>,
 ) -> anyhow::Result<Outcome> {
-    let key_id = key_id
+    let key_id = observed
+        .key_id
         .ok_or_else(|| anyhow::anyhow!("the current key of `{}` is not known", credential.name))?;
     let state_dir = journals.state_dir();
     let _key_lock = rotation::lock_key(state_dir, &key_id)?;
@@ -464,6 +527,7 @@ async fn fresh(
         kind_hint: None,
         migrate_to: None,
         webhook_endpoint: credential.webhook_endpoint_id.clone(),
+        looked_up: observed.looked_up,
     };
     let known = journals.last_known(&key_id).unwrap_or(None);
     let plan = plan::plan_rotation(client, request, known, client.server_now())
@@ -554,5 +618,137 @@ async fn post_summary(url: Option<&Secret>, results: &[DueResult], observed: &[O
     }
     if let Err(e) = tsrotate::notify::post(url, &text, &summary).await {
         tracing::warn!("{e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use tsrotate::api::{Auth, ClientBuilder};
+    use tsrotate_test_support::{emulator, http};
+
+    use super::*;
+
+    fn mint(emu: &emulator::ThreadServer) -> String {
+        let auth = format!("Bearer {}", emu.bootstrap().api_key);
+        let body = json!({
+            "capabilities": {"devices": {"create": {"reusable": true, "tags": ["tag:ci"]}}},
+            "expirySeconds": 90 * 86400,
+        });
+        let response = http::send(
+            emu.url(),
+            "POST",
+            "/api/v2/tailnet/-/keys",
+            &[("Authorization", &auth)],
+            Some(&body),
+        )
+        .unwrap();
+        assert_eq!(response.status, 200);
+        response.json()["key"].as_str().unwrap().to_owned()
+    }
+
+    fn api_calls(emu: &emulator::ThreadServer) -> usize {
+        emulator::requests(emu.url()).len()
+    }
+
+    fn put(path: &Path, value: &str) {
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "a test fixture: another runner's write"
+        )]
+        std::fs::write(path, value).unwrap();
+    }
+
+    /// Another runner's rotation of `name`, as its journal shows it.
+    fn journal_of(state_dir: &Path, name: &str, old: &KeyId) {
+        let started = journal::Started {
+            rotation_id: "r20261128000000other0".into(),
+            tailnet: "-".into(),
+            user: "other".into(),
+            credential: Some(name.into()),
+            old: journal::OldKey {
+                key_id: old.clone(),
+                kind: "auth-key".into(),
+                fingerprint: None,
+                metadata: None,
+            },
+            template: journal::Template::AuthKey(journal::AuthKeyTemplate {
+                reusable: true,
+                ephemeral: false,
+                preauthorized: false,
+                tags: vec!["tag:ci".into()],
+                expiry_seconds: None,
+                description: None,
+            }),
+            roots: Vec::new(),
+            sinks: Vec::new(),
+            revoke_first: false,
+            verify_cmd: None,
+        };
+        Journal::create(state_dir, started).unwrap();
+    }
+
+    /// The second observation under the lock asks the API again exactly when the places or
+    /// the journals changed since the first: that is how a runner sees another's work.
+    #[tokio::test]
+    async fn an_observation_is_reused_only_while_places_and_journals_say_the_same() {
+        let emu = emulator::start();
+        let dir = tempfile::tempdir().unwrap();
+        let place = dir.path().join("authkey");
+        let first = mint(&emu);
+        put(&place, &first);
+        let config = Config::parse(
+            &format!(
+                "[[credential]]\nname = \"ci\"\nkind = \"auth-key\"\n\n[[credential.sink]]\ntype = \"file\"\npath = \"{}\"\n",
+                place.display()
+            ),
+            &dir.path().join("tsrotate.toml"),
+        )
+        .unwrap();
+        let credential = &config.credentials[0];
+        let client = ClientBuilder::new(Auth::ApiAccessToken(Secret::new(
+            emu.bootstrap().api_key.clone(),
+        )))
+        .base_url(emu.url())
+        .build()
+        .unwrap();
+        let creds = tsrotate::sink::Credentials::default();
+        let state_dir = dir.path().join("state");
+        let journals = journal::Index::new(&state_dir);
+        let _ = emulator::advance_clock(emu.url(), 80 * 86_400);
+
+        let (earlier, _) = observe(&client, credential, &creds, &journals, None).await;
+        assert!(earlier.due.is_due(), "{:?}", earlier.due);
+        let calls = api_calls(&emu);
+
+        // Nothing changed: the API's answer stands, and nothing is asked.
+        let (again, _) = observe(&client, credential, &creds, &journals, Some(&earlier)).await;
+        assert_eq!(api_calls(&emu), calls);
+        assert_eq!(
+            (again.key_id.as_ref(), &again.due),
+            (earlier.key_id.as_ref(), &earlier.due)
+        );
+
+        // Another runner started rotating it: the API is asked again.
+        let old = earlier.key_id.clone().unwrap();
+        journal_of(&state_dir, "ci", &old);
+        let calls = api_calls(&emu);
+        let (started, _) = observe(&client, credential, &creds, &journals, Some(&earlier)).await;
+        assert_eq!(api_calls(&emu), calls + 1);
+        assert_eq!(
+            started.due,
+            Due::Unfinished {
+                rotation_id: "r20261128000000other0".into()
+            }
+        );
+
+        // Another runner put a fresh key in place: the API is asked about that key.
+        let second = mint(&emu);
+        put(&place, &second);
+        let calls = api_calls(&emu);
+        let (after, _) = observe(&client, credential, &creds, &journals, Some(&earlier)).await;
+        assert_eq!(api_calls(&emu), calls + 1);
+        assert_ne!(after.key_id, earlier.key_id);
+        assert_eq!(after.key_status, Some(KeyStatus::Live));
     }
 }

@@ -144,6 +144,9 @@ pub struct Request {
     pub migrate_to: Option<MigrateTo>,
     /// Webhook secrets: the webhook's endpoint ID (the secret's key ID is not it).
     pub webhook_endpoint: Option<String>,
+    /// The old key as [`lookup`] found it moments ago (`rotate --due` observed it under the
+    /// credential's lock); `None` makes the plan ask the API.
+    pub looked_up: Option<(KeyStatus, Option<Key>)>,
 }
 
 /// The OAuth client an API access token's consumers move to.
@@ -266,6 +269,8 @@ pub async fn plan_rotation(
     // Webhook secrets are not keys of the keys API: nothing to look up there.
     let (status, metadata) = if given_kind == Some(KeyKind::Webhook) {
         (KeyStatus::Live, None)
+    } else if let Some(looked_up) = request.looked_up.clone() {
+        looked_up
     } else {
         lookup(client, &key_id, now)
             .await
