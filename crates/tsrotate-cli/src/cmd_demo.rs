@@ -124,6 +124,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
             dry_run: false,
             yes: true,
             new_key_file: None,
+            json_into: None,
         },
         tsrotate::sink::Credentials::default(),
     )

@@ -101,6 +101,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
         dry_run: args.dry_run,
         yes: args.yes,
         new_key_file: None,
+        json_into: None,
     };
     cmd_rotate::rotate(
         global,

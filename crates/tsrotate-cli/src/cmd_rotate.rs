@@ -219,6 +219,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
         dry_run: args.dry_run,
         yes: args.yes,
         new_key_file: args.new_key_file.clone(),
+        json_into: None,
     };
     rotate(global, &client, request, options, credentials).await
 }
@@ -301,6 +302,7 @@ async fn from_scan(
     let config = settings::load_config(global, false)?;
     let client = ApiSettings::resolve(&[], config.as_ref())?.require_client()?;
     let mut status = ExitStatus::Success;
+    let mut summary = FromScan::default();
     for (key_id, paths, scanned_status, in_history) in keys {
         let live = match scanned_status.as_deref() {
             Some(s) => s == "live",
@@ -312,17 +314,26 @@ async fn from_scan(
         };
         if !live {
             eprintln!("{key_id}: not live; nothing to rotate");
+            summary.skipped.push(Skipped {
+                key_id,
+                reason: "not live".into(),
+            });
             continue;
         }
         if paths.is_empty() {
-            eprintln!(
-                "{key_id}: live, but found only {}; revoke it with `tsrotate revoke {key_id}` or rotate it with --in PATH",
+            let reason = format!(
+                "live, but found only {}; revoke it with `tsrotate revoke {key_id}` or rotate it with --in PATH",
                 if in_history {
                     "in git history"
                 } else {
                     "on standard input"
                 }
             );
+            eprintln!("{key_id}: {reason}");
+            summary.failed.push(Failed {
+                key_id,
+                error: reason,
+            });
             status = ExitStatus::Incomplete;
             continue;
         }
@@ -344,6 +355,7 @@ async fn from_scan(
             dry_run: args.dry_run,
             yes: args.yes,
             new_key_file: None,
+            json_into: Some(&mut summary.rotations),
         };
         match rotate(
             global,
@@ -357,23 +369,51 @@ async fn from_scan(
             Ok(ExitStatus::Success) => {}
             Ok(ExitStatus::Incomplete) => status = ExitStatus::Incomplete,
             Err(e) => {
-                eprintln!(
-                    "error: {key_id}: {}",
-                    tsrotate::key::redact_in(&format!("{e:#}"))
-                );
+                let error = tsrotate::key::redact_in(&format!("{e:#}"));
+                eprintln!("error: {key_id}: {error}");
+                summary.failed.push(Failed { key_id, error });
                 status = ExitStatus::Incomplete;
             }
         }
     }
+    if global.format != Format::Human {
+        print_json(&summary)?;
+    }
     Ok(status)
 }
 
+/// `rotate --from-scan --format json`: one document for the whole run.
+#[derive(Default, Serialize)]
+struct FromScan {
+    /// The report of each rotation (plan and outcome), as `rotate --format json` prints it.
+    rotations: Vec<serde_json::Value>,
+    /// Keys found but not rotated because there was nothing to do.
+    skipped: Vec<Skipped>,
+    /// Keys that could not be rotated.
+    failed: Vec<Failed>,
+}
+
+#[derive(Serialize)]
+struct Skipped {
+    key_id: tsrotate::key::KeyId,
+    reason: String,
+}
+
+#[derive(Serialize)]
+struct Failed {
+    key_id: tsrotate::key::KeyId,
+    error: String,
+}
+
 /// How the person wants it run.
-pub(crate) struct Options {
+pub(crate) struct Options<'a> {
     pub(crate) dry_run: bool,
     pub(crate) yes: bool,
     /// API access tokens: where the replacement made in the admin console is.
     pub(crate) new_key_file: Option<PathBuf>,
+    /// With `--format json`: collect the report here instead of printing it (`--from-scan`
+    /// prints one document for all its rotations).
+    pub(crate) json_into: Option<&'a mut Vec<serde_json::Value>>,
 }
 
 /// Plan, confirm, execute and report one rotation. Shared with `demo`.
@@ -381,7 +421,7 @@ pub(crate) async fn rotate(
     global: &GlobalArgs,
     client: &api::Client,
     request: Request,
-    options: Options,
+    mut options: Options<'_>,
     credentials: tsrotate::sink::Credentials,
 ) -> anyhow::Result<ExitStatus> {
     for root in &request.roots {
@@ -417,10 +457,14 @@ pub(crate) async fn rotate(
     }
     if options.dry_run {
         if !human {
-            print_json(&Report {
+            let report = Report {
                 plan: PlanReport::of(&plan),
                 outcome: None,
-            })?;
+            };
+            match options.json_into.as_deref_mut() {
+                Some(reports) => reports.push(serde_json::to_value(&report)?),
+                None => print_json(&report)?,
+            }
         }
         return Ok(ExitStatus::Success);
     }
@@ -435,7 +479,13 @@ pub(crate) async fn rotate(
 
     let narrate = human && !global.quiet;
     let outcome = start(&state_dir, client, &plan, credentials, new_token, narrate).await?;
-    report(global, Some(&plan), &outcome)?;
+    match options.json_into {
+        Some(reports) if !human => reports.push(serde_json::to_value(Report {
+            plan: PlanReport::of(&plan),
+            outcome: Some(&outcome),
+        })?),
+        _ => report(global, Some(&plan), &outcome)?,
+    }
     Ok(outcome.exit_status())
 }
 

@@ -57,8 +57,8 @@ fn kill_and_resume(kill_at: &KillAt) -> bool {
             None => child.env_remove(k),
         };
     }
-    let out = env.state.path().join("../killed.out");
-    let err = env.state.path().join("../killed.err");
+    let out = env.aside.path().join("killed.out");
+    let err = env.aside.path().join("killed.err");
     let mut child = child
         .args(["rotate", &old_id, "--yes", "--in"])
         .arg(env.work.path())

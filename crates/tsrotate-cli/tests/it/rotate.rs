@@ -418,7 +418,7 @@ fn verify_cmd_gets_the_key_in_its_environment_and_a_failure_stops_before_revocat
     let mut env = TestEnv::new();
     let (old_id, old) = env.mint_default();
     plant(&env, &old);
-    let seen = env.work.path().join("../seen-by-verify");
+    let seen = env.aside.path().join("seen-by-verify");
     // The key is in the environment, not in argv; a failing check leaves the old key live.
     let check = format!(
         "printf %s \"$TSROTATE_NEW_KEY\" > {}; echo \"$TSROTATE_NEW_KEY\" >&2; exit 3",
@@ -876,7 +876,7 @@ fn from_scan_rotates_every_live_key_found_in_files() {
         .expect(1);
     let findings = scan.json();
     assert_eq!(findings.as_array().unwrap().len(), 3, "{findings}");
-    let report = env.write("../scan.json", scan.stdout.clone());
+    let report = env.write_aside("scan.json", scan.stdout.clone());
     let run = env
         .run(
             env.cmd()
@@ -907,5 +907,57 @@ fn from_scan_rotates_every_live_key_found_in_files() {
         env.read("app/.env"),
         format!("TS_AUTHKEY={new}\n").into_bytes()
     );
+    env.assert_state_clean();
+}
+
+#[test]
+fn from_scan_in_json_prints_one_document_for_all_its_rotations() {
+    let mut env = TestEnv::new();
+    let (first_id, first) = env.mint_default();
+    let (second_id, second) = env.mint_default();
+    let (dead_id, dead) = env.mint_default();
+    env.write("a/.env", format!("TS_AUTHKEY={first}\n"));
+    env.write("b/.env", format!("TS_AUTHKEY={second}\nOLD={dead}\n"));
+    env.run(env.cmd().args(["revoke", &dead_id, "--yes"]))
+        .expect(0);
+    let scan = env
+        .run(
+            env.cmd()
+                .args(["--format", "json", "scan", "--verify"])
+                .arg(env.work.path()),
+        )
+        .expect(1);
+    let report = env.write_aside("scan.json", scan.stdout.clone());
+    let run = env
+        .run(
+            env.cmd()
+                .args(["--format", "json", "rotate", "--from-scan"])
+                .arg(&report)
+                .arg("--yes"),
+        )
+        .expect(0);
+    // One JSON document, whatever the number of rotations.
+    let summary = run.json();
+    let rotations = summary["rotations"].as_array().unwrap();
+    let mut rotated: Vec<&str> = rotations
+        .iter()
+        .map(|r| {
+            assert_eq!(r["outcome"]["outcome"], "done", "{r}");
+            r["outcome"]["old_key_id"].as_str().unwrap()
+        })
+        .collect();
+    rotated.sort_unstable();
+    let mut expected = vec![first_id.as_str(), second_id.as_str()];
+    expected.sort_unstable();
+    assert_eq!(rotated, expected);
+    assert_eq!(
+        summary["skipped"],
+        json!([{"key_id": dead_id, "reason": "not live"}])
+    );
+    assert_eq!(summary["failed"], json!([]));
+    for (_, id) in credentials_in(env.work.path()) {
+        assert_ne!(id, first_id);
+        assert_ne!(id, second_id);
+    }
     env.assert_state_clean();
 }

@@ -277,7 +277,7 @@ fn every_place_gets_the_new_key_and_a_failing_place_is_resumed_or_rolled_back() 
         .run(p.cmd().args(["rollback", &last, "--yes"]))
         .expect(2);
     assert!(run.stderr.contains("--old-key-file"), "{}", run.stderr);
-    let old_file = p.env.write("../old-key", format!("{second_value}\n"));
+    let old_file = p.env.write_aside("old-key", format!("{second_value}\n"));
     p.env
         .run(
             p.cmd()

@@ -14,6 +14,9 @@ pub struct TestEnv {
     pub emu: ThreadServer,
     pub work: TempDir,
     pub state: TempDir,
+    /// Files the commands must not find in the work tree (scan reports, new tokens, outputs),
+    /// private to this test: tests run in parallel.
+    pub aside: TempDir,
     canaries: Vec<String>,
 }
 
@@ -60,6 +63,7 @@ impl TestEnv {
             emu,
             work: TempDir::new().unwrap(),
             state: TempDir::new().unwrap(),
+            aside: TempDir::new().unwrap(),
             canaries: Vec::new(),
         };
         let boot = env.emu.bootstrap().clone();
@@ -200,6 +204,13 @@ impl TestEnv {
     pub fn write(&self, rel: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
         let path = self.work.path().join(rel);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    /// Write a file outside the work tree (see [`TestEnv::aside`]).
+    pub fn write_aside(&self, name: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.aside.path().join(name);
         std::fs::write(&path, bytes).unwrap();
         path
     }
