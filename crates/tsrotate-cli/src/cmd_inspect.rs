@@ -69,15 +69,13 @@ fn build(key: &KeyRef, tailnet: &str, status: KeyStatus, meta: Option<&Key>) -> 
     let caps = meta
         .filter(|k| k.capabilities.is_some())
         .map(Key::device_capabilities);
-    let kind = credential.map(|c| c.kind().slug().to_owned()).or_else(|| {
-        meta.and_then(|k| k.key_type.as_ref()).map(|t| match t {
-            tsrotate::api::KeyType::Auth => "auth-key".to_owned(),
-            tsrotate::api::KeyType::Client => "oauth-client".to_owned(),
-            tsrotate::api::KeyType::Api => "api-token".to_owned(),
-            tsrotate::api::KeyType::Federated => "federated-identity".to_owned(),
-            tsrotate::api::KeyType::Unknown => "unknown".to_owned(),
-        })
-    });
+    // The API knows more than the string: `tskey-api-` is both a person's API access token and
+    // an OAuth client's access token. Same names as `keys list` and `audit`.
+    let kind = meta
+        .map(tsrotate::hygiene::Kind::of)
+        .filter(|k| *k != tsrotate::hygiene::Kind::Unknown)
+        .map(|k| k.slug().to_owned())
+        .or_else(|| credential.map(|c| c.kind().slug().to_owned()));
     Report {
         key_id: key.key_id().clone(),
         kind,

@@ -760,6 +760,16 @@ fn keys_list_as_an_oauth_client_shows_its_own_token_as_tailnet_owned() {
         .collect();
     assert_eq!(tokens.len(), 2, "one per run: {all:?}");
     assert!(tokens.iter().all(|t| t["owner"] == "tailnet"));
+    // `inspect` names it the same way.
+    let token_id = tokens[0]["key_id"].as_str().unwrap();
+    let inspected = env
+        .run(
+            env.cmd_oauth()
+                .args(["--format", "json", "inspect", token_id]),
+        )
+        .expect(0)
+        .json();
+    assert_eq!(inspected["kind"], "oauth-access-token", "{inspected}");
     assert!(
         all.iter()
             .any(|r| r["key_id"] == boot.oauth_client_id.as_str())
