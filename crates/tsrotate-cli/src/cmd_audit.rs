@@ -110,7 +110,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
     };
     let fail_on = Severity::from(args.fail_on);
     let rotations = rotations(global)?;
-    let (client, keys) = cmd_keys::fetch(true).await?;
+    let (client, keys) = cmd_keys::fetch(global, true).await?;
     let now = as_of(args.as_of, &client);
     let findings = hygiene::audit(&keys, now, &options, &rotations);
     let failing = findings.iter().filter(|f| f.severity >= fail_on).count();

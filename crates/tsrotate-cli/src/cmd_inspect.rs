@@ -45,11 +45,14 @@ struct Report {
 pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitStatus> {
     let key = context::key_arg(&args.key)?;
     let id = key.key_id().clone();
-    let client = ApiSettings::from_env(&[
-        "auth_keys:read",
-        "oauth_keys:read",
-        "api_access_tokens:read",
-    ])?
+    let client = ApiSettings::configured(
+        global,
+        &[
+            "auth_keys:read",
+            "oauth_keys:read",
+            "api_access_tokens:read",
+        ],
+    )?
     .require_client()?;
     let (status, meta) = plan::lookup(&client, &id, OffsetDateTime::now_utc())
         .await

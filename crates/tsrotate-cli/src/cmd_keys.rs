@@ -93,7 +93,7 @@ struct Listing {
 }
 
 async fn run_list(global: &GlobalArgs, args: &ListArgs) -> anyhow::Result<ExitStatus> {
-    let (client, keys) = fetch(args.all).await?;
+    let (client, keys) = fetch(global, args.all).await?;
     let now = crate::cmd_audit::as_of(args.as_of, &client);
     let window = hygiene::Options::default().expiring_within;
     let listing = Listing {
@@ -258,8 +258,11 @@ fn date(t: OffsetDateTime) -> String {
 }
 
 /// The keys the caller may see, with full details.
-pub(crate) async fn fetch(all: bool) -> anyhow::Result<(api::Client, Vec<Key>)> {
-    let client = ApiSettings::from_env(&READ_SCOPES)?.require_client()?;
+pub(crate) async fn fetch(
+    global: &GlobalArgs,
+    all: bool,
+) -> anyhow::Result<(api::Client, Vec<Key>)> {
+    let client = ApiSettings::configured(global, &READ_SCOPES)?.require_client()?;
     let listed = client
         .list_keys(all)
         .await

@@ -57,7 +57,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
     if !context::confirm(&format!("Resume {} rotation(s)?", ids.len()), args.yes)? {
         return Err(UserError::new("cancelled; nothing was changed").into());
     }
-    let settings = ApiSettings::from_env(&["auth_keys"])?;
+    let settings = ApiSettings::configured(global, &["auth_keys"])?;
     let mut outcomes = Vec::new();
     for id in ids {
         outcomes.push(resume_one(global, &settings, &state_dir, &id).await?);

@@ -35,8 +35,9 @@ struct Report {
 pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitStatus> {
     let key = context::key_arg(&args.key)?;
     let id = key.key_id().clone();
-    let client = ApiSettings::from_env(&["auth_keys", "oauth_keys", "api_access_tokens"])?
-        .require_client()?;
+    let client =
+        ApiSettings::configured(global, &["auth_keys", "oauth_keys", "api_access_tokens"])?
+            .require_client()?;
     let (before, _) = plan::lookup(&client, &id, OffsetDateTime::now_utc())
         .await
         .map_err(|e| api_error(&format!("looking up key {id}"), e))?;

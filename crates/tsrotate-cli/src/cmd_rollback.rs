@@ -52,7 +52,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
     )? {
         return Err(UserError::new("cancelled; nothing was changed").into());
     }
-    let settings = ApiSettings::from_env(&["auth_keys"])?;
+    let settings = ApiSettings::configured(global, &["auth_keys"])?;
     let settings = ApiSettings {
         tailnet: state.started.tailnet.clone(),
         ..settings

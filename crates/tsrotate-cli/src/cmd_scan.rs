@@ -60,7 +60,7 @@ pub(crate) fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitStatus
         scan(&matcher, args, &progress)
     })?;
     let verification = if args.verify {
-        verify::verify(&mut report.findings)?
+        verify::verify(global, &mut report.findings)?
     } else {
         verify::Verification::NotAsked
     };

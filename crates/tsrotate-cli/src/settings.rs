@@ -157,10 +157,12 @@ pub(crate) struct ApiSettings {
 }
 
 impl ApiSettings {
-    /// Read `TAILSCALE_*` once. OAuth client credentials win over an API access token: they
-    /// are scoped and do not belong to a person.
-    pub(crate) fn from_env(scopes: &[&str]) -> Result<Self, UserError> {
-        Self::resolve(scopes, None)
+    /// The environment, then the configuration file's `[tailscale]` section when there is a
+    /// configuration (`--config`, `TSROTATE_CONFIG` or `./tsrotate.toml`): every command reaches
+    /// the API the same way, whether or not it uses the rest of the configuration.
+    pub(crate) fn configured(global: &GlobalArgs, scopes: &[&str]) -> anyhow::Result<Self> {
+        let config = load_config(global, false)?;
+        Ok(Self::resolve(scopes, config.as_ref())?)
     }
 
     /// The environment, then the configuration's `[tailscale]` section, then defaults.

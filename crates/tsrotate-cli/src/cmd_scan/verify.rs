@@ -15,6 +15,7 @@ use tsrotate::api;
 use tsrotate::key::KeyId;
 use tsrotate_scan::{Finding, Status};
 
+use crate::args::GlobalArgs;
 use crate::settings::ApiSettings;
 
 /// Read-only scopes, enough to GET every kind of key. An OAuth client lacking one of them
@@ -39,11 +40,14 @@ pub(super) enum Verification {
 }
 
 /// Set `status` on every finding, asking once per key ID.
-pub(super) fn verify(findings: &mut [Finding]) -> anyhow::Result<Verification> {
-    let settings = ApiSettings::from_env(&SCOPES)?;
+pub(super) fn verify(
+    global: &GlobalArgs,
+    findings: &mut [Finding],
+) -> anyhow::Result<Verification> {
+    let settings = ApiSettings::configured(global, &SCOPES)?;
     let Some(client) = settings.client()? else {
         return Ok(Verification::Skipped(
-            "no API credentials (set TAILSCALE_OAUTH_CLIENT_ID and TAILSCALE_OAUTH_CLIENT_SECRET, or TAILSCALE_API_KEY)".to_owned(),
+            "no API credentials (set TAILSCALE_OAUTH_CLIENT_ID and TAILSCALE_OAUTH_CLIENT_SECRET, or TAILSCALE_API_KEY, or [tailscale] in the configuration)".to_owned(),
         ));
     };
     let ids: BTreeSet<KeyId> = findings.iter().map(|f| f.key_id.clone()).collect();

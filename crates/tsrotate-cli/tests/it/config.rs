@@ -328,3 +328,50 @@ fn config_show_names_sources_and_hides_secrets() {
         run.stdout
     );
 }
+
+/// Every command that talks to the API finds it and its credentials through the
+/// configuration's `[tailscale]` section when the environment says nothing.
+#[test]
+fn every_api_command_reads_the_tailscale_section_of_the_configuration() {
+    let mut env = TestEnv::new();
+    let (id, key) = env.mint_default();
+    env.write("app/.env", format!("TS_AUTHKEY={key}\n"));
+    let token = env.write_aside("api-token", &env.emu.bootstrap().api_key);
+    let config = env.write_aside(
+        "tsrotate.toml",
+        format!(
+            "[tailscale]\nbase_url = \"{}\"\napi_key_file = \"{}\"\n",
+            env.url(),
+            token.display()
+        ),
+    );
+    let cmd = || {
+        let mut cmd = env.cmd();
+        cmd.env_remove("TAILSCALE_BASE_URL")
+            .env_remove("TAILSCALE_API_KEY")
+            .arg("--config")
+            .arg(&config)
+            .args(["--format", "json"]);
+        cmd
+    };
+    let scan = env
+        .run(cmd().args(["scan", "--verify"]).arg(env.work.path()))
+        .expect(1);
+    assert_eq!(scan.json()[0]["status"], "live", "{}", scan.stdout);
+    let inspect = env.run(cmd().args(["inspect", &id])).expect(0);
+    assert_eq!(inspect.json()["status"], "live");
+    let keys = env.run(cmd().args(["keys", "list"])).expect(0);
+    assert!(keys.stdout.contains(&id), "{}", keys.stdout);
+    // The audit finds things to say (tsrotate runs on a personal token here) and exits 1.
+    let audit = env.run(cmd().args(["audit"])).expect(1);
+    assert!(audit.json()["findings"].is_array(), "{}", audit.stdout);
+    env.run(cmd().args(["resume", "--yes"])).expect(0);
+    env.run(cmd().args(["revoke", &id, "--yes"])).expect(0);
+    assert_eq!(env.key(&id)["invalid"], true);
+    // Without the configuration, the same command has nothing to talk to.
+    let mut bare = env.cmd();
+    bare.env_remove("TAILSCALE_BASE_URL")
+        .env_remove("TAILSCALE_API_KEY")
+        .args(["inspect", &id]);
+    env.run(&mut bare).expect(2);
+}
