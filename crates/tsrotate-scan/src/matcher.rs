@@ -1,7 +1,7 @@
 //! The matcher: a literal prefilter, then structural validation.
 //!
 //! Every Tailscale credential contains `tskey-`, and base64 of one contains one of three fixed
-//! strings (see [`crate::base64`]). An Aho-Corasick automaton over those four literals (a SIMD
+//! strings (see the `base64` module). An Aho-Corasick automaton over those four literals (a SIMD
 //! "Teddy" search for so few patterns) skips non-matching bytes at memory speed; that is why a
 //! scan runs near the speed of `rg -F tskey-`. Only at a hit do we parse, with the same
 //! [`tsrotate::key::Credential`] parser that rotation uses, so a scan never reports a shape the

@@ -855,6 +855,21 @@ fn demo_runs_the_whole_leak_response() {
     }
 }
 
+/// Revoke `dead_id`, then `scan --verify --format json` the work tree: the report's path
+/// (outside the tree) and its findings.
+fn revoke_and_scan(env: &TestEnv, dead_id: &str) -> (std::path::PathBuf, serde_json::Value) {
+    env.run(env.cmd().args(["revoke", dead_id, "--yes"]))
+        .expect(0);
+    let scan = env
+        .run(
+            env.cmd()
+                .args(["--format", "json", "scan", "--verify"])
+                .arg(env.work.path()),
+        )
+        .expect(1);
+    (env.write_aside("scan.json", &scan.stdout), scan.json())
+}
+
 #[test]
 fn from_scan_rotates_every_live_key_found_in_files() {
     let mut env = TestEnv::new();
@@ -865,18 +880,8 @@ fn from_scan_rotates_every_live_key_found_in_files() {
         "deploy/values.yaml",
         format!("authKey: \"{live}\"\nold: \"{dead}\"\n"),
     );
-    env.run(env.cmd().args(["revoke", &dead_id, "--yes"]))
-        .expect(0);
-    let scan = env
-        .run(
-            env.cmd()
-                .args(["--format", "json", "scan", "--verify"])
-                .arg(env.work.path()),
-        )
-        .expect(1);
-    let findings = scan.json();
+    let (report, findings) = revoke_and_scan(&env, &dead_id);
     assert_eq!(findings.as_array().unwrap().len(), 3, "{findings}");
-    let report = env.write_aside("scan.json", scan.stdout.clone());
     let run = env
         .run(
             env.cmd()
@@ -918,16 +923,7 @@ fn from_scan_in_json_prints_one_document_for_all_its_rotations() {
     let (dead_id, dead) = env.mint_default();
     env.write("a/.env", format!("TS_AUTHKEY={first}\n"));
     env.write("b/.env", format!("TS_AUTHKEY={second}\nOLD={dead}\n"));
-    env.run(env.cmd().args(["revoke", &dead_id, "--yes"]))
-        .expect(0);
-    let scan = env
-        .run(
-            env.cmd()
-                .args(["--format", "json", "scan", "--verify"])
-                .arg(env.work.path()),
-        )
-        .expect(1);
-    let report = env.write_aside("scan.json", scan.stdout.clone());
+    let (report, _) = revoke_and_scan(&env, &dead_id);
     let run = env
         .run(
             env.cmd()
