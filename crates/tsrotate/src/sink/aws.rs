@@ -69,7 +69,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use super::vault::{
+use super::http::{
     encode_segment, http_client, json_problem, parse_endpoint, scrub, sensitive_header,
     transport_error,
 };

@@ -44,7 +44,6 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -53,18 +52,12 @@ use serde::Deserialize;
 use serde_json::Value;
 use zeroize::Zeroizing;
 
-use super::github::{error_chain, parse_api_url, read_capped, safe_message};
+use super::http::{client_builder, error_chain, message_field, parse_api_url, safe_message};
 use super::{BoxFuture, Error, Expect, Sink, Snapshot, Version};
 use crate::key::Secret;
 
 /// Where a pod's service account credentials are mounted.
 pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
-
-/// How long one request may take.
-const TIMEOUT: Duration = Duration::from_secs(30);
-
-/// How much of an error response we read to find its message.
-const MAX_ERROR_BODY: usize = 64 * 1024;
 
 /// How to reach and authenticate to a cluster's API server.
 #[derive(Clone)]
@@ -305,11 +298,7 @@ impl Cluster {
     /// An HTTP client for this cluster, and its server URL.
     fn client(&self) -> Result<(Url, reqwest::Client), String> {
         let server = parse_api_url(&self.server)?;
-        let mut builder = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("tsrotate/", env!("CARGO_PKG_VERSION")))
-            .timeout(TIMEOUT)
-            .connect_timeout(Duration::from_secs(10));
+        let mut builder = client_builder();
         if let Some(ca) = &self.ca_pem {
             if self.insecure_skip_tls_verify {
                 // kubectl refuses this combination too: it is almost always a mistake.
@@ -809,14 +798,10 @@ impl SecretSink {
                 format!("the API server answered a redirect ({code}); not followed while carrying credentials"),
             );
         }
-        let body = read_capped(response, MAX_ERROR_BODY).await;
-        let message = serde_json::from_slice::<Value>(&body)
-            .ok()
-            .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_owned))
-            .map_or_else(
-                || status.canonical_reason().unwrap_or("no message").to_owned(),
-                |m| safe_message(&m, value),
-            );
+        let message = message_field(response).await.map_or_else(
+            || status.canonical_reason().unwrap_or("no message").to_owned(),
+            |m| safe_message(&m, value),
+        );
         match status {
             StatusCode::UNAUTHORIZED => self.error(
                 denied,

@@ -24,6 +24,7 @@ pub mod aws;
 pub mod command;
 pub mod file;
 pub mod github;
+mod http;
 pub mod kubernetes;
 pub mod structured;
 pub mod vault;
