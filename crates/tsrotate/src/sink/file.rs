@@ -4,9 +4,9 @@
 //! by key ID instead of by value lets recovery work without any secret: `resume` finds files
 //! holding the old key *or* a key minted by an interrupted run, knowing only their IDs.
 //!
-//! The value that is replaced is what [`credential_len_at`] measures: the secret plus any
-//! tailnet-lock signature (`--<base64>`). OAuth client attributes (`?ephemeral=true`) are
-//! options, not secret, and stay in place. Every other byte of the file is kept: line
+//! The value that is replaced is what [`crate::key::credential_len_at`] measures: the secret
+//! plus any tailnet-lock signature (`--<base64>`). OAuth client attributes (`?ephemeral=true`)
+//! are options, not secret, and stay in place. Every other byte of the file is kept: line
 //! endings, encoding, a missing trailing newline.
 //!
 //! [`locate`] walks directories with every ignore rule off (a gitignored `.env` is exactly

@@ -2,7 +2,7 @@
 //!
 //! Two families:
 //!
-//! - [`file`]: credentials found in text files by key ID and replaced where they stand
+//! - [`file`](mod@file): credentials found in text files by key ID and replaced where they stand
 //!   (`rotate --in PATH`). The rotation engine drives these directly.
 //! - Everything named in a configuration file ([`SinkSpec`]): a field of a dotenv, JSON, YAML
 //!   or TOML file, a Vault/OpenBao KV v2 secret, an AWS Secrets Manager secret or SSM
