@@ -143,15 +143,7 @@ pub(crate) async fn observe(
     let (key_id, looked_up) = if let Some(earlier) = unchanged {
         (earlier.key_id.clone(), earlier.looked_up.clone())
     } else {
-        let last_done = rotations.iter().rev().find_map(|(_, s, _)| match &s.end {
-            Some(End::Done(id)) => Some(id.clone()),
-            _ => None,
-        });
-        let key_id = match held.as_slice() {
-            [] => last_done,
-            [(id, _)] => Some(id.clone()),
-            many => choose_live(client, many).await,
-        };
+        let key_id = current_key(client, &credential.name, &held, &rotations).await;
         let looked_up = match &key_id {
             Some(id) => plan::lookup(client, id, client.server_now())
                 .await
@@ -204,29 +196,36 @@ pub(crate) async fn observe(
     (observed, readings)
 }
 
+/// The key a credential holds: what its places hold (the newest live one when they disagree),
+/// else what its last finished rotation left in its write-only places.
+async fn current_key(
+    client: &api::Client,
+    name: &str,
+    held: &[(KeyId, usize)],
+    rotations: &[(String, State, OffsetDateTime)],
+) -> Option<KeyId> {
+    match held {
+        [] => rotations.iter().rev().find_map(|(_, s, _)| match &s.end {
+            Some(End::Done(id)) => Some(id.clone()),
+            _ => None,
+        }),
+        [(id, _)] => Some(id.clone()),
+        many => crate::managed::newest_live(client, many)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!("looking up the keys of `{name}`: {e}");
+                None
+            })
+            .or_else(|| many.first().map(|(id, _)| id.clone())),
+    }
+}
+
 fn outcome_word(state: &State) -> &'static str {
     match state.end {
         Some(End::Done(_)) => "done",
         Some(End::RolledBack) => "rolled-back",
         None => "unfinished",
     }
-}
-
-/// Among keys held by places that disagree: the live one created last, else the first.
-async fn choose_live(client: &api::Client, held: &[(KeyId, usize)]) -> Option<KeyId> {
-    let mut best: Option<(OffsetDateTime, KeyId)> = None;
-    for (id, _) in held {
-        if let Ok((KeyStatus::Live, meta)) = plan::lookup(client, id, client.server_now()).await {
-            let created = meta
-                .and_then(|k| k.created)
-                .unwrap_or(OffsetDateTime::UNIX_EPOCH);
-            if best.as_ref().is_none_or(|(c, _)| created > *c) {
-                best = Some((created, id.clone()));
-            }
-        }
-    }
-    best.map(|(_, id)| id)
-        .or_else(|| held.first().map(|(id, _)| id.clone()))
 }
 
 fn bar(days_left: Option<i64>) -> String {

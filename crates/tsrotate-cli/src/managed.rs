@@ -33,15 +33,20 @@ pub(crate) async fn current_key(
     if held.len() == 1 {
         return Ok(KeyRef::Id(held[0].0.clone()));
     }
-    Ok(KeyRef::Id(choose(client, &held).await?))
+    // None live: the most common (`held` is ordered by how many places hold each).
+    let chosen = newest_live(client, &held).await?;
+    Ok(KeyRef::Id(chosen.unwrap_or_else(|| held[0].0.clone())))
 }
 
-/// Among keys held by places that disagree: the live one created last, else the most common.
-async fn choose(client: &api::Client, held: &[(KeyId, usize)]) -> anyhow::Result<KeyId> {
-    let now = OffsetDateTime::now_utc();
+/// Among keys held by places that disagree, the live one created last (`None` when none is
+/// live). Liveness is judged by the control plane's clock.
+pub(crate) async fn newest_live(
+    client: &api::Client,
+    held: &[(KeyId, usize)],
+) -> Result<Option<KeyId>, api::Error> {
     let mut best: Option<(OffsetDateTime, KeyId)> = None;
     for (id, _) in held {
-        let (status, meta) = plan::lookup(client, id, now).await?;
+        let (status, meta) = plan::lookup(client, id, client.server_now()).await?;
         if status == KeyStatus::Live {
             let created = meta
                 .and_then(|k| k.created)
@@ -51,5 +56,5 @@ async fn choose(client: &api::Client, held: &[(KeyId, usize)]) -> anyhow::Result
             }
         }
     }
-    Ok(best.map_or_else(|| held[0].0.clone(), |(_, id)| id))
+    Ok(best.map(|(_, id)| id))
 }
