@@ -162,20 +162,28 @@ impl Journal {
         })
     }
 
-    /// Open an existing journal for appending, returning it with its records.
+    /// Open an existing journal for appending, returning it with its records. Only under the
+    /// lock of the rotation's old key: it may cut off a torn last line.
     pub fn open(state_dir: &Path, rotation_id: &str) -> Result<(Self, Vec<Record>), Error> {
         let path = Self::path_of(state_dir, rotation_id);
         if !path.exists() {
             return Err(Error::UnknownRotation(rotation_id.to_owned()));
         }
         let records = read(&path)?;
-        let file = OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .map_err(|source| Error::Io {
-                path: path.clone(),
-                source,
-            })?;
+        let io = |source| Error::Io {
+            path: path.clone(),
+            source,
+        };
+        let file = OpenOptions::new().append(true).open(&path).map_err(io)?;
+        // A torn last line (the process died while appending it; `read` ignored it) is cut
+        // off before anything is appended: the next record glued to it would read as damage.
+        let bytes = std::fs::read(&path).map_err(io)?;
+        let intact = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        if intact < bytes.len() {
+            file.set_len(intact as u64)
+                .and_then(|()| file.sync_data())
+                .map_err(io)?;
+        }
         let next_seq = records.last().map_or(0, |r| r.seq + 1);
         Ok((
             Self {
@@ -305,4 +313,69 @@ pub fn list(state_dir: &Path) -> Result<Vec<String>, Error> {
     // Rotation IDs start with a UTC timestamp, so name order is time order.
     ids.sort();
     Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::KeyId;
+
+    fn started() -> Started {
+        Started {
+            rotation_id: "r20261128000000torn00".into(),
+            tailnet: "-".into(),
+            user: "test".into(),
+            credential: None,
+            old: OldKey {
+                key_id: "kOLD1CNTRL".parse().unwrap(),
+                kind: "auth-key".into(),
+                fingerprint: None,
+                metadata: None,
+            },
+            template: Template::AuthKey(AuthKeyTemplate {
+                reusable: true,
+                ephemeral: false,
+                preauthorized: false,
+                tags: Vec::new(),
+                expiry_seconds: None,
+                description: None,
+            }),
+            roots: Vec::new(),
+            sinks: Vec::new(),
+            revoke_first: false,
+            verify_cmd: None,
+        }
+    }
+
+    #[test]
+    fn records_appended_after_a_torn_line_are_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut journal = Journal::create(dir.path(), started()).unwrap();
+        let key: KeyId = "kOLD1CNTRL".parse().unwrap();
+        journal
+            .append(Event::RevokeIntent {
+                key_id: key.clone(),
+            })
+            .unwrap();
+        // The process dies halfway through its next append.
+        journal.file.write_all(br#"{"v":1,"seq":2,"at":"#).unwrap();
+        drop(journal);
+
+        let (mut journal, records) = Journal::open(dir.path(), "r20261128000000torn00").unwrap();
+        assert_eq!(records.len(), 2, "the torn line is not a record");
+        for _ in 0..2 {
+            journal
+                .append(Event::Revoked {
+                    key_id: key.clone(),
+                    already: false,
+                })
+                .unwrap();
+        }
+        let records = read(journal.path()).unwrap();
+        assert_eq!(
+            records.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            [0, 1, 2, 3]
+        );
+        assert!(matches!(records[3].event, Event::Revoked { .. }));
+    }
 }
