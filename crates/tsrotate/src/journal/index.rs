@@ -147,7 +147,7 @@ impl Index {
             let fresh = match cache.get(&id) {
                 None => true,
                 Some(cached) if !may_concern(cached) => continue,
-                Some(cached) => std::fs::metadata(&path).map_or(true, |m| m.len() != cached.len),
+                Some(cached) => current_len(&path).is_none_or(|len| len != cached.len),
             };
             if fresh {
                 let Some(cached) = read_at_length(&path) else {
@@ -165,10 +165,16 @@ impl Index {
     }
 }
 
+/// A journal's length as it is now. Opened, not `stat`ed: on NFS (a shared state directory)
+/// opening revalidates the file, while `stat` may answer from a minute-old attribute cache.
+fn current_len(path: &Path) -> Option<u64> {
+    Some(std::fs::File::open(path).ok()?.metadata().ok()?.len())
+}
+
 /// A journal's records with the length they were read at. The length is taken first: if the
 /// journal grows while it is read, the next question sees a different length and reads again.
 fn read_at_length(path: &Path) -> Option<Cached> {
-    let len = std::fs::metadata(path).ok()?.len();
+    let len = current_len(path)?;
     let records = read(path).ok()?;
     Some(Cached {
         len,
