@@ -88,15 +88,12 @@ async fn resume_one(
     state_dir: &std::path::Path,
     id: &str,
 ) -> anyhow::Result<Outcome> {
-    let (journal, records) = Journal::open(state_dir, id).map_err(|e| match e {
+    let (_lock, journal, state) = rotation::open_locked(state_dir, id, |e| match e {
         journal::Error::UnknownRotation(_) => UserError::new(e.to_string())
             .hint("list rotations with `ls $TSROTATE_STATE_DIR/rotations`")
             .into(),
         e => anyhow::Error::from(e),
     })?;
-    let state =
-        State::replay(&records).ok_or_else(|| anyhow::anyhow!("journal of {id} is empty"))?;
-    let _lock = rotation::lock_key(state_dir, state.old_key_id())?;
     let mut recording = Recording::new(journal, state_dir, &context::os_user(), id);
     // The rotation acts on the tailnet it started on, whatever the environment says now.
     let settings = ApiSettings {

@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use tsrotate::journal::{Journal, SinkPlan};
+use tsrotate::journal::SinkPlan;
 use tsrotate::key::{Credential, Secret};
 use tsrotate::rotate::State;
 use tsrotate::rotate::world::{self, ApiWorld};
@@ -33,15 +33,13 @@ pub(crate) struct Args {
 
 pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitStatus> {
     let state_dir = context::state_dir(global)?;
-    let (journal, records) =
-        Journal::open(&state_dir, &args.rotation_id).map_err(|e| UserError::new(e.to_string()))?;
-    let state = State::replay(&records)
-        .ok_or_else(|| anyhow::anyhow!("journal of {} is empty", args.rotation_id))?;
+    let (_lock, journal, state) = rotation::open_locked(&state_dir, &args.rotation_id, |e| {
+        UserError::new(e.to_string()).into()
+    })?;
     // Refuse before asking anything.
     state
         .next_rollback()
         .map_err(|e| UserError::new(e.to_string()))?;
-    let _lock = rotation::lock_key(&state_dir, state.old_key_id())?;
     let old = old_value(&state, args).await?;
     if !context::confirm(
         &format!(

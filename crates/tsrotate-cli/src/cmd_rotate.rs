@@ -105,7 +105,7 @@ pub(crate) fn scopes_for(kind: Option<&KeyKind>) -> &'static [&'static str] {
     }
 }
 
-fn config_kind(kind: tsrotate::config::Kind) -> KeyKind {
+pub(crate) fn config_kind(kind: tsrotate::config::Kind) -> KeyKind {
     match kind {
         tsrotate::config::Kind::AuthKey => KeyKind::AuthKey,
         tsrotate::config::Kind::OauthClient => KeyKind::OAuthClientSecret,

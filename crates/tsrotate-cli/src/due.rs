@@ -13,9 +13,9 @@ use futures_util::StreamExt as _;
 use serde::Serialize;
 use time::OffsetDateTime;
 use tsrotate::api;
-use tsrotate::config::{Config, Credential};
+use tsrotate::config::{Config, Credential, Kind as ConfigKind};
 use tsrotate::fs::{Fail, FileLock};
-use tsrotate::journal::{self, Journal};
+use tsrotate::journal;
 use tsrotate::key::{KeyId, KeyRef, Secret};
 use tsrotate::rotate::places::{self, Reading};
 use tsrotate::rotate::plan::{self, KeyStatus, Overrides, Request};
@@ -140,19 +140,7 @@ pub(crate) async fn observe(
     };
     let unchanged =
         earlier.filter(|e| e.evidence == evidence && (e.looked_up.is_some() || e.key_id.is_none()));
-    let (key_id, looked_up) = if let Some(earlier) = unchanged {
-        (earlier.key_id.clone(), earlier.looked_up.clone())
-    } else {
-        let key_id = current_key(client, &credential.name, &held, &rotations).await;
-        let looked_up = match &key_id {
-            Some(id) => plan::lookup(client, id, client.server_now())
-                .await
-                .inspect_err(|e| tracing::warn!("looking up key {id}: {e}"))
-                .ok(),
-            None => None,
-        };
-        (key_id, looked_up)
-    };
+    let (key_id, looked_up) = find_key(client, credential, &held, &rotations, unchanged).await;
     let key_status = looked_up.as_ref().map(|(status, _)| *status);
     let expires = looked_up
         .as_ref()
@@ -196,6 +184,44 @@ pub(crate) async fn observe(
     (observed, readings)
 }
 
+/// The key a credential holds and what the API says of it: an unchanged `earlier`
+/// observation's answer (re-judged by the clock), or found afresh.
+async fn find_key(
+    client: &api::Client,
+    credential: &Credential,
+    held: &[(KeyId, usize)],
+    rotations: &[(String, State, OffsetDateTime)],
+    unchanged: Option<&Observed>,
+) -> (Option<KeyId>, Option<(KeyStatus, Option<api::Key>)>) {
+    if let Some(earlier) = unchanged {
+        // The key is the same; whether it has expired meanwhile is the clock's to say.
+        let looked_up = earlier.looked_up.clone().map(|(status, meta)| match &meta {
+            Some(key) => (KeyStatus::of(key, client.server_now()), meta),
+            None => (status, meta),
+        });
+        (earlier.key_id.clone(), looked_up)
+    } else if credential.kind == ConfigKind::WebhookSecret {
+        // The keys API does not know webhook secrets, and they do not expire: such a
+        // credential is due only when its places disagree or a rotation is unfinished.
+        let key_id = held
+            .first()
+            .map(|(id, _)| id.clone())
+            .or_else(|| last_done(rotations));
+        let looked_up = key_id.as_ref().map(|_| (KeyStatus::Live, None));
+        (key_id, looked_up)
+    } else {
+        let key_id = current_key(client, &credential.name, held, rotations).await;
+        let looked_up = match &key_id {
+            Some(id) => plan::lookup(client, id, client.server_now())
+                .await
+                .inspect_err(|e| tracing::warn!("looking up key {id}: {e}"))
+                .ok(),
+            None => None,
+        };
+        (key_id, looked_up)
+    }
+}
+
 /// The key a credential holds: what its places hold (the newest live one when they disagree),
 /// else what its last finished rotation left in its write-only places.
 async fn current_key(
@@ -205,10 +231,7 @@ async fn current_key(
     rotations: &[(String, State, OffsetDateTime)],
 ) -> Option<KeyId> {
     match held {
-        [] => rotations.iter().rev().find_map(|(_, s, _)| match &s.end {
-            Some(End::Done(id)) => Some(id.clone()),
-            _ => None,
-        }),
+        [] => last_done(rotations),
         [(id, _)] => Some(id.clone()),
         many => crate::managed::newest_live(client, many)
             .await
@@ -218,6 +241,14 @@ async fn current_key(
             })
             .or_else(|| many.first().map(|(id, _)| id.clone())),
     }
+}
+
+/// The key the last finished rotation left in the places.
+fn last_done(rotations: &[(String, State, OffsetDateTime)]) -> Option<KeyId> {
+    rotations.iter().rev().find_map(|(_, s, _)| match &s.end {
+        Some(End::Done(id)) => Some(id.clone()),
+        _ => None,
+    })
 }
 
 fn outcome_word(state: &State) -> &'static str {
@@ -511,6 +542,13 @@ async fn fresh(
         .ok_or_else(|| anyhow::anyhow!("the current key of `{}` is not known", credential.name))?;
     let state_dir = journals.state_dir();
     let _key_lock = rotation::lock_key(state_dir, &key_id)?;
+    // A rotation of this key begun without the credential's name (`rotate KEY --in ...`), or
+    // under another credential sharing the key, must be finished first, not duplicated.
+    if let Some(id) = rotation::unfinished_for(journals, &key_id)?.first() {
+        anyhow::bail!(
+            "rotation {id} of key {key_id} is not finished: finish it with `tsrotate resume {id}` or undo it with `tsrotate rollback {id}`"
+        );
+    }
     let overrides = Overrides::default()
         .or_template(&credential.template)
         .map_err(|e| anyhow::anyhow!(e))?;
@@ -523,7 +561,7 @@ async fn fresh(
         verify_cmd: None,
         user: context::os_user(),
         credential: Some(credential.name.clone()),
-        kind_hint: None,
+        kind_hint: Some(crate::cmd_rotate::config_kind(credential.kind)),
         migrate_to: None,
         webhook_endpoint: credential.webhook_endpoint_id.clone(),
         looked_up: observed.looked_up,
@@ -541,10 +579,8 @@ async fn resume(
     state_dir: &Path,
     rotation_id: &str,
 ) -> anyhow::Result<Outcome> {
-    let (journal, records) = Journal::open(state_dir, rotation_id)?;
-    let state = State::replay(&records)
-        .ok_or_else(|| anyhow::anyhow!("journal of {rotation_id} is empty"))?;
-    let _key_lock = rotation::lock_key(state_dir, state.old_key_id())?;
+    let (_key_lock, journal, state) =
+        rotation::open_locked(state_dir, rotation_id, anyhow::Error::from)?;
     let mut recording = Recording::new(journal, state_dir, &context::os_user(), rotation_id);
     let mut world = ApiWorld::new(client.clone(), Vec::new())
         .with_configured(credentials.clone(), std::collections::HashMap::new());
@@ -624,6 +660,7 @@ async fn post_summary(url: Option<&Secret>, results: &[DueResult], observed: &[O
 mod tests {
     use serde_json::json;
     use tsrotate::api::{Auth, ClientBuilder};
+    use tsrotate::journal::Journal;
     use tsrotate_test_support::{emulator, http};
 
     use super::*;

@@ -140,6 +140,26 @@ pub(crate) fn lock_key(state_dir: &Path, key_id: &KeyId) -> anyhow::Result<FileL
     })
 }
 
+/// Open a rotation's journal under the lock of its old key. The journal is read once to learn
+/// the key, then again once the lock is held: a run that held the lock may have just finished
+/// the rotation. `map` turns journal errors into the caller's kind of error.
+pub(crate) fn open_locked(
+    state_dir: &Path,
+    rotation_id: &str,
+    map: impl Fn(journal::Error) -> anyhow::Error,
+) -> anyhow::Result<(FileLock, Journal, State)> {
+    let path = Journal::path_of(state_dir, rotation_id);
+    if !path.exists() {
+        return Err(map(journal::Error::UnknownRotation(rotation_id.to_owned())));
+    }
+    let empty = || anyhow::anyhow!("journal of {rotation_id} is empty");
+    let before = State::replay(&journal::read(&path).map_err(&map)?).ok_or_else(empty)?;
+    let lock = lock_key(state_dir, before.old_key_id())?;
+    let (journal, records) = Journal::open(state_dir, rotation_id).map_err(&map)?;
+    let state = State::replay(&records).ok_or_else(empty)?;
+    Ok((lock, journal, state))
+}
+
 /// The unfinished rotations whose old key is `key_id`.
 pub(crate) fn unfinished_for(
     journals: &journal::Index,
