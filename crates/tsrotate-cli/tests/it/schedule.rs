@@ -501,3 +501,31 @@ fn an_unfinished_rotation_of_the_same_key_begun_by_hand_blocks_a_second_one() {
         "the other credential rotated"
     );
 }
+
+/// A damaged journal does not stop the others from being read, and is reported once.
+#[test]
+fn a_damaged_journal_is_reported_once_and_the_rest_goes_on() {
+    let mut env = TestEnv::new();
+    let (config, _) = setup(&mut env);
+    let rotations = env.state.path().join("rotations");
+    std::fs::create_dir_all(&rotations).unwrap();
+    std::fs::write(
+        rotations.join("r20261101000000broken.jsonl"),
+        "not json\nnot json either\n",
+    )
+    .unwrap();
+    let run = env.run(
+        env.cmd()
+            .arg("--config")
+            .arg(&config)
+            .args(["--format", "json", "status"]),
+    );
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(run.json().as_array().unwrap().len(), 2);
+    assert_eq!(
+        run.stderr.matches("r20261101000000broken").count(),
+        1,
+        "{}",
+        run.stderr
+    );
+}

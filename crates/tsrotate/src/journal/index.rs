@@ -11,7 +11,7 @@
 //! never changes once the journal exists (it appears with it, see [`super::Journal::create`]),
 //! and a journal that could matter is re-read when its length differs from what was read.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -24,6 +24,8 @@ use crate::key::KeyId;
 pub struct Index {
     state_dir: PathBuf,
     cache: Mutex<HashMap<String, Cached>>,
+    /// Journals already reported as unreadable: said once per run, not once per question.
+    reported: Mutex<HashSet<String>>,
 }
 
 /// The records of one journal as last read, and the file length they were read at.
@@ -65,6 +67,7 @@ impl Index {
         Self {
             state_dir: state_dir.to_owned(),
             cache: Mutex::new(HashMap::new()),
+            reported: Mutex::new(HashSet::new()),
         }
     }
 
@@ -147,12 +150,16 @@ impl Index {
             let fresh = match cache.get(&id) {
                 None => true,
                 Some(cached) if !may_concern(cached) => continue,
-                Some(cached) => current_len(&path).is_none_or(|len| len != cached.len),
+                Some(cached) => current_len(&path).map_or(true, |len| len != cached.len),
             };
             if fresh {
-                let Some(cached) = read_at_length(&path) else {
-                    cache.remove(&id);
-                    continue;
+                let cached = match read_at_length(&path) {
+                    Ok(cached) => cached,
+                    Err(e) => {
+                        cache.remove(&id);
+                        self.report(&id, &e);
+                        continue;
+                    }
                 };
                 cache.insert(id.clone(), cached);
             }
@@ -165,18 +172,37 @@ impl Index {
     }
 }
 
+impl Index {
+    fn report(&self, id: &str, error: &Error) {
+        let mut reported = self.reported.lock().unwrap_or_else(PoisonError::into_inner);
+        if reported.insert(id.to_owned()) {
+            tracing::warn!(
+                "{error}; skipped (a rotation it records is neither resumed nor counted: repair or move the file)"
+            );
+        }
+    }
+}
+
 /// A journal's length as it is now. Opened, not `stat`ed: on NFS (a shared state directory)
 /// opening revalidates the file, while `stat` may answer from a minute-old attribute cache.
-fn current_len(path: &Path) -> Option<u64> {
-    Some(std::fs::File::open(path).ok()?.metadata().ok()?.len())
+fn current_len(path: &Path) -> Result<u64, Error> {
+    let io = |source| Error::Io {
+        path: path.to_owned(),
+        source,
+    };
+    Ok(std::fs::File::open(path)
+        .map_err(io)?
+        .metadata()
+        .map_err(io)?
+        .len())
 }
 
 /// A journal's records with the length they were read at. The length is taken first: if the
 /// journal grows while it is read, the next question sees a different length and reads again.
-fn read_at_length(path: &Path) -> Option<Cached> {
+fn read_at_length(path: &Path) -> Result<Cached, Error> {
     let len = current_len(path)?;
-    let records = read(path).ok()?;
-    Some(Cached {
+    let records = read(path)?;
+    Ok(Cached {
         len,
         records: records.into(),
     })
