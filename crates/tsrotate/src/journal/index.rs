@@ -28,10 +28,10 @@ pub struct Index {
     reported: Mutex<HashSet<String>>,
 }
 
-/// The records of one journal as last read, and the file length they were read at.
+/// The records of one journal as last read, and the file's length and modification time then.
 #[derive(Debug, Clone)]
 struct Cached {
-    len: u64,
+    version: Version,
     records: Arc<[Record]>,
 }
 
@@ -150,14 +150,17 @@ impl Index {
             let fresh = match cache.get(&id) {
                 None => true,
                 Some(cached) if !may_concern(cached) => continue,
-                Some(cached) => current_len(&path).map_or(true, |len| len != cached.len),
+                Some(cached) => version_of(&path).map_or(true, |v| v != cached.version),
             };
             if fresh {
-                let cached = match read_at_length(&path) {
+                let cached = match read_versioned(&path) {
                     Ok(cached) => cached,
                     Err(e) => {
                         cache.remove(&id);
-                        self.report(&id, &e);
+                        // Gone since the listing (a person moved it away): not damage.
+                        if path.exists() {
+                            self.report(&id, &e);
+                        }
                         continue;
                     }
                 };
@@ -183,27 +186,33 @@ impl Index {
     }
 }
 
-/// A journal's length as it is now. Opened, not `stat`ed: on NFS (a shared state directory)
-/// opening revalidates the file, while `stat` may answer from a minute-old attribute cache.
-fn current_len(path: &Path) -> Result<u64, Error> {
+/// A journal's length and modification time. Journals grow, except that `Journal::open` may
+/// cut a torn last line before appending: the time tells that apart from no change.
+type Version = (u64, Option<std::time::SystemTime>);
+
+/// A journal's [`Version`] as it is now. Opened, not `stat`ed: on NFS (a shared state
+/// directory) opening revalidates the file, while `stat` may answer from a minute-old
+/// attribute cache.
+fn version_of(path: &Path) -> Result<Version, Error> {
     let io = |source| Error::Io {
         path: path.to_owned(),
         source,
     };
-    Ok(std::fs::File::open(path)
+    let meta = std::fs::File::open(path)
         .map_err(io)?
         .metadata()
-        .map_err(io)?
-        .len())
+        .map_err(io)?;
+    Ok((meta.len(), meta.modified().ok()))
 }
 
-/// A journal's records with the length they were read at. The length is taken first: if the
-/// journal grows while it is read, the next question sees a different length and reads again.
-fn read_at_length(path: &Path) -> Result<Cached, Error> {
-    let len = current_len(path)?;
+/// A journal's records with the [`Version`] they were read at. The version is taken first: if
+/// the journal changes while it is read, the next question sees another version and reads
+/// again.
+fn read_versioned(path: &Path) -> Result<Cached, Error> {
+    let version = version_of(path)?;
     let records = read(path)?;
     Ok(Cached {
-        len,
+        version,
         records: records.into(),
     })
 }

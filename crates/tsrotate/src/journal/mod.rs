@@ -22,7 +22,7 @@ mod event;
 mod index;
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -163,26 +163,31 @@ impl Journal {
     }
 
     /// Open an existing journal for appending, returning it with its records. Only under the
-    /// lock of the rotation's old key: it may cut off a torn last line.
+    /// lock of the rotation's old key: it may cut off a torn last line or end an unterminated
+    /// one.
     pub fn open(state_dir: &Path, rotation_id: &str) -> Result<(Self, Vec<Record>), Error> {
         let path = Self::path_of(state_dir, rotation_id);
         if !path.exists() {
             return Err(Error::UnknownRotation(rotation_id.to_owned()));
         }
-        let records = read(&path)?;
+        let (records, tail) = read_with_tail(&path)?;
         let io = |source| Error::Io {
             path: path.clone(),
             source,
         };
-        let file = OpenOptions::new().append(true).open(&path).map_err(io)?;
-        // A torn last line (the process died while appending it; `read` ignored it) is cut
-        // off before anything is appended: the next record glued to it would read as damage.
-        let bytes = std::fs::read(&path).map_err(io)?;
-        let intact = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        if intact < bytes.len() {
-            file.set_len(intact as u64)
+        let mut file = OpenOptions::new().append(true).open(&path).map_err(io)?;
+        // Whatever follows must start on a line of its own, or it would be glued to the end
+        // and read as damage.
+        match tail {
+            Tail::Whole => {}
+            Tail::Unterminated => file
+                .write_all(b"\n")
                 .and_then(|()| file.sync_data())
-                .map_err(io)?;
+                .map_err(io)?,
+            Tail::Torn { at } => file
+                .set_len(at as u64)
+                .and_then(|()| file.sync_data())
+                .map_err(io)?,
         }
         let next_seq = records.last().map_or(0, |r| r.seq + 1);
         Ok((
@@ -228,25 +233,47 @@ impl Journal {
 
 /// Read every record of a journal file.
 pub fn read(path: &Path) -> Result<Vec<Record>, Error> {
-    let file = File::open(path).map_err(|source| Error::Io {
+    read_with_tail(path).map(|(records, _)| records)
+}
+
+/// How a journal file ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tail {
+    /// With a newline, as every append leaves it.
+    Whole,
+    /// With a record missing only its newline (written by hand, or a short write that stopped
+    /// exactly there): the record counts.
+    Unterminated,
+    /// With the start of a record the process died while appending, from byte `at`: it does
+    /// not count (the intent before it already says its effect may have happened).
+    Torn { at: usize },
+}
+
+/// Every record of a journal, and how it ends. A torn line can only be the last one and
+/// without its newline (an append writes the newline last): a bad line anywhere else,
+/// including a bad last line that has its newline, is damage.
+fn read_with_tail(path: &Path) -> Result<(Vec<Record>, Tail), Error> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
         path: path.to_owned(),
         source,
     })?;
-    let mut lines = Vec::new();
-    for line in BufReader::new(file).split(b'\n') {
-        lines.push(line.map_err(|source| Error::Io {
-            path: path.to_owned(),
-            source,
-        })?);
+    let ends_whole = bytes.last().is_none_or(|&b| b == b'\n');
+    let mut lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
+    if ends_whole {
+        lines.pop(); // the empty piece after the final newline
     }
-    let mut records = Vec::with_capacity(lines.len());
     let count = lines.len();
-    for (i, bytes) in lines.iter().enumerate() {
-        if bytes.iter().all(u8::is_ascii_whitespace) {
+    let mut records = Vec::with_capacity(count);
+    let mut tail = if ends_whole {
+        Tail::Whole
+    } else {
+        Tail::Unterminated
+    };
+    for (i, line) in lines.iter().enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let parsed: Result<Line, _> = serde_json::from_slice(bytes);
-        match parsed {
+        match serde_json::from_slice::<Line>(line) {
             Ok(line) if line.v > FORMAT_VERSION => {
                 return Err(Error::NewerVersion {
                     path: path.to_owned(),
@@ -258,12 +285,14 @@ pub fn read(path: &Path) -> Result<Vec<Record>, Error> {
                 at: line.at,
                 event: line.event,
             }),
-            // A torn final line: the process died while appending it, so its side effect
-            // may or may not have happened; the intent before it already says so.
-            Err(_) if i + 1 == count => {}
+            Err(_) if i + 1 == count && !ends_whole => {
+                tail = Tail::Torn {
+                    at: bytes.len() - line.len(),
+                };
+            }
             Err(e) => {
                 // Peek at the version so a newer format is reported as such.
-                let version = serde_json::from_slice::<serde_json::Value>(bytes)
+                let version = serde_json::from_slice::<serde_json::Value>(line)
                     .ok()
                     .and_then(|v| v.get("v").and_then(serde_json::Value::as_u64))
                     .unwrap_or(0);
@@ -288,7 +317,7 @@ pub fn read(path: &Path) -> Result<Vec<Record>, Error> {
             problem: "does not start with a `started` record".into(),
         });
     }
-    Ok(records)
+    Ok((records, tail))
 }
 
 /// The IDs of every rotation with a journal, oldest first.
@@ -377,5 +406,28 @@ mod tests {
             [0, 1, 2, 3]
         );
         assert!(matches!(records[3].event, Event::Revoked { .. }));
+    }
+
+    #[test]
+    fn a_whole_record_missing_its_newline_is_kept_and_a_bad_terminated_line_is_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::create(dir.path(), started()).unwrap();
+        let path = journal.path().to_owned();
+        drop(journal);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let one = text.trim_end_matches('\n').to_owned();
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        // The `started` line again, as a second record, without its newline.
+        file.write_all(one.replace("\"seq\":0", "\"seq\":1").as_bytes())
+            .unwrap();
+        drop(file);
+        let (mut journal, records) = Journal::open(dir.path(), "r20261128000000torn00").unwrap();
+        assert_eq!(records.len(), 2, "the unterminated record counts");
+        journal.append(Event::RollbackStarted).unwrap();
+        assert_eq!(read(&path).unwrap().len(), 3, "and nothing was glued to it");
+
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(b"{\"v\":1,\"seq\":3,\"at\":\n").unwrap();
+        assert!(matches!(read(&path), Err(Error::Damaged { line: 4, .. })));
     }
 }
