@@ -60,7 +60,7 @@ async fn check(global: &GlobalArgs) -> anyhow::Result<ExitStatus> {
     let path = settings::config_path(global)
         .map(|(p, _)| p.display().to_string())
         .unwrap_or_default();
-    let api = ApiSettings::resolve(&["auth_keys:read"], Some(&config))?;
+    let api = ApiSettings::resolve(global, &["auth_keys:read"], Some(&config))?;
     let client = api.client()?;
     let now = OffsetDateTime::now_utc();
     let (api_line, api_ok) = match &client {
@@ -149,8 +149,8 @@ struct Setting {
 fn show(global: &GlobalArgs) -> anyhow::Result<ExitStatus> {
     let located = settings::config_path(global);
     let config: Option<Config> = settings::load_config(global, false)?;
-    let api =
-        ApiSettings::resolve(&[], config.as_ref()).map_err(|e| UserError::new(e.to_string()))?;
+    let api = ApiSettings::resolve(global, &[], config.as_ref())
+        .map_err(|e| UserError::new(e.to_string()))?;
     let source = |var: &str, in_config: bool| {
         if env::var(var).is_some() {
             format!("env {var}")

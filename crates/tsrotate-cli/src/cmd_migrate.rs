@@ -78,7 +78,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
             scopes.push(scope);
         }
     }
-    let client = ApiSettings::resolve(&scopes, config.as_ref())?.require_client()?;
+    let client = ApiSettings::resolve(global, &scopes, config.as_ref())?.require_client()?;
     let request = Request {
         key,
         roots: args.in_paths.clone(),

@@ -26,6 +26,7 @@ pub(crate) struct Args {
 
 pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitStatus> {
     let state_dir = context::state_dir(global)?;
+    let settings = ApiSettings::configured(global, &["auth_keys"])?;
     let ids = if let Some(id) = &args.rotation_id {
         vec![id.clone()]
     } else {
@@ -57,7 +58,6 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
     if !context::confirm(&format!("Resume {} rotation(s)?", ids.len()), args.yes)? {
         return Err(UserError::new("cancelled; nothing was changed").into());
     }
-    let settings = ApiSettings::configured(global, &["auth_keys"])?;
     let mut outcomes = Vec::new();
     for id in ids {
         outcomes.push(resume_one(global, &settings, &state_dir, &id).await?);

@@ -36,10 +36,16 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
     let (_lock, journal, state) = rotation::open_locked(&state_dir, &args.rotation_id, |e| {
         UserError::new(e.to_string()).into()
     })?;
-    // Refuse before asking anything.
+    // Refuse before asking anything, and find the API before asking for the old key.
     state
         .next_rollback()
         .map_err(|e| UserError::new(e.to_string()))?;
+    let settings = ApiSettings::configured(global, &["auth_keys"])?;
+    let settings = ApiSettings {
+        tailnet: state.started.tailnet.clone(),
+        ..settings
+    };
+    let client = settings.require_client()?;
     let old = old_value(&state, args).await?;
     if !context::confirm(
         &format!(
@@ -50,12 +56,6 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
     )? {
         return Err(UserError::new("cancelled; nothing was changed").into());
     }
-    let settings = ApiSettings::configured(global, &["auth_keys"])?;
-    let settings = ApiSettings {
-        tailnet: state.started.tailnet.clone(),
-        ..settings
-    };
-    let client = settings.require_client()?;
     let mut recording = Recording::new(journal, &state_dir, &context::os_user(), &args.rotation_id);
     let mut world = ApiWorld::new(client, Vec::new()).with_configured(
         crate::settings::sink_credentials(),

@@ -4,7 +4,6 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use serde::Serialize;
-use time::OffsetDateTime;
 use tsrotate::api;
 use tsrotate::journal::{Event, Journal, SinkPlan, Template};
 use tsrotate::key::KeyKind;
@@ -136,8 +135,8 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
         key.as_ref()
             .and_then(|k| k.credential().map(|c| c.kind().clone()))
     });
-    let client =
-        ApiSettings::resolve(scopes_for(kind.as_ref()), config.as_ref())?.require_client()?;
+    let client = ApiSettings::resolve(global, scopes_for(kind.as_ref()), config.as_ref())?
+        .require_client()?;
     let credentials = settings::sink_credentials();
     let mut overrides = Overrides {
         reusable: args.reusable,
@@ -300,23 +299,31 @@ async fn from_scan(
         }
     }
     let config = settings::load_config(global, false)?;
-    let client = ApiSettings::resolve(&[], config.as_ref())?.require_client()?;
+    let client = ApiSettings::resolve(global, &[], config.as_ref())?.require_client()?;
     let mut status = ExitStatus::Success;
     let mut summary = FromScan::default();
     for (key_id, paths, scanned_status, in_history) in keys {
-        let live = match scanned_status.as_deref() {
-            Some(s) => s == "live",
-            None => plan::lookup(&client, &key_id, client.server_now())
-                .await
-                .map_err(|e| api_error(&format!("looking up key {key_id}"), e))?
-                .0
-                .is_live(),
+        // The scan's verdict stands when it is a definite one; `unknown` (the scanner's
+        // credentials could not tell) or none at all is asked again, with these credentials.
+        let verdict = match scanned_status.as_deref() {
+            Some(s @ ("live" | "revoked" | "expired" | "invalid" | "not-found")) => s.to_owned(),
+            _ => match plan::lookup(&client, &key_id, client.server_now()).await {
+                Ok((status, _)) => status.to_string(),
+                Err(e) => {
+                    let error = format!("{:#}", api_error(&format!("looking up key {key_id}"), e));
+                    let error = tsrotate::key::redact_in(&error);
+                    eprintln!("error: {key_id}: {error}");
+                    summary.failed.push(Failed { key_id, error });
+                    status = ExitStatus::Incomplete;
+                    continue;
+                }
+            },
         };
-        if !live {
-            eprintln!("{key_id}: not live; nothing to rotate");
+        if verdict != "live" {
+            eprintln!("{key_id}: {verdict}; nothing to rotate");
             summary.skipped.push(Skipped {
                 key_id,
-                reason: "not live".into(),
+                reason: verdict,
             });
             continue;
         }
@@ -437,9 +444,10 @@ pub(crate) async fn rotate(
         Some(rotation::lock_key(&state_dir, &key_id)?)
     };
     let journals = tsrotate::journal::Index::new(&state_dir);
-    if let Some(id) = rotation::unfinished_for(&journals, &key_id)?.first() {
+    if let Some(unfinished) = rotation::unfinished_for(&journals, &key_id)?.first() {
+        let id = &unfinished.0;
         return Err(
-            UserError::new(format!("rotation {id} of key {key_id} is not finished"))
+            UserError::new(rotation::unfinished_message(&key_id, unfinished))
                 .hint(format!(
                     "finish it with `tsrotate resume {id}` or undo it with `tsrotate rollback {id}`"
                 ))
@@ -447,7 +455,7 @@ pub(crate) async fn rotate(
         );
     }
     let known = journals.last_known(&key_id).unwrap_or(None);
-    let plan = plan::plan_rotation(client, request, known, OffsetDateTime::now_utc())
+    let plan = plan::plan_rotation(client, request, known, client.server_now())
         .await
         .map_err(plan_error)?;
 
@@ -524,6 +532,9 @@ pub(crate) fn plan_error(e: plan::Error) -> anyhow::Error {
             .hint("check the --in paths; to revoke the key without replacing it, use `tsrotate revoke`")
             .into(),
         plan::Error::Files(e) => UserError::new(e.to_string()).into(),
+        plan::Error::KindMismatch { .. } => UserError::new(e.to_string())
+            .hint("fix `kind` of the credential in the configuration")
+            .into(),
         plan::Error::Unreadable(message) => anyhow::anyhow!("{message}")
             .context("a configured place cannot be read; nothing was changed"),
     }

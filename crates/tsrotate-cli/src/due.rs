@@ -140,7 +140,11 @@ pub(crate) async fn observe(
     };
     let unchanged =
         earlier.filter(|e| e.evidence == evidence && (e.looked_up.is_some() || e.key_id.is_none()));
-    let (key_id, looked_up) = find_key(client, credential, &held, &rotations, unchanged).await;
+    let (key_id, looked_up, undecided) =
+        match find_key(client, credential, &held, &rotations, unchanged).await {
+            Ok((key_id, looked_up)) => (key_id, looked_up, None),
+            Err(problem) => (None, None, Some(problem)),
+        };
     let key_status = looked_up.as_ref().map(|(status, _)| *status);
     let expires = looked_up
         .as_ref()
@@ -151,7 +155,7 @@ pub(crate) async fn observe(
         expires,
         in_sync: held.len() <= 1,
         unfinished,
-        problem: problem.or_else(|| {
+        problem: problem.or(undecided).or_else(|| {
             key_id.is_none().then(|| {
                 "no place can be read and tsrotate never rotated it: rotate it once by key ID"
                     .to_owned()
@@ -192,14 +196,14 @@ async fn find_key(
     held: &[(KeyId, usize)],
     rotations: &[(String, State, OffsetDateTime)],
     unchanged: Option<&Observed>,
-) -> (Option<KeyId>, Option<(KeyStatus, Option<api::Key>)>) {
+) -> Result<(Option<KeyId>, Option<(KeyStatus, Option<api::Key>)>), String> {
     if let Some(earlier) = unchanged {
         // The key is the same; whether it has expired meanwhile is the clock's to say.
         let looked_up = earlier.looked_up.clone().map(|(status, meta)| match &meta {
             Some(key) => (KeyStatus::of(key, client.server_now()), meta),
             None => (status, meta),
         });
-        (earlier.key_id.clone(), looked_up)
+        Ok((earlier.key_id.clone(), looked_up))
     } else if credential.kind == ConfigKind::WebhookSecret {
         // The keys API does not know webhook secrets, and they do not expire: such a
         // credential is due only when its places disagree or a rotation is unfinished.
@@ -208,9 +212,9 @@ async fn find_key(
             .map(|(id, _)| id.clone())
             .or_else(|| last_done(rotations));
         let looked_up = key_id.as_ref().map(|_| (KeyStatus::Live, None));
-        (key_id, looked_up)
+        Ok((key_id, looked_up))
     } else {
-        let key_id = current_key(client, &credential.name, held, rotations).await;
+        let key_id = current_key(client, held, rotations).await?;
         let looked_up = match &key_id {
             Some(id) => plan::lookup(client, id, client.server_now())
                 .await
@@ -218,7 +222,7 @@ async fn find_key(
                 .ok(),
             None => None,
         };
-        (key_id, looked_up)
+        Ok((key_id, looked_up))
     }
 }
 
@@ -226,20 +230,20 @@ async fn find_key(
 /// else what its last finished rotation left in its write-only places.
 async fn current_key(
     client: &api::Client,
-    name: &str,
     held: &[(KeyId, usize)],
     rotations: &[(String, State, OffsetDateTime)],
-) -> Option<KeyId> {
+) -> Result<Option<KeyId>, String> {
     match held {
-        [] => last_done(rotations),
-        [(id, _)] => Some(id.clone()),
-        many => crate::managed::newest_live(client, many)
-            .await
-            .unwrap_or_else(|e| {
-                tracing::warn!("looking up the keys of `{name}`: {e}");
-                None
-            })
-            .or_else(|| many.first().map(|(id, _)| id.clone())),
+        [] => Ok(last_done(rotations)),
+        [(id, _)] => Ok(Some(id.clone())),
+        // None live: the most common. The API could not say: not decided this run, since
+        // rotating a dead copy's key would leave the live one running unreferenced.
+        many => match crate::managed::newest_live(client, many).await {
+            Ok(live) => Ok(live.or_else(|| many.first().map(|(id, _)| id.clone()))),
+            Err(e) => Err(format!(
+                "its places disagree and the API could not say which key is live: {e}"
+            )),
+        },
     }
 }
 
@@ -286,6 +290,7 @@ pub(crate) struct StatusArgs {}
 pub(crate) async fn status(global: &GlobalArgs, _args: &StatusArgs) -> anyhow::Result<ExitStatus> {
     let config = settings::load_config(global, true)?.expect("required");
     let client = ApiSettings::resolve(
+        global,
         &[
             "auth_keys:read",
             "oauth_keys:read",
@@ -398,7 +403,7 @@ pub(crate) async fn rotate_due(
     notify: Option<Secret>,
 ) -> anyhow::Result<ExitStatus> {
     let config: Config = settings::load_config(global, true)?.expect("required");
-    let client = ApiSettings::resolve(&[], Some(&config))?.require_client()?;
+    let client = ApiSettings::resolve(global, &[], Some(&config))?.require_client()?;
     let journals = journal::Index::new(&context::state_dir(global)?);
     let credentials = settings::sink_credentials();
     let notify = match notify {
@@ -544,9 +549,11 @@ async fn fresh(
     let _key_lock = rotation::lock_key(state_dir, &key_id)?;
     // A rotation of this key begun without the credential's name (`rotate KEY --in ...`), or
     // under another credential sharing the key, must be finished first, not duplicated.
-    if let Some(id) = rotation::unfinished_for(journals, &key_id)?.first() {
+    if let Some(unfinished) = rotation::unfinished_for(journals, &key_id)?.first() {
+        let id = &unfinished.0;
         anyhow::bail!(
-            "rotation {id} of key {key_id} is not finished: finish it with `tsrotate resume {id}` or undo it with `tsrotate rollback {id}`"
+            "{}: finish it with `tsrotate resume {id}` or undo it with `tsrotate rollback {id}`",
+            rotation::unfinished_message(&key_id, unfinished)
         );
     }
     let overrides = Overrides::default()

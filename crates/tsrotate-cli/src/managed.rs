@@ -39,14 +39,24 @@ pub(crate) async fn current_key(
 }
 
 /// Among keys held by places that disagree, the live one created last (`None` when none is
-/// live). Liveness is judged by the control plane's clock.
+/// live). Liveness is judged by the control plane's clock. A key whose lookup fails is left
+/// out when another is live (a stale copy must not stop the choice); when none is, the
+/// failure is the answer, since the one that failed may be the current key.
 pub(crate) async fn newest_live(
     client: &api::Client,
     held: &[(KeyId, usize)],
 ) -> Result<Option<KeyId>, api::Error> {
     let mut best: Option<(OffsetDateTime, KeyId)> = None;
+    let mut first_error = None;
     for (id, _) in held {
-        let (status, meta) = plan::lookup(client, id, client.server_now()).await?;
+        let (status, meta) = match plan::lookup(client, id, client.server_now()).await {
+            Ok(answer) => answer,
+            Err(e) => {
+                tracing::warn!("looking up key {id}: {e}");
+                first_error.get_or_insert(e);
+                continue;
+            }
+        };
         if status == KeyStatus::Live {
             let created = meta
                 .and_then(|k| k.created)
@@ -56,5 +66,10 @@ pub(crate) async fn newest_live(
             }
         }
     }
-    Ok(best.map(|(_, id)| id))
+    match (best, first_error) {
+        (Some((_, id)), _) => Ok(Some(id)),
+        // None live among those that answered: one that did not may be the current key.
+        (None, Some(e)) => Err(e),
+        (None, None) => Ok(None),
+    }
 }

@@ -160,19 +160,31 @@ pub(crate) fn open_locked(
     Ok((lock, journal, state))
 }
 
-/// The unfinished rotations whose old key is `key_id`.
+/// The unfinished rotations that replace `key_id` or minted it, each with the key it
+/// replaces. Either way, another rotation of `key_id` would race it.
 pub(crate) fn unfinished_for(
     journals: &journal::Index,
     key_id: &KeyId,
-) -> anyhow::Result<Vec<String>> {
+) -> anyhow::Result<Vec<(String, KeyId)>> {
     Ok(journals
         .of_key(key_id)?
         .into_iter()
-        .filter(|(_, records)| {
-            State::replay(records).is_some_and(|s| !s.is_finished() && s.old_key_id() == key_id)
+        .filter_map(|(id, records)| {
+            let state = State::replay(&records)?;
+            (!state.is_finished()
+                && (state.old_key_id() == key_id || state.minted.contains(key_id)))
+            .then(|| (id, state.old_key_id().clone()))
         })
-        .map(|(id, _)| id)
         .collect())
+}
+
+/// Why a key cannot be rotated while `rotation` (replacing `old`) is unfinished.
+pub(crate) fn unfinished_message(key_id: &KeyId, (rotation, old): &(String, KeyId)) -> String {
+    if old == key_id {
+        format!("rotation {rotation} of key {key_id} is not finished")
+    } else {
+        format!("rotation {rotation} of key {old}, which minted {key_id}, is not finished")
+    }
 }
 
 /// What a rotation run ended with, as reported.

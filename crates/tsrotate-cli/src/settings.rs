@@ -82,6 +82,9 @@ fn read_secret_file(path: &Path) -> Result<Secret, UserError> {
     Ok(Secret::new(value))
 }
 
+/// How [`config_path`] names a configuration found in the current folder.
+const LOCAL_ORIGIN: &str = "./tsrotate.toml";
+
 /// Where the configuration file is, and how we know: `--config`, else `TSROTATE_CONFIG`, else
 /// `./tsrotate.toml`, else `$XDG_CONFIG_HOME/tsrotate/config.toml` (or
 /// `~/.config/tsrotate/config.toml`). The last two only when they exist.
@@ -94,7 +97,7 @@ pub(crate) fn config_path(global: &GlobalArgs) -> Option<(PathBuf, &'static str)
     }
     let local = PathBuf::from("tsrotate.toml");
     if local.exists() {
-        return Some((local, "./tsrotate.toml"));
+        return Some((local, LOCAL_ORIGIN));
     }
     let user = env::var(env::XDG_CONFIG_HOME)
         .map(PathBuf::from)
@@ -104,9 +107,26 @@ pub(crate) fn config_path(global: &GlobalArgs) -> Option<(PathBuf, &'static str)
         .map(|p| (p, "the user configuration"))
 }
 
+/// A `base_url` from a configuration that was found in the current folder rather than named
+/// (`--config`, `TSROTATE_CONFIG`) or the user's own: only Tailscale's API or this machine.
+fn check_found_base_url(global: &GlobalArgs, url: &str) -> Result<(), UserError> {
+    let found_here = config_path(global).is_some_and(|(_, origin)| origin == LOCAL_ORIGIN);
+    if !found_here
+        || url.trim_end_matches('/') == api::DEFAULT_BASE_URL
+        || api::is_loopback_base_url(url)
+    {
+        return Ok(());
+    }
+    Err(UserError::new(format!(
+        "./tsrotate.toml sets [tailscale] base_url = \"{url}\": a configuration found in the current folder may not send Tailscale credentials anywhere but {} or this machine",
+        api::DEFAULT_BASE_URL
+    ))
+    .hint("if you trust this file, name it: --config ./tsrotate.toml (or set TSROTATE_CONFIG)"))
+}
+
 /// Load and validate the configuration, if there is one; `required` makes its absence an error.
 pub(crate) fn load_config(global: &GlobalArgs, required: bool) -> anyhow::Result<Option<Config>> {
-    let Some((path, _)) = config_path(global) else {
+    let Some((path, origin)) = config_path(global) else {
         if required {
             return Err(UserError::new("no configuration file")
                 .hint("give --config FILE, set TSROTATE_CONFIG, or create ./tsrotate.toml")
@@ -114,14 +134,24 @@ pub(crate) fn load_config(global: &GlobalArgs, required: bool) -> anyhow::Result
         }
         return Ok(None);
     };
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        UserError::new(format!(
-            "cannot read the configuration `{}`: {e}",
-            path.display()
-        ))
-    })?;
-    let config = Config::parse(&text, &path).map_err(|e| UserError::new(e.to_string()))?;
-    Ok(Some(config))
+    let loaded = std::fs::read_to_string(&path)
+        .map_err(|e| {
+            UserError::new(format!(
+                "cannot read the configuration `{}`: {e}",
+                path.display()
+            ))
+        })
+        .and_then(|text| Config::parse(&text, &path).map_err(|e| UserError::new(e.to_string())));
+    match loaded {
+        Ok(config) => Ok(Some(config)),
+        // A command that does not need a configuration is not stopped by one it merely
+        // found (in the current folder, or the user's): `revoke` in an emergency least of all.
+        Err(e) if !required && !matches!(origin, "--config" | "TSROTATE_CONFIG") => {
+            tracing::warn!("{e}; going on without it");
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Credentials for the services sinks write to, from their usual environment variables.
@@ -162,39 +192,68 @@ impl ApiSettings {
     /// the API the same way, whether or not it uses the rest of the configuration.
     pub(crate) fn configured(global: &GlobalArgs, scopes: &[&str]) -> anyhow::Result<Self> {
         let config = load_config(global, false)?;
-        Ok(Self::resolve(scopes, config.as_ref())?)
+        Ok(Self::resolve(global, scopes, config.as_ref())?)
     }
 
     /// The environment, then the configuration's `[tailscale]` section, then defaults.
-    pub(crate) fn resolve(scopes: &[&str], config: Option<&Config>) -> Result<Self, UserError> {
+    ///
+    /// Credentials are one unit: when the environment holds any, the configuration's are not
+    /// looked at (an OAuth secret file named by a stray `./tsrotate.toml` must not win over
+    /// the `TAILSCALE_API_KEY` the person set). And a configuration found in the current
+    /// folder, which may have come with a checkout, cannot point the API anywhere but
+    /// Tailscale or this machine: credentials would follow it.
+    pub(crate) fn resolve(
+        global: &GlobalArgs,
+        scopes: &[&str],
+        config: Option<&Config>,
+    ) -> Result<Self, UserError> {
         let section = config.map(|c| &c.tailscale);
-        let base_url = env::var(env::TAILSCALE_BASE_URL)
-            .or_else(|| section.and_then(|s| s.base_url.clone()))
-            .unwrap_or_else(|| api::DEFAULT_BASE_URL.to_owned());
+        let base_url = match env::var(env::TAILSCALE_BASE_URL) {
+            Some(url) => url,
+            None => match section.and_then(|s| s.base_url.clone()) {
+                Some(url) => {
+                    check_found_base_url(global, &url)?;
+                    url
+                }
+                None => api::DEFAULT_BASE_URL.to_owned(),
+            },
+        };
         let tailnet = env::var(env::TAILSCALE_TAILNET)
             .or_else(|| section.and_then(|s| s.tailnet.clone()))
             .unwrap_or_else(|| "-".to_owned());
-        let secret_file = env::var(env::TAILSCALE_OAUTH_CLIENT_SECRET_FILE)
-            .map(PathBuf::from)
-            .or_else(|| section.and_then(|s| s.oauth_client_secret_file.clone()));
-        let client_secret = match env::var(env::TAILSCALE_OAUTH_CLIENT_SECRET) {
-            Some(v) => Some(Secret::new(v)),
-            None => secret_file.map(|f| read_secret_file(&f)).transpose()?,
+        let env_has_credentials = [
+            env::TAILSCALE_OAUTH_CLIENT_SECRET,
+            env::TAILSCALE_OAUTH_CLIENT_SECRET_FILE,
+            env::TAILSCALE_API_KEY,
+            env::TAILSCALE_API_KEY_FILE,
+        ]
+        .iter()
+        .any(|name| env::var(name).is_some());
+        let credentials = section.filter(|_| !env_has_credentials);
+        let secret = match env::var(env::TAILSCALE_OAUTH_CLIENT_SECRET) {
+            Some(v) => Some((
+                Secret::new(v),
+                env::TAILSCALE_OAUTH_CLIENT_SECRET.to_owned(),
+            )),
+            None => env::var(env::TAILSCALE_OAUTH_CLIENT_SECRET_FILE)
+                .map(PathBuf::from)
+                .or_else(|| credentials.and_then(|s| s.oauth_client_secret_file.clone()))
+                .map(|f| Ok((read_secret_file(&f)?, format!("`{}`", f.display()))))
+                .transpose()?,
         };
-        let auth = if let Some(client_secret) = client_secret {
+        let auth = if let Some((client_secret, source)) = secret {
             let parsed = Credential::parse(client_secret.expose_secret()).ok();
             if parsed
                 .as_ref()
                 .is_some_and(|c| c.kind() != &KeyKind::OAuthClientSecret)
             {
                 return Err(UserError::new(format!(
-                    "{} does not hold an OAuth client secret (`tskey-client-…`)",
-                    env::TAILSCALE_OAUTH_CLIENT_SECRET
+                    "{source} does not hold an OAuth client secret (`tskey-client-…`)"
                 )));
             }
             // The secret alone identifies the client; the ID is optional.
             let client_id = env::var(env::TAILSCALE_OAUTH_CLIENT_ID)
-                .or_else(|| section.and_then(|s| s.oauth_client_id.clone()))
+                .or_else(|| credentials.and_then(|s| s.oauth_client_id.clone()))
                 .or_else(|| parsed.as_ref().map(|c| c.key_id().to_string()))
                 .unwrap_or_default();
             Some(Auth::OAuthClient {
@@ -205,7 +264,7 @@ impl ApiSettings {
         } else {
             let key_file = env::var(env::TAILSCALE_API_KEY_FILE)
                 .map(PathBuf::from)
-                .or_else(|| section.and_then(|s| s.api_key_file.clone()));
+                .or_else(|| credentials.and_then(|s| s.api_key_file.clone()));
             match env::var(env::TAILSCALE_API_KEY) {
                 Some(v) => Some(Auth::ApiAccessToken(Secret::new(v))),
                 None => key_file
@@ -247,7 +306,7 @@ impl ApiSettings {
         self.client()?.ok_or_else(|| {
             UserError::new("no Tailscale API credentials")
                 .hint(format!(
-                    "set {} and {} (an OAuth client, recommended) or {} (a personal API access token)",
+                    "set {} and {} (an OAuth client, recommended) or {} (a personal API access token), or name them in the configuration's [tailscale] section",
                     env::TAILSCALE_OAUTH_CLIENT_ID,
                     env::TAILSCALE_OAUTH_CLIENT_SECRET,
                     env::TAILSCALE_API_KEY

@@ -892,7 +892,8 @@ fn from_scan_rotates_every_live_key_found_in_files() {
         .expect(0);
     assert!(run.stdout.contains("done"), "{}", run.stdout);
     assert!(
-        run.stderr.contains(&format!("{dead_id}: not live")),
+        run.stderr
+            .contains(&format!("{dead_id}: revoked; nothing to rotate")),
         "{}",
         run.stderr
     );
@@ -948,7 +949,7 @@ fn from_scan_in_json_prints_one_document_for_all_its_rotations() {
     assert_eq!(rotated, expected);
     assert_eq!(
         summary["skipped"],
-        json!([{"key_id": dead_id, "reason": "not live"}])
+        json!([{"key_id": dead_id, "reason": "revoked"}])
     );
     assert_eq!(summary["failed"], json!([]));
     for (_, id) in credentials_in(env.work.path()) {
@@ -956,4 +957,58 @@ fn from_scan_in_json_prints_one_document_for_all_its_rotations() {
         assert_ne!(id, second_id);
     }
     env.assert_state_clean();
+}
+
+/// A scan that could not tell (`unknown`) is asked again; a key whose lookup fails is listed
+/// as failed, and the rotations already made are still reported in the one document.
+#[test]
+fn from_scan_asks_again_when_the_scan_could_not_tell_and_reports_what_failed() {
+    let mut env = TestEnv::new();
+    let (unknown_id, unknown) = env.mint_default();
+    let (refused_id, refused) = env.mint_default();
+    env.write("a/.env", format!("TS_AUTHKEY={unknown}\n"));
+    env.write("b/.env", format!("TS_AUTHKEY={refused}\n"));
+    let scan = env
+        .run(
+            env.cmd()
+                .args(["--format", "json", "scan"])
+                .arg(env.work.path()),
+        )
+        .expect(1);
+    let mut findings = scan.json();
+    for f in findings.as_array_mut().unwrap() {
+        if f["key_id"] == unknown_id.as_str() {
+            f["status"] = json!("unknown");
+        }
+    }
+    let report = env.write_aside("scan.json", findings.to_string());
+    emulator::add_fault(
+        env.url(),
+        &json!({"method": "GET", "path_prefix": format!("/api/v2/tailnet/-/keys/{refused_id}"), "status": 403}),
+    );
+    let run = env
+        .run(
+            env.cmd()
+                .args(["--format", "json", "rotate", "--from-scan"])
+                .arg(&report)
+                .arg("--yes"),
+        )
+        .expect(1);
+    let summary = run.json();
+    assert_eq!(
+        summary["rotations"].as_array().unwrap().len(),
+        1,
+        "{summary}"
+    );
+    assert_eq!(
+        summary["rotations"][0]["outcome"]["old_key_id"],
+        unknown_id.as_str()
+    );
+    assert_eq!(
+        summary["failed"][0]["key_id"],
+        refused_id.as_str(),
+        "{summary}"
+    );
+    assert_eq!(env.key(&unknown_id)["invalid"], true);
+    assert_eq!(env.key(&refused_id)["invalid"], false);
 }

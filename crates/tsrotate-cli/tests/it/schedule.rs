@@ -529,3 +529,91 @@ fn a_damaged_journal_is_reported_once_and_the_rest_goes_on() {
         run.stderr
     );
 }
+
+/// The same when the hand-made rotation got as far as writing its new key: the places hold
+/// the key it minted, and rotating that key again would leave the first rotation dangling.
+#[test]
+fn an_unfinished_rotation_that_minted_the_held_key_blocks_a_second_one() {
+    let mut env = TestEnv::new();
+    let (config, ids) = setup(&mut env);
+    env.run(
+        env.cmd()
+            .args(["rotate", &ids[0], "--yes", "--verify-cmd", "false", "--in"])
+            .arg(env.work.path().join("web")),
+    )
+    .expect(1);
+    let minted = held(&env, "web");
+    assert_ne!(minted, ids[0]);
+    let _ = emulator::advance_clock(env.url(), 85 * 86_400);
+    let run = env.run(
+        env.cmd()
+            .arg("--config")
+            .arg(&config)
+            .args(["--format", "json", "rotate", "--due", "--yes"]),
+    );
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    let results = run.json();
+    let web = results
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["credential"] == "web")
+        .unwrap();
+    assert_eq!(web["action"], "failed", "{web}");
+    let detail = web["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&format!("which minted {minted}")),
+        "{detail}"
+    );
+    assert_eq!(held(&env, "web"), minted);
+    assert_eq!(
+        env.key(&ids[0])["invalid"],
+        false,
+        "the first rotation's old key is still live"
+    );
+}
+
+/// A credential configured as the wrong kind is refused before anything changes: rotating
+/// it as configured would write the wrong kind of secret over the consumers' credential.
+#[test]
+fn a_credential_of_the_wrong_kind_is_refused_before_anything_changes() {
+    let mut env = TestEnv::new();
+    let (config, ids) = setup(&mut env);
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("kind = \"auth-key\"", "kind = \"oauth-client\"");
+    std::fs::write(&config, text).unwrap();
+    let _ = emulator::advance_clock(env.url(), 85 * 86_400);
+    let run = env.run(
+        env.cmd()
+            .arg("--config")
+            .arg(&config)
+            .args(["--format", "json", "rotate", "--due", "--yes"]),
+    );
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    let results = run.json();
+    assert_eq!(results.as_array().unwrap().len(), 2, "{results}");
+    for result in results.as_array().unwrap() {
+        assert_eq!(result["action"], "failed", "{result}");
+        assert!(
+            result["detail"]
+                .as_str()
+                .unwrap()
+                .contains("the API says key"),
+            "{result}"
+        );
+    }
+    for id in &ids {
+        assert_eq!(env.key(id)["invalid"], false);
+    }
+    assert_eq!(held(&env, "web"), ids[0]);
+    assert_eq!(held(&env, "ci"), ids[1]);
+    assert!(
+        !env.state.path().join("rotations").exists()
+            || std::fs::read_dir(env.state.path().join("rotations"))
+                .unwrap()
+                .next()
+                .is_none(),
+        "no rotation was started"
+    );
+}

@@ -90,7 +90,10 @@ impl TestEnv {
                 cmd.env_remove(k);
             }
         }
-        cmd.env("TAILSCALE_BASE_URL", self.url())
+        // The developer's own ~/.config/tsrotate/config.toml must not reach the tests.
+        cmd.env("HOME", self.aside.path())
+            .env_remove("XDG_CONFIG_HOME")
+            .env("TAILSCALE_BASE_URL", self.url())
             .env("TAILSCALE_API_KEY", &self.emu.bootstrap().api_key)
             .env("TSROTATE_STATE_DIR", self.state.path())
             .env("NO_COLOR", "1")

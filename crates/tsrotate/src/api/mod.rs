@@ -206,6 +206,13 @@ fn parse_base_url(raw: &str) -> Result<Url, Error> {
     Ok(url)
 }
 
+/// Whether `base_url` names this machine (`127.0.0.0/8`, `::1`, `localhost`): the emulator
+/// and test servers, never a place a credential could leak to.
+#[must_use]
+pub fn is_loopback_base_url(base_url: &str) -> bool {
+    Url::parse(base_url).is_ok_and(|url| is_loopback(&url))
+}
+
 fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),

@@ -224,6 +224,18 @@ pub enum Error {
     /// A configured place could not be read; nothing was changed.
     #[error("{0}")]
     Unreadable(String),
+    /// The configuration calls the credential one kind and the API says the key is another.
+    #[error(
+        "the configuration says this credential is {configured}, but the API says key {key_id} is {actual}"
+    )]
+    KindMismatch {
+        /// The key.
+        key_id: KeyId,
+        /// What the configuration says.
+        configured: KeyKind,
+        /// What the API says.
+        actual: KeyKind,
+    },
 }
 
 /// A new rotation ID: `r`, the UTC time to the second, and six random characters. Sorting
@@ -289,6 +301,23 @@ pub async fn plan_rotation(
         (KeyRef::Id(_), Some(KeyType::Api)) => KeyKind::ApiAccessToken,
         (KeyRef::Id(_), Some(other)) => KeyKind::Other(format!("{other:?}").to_lowercase()),
     };
+    // A wrong kind in the configuration would write the wrong kind of secret over the
+    // consumers' credential and then revoke the one they used: refuse instead.
+    let api_kind = match metadata.as_ref().and_then(|k| k.key_type.clone()) {
+        Some(KeyType::Auth) => Some(KeyKind::AuthKey),
+        Some(KeyType::Client) => Some(KeyKind::OAuthClientSecret),
+        Some(KeyType::Api) => Some(KeyKind::ApiAccessToken),
+        _ => None,
+    };
+    if let (Some(configured), Some(actual)) = (&request.kind_hint, api_kind)
+        && *configured != actual
+    {
+        return Err(Error::KindMismatch {
+            key_id,
+            configured: configured.clone(),
+            actual,
+        });
+    }
     let kind = request.kind_hint.clone().unwrap_or(kind);
     let source = metadata.clone().or(known);
     let template = match (&kind, &request.migrate_to) {
