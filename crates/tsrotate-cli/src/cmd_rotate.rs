@@ -454,6 +454,14 @@ pub(crate) async fn rotate(
                 .into(),
         );
     }
+    if let Some(damaged) = journals.damaged_for(None, Some(&key_id)).first() {
+        return Err(UserError::new(format!(
+            "the journal of rotation {} of key {key_id} cannot be read ({})",
+            damaged.rotation_id, damaged.error
+        ))
+        .hint("the rotation may be unfinished: repair the journal, or move it out of the state directory once you know the key's replacements are in order")
+        .into());
+    }
     let known = journals.last_known(&key_id).unwrap_or(None);
     let plan = plan::plan_rotation(client, request, known, client.server_now())
         .await

@@ -155,12 +155,15 @@ pub(crate) async fn observe(
         expires,
         in_sync: held.len() <= 1,
         unfinished,
-        problem: problem.or(undecided).or_else(|| {
-            key_id.is_none().then(|| {
-                "no place can be read and tsrotate never rotated it: rotate it once by key ID"
-                    .to_owned()
-            })
-        }),
+        problem: problem
+            .or(undecided)
+            .or_else(|| damaged_problem(journals, &credential.name, key_id.as_ref()))
+            .or_else(|| {
+                key_id.is_none().then(|| {
+                    "no place can be read and tsrotate never rotated it: rotate it once by key ID"
+                        .to_owned()
+                })
+            }),
     };
     let due = schedule::due(&observation, credential.rotate_before_seconds, now);
     let observed = Observed {
@@ -245,6 +248,21 @@ async fn current_key(
             )),
         },
     }
+}
+
+/// A journal of a rotation of this credential or key that cannot be read: the rotation may be
+/// unfinished, so nothing is rotated until a person looks.
+fn damaged_problem(
+    journals: &journal::Index,
+    name: &str,
+    key_id: Option<&KeyId>,
+) -> Option<String> {
+    journals.damaged_for(Some(name), key_id).first().map(|d| {
+        format!(
+            "the journal of its rotation {} cannot be read ({}): repair it, or move it out of the state directory once you know the rotation's keys are in order",
+            d.rotation_id, d.error
+        )
+    })
 }
 
 /// The key the last finished rotation left in the places.
@@ -457,7 +475,11 @@ pub(crate) async fn rotate_due(
         println!();
     }
     post_summary(notify.as_ref(), &results, &observed).await;
-    Ok(if results.iter().any(|r| r.action == "failed") {
+    // Broken credentials were not rotated (nothing could be), and still need a person.
+    let broken = observed
+        .iter()
+        .any(|o| o.due.needs_attention() && !o.due.is_due());
+    Ok(if broken || results.iter().any(|r| r.action == "failed") {
         ExitStatus::Incomplete
     } else {
         ExitStatus::Success
@@ -555,6 +577,9 @@ async fn fresh(
             "{}: finish it with `tsrotate resume {id}` or undo it with `tsrotate rollback {id}`",
             rotation::unfinished_message(&key_id, unfinished)
         );
+    }
+    if let Some(problem) = damaged_problem(journals, &credential.name, Some(&key_id)) {
+        anyhow::bail!("{problem}");
     }
     let overrides = Overrides::default()
         .or_template(&credential.template)

@@ -617,3 +617,57 @@ fn a_credential_of_the_wrong_kind_is_refused_before_anything_changes() {
         "no rotation was started"
     );
 }
+
+/// A damaged journal whose first record names the credential stops that credential (its
+/// rotation may be unfinished) and only that one.
+#[test]
+fn a_damaged_journal_of_a_credential_stops_that_credential_only() {
+    let mut env = TestEnv::new();
+    let (config, ids) = setup(&mut env);
+    env.run(env.cmd().arg("--config").arg(&config).args([
+        "rotate",
+        "--credential",
+        "web",
+        "--yes",
+        "--verify-cmd",
+        "false",
+    ]))
+    .expect(1);
+    let journal = std::fs::read_dir(env.state.path().join("rotations"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .unwrap();
+    let mut text = std::fs::read_to_string(&journal).unwrap();
+    text.insert_str(text.find('\n').unwrap() + 1, "garbage\n");
+    std::fs::write(&journal, text).unwrap();
+    let _ = emulator::advance_clock(env.url(), 85 * 86_400);
+
+    let (code, rows) = status(&env, &config);
+    assert_eq!(code, 1);
+    let web = rows.iter().find(|r| r["name"] == "web").unwrap();
+    assert_eq!(web["due"]["state"], "broken", "{web}");
+    assert!(
+        web["due"]["problem"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be read"),
+        "{web}"
+    );
+    let run = env.run(
+        env.cmd()
+            .arg("--config")
+            .arg(&config)
+            .args(["--format", "json", "rotate", "--due", "--yes"]),
+    );
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    let results = run.json();
+    assert_eq!(results.as_array().unwrap().len(), 1, "{results}");
+    assert_eq!(results[0]["credential"], "ci");
+    assert_eq!(results[0]["action"], "rotated");
+    assert_eq!(
+        env.key(&ids[0])["invalid"],
+        false,
+        "web's old key is left alone"
+    );
+}

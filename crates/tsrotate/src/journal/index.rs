@@ -26,6 +26,23 @@ pub struct Index {
     cache: Mutex<HashMap<String, Cached>>,
     /// Journals already reported as unreadable: said once per run, not once per question.
     reported: Mutex<HashSet<String>>,
+    /// Unreadable journals as of the last question, with what their first record says when
+    /// it can be read: the rotation they record may be unfinished, so their credential and
+    /// key must not be rotated again until a person looks.
+    damaged: Mutex<HashMap<String, Damaged>>,
+}
+
+/// An unreadable journal.
+#[derive(Debug, Clone)]
+pub struct Damaged {
+    /// The rotation (the file's name).
+    pub rotation_id: String,
+    /// What is wrong with it.
+    pub error: String,
+    /// The managed credential it rotates, when its first record can be read.
+    pub credential: Option<String>,
+    /// The key it replaces, when its first record can be read.
+    pub old_key: Option<KeyId>,
 }
 
 /// The records of one journal as last read, and the file's length and modification time then.
@@ -68,6 +85,7 @@ impl Index {
             state_dir: state_dir.to_owned(),
             cache: Mutex::new(HashMap::new()),
             reported: Mutex::new(HashSet::new()),
+            damaged: Mutex::new(HashMap::new()),
         }
     }
 
@@ -143,7 +161,9 @@ impl Index {
     fn select(&self, may_concern: impl Fn(&Cached) -> bool) -> Result<Vec<Rotation>, Error> {
         let ids = list(&self.state_dir)?;
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut damaged = self.damaged.lock().unwrap_or_else(PoisonError::into_inner);
         cache.retain(|id, _| ids.binary_search(id).is_ok());
+        damaged.clear();
         let mut out = Vec::new();
         for id in ids {
             let path = Journal::path_of(&self.state_dir, &id);
@@ -160,6 +180,16 @@ impl Index {
                         // Gone since the listing (a person moved it away): not damage.
                         if path.exists() {
                             self.report(&id, &e);
+                            let started = first_started(&path);
+                            damaged.insert(
+                                id.clone(),
+                                Damaged {
+                                    rotation_id: id.clone(),
+                                    error: e.to_string(),
+                                    credential: started.as_ref().and_then(|s| s.credential.clone()),
+                                    old_key: started.map(|s| s.old.key_id),
+                                },
+                            );
                         }
                         continue;
                     }
@@ -176,6 +206,23 @@ impl Index {
 }
 
 impl Index {
+    /// The unreadable journals that record a rotation of credential `name` or of key
+    /// `key_id` (as far as their first record says), as of the last question asked.
+    #[must_use]
+    pub fn damaged_for(&self, name: Option<&str>, key_id: Option<&KeyId>) -> Vec<Damaged> {
+        let damaged = self.damaged.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut found: Vec<Damaged> = damaged
+            .values()
+            .filter(|d| {
+                (name.is_some() && d.credential.as_deref() == name)
+                    || (key_id.is_some() && d.old_key.as_ref() == key_id)
+            })
+            .cloned()
+            .collect();
+        found.sort_by(|a, b| a.rotation_id.cmp(&b.rotation_id));
+        found
+    }
+
     fn report(&self, id: &str, error: &Error) {
         let mut reported = self.reported.lock().unwrap_or_else(PoisonError::into_inner);
         if reported.insert(id.to_owned()) {
@@ -183,6 +230,16 @@ impl Index {
                 "{error}; skipped (a rotation it records is neither resumed nor counted: repair or move the file)"
             );
         }
+    }
+}
+
+/// The `started` record of a journal that cannot be read as a whole, if its first line is one.
+fn first_started(path: &Path) -> Option<super::Started> {
+    let bytes = std::fs::read(path).ok()?;
+    let first = bytes.split(|&b| b == b'\n').next()?;
+    match serde_json::from_slice::<super::Line>(first).ok()?.event {
+        Event::Started(started) => Some(*started),
+        _ => None,
     }
 }
 
@@ -288,6 +345,29 @@ mod tests {
             ["20261101-a", "20261103-c"]
         );
         assert!(index.of_credential("nobody").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_damaged_journal_is_told_by_its_first_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::new(dir.path());
+        Journal::create(dir.path(), started("20261101-a", Some("ci"), "kOLD1CNTRL")).unwrap();
+        let path = Journal::path_of(dir.path(), "20261101-a");
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str("garbage\n{\"v\":1}\n");
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "a test fixture, not a consumer's file"
+        )]
+        std::fs::write(&path, text).unwrap();
+        assert!(index.of_credential("ci").unwrap().is_empty());
+        let old: KeyId = "kOLD1CNTRL".parse().unwrap();
+        let by_name = index.damaged_for(Some("ci"), None);
+        let by_key = index.damaged_for(None, Some(&old));
+        assert_eq!(by_name.len(), 1);
+        assert_eq!(by_key.len(), 1);
+        assert_eq!(by_name[0].rotation_id, "20261101-a");
+        assert!(index.damaged_for(Some("web"), None).is_empty());
     }
 
     #[test]

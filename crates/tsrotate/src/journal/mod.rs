@@ -31,7 +31,7 @@ use time::OffsetDateTime;
 pub use event::{
     AuthKeyTemplate, ClientTemplate, Event, OldKey, SinkPlan, Started, Template, TokenTemplate,
 };
-pub use index::{Index, Rotation};
+pub use index::{Damaged, Index, Rotation};
 
 /// The journal format this version writes and understands.
 pub const FORMAT_VERSION: u32 = 1;
