@@ -1,9 +1,7 @@
 //! `tsrotate config check|show`: validate the configuration, see what tsrotate would use.
 
 use serde::Serialize;
-use time::OffsetDateTime;
 use tsrotate::api::Auth;
-use tsrotate::config::Config;
 use tsrotate::key::KeyId;
 use tsrotate::rotate::places;
 use tsrotate::rotate::plan::{self, KeyStatus};
@@ -11,7 +9,7 @@ use tsrotate::rotate::plan::{self, KeyStatus};
 use crate::args::{Format, GlobalArgs};
 use crate::context;
 use crate::exit::{ExitStatus, UserError};
-use crate::settings::{self, ApiSettings, env};
+use crate::settings::{self, ApiSettings, Need, env};
 
 /// Arguments of `tsrotate config`.
 #[derive(Debug, clap::Args)]
@@ -56,13 +54,12 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
 }
 
 async fn check(global: &GlobalArgs) -> anyhow::Result<ExitStatus> {
-    let config = settings::load_config(global, true)?.expect("required");
-    let path = settings::config_path(global)
+    let config = settings::load_config(global, Need::Required)?.expect("required");
+    let path = settings::config_path(global, Need::Required)
         .map(|(p, _)| p.display().to_string())
         .unwrap_or_default();
-    let api = ApiSettings::resolve(global, &["auth_keys:read"], Some(&config))?;
+    let api = ApiSettings::resolve(&["auth_keys:read"], Some(&config))?;
     let client = api.client()?;
-    let now = OffsetDateTime::now_utc();
     let (api_line, api_ok) = match &client {
         None => ("no Tailscale API credentials configured".to_owned(), false),
         Some(c) => match c.list_keys(false).await {
@@ -80,7 +77,7 @@ async fn check(global: &GlobalArgs) -> anyhow::Result<ExitStatus> {
             let place = tsrotate::sink::describe(&reading.sink.spec);
             let key_id = reading.key_id();
             let key_status = match (&key_id, &client) {
-                (Some(id), Some(c)) => plan::lookup(c, id, now).await.ok().map(|(s, _)| s),
+                (Some(id), Some(c)) => plan::lookup(c, id).await.ok().map(|(s, _)| s),
                 _ => None,
             };
             let (state, error) = match &reading.snapshot {
@@ -147,10 +144,10 @@ struct Setting {
 }
 
 fn show(global: &GlobalArgs) -> anyhow::Result<ExitStatus> {
-    let located = settings::config_path(global);
-    let config: Option<Config> = settings::load_config(global, false)?;
-    let api = ApiSettings::resolve(global, &[], config.as_ref())
-        .map_err(|e| UserError::new(e.to_string()))?;
+    let located = settings::config_path(global, Need::Shown);
+    let config = settings::load_config(global, Need::Shown)?;
+    let api =
+        ApiSettings::resolve(&[], config.as_ref()).map_err(|e| UserError::new(e.to_string()))?;
     let source = |var: &str, in_config: bool| {
         if env::var(var).is_some() {
             format!("env {var}")
@@ -173,9 +170,10 @@ fn show(global: &GlobalArgs) -> anyhow::Result<ExitStatus> {
             value: located
                 .as_ref()
                 .map_or_else(|| "none".to_owned(), |(p, _)| p.display().to_string()),
-            source: located
-                .as_ref()
-                .map_or_else(|| "not found".to_owned(), |(_, s)| (*s).to_owned()),
+            source: located.as_ref().map_or_else(
+                || "not found".to_owned(),
+                |(_, origin)| origin.describe().to_owned(),
+            ),
         },
         Setting {
             name: "base_url",

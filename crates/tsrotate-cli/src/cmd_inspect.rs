@@ -54,7 +54,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
         ],
     )?
     .require_client()?;
-    let (status, meta) = plan::lookup(&client, &id, client.server_now())
+    let (status, meta) = plan::lookup(&client, &id)
         .await
         .map_err(|e| api_error(&format!("looking up key {id}"), e))?;
     let report = build(&key, client.tailnet(), status, meta.as_ref());

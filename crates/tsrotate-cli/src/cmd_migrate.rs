@@ -13,7 +13,7 @@ use crate::args::GlobalArgs;
 use crate::cmd_rotate::{self, Options};
 use crate::context;
 use crate::exit::{ExitStatus, UserError};
-use crate::settings::{self, ApiSettings};
+use crate::settings::{self, ApiSettings, Need};
 
 /// Arguments of `tsrotate migrate-to-oauth`.
 #[derive(Debug, clap::Args)]
@@ -70,7 +70,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
         .hint("add --tags tag:name")
         .into());
     }
-    let config = settings::load_config(global, false)?;
+    let config = settings::load_config(global, Need::ApiOnly)?;
     // The token that creates the client must itself hold every scope the client gets.
     let mut scopes: Vec<&str> = vec!["oauth_keys", "api_access_tokens"];
     for scope in &args.scopes {
@@ -78,7 +78,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
             scopes.push(scope);
         }
     }
-    let client = ApiSettings::resolve(global, &scopes, config.as_ref())?.require_client()?;
+    let client = ApiSettings::resolve(&scopes, config.as_ref())?.require_client()?;
     let request = Request {
         key,
         roots: args.in_paths.clone(),

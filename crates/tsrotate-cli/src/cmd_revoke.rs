@@ -37,7 +37,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
     let client =
         ApiSettings::configured(global, &["auth_keys", "oauth_keys", "api_access_tokens"])?
             .require_client()?;
-    let (before, _) = plan::lookup(&client, &id, client.server_now())
+    let (before, _) = plan::lookup(&client, &id)
         .await
         .map_err(|e| api_error(&format!("looking up key {id}"), e))?;
     let human = global.format == Format::Human;
@@ -58,7 +58,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
             Err(e) => return Err(api_error(&format!("revoking key {id}"), e)),
         }
     }
-    let (after, _) = plan::lookup(&client, &id, client.server_now())
+    let (after, _) = plan::lookup(&client, &id)
         .await
         .map_err(|e| api_error(&format!("confirming key {id} is dead"), e))?;
     if after.is_live() {

@@ -17,7 +17,7 @@ use crate::context;
 use crate::exit::{ExitStatus, UserError};
 use crate::managed;
 use crate::rotation::{self, Outcome, Recording};
-use crate::settings::{self, ApiSettings};
+use crate::settings::{self, ApiSettings, Need};
 
 /// Arguments of `tsrotate rotate`.
 #[derive(Debug, clap::Args)]
@@ -126,7 +126,14 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
         return from_scan(global, args, file).await;
     }
     let key = args.key.as_deref().map(context::key_arg).transpose()?;
-    let config = settings::load_config(global, args.credential.is_some())?;
+    let config = settings::load_config(
+        global,
+        if args.credential.is_some() {
+            Need::Required
+        } else {
+            Need::Places
+        },
+    )?;
     let managed_kind = match (&args.credential, config.as_ref()) {
         (Some(name), Some(config)) => config.credential(name).map(|c| config_kind(c.kind)),
         _ => None,
@@ -135,8 +142,8 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
         key.as_ref()
             .and_then(|k| k.credential().map(|c| c.kind().clone()))
     });
-    let client = ApiSettings::resolve(global, scopes_for(kind.as_ref()), config.as_ref())?
-        .require_client()?;
+    let client =
+        ApiSettings::resolve(scopes_for(kind.as_ref()), config.as_ref())?.require_client()?;
     let credentials = settings::sink_credentials();
     let mut overrides = Overrides {
         reusable: args.reusable,
@@ -298,8 +305,8 @@ async fn from_scan(
             entry.3 = true;
         }
     }
-    let config = settings::load_config(global, false)?;
-    let client = ApiSettings::resolve(global, &[], config.as_ref())?.require_client()?;
+    let config = settings::load_config(global, Need::ApiOnly)?;
+    let client = ApiSettings::resolve(&[], config.as_ref())?.require_client()?;
     let mut status = ExitStatus::Success;
     let mut summary = FromScan::default();
     for (key_id, paths, scanned_status, in_history) in keys {
@@ -307,7 +314,7 @@ async fn from_scan(
         // credentials could not tell) or none at all is asked again, with these credentials.
         let verdict = match scanned_status.as_deref() {
             Some(s @ ("live" | "revoked" | "expired" | "invalid" | "not-found")) => s.to_owned(),
-            _ => match plan::lookup(&client, &key_id, client.server_now()).await {
+            _ => match plan::lookup(&client, &key_id).await {
                 Ok((status, _)) => status.to_string(),
                 Err(e) => {
                     let error = format!("{:#}", api_error(&format!("looking up key {key_id}"), e));

@@ -27,7 +27,7 @@ use crate::args::{Format, GlobalArgs};
 use crate::context;
 use crate::exit::{ExitStatus, UserError};
 use crate::rotation::{self, Outcome, Recording};
-use crate::settings::{self, ApiSettings, env};
+use crate::settings::{self, ApiSettings, Need, env};
 
 /// The last rotation of a credential.
 #[derive(Debug, Clone, Serialize)]
@@ -219,7 +219,7 @@ async fn find_key(
     } else {
         let key_id = current_key(client, held, rotations).await?;
         let looked_up = match &key_id {
-            Some(id) => plan::lookup(client, id, client.server_now())
+            Some(id) => plan::lookup(client, id)
                 .await
                 .inspect_err(|e| tracing::warn!("looking up key {id}: {e}"))
                 .ok(),
@@ -306,9 +306,8 @@ pub(crate) struct StatusArgs {}
 
 /// `tsrotate status`: one row per managed credential. Exit 1 when something needs attention.
 pub(crate) async fn status(global: &GlobalArgs, _args: &StatusArgs) -> anyhow::Result<ExitStatus> {
-    let config = settings::load_config(global, true)?.expect("required");
+    let config = settings::load_config(global, Need::Required)?.expect("required");
     let client = ApiSettings::resolve(
-        global,
         &[
             "auth_keys:read",
             "oauth_keys:read",
@@ -420,8 +419,8 @@ pub(crate) async fn rotate_due(
     concurrency: usize,
     notify: Option<Secret>,
 ) -> anyhow::Result<ExitStatus> {
-    let config: Config = settings::load_config(global, true)?.expect("required");
-    let client = ApiSettings::resolve(global, &[], Some(&config))?.require_client()?;
+    let config = settings::load_config(global, Need::Required)?.expect("required");
+    let client = ApiSettings::resolve(&[], Some(&config))?.require_client()?;
     let journals = journal::Index::new(&context::state_dir(global)?);
     let credentials = settings::sink_credentials();
     let notify = match notify {

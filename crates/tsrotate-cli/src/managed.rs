@@ -49,7 +49,7 @@ pub(crate) async fn newest_live(
     let mut best: Option<(OffsetDateTime, KeyId)> = None;
     let mut first_error = None;
     for (id, _) in held {
-        let (status, meta) = match plan::lookup(client, id, client.server_now()).await {
+        let (status, meta) = match plan::lookup(client, id).await {
             Ok(answer) => answer,
             Err(e) => {
                 tracing::warn!("looking up key {id}: {e}");

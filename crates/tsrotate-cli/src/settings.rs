@@ -82,52 +82,114 @@ fn read_secret_file(path: &Path) -> Result<Secret, UserError> {
     Ok(Secret::new(value))
 }
 
-/// How [`config_path`] names a configuration found in the current folder.
-const LOCAL_ORIGIN: &str = "./tsrotate.toml";
+/// What a command needs of the configuration: where it may come from, and what happens when
+/// it is broken.
+///
+/// A configuration names servers that receive tokens from the environment (Vault, GitHub,
+/// AWS endpoints) and commands that run (`after`, `verify`, `command` places). One lying in
+/// the current folder may have come with a checkout, such as the one a leaked key is being
+/// cleaned out of: only the commands that work *from* a configuration read it there, because
+/// running them in a folder is choosing that folder's configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Need {
+    /// It works from the configuration (`status`, `rotate --due`, `rotate --credential`,
+    /// `config check`): it must be there and valid; `./tsrotate.toml` counts.
+    Required,
+    /// It shows the configuration when there is one (`config show`): `./tsrotate.toml`
+    /// counts; if there is one it must be valid.
+    Shown,
+    /// It also updates the places a configuration names (`rotate KEY`): a named or the
+    /// user's configuration, which must be valid if it exists.
+    Places,
+    /// It needs `[tailscale]` at most (`inspect`, `revoke`, `scan --verify`, ...): a named or
+    /// the user's configuration; a broken one is passed over with a warning (`revoke` in an
+    /// emergency must not be stopped by it).
+    ApiOnly,
+}
+
+/// How a configuration was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// `--config FILE`.
+    Flag,
+    /// `TSROTATE_CONFIG`.
+    Env,
+    /// `./tsrotate.toml`, found.
+    CurrentFolder,
+    /// `$XDG_CONFIG_HOME/tsrotate/config.toml` or `~/.config/tsrotate/config.toml`.
+    User,
+}
+
+impl Origin {
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            Self::Flag => "--config",
+            Self::Env => "TSROTATE_CONFIG",
+            Self::CurrentFolder => "./tsrotate.toml",
+            Self::User => "the user configuration",
+        }
+    }
+}
+
+/// A configuration as loaded, with how it was found.
+pub(crate) struct Loaded {
+    config: Config,
+    pub(crate) origin: Origin,
+}
+
+impl std::ops::Deref for Loaded {
+    type Target = Config;
+
+    fn deref(&self) -> &Config {
+        &self.config
+    }
+}
 
 /// Where the configuration file is, and how we know: `--config`, else `TSROTATE_CONFIG`, else
-/// `./tsrotate.toml`, else `$XDG_CONFIG_HOME/tsrotate/config.toml` (or
-/// `~/.config/tsrotate/config.toml`). The last two only when they exist.
-pub(crate) fn config_path(global: &GlobalArgs) -> Option<(PathBuf, &'static str)> {
+/// `./tsrotate.toml` (when `need` reads it there), else `$XDG_CONFIG_HOME/tsrotate/config.toml`
+/// (or `~/.config/tsrotate/config.toml`). The last two only when they exist.
+pub(crate) fn config_path(global: &GlobalArgs, need: Need) -> Option<(PathBuf, Origin)> {
     if let Some(p) = &global.config {
-        return Some((p.clone(), "--config"));
+        return Some((p.clone(), Origin::Flag));
     }
     if let Some(p) = env::var(env::TSROTATE_CONFIG) {
-        return Some((PathBuf::from(p), "TSROTATE_CONFIG"));
+        return Some((PathBuf::from(p), Origin::Env));
     }
     let local = PathBuf::from("tsrotate.toml");
     if local.exists() {
-        return Some((local, LOCAL_ORIGIN));
+        if matches!(need, Need::Required | Need::Shown) {
+            return Some((local, Origin::CurrentFolder));
+        }
+        if need == Need::Places {
+            tracing::warn!(
+                "./tsrotate.toml is not read by `rotate KEY` (it could have come with the files being cleaned up): name it with --config to also update the places it lists"
+            );
+        }
     }
     let user = env::var(env::XDG_CONFIG_HOME)
         .map(PathBuf::from)
         .or_else(|| env::var(env::HOME).map(|h| PathBuf::from(h).join(".config")))
         .map(|d| d.join("tsrotate/config.toml"));
-    user.filter(|p| p.exists())
-        .map(|p| (p, "the user configuration"))
+    user.filter(|p| p.exists()).map(|p| (p, Origin::User))
 }
 
 /// A `base_url` from a configuration that was found in the current folder rather than named
-/// (`--config`, `TSROTATE_CONFIG`) or the user's own: only Tailscale's API or this machine.
-fn check_found_base_url(global: &GlobalArgs, url: &str) -> Result<(), UserError> {
-    let found_here = config_path(global).is_some_and(|(_, origin)| origin == LOCAL_ORIGIN);
-    if !found_here
-        || url.trim_end_matches('/') == api::DEFAULT_BASE_URL
-        || api::is_loopback_base_url(url)
-    {
+/// or the user's own: Tailscale's API only (credentials follow it).
+fn check_found_base_url(origin: Origin, url: &str) -> Result<(), UserError> {
+    if origin != Origin::CurrentFolder || url.trim_end_matches('/') == api::DEFAULT_BASE_URL {
         return Ok(());
     }
     Err(UserError::new(format!(
-        "./tsrotate.toml sets [tailscale] base_url = \"{url}\": a configuration found in the current folder may not send Tailscale credentials anywhere but {} or this machine",
+        "./tsrotate.toml sets [tailscale] base_url to another server than {}: a configuration found in the current folder may not send Tailscale credentials elsewhere",
         api::DEFAULT_BASE_URL
     ))
     .hint("if you trust this file, name it: --config ./tsrotate.toml (or set TSROTATE_CONFIG)"))
 }
 
-/// Load and validate the configuration, if there is one; `required` makes its absence an error.
-pub(crate) fn load_config(global: &GlobalArgs, required: bool) -> anyhow::Result<Option<Config>> {
-    let Some((path, origin)) = config_path(global) else {
-        if required {
+/// Load and validate the configuration the command may use (see [`Need`]).
+pub(crate) fn load_config(global: &GlobalArgs, need: Need) -> anyhow::Result<Option<Loaded>> {
+    let Some((path, origin)) = config_path(global, need) else {
+        if need == Need::Required {
             return Err(UserError::new("no configuration file")
                 .hint("give --config FILE, set TSROTATE_CONFIG, or create ./tsrotate.toml")
                 .into());
@@ -143,10 +205,8 @@ pub(crate) fn load_config(global: &GlobalArgs, required: bool) -> anyhow::Result
         })
         .and_then(|text| Config::parse(&text, &path).map_err(|e| UserError::new(e.to_string())));
     match loaded {
-        Ok(config) => Ok(Some(config)),
-        // A command that does not need a configuration is not stopped by one it merely
-        // found (in the current folder, or the user's): `revoke` in an emergency least of all.
-        Err(e) if !required && !matches!(origin, "--config" | "TSROTATE_CONFIG") => {
+        Ok(config) => Ok(Some(Loaded { config, origin })),
+        Err(e) if need == Need::ApiOnly && origin == Origin::User => {
             tracing::warn!("{e}; going on without it");
             Ok(None)
         }
@@ -191,8 +251,8 @@ impl ApiSettings {
     /// configuration (`--config`, `TSROTATE_CONFIG` or `./tsrotate.toml`): every command reaches
     /// the API the same way, whether or not it uses the rest of the configuration.
     pub(crate) fn configured(global: &GlobalArgs, scopes: &[&str]) -> anyhow::Result<Self> {
-        let config = load_config(global, false)?;
-        Ok(Self::resolve(global, scopes, config.as_ref())?)
+        let config = load_config(global, Need::ApiOnly)?;
+        Ok(Self::resolve(scopes, config.as_ref())?)
     }
 
     /// The environment, then the configuration's `[tailscale]` section, then defaults.
@@ -201,21 +261,17 @@ impl ApiSettings {
     /// looked at (an OAuth secret file named by a stray `./tsrotate.toml` must not win over
     /// the `TAILSCALE_API_KEY` the person set). And a configuration found in the current
     /// folder, which may have come with a checkout, cannot point the API anywhere but
-    /// Tailscale or this machine: credentials would follow it.
-    pub(crate) fn resolve(
-        global: &GlobalArgs,
-        scopes: &[&str],
-        config: Option<&Config>,
-    ) -> Result<Self, UserError> {
+    /// Tailscale: credentials would follow it.
+    pub(crate) fn resolve(scopes: &[&str], config: Option<&Loaded>) -> Result<Self, UserError> {
         let section = config.map(|c| &c.tailscale);
         let base_url = match env::var(env::TAILSCALE_BASE_URL) {
             Some(url) => url,
-            None => match section.and_then(|s| s.base_url.clone()) {
-                Some(url) => {
-                    check_found_base_url(global, &url)?;
+            None => match (section.and_then(|s| s.base_url.clone()), config) {
+                (Some(url), Some(config)) => {
+                    check_found_base_url(config.origin, &url)?;
                     url
                 }
-                None => api::DEFAULT_BASE_URL.to_owned(),
+                _ => api::DEFAULT_BASE_URL.to_owned(),
             },
         };
         let tailnet = env::var(env::TAILSCALE_TAILNET)

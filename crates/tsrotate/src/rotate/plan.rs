@@ -66,14 +66,14 @@ impl std::fmt::Display for KeyStatus {
     }
 }
 
-/// Look a key up: its status and, when the API answered, its metadata.
+/// Look a key up: its status and, when the API answered, its metadata. Expiry is judged by
+/// the control plane's clock as its answer gives it (the runner's may be off).
 pub async fn lookup(
     client: &api::Client,
     id: &KeyId,
-    now: OffsetDateTime,
 ) -> Result<(KeyStatus, Option<Key>), api::Error> {
     match client.get_key(id).await {
-        Ok(key) => Ok((KeyStatus::of(&key, now), Some(key))),
+        Ok(key) => Ok((KeyStatus::of(&key, client.server_now()), Some(key))),
         Err(e) if e.is_not_found() => Ok((KeyStatus::NotFound, None)),
         Err(e) => Err(e),
     }
@@ -284,12 +284,10 @@ pub async fn plan_rotation(
     } else if let Some(looked_up) = request.looked_up.clone() {
         looked_up
     } else {
-        lookup(client, &key_id, now)
-            .await
-            .map_err(|source| Error::Api {
-                key_id: key_id.clone(),
-                source,
-            })?
+        lookup(client, &key_id).await.map_err(|source| Error::Api {
+            key_id: key_id.clone(),
+            source,
+        })?
     };
     let kind = match (
         &request.key,
