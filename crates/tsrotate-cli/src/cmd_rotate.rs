@@ -315,7 +315,8 @@ async fn from_scan(
         let verdict = match scanned_status.as_deref() {
             Some(s @ ("live" | "revoked" | "expired" | "invalid" | "not-found")) => s.to_owned(),
             _ => match plan::lookup(&client, &key_id).await {
-                Ok((status, _)) => status.to_string(),
+                // In the scanner's words (`not-found`), whichever asked.
+                Ok((status, _)) => status.to_string().replace(' ', "-"),
                 Err(e) => {
                     let error = format!("{:#}", api_error(&format!("looking up key {key_id}"), e));
                     let error = tsrotate::key::redact_in(&error);
