@@ -34,7 +34,8 @@ pub(crate) struct GlobalArgs {
     #[arg(long, global = true, value_name = "DIR")]
     pub(crate) state_dir: Option<PathBuf>,
     /// The configuration file of managed credentials and their places
-    /// [env: `TSROTATE_CONFIG`; default: `./tsrotate.toml`, then `~/.config/tsrotate/config.toml`].
+    /// [env: `TSROTATE_CONFIG`; default: `~/.config/tsrotate/config.toml`. A `./tsrotate.toml`
+    /// is read only when named: it could have come with a checkout].
     #[arg(long, global = true, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
 }

@@ -55,7 +55,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
 
 async fn check(global: &GlobalArgs) -> anyhow::Result<ExitStatus> {
     let config = settings::load_config(global, Need::Required)?.expect("required");
-    let path = settings::config_path(global, Need::Required)
+    let path = settings::config_path(global)
         .map(|(p, _)| p.display().to_string())
         .unwrap_or_default();
     let api = ApiSettings::resolve(&["auth_keys:read"], Some(&config))?;
@@ -144,8 +144,8 @@ struct Setting {
 }
 
 fn show(global: &GlobalArgs) -> anyhow::Result<ExitStatus> {
-    let located = settings::config_path(global, Need::Shown);
-    let config = settings::load_config(global, Need::Shown)?;
+    let located = settings::config_path(global);
+    let config = settings::load_config(global, Need::Optional)?;
     let api =
         ApiSettings::resolve(&[], config.as_ref()).map_err(|e| UserError::new(e.to_string()))?;
     let source = |var: &str, in_config: bool| {

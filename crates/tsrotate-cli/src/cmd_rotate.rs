@@ -131,9 +131,17 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
         if args.credential.is_some() {
             Need::Required
         } else {
-            Need::Places
+            Need::Optional
         },
     )?;
+    if args.credential.is_none()
+        && let Some(hint) = settings::unread_local_hint()
+        && config
+            .as_ref()
+            .is_none_or(|c| c.origin == settings::Origin::User)
+    {
+        tracing::warn!("the places ./tsrotate.toml names are not updated: {hint}");
+    }
     let managed_kind = match (&args.credential, config.as_ref()) {
         (Some(name), Some(config)) => config.credential(name).map(|c| config_kind(c.kind)),
         _ => None,

@@ -82,28 +82,19 @@ fn read_secret_file(path: &Path) -> Result<Secret, UserError> {
     Ok(Secret::new(value))
 }
 
-/// What a command needs of the configuration: where it may come from, and what happens when
-/// it is broken.
-///
-/// A configuration names servers that receive tokens from the environment (Vault, GitHub,
-/// AWS endpoints) and commands that run (`after`, `verify`, `command` places). One lying in
-/// the current folder may have come with a checkout, such as the one a leaked key is being
-/// cleaned out of: only the commands that work *from* a configuration read it there, because
-/// running them in a folder is choosing that folder's configuration.
+/// What a command needs of the configuration: whether it must exist, and what happens when it
+/// is broken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Need {
     /// It works from the configuration (`status`, `rotate --due`, `rotate --credential`,
-    /// `config check`): it must be there and valid; `./tsrotate.toml` counts.
+    /// `config check`): it must be there and valid.
     Required,
-    /// It shows the configuration when there is one (`config show`): `./tsrotate.toml`
-    /// counts; if there is one it must be valid.
-    Shown,
-    /// It also updates the places a configuration names (`rotate KEY`): a named or the
-    /// user's configuration, which must be valid if it exists.
-    Places,
-    /// It needs `[tailscale]` at most (`inspect`, `revoke`, `scan --verify`, ...): a named or
-    /// the user's configuration; a broken one is passed over with a warning (`revoke` in an
-    /// emergency must not be stopped by it).
+    /// It uses the configuration when there is one (`rotate KEY` also updates the places it
+    /// names; `config show`): if there is one, it must be valid.
+    Optional,
+    /// It needs `[tailscale]` at most (`inspect`, `revoke`, `scan --verify`, ...): a broken
+    /// user configuration is passed over with a warning (`revoke` in an emergency must not be
+    /// stopped by it); a named one is still an error.
     ApiOnly,
 }
 
@@ -114,8 +105,6 @@ pub(crate) enum Origin {
     Flag,
     /// `TSROTATE_CONFIG`.
     Env,
-    /// `./tsrotate.toml`, found.
-    CurrentFolder,
     /// `$XDG_CONFIG_HOME/tsrotate/config.toml` or `~/.config/tsrotate/config.toml`.
     User,
 }
@@ -125,7 +114,6 @@ impl Origin {
         match self {
             Self::Flag => "--config",
             Self::Env => "TSROTATE_CONFIG",
-            Self::CurrentFolder => "./tsrotate.toml",
             Self::User => "the user configuration",
         }
     }
@@ -146,25 +134,20 @@ impl std::ops::Deref for Loaded {
 }
 
 /// Where the configuration file is, and how we know: `--config`, else `TSROTATE_CONFIG`, else
-/// `./tsrotate.toml` (when `need` reads it there), else `$XDG_CONFIG_HOME/tsrotate/config.toml`
-/// (or `~/.config/tsrotate/config.toml`). The last two only when they exist.
-pub(crate) fn config_path(global: &GlobalArgs, need: Need) -> Option<(PathBuf, Origin)> {
+/// `$XDG_CONFIG_HOME/tsrotate/config.toml` (or `~/.config/tsrotate/config.toml`) when it
+/// exists.
+///
+/// Never a `tsrotate.toml` that merely lies in the current folder: a configuration names
+/// servers that receive tokens from the environment (Vault, GitHub, AWS endpoints, the API's
+/// base URL) and programs that run (`after`, `verify`, `command` places), and a file in the
+/// current folder may have come with a checkout, such as the one a leaked key is being
+/// cleaned out of. Naming it (`--config ./tsrotate.toml`) is trusting it.
+pub(crate) fn config_path(global: &GlobalArgs) -> Option<(PathBuf, Origin)> {
     if let Some(p) = &global.config {
         return Some((p.clone(), Origin::Flag));
     }
     if let Some(p) = env::var(env::TSROTATE_CONFIG) {
         return Some((PathBuf::from(p), Origin::Env));
-    }
-    let local = PathBuf::from("tsrotate.toml");
-    if local.exists() {
-        if matches!(need, Need::Required | Need::Shown) {
-            return Some((local, Origin::CurrentFolder));
-        }
-        if need == Need::Places {
-            tracing::warn!(
-                "./tsrotate.toml is not read by `rotate KEY` (it could have come with the files being cleaned up): name it with --config to also update the places it lists"
-            );
-        }
     }
     let user = env::var(env::XDG_CONFIG_HOME)
         .map(PathBuf::from)
@@ -173,25 +156,21 @@ pub(crate) fn config_path(global: &GlobalArgs, need: Need) -> Option<(PathBuf, O
     user.filter(|p| p.exists()).map(|p| (p, Origin::User))
 }
 
-/// A `base_url` from a configuration that was found in the current folder rather than named
-/// or the user's own: Tailscale's API only (credentials follow it).
-fn check_found_base_url(origin: Origin, url: &str) -> Result<(), UserError> {
-    if origin != Origin::CurrentFolder || url.trim_end_matches('/') == api::DEFAULT_BASE_URL {
-        return Ok(());
-    }
-    Err(UserError::new(format!(
-        "./tsrotate.toml sets [tailscale] base_url to another server than {}: a configuration found in the current folder may not send Tailscale credentials elsewhere",
-        api::DEFAULT_BASE_URL
-    ))
-    .hint("if you trust this file, name it: --config ./tsrotate.toml (or set TSROTATE_CONFIG)"))
+/// A hint for when a `./tsrotate.toml` is here but was not read (it never is unless named).
+pub(crate) fn unread_local_hint() -> Option<&'static str> {
+    std::path::Path::new("tsrotate.toml").exists().then_some(
+        "./tsrotate.toml is not read unless named (it could have come with a checkout): if you trust it, give --config ./tsrotate.toml or set TSROTATE_CONFIG",
+    )
 }
 
 /// Load and validate the configuration the command may use (see [`Need`]).
 pub(crate) fn load_config(global: &GlobalArgs, need: Need) -> anyhow::Result<Option<Loaded>> {
-    let Some((path, origin)) = config_path(global, need) else {
+    let Some((path, origin)) = config_path(global) else {
         if need == Need::Required {
             return Err(UserError::new("no configuration file")
-                .hint("give --config FILE, set TSROTATE_CONFIG, or create ./tsrotate.toml")
+                .hint(unread_local_hint().unwrap_or(
+                    "give --config FILE, set TSROTATE_CONFIG, or create ~/.config/tsrotate/config.toml",
+                ))
                 .into());
         }
         return Ok(None);
@@ -210,6 +189,9 @@ pub(crate) fn load_config(global: &GlobalArgs, need: Need) -> anyhow::Result<Opt
             tracing::warn!("{e}; going on without it");
             Ok(None)
         }
+        Err(e) if origin == Origin::User => Err(anyhow::Error::from(e.hint(
+            "fix it, or give another with --config FILE (the user configuration is read when none is named)",
+        ))),
         Err(e) => Err(e.into()),
     }
 }
@@ -248,8 +230,8 @@ pub(crate) struct ApiSettings {
 
 impl ApiSettings {
     /// The environment, then the configuration file's `[tailscale]` section when there is a
-    /// configuration (`--config`, `TSROTATE_CONFIG` or `./tsrotate.toml`): every command reaches
-    /// the API the same way, whether or not it uses the rest of the configuration.
+    /// configuration (see [`config_path`]): every command reaches the API the same way,
+    /// whether or not it uses the rest of the configuration.
     pub(crate) fn configured(global: &GlobalArgs, scopes: &[&str]) -> anyhow::Result<Self> {
         let config = load_config(global, Need::ApiOnly)?;
         Ok(Self::resolve(scopes, config.as_ref())?)
@@ -258,21 +240,14 @@ impl ApiSettings {
     /// The environment, then the configuration's `[tailscale]` section, then defaults.
     ///
     /// Credentials are one unit: when the environment holds any, the configuration's are not
-    /// looked at (an OAuth secret file named by a stray `./tsrotate.toml` must not win over
-    /// the `TAILSCALE_API_KEY` the person set). And a configuration found in the current
-    /// folder, which may have come with a checkout, cannot point the API anywhere but
-    /// Tailscale: credentials would follow it.
+    /// looked at (a half from each would be a client nobody configured).
     pub(crate) fn resolve(scopes: &[&str], config: Option<&Loaded>) -> Result<Self, UserError> {
         let section = config.map(|c| &c.tailscale);
         let base_url = match env::var(env::TAILSCALE_BASE_URL) {
             Some(url) => url,
-            None => match (section.and_then(|s| s.base_url.clone()), config) {
-                (Some(url), Some(config)) => {
-                    check_found_base_url(config.origin, &url)?;
-                    url
-                }
-                _ => api::DEFAULT_BASE_URL.to_owned(),
-            },
+            None => section
+                .and_then(|s| s.base_url.clone())
+                .unwrap_or_else(|| api::DEFAULT_BASE_URL.to_owned()),
         };
         let tailnet = env::var(env::TAILSCALE_TAILNET)
             .or_else(|| section.and_then(|s| s.tailnet.clone()))
@@ -360,13 +335,17 @@ impl ApiSettings {
             );
         }
         self.client()?.ok_or_else(|| {
+            let mut hint = format!(
+                "set {} and {} (an OAuth client, recommended) or {} (a personal API access token), or name them in the configuration's [tailscale] section",
+                env::TAILSCALE_OAUTH_CLIENT_ID,
+                env::TAILSCALE_OAUTH_CLIENT_SECRET,
+                env::TAILSCALE_API_KEY
+            );
+            if let Some(local) = unread_local_hint() {
+                hint = format!("{hint}; {local}");
+            }
             UserError::new("no Tailscale API credentials")
-                .hint(format!(
-                    "set {} and {} (an OAuth client, recommended) or {} (a personal API access token), or name them in the configuration's [tailscale] section",
-                    env::TAILSCALE_OAUTH_CLIENT_ID,
-                    env::TAILSCALE_OAUTH_CLIENT_SECRET,
-                    env::TAILSCALE_API_KEY
-                ))
+                .hint(hint)
                 .into()
         })
     }
