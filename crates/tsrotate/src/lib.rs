@@ -10,6 +10,7 @@ pub mod api;
 pub mod audit;
 pub mod config;
 pub mod fs;
+mod http;
 pub mod hygiene;
 pub mod journal;
 pub mod key;

@@ -12,13 +12,14 @@
 //! 4. Plain `http://` is refused unless the host is a loopback address.
 //! 5. No secret appears in an error or log line: API messages pass through
 //!    [`crate::key::redact_in`], bodies are never echoed.
+//!
+//! Rules 3 and 4, the timeouts and the user agent are the ones the sinks keep too: they live
+//! in the crate's shared `http` module, used by both.
 
 mod error;
 mod oauth;
 mod wire;
 
-use std::fmt::Write as _;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,6 +35,7 @@ pub use wire::{
     KeyType, OAuthClientRequest, Webhook,
 };
 
+use crate::http;
 use crate::key::{KeyId, Secret, redact_in};
 use oauth::TokenCache;
 
@@ -108,7 +110,7 @@ impl ClientBuilder {
             base_url: DEFAULT_BASE_URL.to_owned(),
             tailnet: "-".to_owned(),
             auth,
-            timeout: Duration::from_secs(30),
+            timeout: http::REQUEST_TIMEOUT,
             retry: RetryPolicy::default(),
         }
     }
@@ -150,13 +152,7 @@ impl ClientBuilder {
                 self.tailnet
             )));
         }
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("tsrotate/", env!("CARGO_PKG_VERSION")))
-            .timeout(self.timeout)
-            .connect_timeout(self.timeout.min(Duration::from_secs(10)))
-            .build()
-            .map_err(|e| Error::Config(format!("could not build the HTTP client: {e}")))?;
+        let http = http::client(self.timeout).map_err(Error::Config)?;
         let tokens = match &self.auth {
             Auth::OAuthClient { .. } => Some(TokenCache::default()),
             Auth::ApiAccessToken(_) => None,
@@ -185,13 +181,8 @@ fn parse_base_url(raw: &str) -> Result<Url, Error> {
     }
     match url.scheme() {
         "https" => {}
-        "http" if is_loopback(&url) => {}
-        "http" => {
-            return Err(Error::Config(format!(
-                "refusing plain http:// to {}: credentials would cross the network unencrypted; use https:// (plain http is allowed only for loopback addresses)",
-                url.host_str().unwrap_or("")
-            )));
-        }
+        "http" if http::is_loopback(&url) => {}
+        "http" => return Err(Error::Config(http::plain_http_refused(&url, "credentials"))),
         other => {
             return Err(Error::Config(format!(
                 "unsupported URL scheme `{other}` for the API base URL"
@@ -210,19 +201,7 @@ fn parse_base_url(raw: &str) -> Result<Url, Error> {
 /// and test servers, never a place a credential could leak to.
 #[must_use]
 pub fn is_loopback_base_url(base_url: &str) -> bool {
-    Url::parse(base_url).is_ok_and(|url| is_loopback(&url))
-}
-
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => {
-            d.eq_ignore_ascii_case("localhost")
-                || d.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-        }
-        None => false,
-    }
+    Url::parse(base_url).is_ok_and(|url| http::is_loopback(&url))
 }
 
 /// Whether a call may be sent again after a failure whose outcome we cannot see.
@@ -651,9 +630,8 @@ fn backoff(policy: &RetryPolicy, attempt: u32, error: &Error) -> Duration {
 }
 
 fn transport_error(url: &Url, e: reqwest::Error, idempotency: Idempotency) -> Error {
-    let mut shown = url.clone();
-    shown.set_query(None);
-    let url = shown.to_string();
+    // The base URL has no fragment and `Client::url` adds none: only the query goes.
+    let url = http::shown_url(url);
     let source = e.without_url();
     if idempotency == Idempotency::Creates && !source.is_connect() {
         Error::OutcomeUnknown { url, source }
@@ -725,30 +703,21 @@ async fn read_response<T: DeserializeOwned>(
     })
 }
 
-/// serde's messages can quote the offending value, which may be a secret: keep only where.
+/// A JSON answer that did not decode, without serde's message (it can quote a secret).
 fn decode_error(context: &'static str, e: &serde_json::Error) -> Error {
-    let kind = match e.classify() {
-        serde_json::error::Category::Io => "I/O error",
-        serde_json::error::Category::Syntax => "invalid JSON",
-        serde_json::error::Category::Data => "unexpected field type or value",
-        serde_json::error::Category::Eof => "truncated JSON",
-    };
     Error::Decode {
         context,
-        problem: format!("{kind} at line {} column {}", e.line(), e.column()),
+        problem: http::json_problem(e),
     }
 }
 
+/// Percent-encode a path segment (a tailnet name, an endpoint ID) for the Tailscale API.
+///
+/// Unlike the sinks' encoding, `@` passes as it is: tailnet names can be email addresses
+/// (`user@example.com`), the API client has always sent them that way, and a path segment
+/// allows `@` (RFC 3986 `pchar`).
 fn encode_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'@') {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
+    http::encode_segment_keeping(s, b"@")
 }
 
 #[cfg(test)]
@@ -763,14 +732,18 @@ mod tests {
 
     #[test]
     fn plain_http_is_refused_except_loopback() {
+        use crate::http::{LOOPBACK_HTTP_URLS, NON_LOOPBACK_HTTP_URLS};
         for ok in [
             "http://127.0.0.1:1234",
             "http://localhost:80",
             "http://[::1]:9",
             "https://api.tailscale.com",
-        ] {
+        ]
+        .iter()
+        .chain(LOOPBACK_HTTP_URLS)
+        {
             assert!(
-                ClientBuilder::new(auth()).base_url(ok).build().is_ok(),
+                ClientBuilder::new(auth()).base_url(*ok).build().is_ok(),
                 "{ok}"
             );
         }
@@ -780,9 +753,12 @@ mod tests {
             "ftp://x",
             "https://u:p@api.tailscale.com",
             "nonsense",
-        ] {
+        ]
+        .iter()
+        .chain(NON_LOOPBACK_HTTP_URLS)
+        {
             let err = ClientBuilder::new(auth())
-                .base_url(bad)
+                .base_url(*bad)
                 .build()
                 .err()
                 .expect(bad);
@@ -829,5 +805,6 @@ mod tests {
     fn segments_are_encoded() {
         assert_eq!(encode_segment("example.com"), "example.com");
         assert_eq!(encode_segment("a/b c"), "a%2Fb%20c");
+        assert_eq!(encode_segment("user@example.com"), "user@example.com");
     }
 }

@@ -69,11 +69,9 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use super::http::{
-    encode_segment, http_client, json_problem, parse_endpoint, scrub, sensitive_header,
-    transport_error,
-};
+use super::http::{http_client, parse_endpoint, scrub, sensitive_header, transport_error};
 use super::{BoxFuture, Error, Expect, Sink, Snapshot, Version};
+use crate::http::{encode_segment, json_problem};
 use crate::key::Secret;
 
 /// Static AWS credentials, as the CLI resolves them from `AWS_ACCESS_KEY_ID`,

@@ -5,9 +5,10 @@
 //! else's server, so each must follow the rules `crate::api` follows for Tailscale's: never
 //! follow a redirect (the credential goes to the configured host only), time every request
 //! out, refuse plain `http://` except to a loopback address, and keep every secret out of
-//! error messages. Those rules live here, once, so that the sinks cannot drift apart on them;
-//! what stays in each sink is what differs: its headers, its error bodies and what its status
-//! codes mean.
+//! error messages. What the sinks share with `crate::api` (the client's settings, the
+//! loopback rule, path encoding, URLs and JSON problems fit to show) is in [`crate::http`];
+//! what only the sinks share is here, once, so that they cannot drift apart on it; what stays
+//! in each sink is what differs: its headers, its error bodies and what its status codes mean.
 //!
 //! Two families of error text remain, as the sinks have always shown them:
 //!
@@ -18,19 +19,13 @@
 //!   JSON `message` ([`message_field`]) and make it safe with [`safe_message`], which removes
 //!   the new value; transport failures are described with [`error_chain`].
 
-use std::net::IpAddr;
-use std::time::Duration;
-
 use reqwest::Url;
 use reqwest::header::HeaderValue;
 
 use super::Error;
+use crate::http::{REQUEST_TIMEOUT, is_loopback, plain_http_refused, shown_url};
 use crate::key::{Secret, redact_in};
 
-/// How long one HTTP request to a service may take.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long connecting may take, within [`REQUEST_TIMEOUT`].
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest service message [`scrub`] keeps in an error.
 pub(super) const MAX_MESSAGE_LEN: usize = 300;
 /// How much of an error answer [`message_field`] reads to find its message.
@@ -39,23 +34,17 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 // ---------------------------------------------------------------------------------------
 // Clients and addresses
 
-/// A client builder with the rules every sink's client starts from: no redirects
-/// (credentials go to the configured host only), a timeout on every request, our user
-/// agent. Kubernetes adds its TLS settings to it; the others build it as it is
+/// A client builder with the rules every sink's client starts from
+/// ([`crate::http::client_builder`]), with the sinks' fixed timeout: a sink has no setting
+/// for it. Kubernetes adds its TLS settings to it; the others build it as it is
 /// ([`http_client`]).
 pub(super) fn client_builder() -> reqwest::ClientBuilder {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("tsrotate/", env!("CARGO_PKG_VERSION")))
-        .timeout(REQUEST_TIMEOUT)
-        .connect_timeout(CONNECT_TIMEOUT)
+    crate::http::client_builder(REQUEST_TIMEOUT)
 }
 
 /// An HTTP client for a service: [`client_builder`], built.
 pub(super) fn http_client() -> Result<reqwest::Client, String> {
-    client_builder()
-        .build()
-        .map_err(|e| format!("could not build the HTTP client: {e}"))
+    crate::http::client(REQUEST_TIMEOUT)
 }
 
 /// Parse a service address (Vault, AWS): `https://`, or `http://` to a loopback host; no
@@ -72,12 +61,7 @@ pub(super) fn parse_endpoint(raw: &str, what: &str) -> Result<Url, String> {
     match url.scheme() {
         "https" => {}
         "http" if is_loopback(&url) => {}
-        "http" => {
-            return Err(format!(
-                "refusing plain http:// to {}: credentials would cross the network unencrypted; use https:// (plain http is allowed only for loopback addresses)",
-                url.host_str().unwrap_or("")
-            ));
-        }
+        "http" => return Err(plain_http_refused(&url, "credentials")),
         other => return Err(format!("unsupported URL scheme `{other}` in {what}")),
     }
     if url.query().is_some() || url.fragment().is_some() {
@@ -101,48 +85,13 @@ pub(super) fn parse_api_url(raw: &str) -> Result<Url, String> {
     match url.scheme() {
         "https" => {}
         "http" if is_loopback(&url) => {}
-        "http" => {
-            return Err(format!(
-                "refusing plain http:// to {}: the token would cross the network unencrypted; use https:// (plain http is allowed only for loopback addresses)",
-                url.host_str().unwrap_or("")
-            ));
-        }
+        "http" => return Err(plain_http_refused(&url, "the token")),
         other => return Err(format!("unsupported URL scheme `{other}`")),
     }
     if url.query().is_some() || url.fragment().is_some() || url.cannot_be_a_base() {
         return Err(format!("invalid URL `{url}`: no query or fragment allowed"));
     }
     Ok(url)
-}
-
-/// Whether the URL's host is a loopback address or `localhost`, as `crate::api` decides it.
-///
-/// The last case, a domain that reads as an IP address, cannot arise for `http` URLs (the URL
-/// parser turns such hosts into addresses); it is kept so that this stays `crate::api`'s rule.
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => {
-            d.eq_ignore_ascii_case("localhost")
-                || d.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-        }
-        None => false,
-    }
-}
-
-/// Percent-encode one path segment (RFC 3986 unreserved characters pass).
-pub(super) fn encode_segment(s: &str) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
 }
 
 /// A header value that HTTP-level logging must not show.
@@ -176,14 +125,6 @@ pub(super) fn transport_error(sink: &str, url: &Url, e: &reqwest::Error) -> Erro
         sink: sink.to_owned(),
         message: redact_in(&message),
     }
-}
-
-/// Scheme, host, port and path: never a query.
-fn shown_url(url: &Url) -> String {
-    let mut shown = url.clone();
-    shown.set_query(None);
-    shown.set_fragment(None);
-    shown.to_string()
 }
 
 /// An error and its sources on one line (reqwest's own message says little).
@@ -280,17 +221,6 @@ pub(super) fn scrub(message: &str, known: &[&str]) -> String {
     out
 }
 
-/// serde's messages can quote the offending value, which may be a secret: keep only where.
-pub(super) fn json_problem(e: &serde_json::Error) -> String {
-    let kind = match e.classify() {
-        serde_json::error::Category::Io => "I/O error",
-        serde_json::error::Category::Syntax => "invalid JSON",
-        serde_json::error::Category::Data => "unexpected field type or value",
-        serde_json::error::Category::Eof => "truncated JSON",
-    };
-    format!("{kind} at line {} column {}", e.line(), e.column())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,22 +257,12 @@ mod tests {
 
     #[test]
     fn only_loopback_hosts_may_use_plain_http() {
-        for ok in [
-            "http://127.0.0.1:8200",
-            "http://127.1",
-            "http://0x7f.0.0.1",
-            "http://localhost/",
-            "http://LOCALHOST",
-            "http://[::1]:9",
-        ] {
+        use crate::http::{LOOPBACK_HTTP_URLS, NON_LOOPBACK_HTTP_URLS};
+        for &ok in LOOPBACK_HTTP_URLS {
             assert!(parse_endpoint(ok, "the address").is_ok(), "{ok}");
             assert!(parse_api_url(ok).is_ok(), "{ok}");
         }
-        for bad in [
-            "http://10.0.0.1",
-            "http://localhost.example",
-            "http://[::2]",
-        ] {
+        for &bad in NON_LOOPBACK_HTTP_URLS {
             assert!(parse_endpoint(bad, "the address").is_err(), "{bad}");
             assert!(parse_api_url(bad).is_err(), "{bad}");
         }

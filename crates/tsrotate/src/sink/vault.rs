@@ -46,10 +46,10 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::http::{
-    MAX_MESSAGE_LEN, encode_segment, http_client, json_problem, parse_endpoint, scrub,
-    sensitive_header, transport_error,
+    MAX_MESSAGE_LEN, http_client, parse_endpoint, scrub, sensitive_header, transport_error,
 };
 use super::{BoxFuture, Error, Expect, Sink, Snapshot, Version};
+use crate::http::{encode_segment, json_problem};
 use crate::key::Secret;
 
 /// What a KV v2 server says when `options.cas` does not match the current version.
