@@ -69,6 +69,8 @@ pub(crate) enum Command {
     Resume(crate::cmd_resume::Args),
     /// Undo a rotation that has not revoked the old key yet.
     Rollback(crate::cmd_rollback::Args),
+    /// Give up a rotation that can be neither resumed nor rolled back; its keys stay as they are.
+    Abandon(crate::cmd_abandon::Args),
     /// Move an API access token's consumers to a new, scoped OAuth client, then revoke it.
     #[command(name = "migrate-to-oauth")]
     MigrateToOauth(crate::cmd_migrate::Args),

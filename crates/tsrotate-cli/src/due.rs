@@ -33,7 +33,7 @@ use crate::settings::{self, ApiSettings, Need, env};
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct LastRotation {
     rotation_id: String,
-    /// `done`, `rolled-back` or `unfinished`.
+    /// `done`, `rolled-back`, `abandoned` or `unfinished`.
     outcome: &'static str,
     #[serde(with = "time::serde::rfc3339")]
     started: OffsetDateTime,
@@ -277,6 +277,7 @@ fn outcome_word(state: &State) -> &'static str {
     match state.end {
         Some(End::Done(_)) => "done",
         Some(End::RolledBack) => "rolled-back",
+        Some(End::Abandoned) => "abandoned",
         None => "unfinished",
     }
 }

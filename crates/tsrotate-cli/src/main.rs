@@ -8,6 +8,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod args;
+mod cmd_abandon;
 mod cmd_audit;
 mod cmd_config;
 mod cmd_demo;
@@ -56,6 +57,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Rotate(args) => runtime()?.block_on(cmd_rotate::run(&global, &args)),
         Command::Resume(args) => runtime()?.block_on(cmd_resume::run(&global, &args)),
         Command::Rollback(args) => runtime()?.block_on(cmd_rollback::run(&global, &args)),
+        Command::Abandon(args) => runtime()?.block_on(cmd_abandon::run(&global, &args)),
         Command::Status(args) => runtime()?.block_on(due::status(&global, &args)),
         Command::Revoke(args) => runtime()?.block_on(cmd_revoke::run(&global, &args)),
     }

@@ -195,7 +195,7 @@ pub(crate) fn unfinished_message(key_id: &KeyId, (rotation, old): &(String, KeyI
 )]
 pub(crate) struct Outcome {
     pub(crate) rotation_id: String,
-    /// `done`, `incomplete`, `rolled-back`.
+    /// `done`, `incomplete`, `rolled-back`, `abandoned`.
     pub(crate) outcome: &'static str,
     pub(crate) old_key_id: KeyId,
     pub(crate) old_key_revoked: bool,
@@ -235,6 +235,7 @@ pub(crate) async fn execute<W: World>(
         Ok(s) => match s.end {
             Some(End::Done(_)) => ("done", None, None),
             Some(End::RolledBack) => ("rolled-back", None, None),
+            Some(End::Abandoned) => ("abandoned", None, None),
             None => (
                 "incomplete",
                 None,

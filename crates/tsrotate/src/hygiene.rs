@@ -265,6 +265,8 @@ pub enum RotationOutcome {
     Done(KeyId),
     /// Ended with the old key back in place and every minted key revoked.
     RolledBack,
+    /// Given up by a person, its keys as it left them.
+    Abandoned,
     /// The journal exists but cannot be read; treated like an unfinished rotation, because
     /// only `resume` can tell what it did.
     Unreadable,
@@ -305,6 +307,7 @@ impl Rotations {
                     None => RotationOutcome::Unfinished,
                     Some(End::Done(kept)) => RotationOutcome::Done(kept),
                     Some(End::RolledBack) => RotationOutcome::RolledBack,
+                    Some(End::Abandoned) => RotationOutcome::Abandoned,
                 });
             rotations.insert(id, outcome);
         }
@@ -633,9 +636,14 @@ fn minted_by_rotation(key: &Key, rotations: &Rotations, report: &mut Report<'_>)
             );
         }
         Some(RotationOutcome::Done(kept)) if kept == id => {}
-        Some(outcome @ (RotationOutcome::Done(_) | RotationOutcome::RolledBack)) => {
+        Some(
+            outcome @ (RotationOutcome::Done(_)
+            | RotationOutcome::RolledBack
+            | RotationOutcome::Abandoned),
+        ) => {
             let ended = match outcome {
                 RotationOutcome::Done(kept) => format!("finished with key {kept}"),
+                RotationOutcome::Abandoned => "was abandoned".to_owned(),
                 _ => "was rolled back".to_owned(),
             };
             report(
@@ -1038,6 +1046,7 @@ mod tests {
             minted("kLeftover1CNTRL", "r20261101000000cccccc"),
             minted("kRolledBack1CNTRL", "r20261101000000dddddd"),
             minted("kStranger1CNTRL", "r20261101000000eeeeee"),
+            minted("kAbandoned1CNTRL", "r20261101000000ffffff"),
             auth_key("kPlain1CNTRL", false, false, &["tag:ci"]),
         ];
         let mut rotations = Rotations::new();
@@ -1048,9 +1057,15 @@ mod tests {
             RotationOutcome::Done(id("kKept1CNTRL")),
         );
         rotations.insert("r20261101000000dddddd", RotationOutcome::RolledBack);
+        rotations.insert("r20261101000000ffffff", RotationOutcome::Abandoned);
         assert_eq!(
             run(&keys, &rotations),
             vec![
+                (
+                    rule::STRAY_ROTATION_KEY,
+                    "kAbandoned1CNTRL".to_owned(),
+                    Severity::Medium
+                ),
                 (
                     rule::STRAY_ROTATION_KEY,
                     "kLeftover1CNTRL".to_owned(),

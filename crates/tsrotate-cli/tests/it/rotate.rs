@@ -1012,3 +1012,73 @@ fn from_scan_asks_again_when_the_scan_could_not_tell_and_reports_what_failed() {
     assert_eq!(env.key(&unknown_id)["invalid"], true);
     assert_eq!(env.key(&refused_id)["invalid"], false);
 }
+
+/// A rotation whose old key is already revoked and one of whose places cannot be written can
+/// be neither rolled back nor resumed; `abandon` records that a person took over, reports the
+/// keys as they are, and stops it blocking the key it minted.
+#[test]
+fn a_rotation_that_can_neither_finish_nor_be_undone_is_abandoned() {
+    let mut env = TestEnv::new();
+    let (old_id, old) = env.mint_default();
+    plant(&env, &old);
+    env.write("deploy/values.yaml.lock", "");
+    env.run(
+        env.cmd()
+            .args(["rotate", &old_id, "--revoke-first", "--yes", "--in"])
+            .arg(env.work.path()),
+    )
+    .expect(1);
+    let rotation = env.only_rotation();
+    let run = env
+        .run(env.cmd().args(["rollback", &rotation, "--yes"]))
+        .expect(2);
+    assert!(run.stderr.contains("already revoked"), "{}", run.stderr);
+    let minted = credentials_in(env.work.path())
+        .into_iter()
+        .map(|(_, id)| id)
+        .find(|id| *id != old_id)
+        .unwrap();
+    let blocked = env
+        .run(
+            env.cmd()
+                .args(["rotate", &minted, "--yes", "--in"])
+                .arg(env.work.path()),
+        )
+        .expect(2);
+    assert!(
+        blocked.stderr.contains("which minted"),
+        "{}",
+        blocked.stderr
+    );
+
+    let run = env
+        .run(
+            env.cmd()
+                .args(["--format", "json", "abandon", &rotation, "--yes"]),
+        )
+        .expect(0);
+    let report = run.json();
+    assert_eq!(report["outcome"], "abandoned");
+    assert_eq!(report["old_key"]["status"], "revoked", "{report}");
+    assert_eq!(report["minted"][0]["key_id"], minted.as_str());
+    assert_eq!(report["minted"][0]["status"], "live");
+    assert!(
+        report["next"].as_str().unwrap().contains(&minted),
+        "{report}"
+    );
+    // Only once; and nothing was revoked by it.
+    env.run(env.cmd().args(["abandon", &rotation, "--yes"]))
+        .expect(2);
+    assert_eq!(env.key(&minted)["invalid"], false);
+
+    // The minted key is the person's to rotate now.
+    std::fs::remove_file(env.work.path().join("deploy/values.yaml.lock")).unwrap();
+    env.run(
+        env.cmd()
+            .args(["rotate", &minted, "--yes", "--in"])
+            .arg(env.work.path()),
+    )
+    .expect(0);
+    assert_eq!(env.key(&minted)["invalid"], true);
+    env.assert_state_clean();
+}

@@ -292,4 +292,10 @@ pub enum Event {
         /// The key that remains.
         key_id: KeyId,
     },
+    /// A person settles the rotation's keys by hand (`tsrotate abandon`): it could be neither
+    /// finished nor undone. Nothing more happens in it, and it no longer blocks its keys.
+    Abandoned {
+        /// Who (the OS user).
+        by: String,
+    },
 }

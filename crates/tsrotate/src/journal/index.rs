@@ -60,11 +60,14 @@ impl Cached {
         }
     }
 
-    /// A finished rotation records nothing more (`resume` and `rollback` refuse it).
+    /// A finished rotation records nothing more (`resume`, `rollback` and `abandon` refuse it).
     fn finished(&self) -> bool {
-        self.records
-            .iter()
-            .any(|r| matches!(r.event, Event::Done { .. } | Event::RolledBack))
+        self.records.iter().any(|r| {
+            matches!(
+                r.event,
+                Event::Done { .. } | Event::RolledBack | Event::Abandoned { .. }
+            )
+        })
     }
 
     fn minted(&self, key_id: &KeyId) -> bool {

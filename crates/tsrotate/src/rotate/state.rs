@@ -73,6 +73,8 @@ pub enum End {
     Done(KeyId),
     /// Every sink holds the old key again and every minted key is revoked.
     RolledBack,
+    /// Given up by a person, keys as they were (`tsrotate abandon`).
+    Abandoned,
 }
 
 /// The next side effect of a rotation.
@@ -150,6 +152,9 @@ pub enum RollbackRefused {
     /// The rotation completed.
     #[error("the rotation already finished with key {0}")]
     AlreadyDone(KeyId),
+    /// The rotation was given up.
+    #[error("the rotation was abandoned; its keys are as it left them")]
+    Abandoned,
 }
 
 impl State {
@@ -245,6 +250,7 @@ impl State {
             }
             Event::RolledBack => self.end = Some(End::RolledBack),
             Event::Done { key_id } => self.end = Some(End::Done(key_id.clone())),
+            Event::Abandoned { .. } => self.end = Some(End::Abandoned),
         }
     }
 
@@ -394,6 +400,7 @@ impl State {
         match &self.end {
             Some(End::RolledBack) => return Ok(RollbackStep::Finished),
             Some(End::Done(id)) => return Err(RollbackRefused::AlreadyDone(id.clone())),
+            Some(End::Abandoned) => return Err(RollbackRefused::Abandoned),
             None => {}
         }
         if self.old_revoked() {
