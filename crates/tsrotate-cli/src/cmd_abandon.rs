@@ -9,15 +9,17 @@
 
 use serde::Serialize;
 use tsrotate::api;
-use tsrotate::journal::{self, Event};
+use tsrotate::journal::{self, Event, Template};
 use tsrotate::key::KeyId;
-use tsrotate::rotate::Recorder;
 use tsrotate::rotate::plan::{self, KeyStatus};
+use tsrotate::rotate::world::ApiWorld;
+use tsrotate::rotate::{Recorder, World as _};
 
 use crate::args::{Format, GlobalArgs};
+use crate::cmd_rotate::api_error;
 use crate::context;
 use crate::exit::{ExitStatus, UserError};
-use crate::rotation::{self, Recording};
+use crate::rotation::{self, Recording, SinkReport};
 use crate::settings::ApiSettings;
 
 /// Arguments of `tsrotate abandon`.
@@ -29,13 +31,17 @@ pub(crate) struct Args {
     /// Do not ask for confirmation.
     #[arg(long, short = 'y')]
     yes: bool,
+    /// Abandon it even though `rollback` could still undo it.
+    #[arg(long)]
+    force: bool,
 }
 
 /// A key of the rotation and what the API says of it now.
 #[derive(Serialize)]
 struct KeyNow {
     key_id: KeyId,
-    /// `live`, `revoked`, ..., or `unknown` when the API could not say.
+    /// `live`, `revoked`, `expired`, `invalid`, `not-found`; `not-checked` for webhook
+    /// secrets, which the keys API does not know.
     status: String,
 }
 
@@ -43,10 +49,14 @@ struct KeyNow {
 struct Report {
     rotation_id: String,
     outcome: &'static str,
+    /// Why it stopped, as it last failed.
+    last_failure: Option<String>,
     old_key: KeyNow,
+    /// Every key it minted, including any found by its description after a mint whose answer
+    /// was lost.
     minted: Vec<KeyNow>,
-    /// Each place and the key it held when the rotation last wrote or read it.
-    places: Vec<(String, Option<KeyId>)>,
+    /// Each place and the key the rotation last knew it to hold.
+    places: Vec<SinkReport>,
     next: String,
 }
 
@@ -62,17 +72,42 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
         ))
         .into());
     }
+    if state.next_rollback().is_ok() && !args.force {
+        return Err(UserError::new(format!(
+            "rotation {} can still be undone: `tsrotate rollback {}` puts the old key back and revokes what it minted",
+            args.rotation_id, args.rotation_id
+        ))
+        .hint("to give it up anyway and settle its keys by hand, add --force")
+        .into());
+    }
+    // Which keys are live is what the person needs to settle by hand: without the API's
+    // answer about every one of them, nothing is recorded.
     let settings = ApiSettings::configured(global, &["auth_keys:read", "oauth_keys:read"])?;
     let settings = ApiSettings {
         tailnet: state.started.tailnet.clone(),
         ..settings
     };
-    // Best effort: without the API the person still learns which keys to look at.
-    let client = settings.client()?;
-    let old_key = key_now(client.as_ref(), state.old_key_id()).await;
+    let client = settings.require_client()?;
+    let mut minted_ids = state.minted.clone();
+    if state.mint_attempts > state.mints_answered && state.started.template.sweepable() {
+        // A mint whose answer was lost may have made a key the journal never heard of.
+        let mut world = ApiWorld::new(client.clone(), Vec::new());
+        let found = world
+            .find_minted(&args.rotation_id)
+            .await
+            .map_err(|e| anyhow::anyhow!("looking for keys it minted: {e}"))?;
+        for id in found {
+            if !minted_ids.contains(&id) {
+                minted_ids.push(id);
+            }
+        }
+    }
+    // Webhook secrets are not in the keys API: there is nothing to ask it.
+    let webhook = matches!(state.started.template, Template::WebhookSecret { .. });
+    let old_key = key_now(&client, state.old_key_id(), webhook).await?;
     let mut minted = Vec::new();
-    for id in &state.minted {
-        minted.push(key_now(client.as_ref(), id).await);
+    for id in &minted_ids {
+        minted.push(key_now(&client, id, webhook).await?);
     }
     let live: Vec<&KeyId> = std::iter::once(&old_key)
         .chain(&minted)
@@ -99,11 +134,15 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
     let report = Report {
         rotation_id: args.rotation_id.clone(),
         outcome: "abandoned",
+        last_failure: state.last_failure.clone(),
         places: state
             .sinks
             .iter()
             .zip(&state.holds)
-            .map(|(sink, holds)| (sink.describe(), holds.clone()))
+            .map(|(sink, holds)| SinkReport {
+                place: sink.describe(),
+                holds: holds.clone(),
+            })
             .collect(),
         next: if live.is_empty() {
             "no key of this rotation is live".to_owned()
@@ -125,25 +164,27 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
     Ok(ExitStatus::Success)
 }
 
-async fn key_now(client: Option<&api::Client>, id: &KeyId) -> KeyNow {
-    let status = match client {
-        Some(client) => match plan::lookup(client, id).await {
-            Ok((status, _)) => status.to_string().replace(' ', "-"),
-            Err(e) => {
-                tracing::warn!("looking up key {id}: {e}");
-                "unknown".to_owned()
-            }
-        },
-        None => "unknown".to_owned(),
-    };
-    KeyNow {
-        key_id: id.clone(),
-        status,
+async fn key_now(client: &api::Client, id: &KeyId, webhook: bool) -> anyhow::Result<KeyNow> {
+    if webhook {
+        return Ok(KeyNow {
+            key_id: id.clone(),
+            status: "not-checked (a webhook secret: see the webhook in the admin console)".into(),
+        });
     }
+    let (status, _) = plan::lookup(client, id)
+        .await
+        .map_err(|e| api_error(&format!("looking up key {id} (nothing was recorded)"), e))?;
+    Ok(KeyNow {
+        key_id: id.clone(),
+        status: status.to_string().replace(' ', "-"),
+    })
 }
 
 fn print_human(report: &Report) {
     println!("Abandoned rotation {}.", report.rotation_id);
+    if let Some(failure) = &report.last_failure {
+        println!("  it stopped at: {failure}");
+    }
     println!(
         "  old key {}: {}",
         report.old_key.key_id, report.old_key.status
@@ -151,9 +192,12 @@ fn print_human(report: &Report) {
     for key in &report.minted {
         println!("  minted  {}: {}", key.key_id, key.status);
     }
-    for (place, holds) in &report.places {
-        let holds = holds.as_ref().map_or("?".to_owned(), ToString::to_string);
-        println!("  {place} held {holds}");
+    for place in &report.places {
+        let holds = place.holds.as_ref().map_or(
+            "what it held before (not written by it)".to_owned(),
+            ToString::to_string,
+        );
+        println!("  {} holds {holds}", place.place);
     }
     println!("{}", report.next);
 }

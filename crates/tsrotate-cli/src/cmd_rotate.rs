@@ -465,7 +465,7 @@ pub(crate) async fn rotate(
         return Err(
             UserError::new(rotation::unfinished_message(&key_id, unfinished))
                 .hint(format!(
-                    "finish it with `tsrotate resume {id}` or undo it with `tsrotate rollback {id}`"
+                    "finish it with `tsrotate resume {id}` or undo it with `tsrotate rollback {id}`; if it can be neither, `tsrotate abandon {id}`"
                 ))
                 .into(),
         );

@@ -574,7 +574,7 @@ async fn fresh(
     if let Some(unfinished) = rotation::unfinished_for(journals, &key_id)?.first() {
         let id = &unfinished.0;
         anyhow::bail!(
-            "{}: finish it with `tsrotate resume {id}` or undo it with `tsrotate rollback {id}`",
+            "{}: finish it with `tsrotate resume {id}` or undo it with `tsrotate rollback {id}` (if it can be neither: `tsrotate abandon {id}`)",
             rotation::unfinished_message(&key_id, unfinished)
         );
     }

@@ -326,6 +326,13 @@ impl Outcome {
                     self.old_key_id
                 )?;
             }
+            "abandoned" => {
+                writeln!(
+                    out,
+                    "Rotation {}: abandoned by a person; its keys are as it left them (`tsrotate keys list` shows them).",
+                    self.rotation_id
+                )?;
+            }
             "rolled-back" => {
                 writeln!(
                     out,

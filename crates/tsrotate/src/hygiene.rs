@@ -641,16 +641,31 @@ fn minted_by_rotation(key: &Key, rotations: &Rotations, report: &mut Report<'_>)
             | RotationOutcome::RolledBack
             | RotationOutcome::Abandoned),
         ) => {
-            let ended = match outcome {
-                RotationOutcome::Done(kept) => format!("finished with key {kept}"),
-                RotationOutcome::Abandoned => "was abandoned".to_owned(),
-                _ => "was rolled back".to_owned(),
+            let (ended, fix) = match outcome {
+                RotationOutcome::Done(kept) => (
+                    format!("which finished with key {kept}, yet this key is still live"),
+                    format!(
+                        "revoke it once you have checked nothing uses it: `tsrotate revoke {id}`"
+                    ),
+                ),
+                RotationOutcome::Abandoned => (
+                    "which a person abandoned; this key is still live and may be in use".to_owned(),
+                    format!(
+                        "rotate it where it is used (`tsrotate rotate {id} --in PATH`), or revoke it if nothing uses it: `tsrotate revoke {id}`"
+                    ),
+                ),
+                _ => (
+                    "which was rolled back, yet this key is still live".to_owned(),
+                    format!(
+                        "revoke it once you have checked nothing uses it: `tsrotate revoke {id}`"
+                    ),
+                ),
             };
             report(
                 rule::STRAY_ROTATION_KEY,
                 Severity::Medium,
-                format!("minted by rotation {rotation}, which {ended}, yet this key is still live"),
-                format!("revoke it once you have checked nothing uses it: `tsrotate revoke {id}`"),
+                format!("minted by rotation {rotation}, {ended}"),
+                fix,
             );
         }
     }

@@ -1067,9 +1067,28 @@ fn a_rotation_that_can_neither_finish_nor_be_undone_is_abandoned() {
         "{report}"
     );
     // Only once; and nothing was revoked by it.
-    env.run(env.cmd().args(["abandon", &rotation, "--yes"]))
+    let again = env
+        .run(env.cmd().args(["abandon", &rotation, "--yes"]))
         .expect(2);
+    assert!(again.stderr.contains("already ended"), "{}", again.stderr);
     assert_eq!(env.key(&minted)["invalid"], false);
+    // Recorded in the journal and the audit log; resume and rollback leave it be.
+    let journal =
+        std::fs::read_to_string(env.state.path().join(format!("rotations/{rotation}.jsonl")))
+            .unwrap();
+    assert!(journal.contains("\"type\":\"abandoned\""), "{journal}");
+    let audit = std::fs::read_to_string(env.state.path().join("audit.jsonl")).unwrap();
+    assert!(audit.contains("abandoned"), "{audit}");
+    let resume = env.run(env.cmd().args(["resume", "--yes"])).expect(0);
+    assert!(
+        resume.stdout.contains("No unfinished rotations"),
+        "{}",
+        resume.stdout
+    );
+    let rollback = env
+        .run(env.cmd().args(["rollback", &rotation, "--yes"]))
+        .expect(2);
+    assert!(rollback.stderr.contains("abandoned"), "{}", rollback.stderr);
 
     // The minted key is the person's to rotate now.
     std::fs::remove_file(env.work.path().join("deploy/values.yaml.lock")).unwrap();
@@ -1081,4 +1100,54 @@ fn a_rotation_that_can_neither_finish_nor_be_undone_is_abandoned() {
     .expect(0);
     assert_eq!(env.key(&minted)["invalid"], true);
     env.assert_state_clean();
+}
+
+/// `abandon` is for rotations nothing else can end: one `rollback` can still undo is refused
+/// without --force, and nothing is recorded without the API's word on every key.
+#[test]
+fn abandon_refuses_what_rollback_can_undo_and_needs_the_api() {
+    let mut env = TestEnv::new();
+    let (old_id, old) = env.mint_default();
+    plant(&env, &old);
+    env.write("deploy/values.yaml.lock", "");
+    env.run(
+        env.cmd()
+            .args(["rotate", &old_id, "--yes", "--in"])
+            .arg(env.work.path()),
+    )
+    .expect(1);
+    let rotation = env.only_rotation();
+    let refused = env
+        .run(env.cmd().args(["abandon", &rotation, "--yes"]))
+        .expect(2);
+    assert!(
+        refused
+            .stderr
+            .contains(&format!("tsrotate rollback {rotation}")),
+        "{}",
+        refused.stderr
+    );
+    let mut no_api = env.cmd();
+    no_api
+        .env_remove("TAILSCALE_API_KEY")
+        .args(["abandon", &rotation, "--yes", "--force"]);
+    env.run(&mut no_api).expect(2);
+    let journal = env.state.path().join(format!("rotations/{rotation}.jsonl"));
+    assert!(
+        !std::fs::read_to_string(&journal)
+            .unwrap()
+            .contains("abandoned")
+    );
+
+    let forced = env
+        .run(
+            env.cmd()
+                .args(["--format", "json", "abandon", &rotation, "--yes", "--force"]),
+        )
+        .expect(0);
+    let report = forced.json();
+    assert_eq!(report["old_key"]["status"], "live", "{report}");
+    let next = report["next"].as_str().unwrap();
+    assert!(next.contains(&old_id), "{next}");
+    env.assert_clean(&forced.stdout);
 }

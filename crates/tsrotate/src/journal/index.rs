@@ -60,7 +60,7 @@ impl Cached {
         }
     }
 
-    /// A finished rotation records nothing more (`resume`, `rollback` and `abandon` refuse it).
+    /// A finished rotation records nothing more: nothing appends after its end.
     fn finished(&self) -> bool {
         self.records.iter().any(|r| {
             matches!(

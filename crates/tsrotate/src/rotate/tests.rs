@@ -422,6 +422,30 @@ fn rollback_is_refused_once_the_old_key_is_revoked() {
 }
 
 #[test]
+fn an_abandoned_rotation_does_nothing_more() {
+    let plan = started(1, true, false);
+    let mut world = FakeWorld::new(1);
+    world.revoke_first = true;
+    let mut journal = new_journal(&plan);
+    let _ = run_process(&mut world, &mut journal, 3);
+    journal.budget = usize::MAX;
+    journal
+        .record(Event::Abandoned { by: "test".into() })
+        .unwrap();
+    let state = State::replay(&journal.records).unwrap();
+    assert_eq!(state.end, Some(End::Abandoned));
+    assert_eq!(state.next(None), Step::Finished);
+    assert!(matches!(
+        state.next_rollback(),
+        Err(RollbackRefused::Abandoned)
+    ));
+    let records = journal.records.len();
+    let state = run_process(&mut world, &mut journal, usize::MAX).unwrap();
+    assert_eq!(state.end, Some(End::Abandoned));
+    assert_eq!(journal.records.len(), records, "resume appends nothing");
+}
+
+#[test]
 fn descriptions_fit_tailscale_rules() {
     let id = "r20261128000000abcdef";
     assert_eq!(mint_description(None, id), format!("tsrotate {id}"));
