@@ -190,20 +190,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
         }
         (None, Some(config)) => {
             let key = key.expect("clap requires KEY without --credential");
-            // Every configured place, of any credential, that holds this key.
-            for credential in &config.credentials {
-                let readings = places::read(credential, &credentials).await;
-                if readings
-                    .iter()
-                    .any(|r| r.key_id().as_ref() == Some(key.key_id()))
-                {
-                    configured.extend(
-                        readings
-                            .into_iter()
-                            .filter(|r| r.key_id().as_ref() == Some(key.key_id())),
-                    );
-                }
-            }
+            configured = places_holding(config, key.key_id(), &credentials).await;
             key
         }
         (_, None) => {
@@ -236,6 +223,24 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
         json_into: None,
     };
     rotate(global, &client, request, options, credentials).await
+}
+
+/// Every configured place, of any credential, that holds `key_id`.
+async fn places_holding(
+    config: &tsrotate::config::Config,
+    key_id: &tsrotate::key::KeyId,
+    credentials: &tsrotate::sink::Credentials,
+) -> Vec<places::Reading> {
+    let mut holding = Vec::new();
+    for credential in &config.credentials {
+        let readings = places::read(credential, credentials).await;
+        holding.extend(
+            readings
+                .into_iter()
+                .filter(|r| r.key_id().as_ref() == Some(key_id)),
+        );
+    }
+    holding
 }
 
 /// One finding of `scan --format json`, as much of it as a rotation needs.
@@ -313,8 +318,10 @@ async fn from_scan(
             entry.3 = true;
         }
     }
-    let config = settings::load_config(global, Need::ApiOnly)?;
+    // Like `rotate KEY`: the places a named or the user's configuration lists are updated too.
+    let config = settings::load_config(global, Need::Optional)?;
     let client = ApiSettings::resolve(&[], config.as_ref())?.require_client()?;
+    let credentials = settings::sink_credentials();
     let mut status = ExitStatus::Success;
     let mut summary = FromScan::default();
     for (key_id, paths, scanned_status, in_history) in keys {
@@ -343,9 +350,13 @@ async fn from_scan(
             });
             continue;
         }
-        if paths.is_empty() {
+        let configured = match &config {
+            Some(config) => places_holding(config, &key_id, &credentials).await,
+            None => Vec::new(),
+        };
+        if paths.is_empty() && configured.is_empty() {
             let reason = format!(
-                "live, but found only {}; revoke it with `tsrotate revoke {key_id}` or rotate it with --in PATH",
+                "live, but found only {} and in no configured place; revoke it with `tsrotate revoke {key_id}` or rotate it with --in PATH",
                 if in_history {
                     "in git history"
                 } else {
@@ -363,7 +374,7 @@ async fn from_scan(
         let request = Request {
             key: tsrotate::key::KeyRef::Id(key_id.clone()),
             roots: paths,
-            configured: Vec::new(),
+            configured,
             overrides: Overrides::default(),
             revoke_first: args.revoke_first,
             verify_cmd: args.verify_cmd.clone(),
@@ -380,15 +391,7 @@ async fn from_scan(
             new_key_file: None,
             json_into: Some(&mut summary.rotations),
         };
-        match rotate(
-            global,
-            &client,
-            request,
-            options,
-            settings::sink_credentials(),
-        )
-        .await
-        {
+        match rotate(global, &client, request, options, credentials.clone()).await {
             Ok(ExitStatus::Success) => {}
             Ok(ExitStatus::Incomplete) => status = ExitStatus::Incomplete,
             Err(e) => {

@@ -1151,3 +1151,49 @@ fn abandon_refuses_what_rollback_can_undo_and_needs_the_api() {
     assert!(next.contains(&old_id), "{next}");
     env.assert_clean(&forced.stdout);
 }
+
+/// `--from-scan` also updates the places a named configuration lists, as `rotate KEY` does: a
+/// key found in a checkout is usually held by a secret store too.
+#[test]
+fn from_scan_updates_the_configured_places_that_hold_a_found_key() {
+    let mut env = TestEnv::new();
+    let (id, key) = env.mint_default();
+    env.write("app/.env", format!("TS_AUTHKEY={key}\n"));
+    let store = env.write_aside(
+        "secret-store.json",
+        format!("{{\"tailscale\": \"{key}\"}}\n"),
+    );
+    let config = env.write_aside(
+        "tsrotate.toml",
+        format!(
+            "[[credential]]\nname = \"app\"\nkind = \"auth-key\"\n\n[[credential.sink]]\ntype = \"json\"\npath = \"{}\"\nfield = \"tailscale\"\n",
+            store.display()
+        ),
+    );
+    let scan = env
+        .run(
+            env.cmd()
+                .args(["--format", "json", "scan", "--verify"])
+                .arg(env.work.path()),
+        )
+        .expect(1);
+    let report = env.write_aside("scan.json", &scan.stdout);
+    env.run(
+        env.cmd()
+            .arg("--config")
+            .arg(&config)
+            .args(["rotate", "--from-scan"])
+            .arg(&report)
+            .arg("--yes"),
+    )
+    .expect(0);
+    assert_eq!(env.key(&id)["invalid"], true);
+    let in_file = credentials_in(env.work.path())[0].1.clone();
+    let in_store = credentials_in(env.aside.path())
+        .into_iter()
+        .find(|(p, _)| p.ends_with("secret-store.json"))
+        .unwrap()
+        .1;
+    assert_ne!(in_file, id);
+    assert_eq!(in_file, in_store, "the store got the same new key");
+}
