@@ -51,6 +51,26 @@ fn status(env: &TestEnv, config: &PathBuf) -> (i32, Vec<Value>) {
     (run.code, run.json().as_array().unwrap().clone())
 }
 
+/// `rotate --due --yes --format json` with `config`; the exit code is the caller's to check.
+fn rotate_due_json(env: &TestEnv, config: &PathBuf) -> crate::support::Run {
+    env.run(
+        env.cmd()
+            .arg("--config")
+            .arg(config)
+            .args(["--format", "json", "rotate", "--due", "--yes"]),
+    )
+}
+
+/// The result of credential `name` in `rotate --due --format json` output.
+fn result_for<'a>(results: &'a Value, name: &str) -> &'a Value {
+    results
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["credential"] == name)
+        .unwrap_or_else(|| panic!("no result for {name}: {results}"))
+}
+
 fn done_rotations(env: &TestEnv, name: &str) -> usize {
     let Ok(dir) = std::fs::read_dir(env.state.path().join("rotations")) else {
         return 0;
@@ -475,20 +495,10 @@ fn an_unfinished_rotation_of_the_same_key_begun_by_hand_blocks_a_second_one() {
     )
     .expect(1);
     let _ = emulator::advance_clock(env.url(), 85 * 86_400);
-    let run = env.run(
-        env.cmd()
-            .arg("--config")
-            .arg(&config)
-            .args(["--format", "json", "rotate", "--due", "--yes"]),
-    );
+    let run = rotate_due_json(&env, &config);
     assert_eq!(run.code, 1, "{}", run.stdout);
     let results = run.json();
-    let web = results
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["credential"] == "web")
-        .unwrap();
+    let web = result_for(&results, "web");
     assert_eq!(web["action"], "failed", "{web}");
     assert!(
         web["detail"].as_str().unwrap().contains("is not finished"),
@@ -545,20 +555,10 @@ fn an_unfinished_rotation_that_minted_the_held_key_blocks_a_second_one() {
     let minted = held(&env, "web");
     assert_ne!(minted, ids[0]);
     let _ = emulator::advance_clock(env.url(), 85 * 86_400);
-    let run = env.run(
-        env.cmd()
-            .arg("--config")
-            .arg(&config)
-            .args(["--format", "json", "rotate", "--due", "--yes"]),
-    );
+    let run = rotate_due_json(&env, &config);
     assert_eq!(run.code, 1, "{}", run.stdout);
     let results = run.json();
-    let web = results
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["credential"] == "web")
-        .unwrap();
+    let web = result_for(&results, "web");
     assert_eq!(web["action"], "failed", "{web}");
     let detail = web["detail"].as_str().unwrap();
     assert!(
@@ -584,12 +584,7 @@ fn a_credential_of_the_wrong_kind_is_refused_before_anything_changes() {
         .replace("kind = \"auth-key\"", "kind = \"oauth-client\"");
     std::fs::write(&config, text).unwrap();
     let _ = emulator::advance_clock(env.url(), 85 * 86_400);
-    let run = env.run(
-        env.cmd()
-            .arg("--config")
-            .arg(&config)
-            .args(["--format", "json", "rotate", "--due", "--yes"]),
-    );
+    let run = rotate_due_json(&env, &config);
     assert_eq!(run.code, 1, "{}", run.stdout);
     let results = run.json();
     assert_eq!(results.as_array().unwrap().len(), 2, "{results}");
@@ -654,12 +649,7 @@ fn a_damaged_journal_of_a_credential_stops_that_credential_only() {
             .contains("cannot be read"),
         "{web}"
     );
-    let run = env.run(
-        env.cmd()
-            .arg("--config")
-            .arg(&config)
-            .args(["--format", "json", "rotate", "--due", "--yes"]),
-    );
+    let run = rotate_due_json(&env, &config);
     assert_eq!(run.code, 1, "{}", run.stdout);
     let results = run.json();
     assert_eq!(results.as_array().unwrap().len(), 1, "{results}");
