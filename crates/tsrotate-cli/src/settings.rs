@@ -51,6 +51,18 @@ pub(crate) mod env {
     pub(crate) const KUBECONFIG: &str = "KUBECONFIG";
     pub(crate) const KUBERNETES_SERVICE_HOST: &str = "KUBERNETES_SERVICE_HOST";
     pub(crate) const KUBERNETES_SERVICE_PORT: &str = "KUBERNETES_SERVICE_PORT";
+    /// Names of more variables children (`after`, `verify`, command places) inherit,
+    /// separated by commas: children otherwise get only `tsrotate::child::INHERITED`.
+    pub(crate) const TSROTATE_PASS_ENV: &str = "TSROTATE_PASS_ENV";
+
+    /// The whole environment, for children to inherit what `tsrotate::child` allows.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "settings.rs is where the environment is read"
+    )]
+    pub(crate) fn all() -> std::env::VarsOs {
+        std::env::vars_os()
+    }
 
     /// A variable's value, when set and not empty.
     #[allow(
@@ -217,7 +229,28 @@ pub(crate) fn sink_credentials() -> tsrotate::sink::Credentials {
         kubeconfig,
         kubernetes_service: env::var(env::KUBERNETES_SERVICE_HOST)
             .zip(env::var(env::KUBERNETES_SERVICE_PORT)),
+        child_env: child_env(),
     }
+}
+
+/// The environment children start with: `tsrotate::child::INHERITED` plus the names in
+/// `TSROTATE_PASS_ENV` (never tsrotate's own `TAILSCALE_*`/`TSROTATE_*`).
+fn child_env() -> tsrotate::child::Environment {
+    let pass: Vec<String> = env::var(env::TSROTATE_PASS_ENV)
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let (environment, refused) = tsrotate::child::Environment::from_parent(env::all(), &pass);
+    for name in refused {
+        tracing::warn!(
+            "{}: `{name}` is not passed to commands: tsrotate's own settings and credentials never are",
+            env::TSROTATE_PASS_ENV
+        );
+    }
+    environment
 }
 
 /// How to reach the Tailscale API, from the environment.

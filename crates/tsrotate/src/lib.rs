@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod child;
 pub mod config;
 pub mod fs;
 mod http;

@@ -13,6 +13,7 @@
 )]
 
 mod audit;
+mod children;
 mod config;
 mod crash;
 mod kinds;

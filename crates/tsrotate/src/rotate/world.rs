@@ -3,13 +3,12 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::api::{self, CreateAuthKey, DeviceCreateCapabilities};
 use crate::journal::{SinkPlan, Template};
-use crate::key::{KeyId, Secret, redact_in};
+use crate::key::{KeyId, Secret};
 use crate::sink::file::{self, FileMatch};
 use crate::sink::{self as sinks, Credentials, Expect, Sink, SinkSpec};
 
@@ -17,10 +16,10 @@ use super::engine::{MintedKey, Revocation, StepError, World};
 use super::state::VerifyCommand;
 
 /// The environment variable that carries the new key to `--verify-cmd` (never argv).
-pub const NEW_KEY_ENV: &str = "TSROTATE_NEW_KEY";
+pub const NEW_KEY_ENV: &str = crate::child::NEW_KEY_ENV;
 
 /// How long a verification command may run.
-pub const VERIFY_TIMEOUT: Duration = Duration::from_secs(300);
+pub const VERIFY_TIMEOUT: Duration = crate::child::DEFAULT_TIMEOUT;
 
 /// The Tailscale API plus the places of one rotation.
 pub struct ApiWorld {
@@ -246,7 +245,7 @@ impl ApiWorld {
             tokio::task::spawn_blocking(move || write_file(&path, &display, None, &ids, &owned))
                 .await
                 .map_err(|e| StepError::new(format!("writing a file panicked: {e}")))??;
-            return run_after(after, value).await;
+            return self.run_after(after, value).await;
         }
         let sink = self.sink(index, spec)?;
         let planned = self
@@ -281,7 +280,53 @@ impl ApiWorld {
                 )));
             }
         }
-        run_after(after, value).await
+        self.run_after(after, value).await
+    }
+
+    /// Every secret this world holds besides `value`: tsrotate's own API credential, the
+    /// places' credentials, keys it minted. All are redacted from a child's output.
+    fn secrets_in_play<'a>(&'a self, value: &'a Secret) -> Vec<&'a Secret> {
+        let own = match self.client.auth() {
+            api::Auth::ApiAccessToken(token) => token,
+            api::Auth::OAuthClient { client_secret, .. } => client_secret,
+        };
+        let mut secrets = vec![value, own];
+        secrets.extend(self.minted_secrets.values());
+        secrets.extend(self.new_token.as_ref());
+        secrets
+    }
+
+    /// Run one child with the new key, in the cleaned environment, its output redacted.
+    async fn run_child(
+        &self,
+        role: &str,
+        program: crate::child::Program<'_>,
+        value: &Secret,
+    ) -> Result<(), StepError> {
+        let others = self.credentials.secrets();
+        let redactor =
+            crate::child::Redactor::new(self.secrets_in_play(value).into_iter().chain(&others));
+        // Boxed: a child's future is large, and every step that may run one awaits it.
+        Box::pin(crate::child::run(crate::child::Child {
+            role,
+            program,
+            new_key: value,
+            stdin: false,
+            env: &self.credentials.child_env,
+            redactor: &redactor,
+            timeout: VERIFY_TIMEOUT,
+        }))
+        .await
+        .map_err(|e| StepError::new(e.to_string()))
+    }
+
+    /// Run a place's `after` command (a reload) with the new key in its environment.
+    async fn run_after(&self, after: &[String], value: &Secret) -> Result<(), StepError> {
+        if after.is_empty() {
+            return Ok(());
+        }
+        self.run_child("`after` command", crate::child::Program::Argv(after), value)
+            .await
     }
 
     /// The API client.
@@ -418,7 +463,12 @@ impl World for ApiWorld {
         value: &Secret,
     ) -> Result<(), StepError> {
         for command in commands {
-            run_verify(command, value).await?;
+            let program = match command {
+                VerifyCommand::Shell(line) => crate::child::Program::Shell(line),
+                VerifyCommand::Program(argv) => crate::child::Program::Argv(argv),
+            };
+            self.run_child("verification command", program, value)
+                .await?;
         }
         Ok(())
     }
@@ -594,71 +644,6 @@ fn check_holds_ours(
         "{} holds key {}, which this rotation does not know; not overwritten",
         sink.describe(),
         held.key_id()
-    )))
-}
-
-/// Run a place's `after` command (a reload) with the new key in its environment.
-async fn run_after(after: &[String], value: &Secret) -> Result<(), StepError> {
-    if after.is_empty() {
-        return Ok(());
-    }
-    run_verify(&VerifyCommand::Program(after.to_vec()), value)
-        .await
-        .map_err(|e| StepError::new(e.message.replace("verification command", "`after` command")))
-}
-
-/// Run a verification command with the new key in its environment, never in argv.
-async fn run_verify(command: &VerifyCommand, value: &Secret) -> Result<(), StepError> {
-    let mut process = match command {
-        VerifyCommand::Shell(line) => {
-            let mut p = tokio::process::Command::new("sh");
-            p.arg("-c").arg(line);
-            p
-        }
-        VerifyCommand::Program(argv) => {
-            let Some((program, rest)) = argv.split_first() else {
-                return Err(StepError::new("an empty verification command"));
-            };
-            let mut p = tokio::process::Command::new(program);
-            p.args(rest);
-            p
-        }
-    };
-    let child = process
-        .env(NEW_KEY_ENV, value.expose_secret())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| StepError::new(format!("could not start the verification command: {e}")))?;
-    let output = match tokio::time::timeout(VERIFY_TIMEOUT, child.wait_with_output()).await {
-        Ok(output) => output
-            .map_err(|e| StepError::new(format!("the verification command failed to run: {e}")))?,
-        Err(_) => {
-            return Err(StepError::new(format!(
-                "the verification command did not finish within {}s",
-                VERIFY_TIMEOUT.as_secs()
-            )));
-        }
-    };
-    if output.status.success() {
-        return Ok(());
-    }
-    // Its output is not ours: it may echo the key. Show the end of stderr, redacted.
-    let stderr =
-        String::from_utf8_lossy(&output.stderr).replace(value.expose_secret(), "[new key]");
-    let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
-    let tail: Vec<&str> = tail.into_iter().rev().collect();
-    let detail = redact_in(&tail.join(" | "));
-    Err(StepError::new(format!(
-        "the verification command exited with {}{}",
-        output.status,
-        if detail.is_empty() {
-            String::new()
-        } else {
-            format!(": {detail}")
-        }
     )))
 }
 

@@ -333,6 +333,26 @@ pub struct Credentials {
     pub kubeconfig: Option<std::path::PathBuf>,
     /// In a pod: `KUBERNETES_SERVICE_HOST` and `KUBERNETES_SERVICE_PORT`.
     pub kubernetes_service: Option<(String, String)>,
+    /// The environment children start with (command places, `after`, `verify`): cleaned of
+    /// every credential above and of tsrotate's own (see [`crate::child`]).
+    pub child_env: crate::child::Environment,
+}
+
+impl Credentials {
+    /// The secrets held here: redacted from children's output with the new key.
+    #[must_use]
+    pub fn secrets(&self) -> Vec<Secret> {
+        [
+            &self.vault_token,
+            &self.aws_secret_access_key,
+            &self.aws_session_token,
+            &self.github_token,
+        ]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect()
+    }
 }
 
 /// A human description of a configured place, without secrets.
@@ -520,7 +540,10 @@ pub fn build(spec: &SinkSpec, credentials: &Credentials) -> Result<Box<dyn Sink>
             };
             Box::new(kubernetes::SecretSink::new(cluster, namespace, name, key)?)
         }
-        SinkSpec::Command { run } => Box::new(command::CommandSink::new(run.clone())?),
+        SinkSpec::Command { run } => Box::new(
+            command::CommandSink::new(run.clone())?
+                .with_environment(credentials.child_env.clone(), credentials.secrets()),
+        ),
     })
 }
 

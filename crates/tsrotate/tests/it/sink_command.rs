@@ -68,7 +68,7 @@ async fn value_arrives_on_stdin_and_in_the_environment_but_not_in_argv() {
 }
 
 #[tokio::test]
-async fn failure_shows_status_and_redacted_stderr_but_never_stdout() {
+async fn failure_shows_status_but_none_of_its_output() {
     let dir = tempfile::tempdir().unwrap();
     let other = dir.path().join("other-credential");
     std::fs::File::create(&other)
@@ -87,14 +87,19 @@ async fn failure_shows_status_and_redacted_stderr_but_never_stdout() {
     let Error::Other { message, .. } = &err else {
         panic!("expected Error::Other: {text}");
     };
+    // Its output may echo the value in any encoding: it goes to the log, redacted (see
+    // `tsrotate::child`), and never into an error, which journals and audit logs keep.
     assert!(message.contains("exit status: 3"), "{message}");
-    assert!(message.contains("refused [new key] for repo"), "{message}");
-    assert!(message.contains("first line"), "{message}");
-    assert!(
-        message.contains("kOLD9CNTRL") && !message.contains("oldSECRETabcdefgh"),
-        "{message}"
-    );
-    assert!(!message.contains("on stdout"), "{message}");
+    assert!(message.contains("shown above, redacted"), "{message}");
+    for output in [
+        "first line",
+        "refused",
+        "kOLD9CNTRL",
+        "oldSECRET",
+        "on stdout",
+    ] {
+        assert!(!message.contains(output), "{message}");
+    }
 }
 
 #[tokio::test]
@@ -103,7 +108,7 @@ async fn failure_without_stderr_says_so() {
     let err = sink.write(&value(), &Expect::Unchecked).await.unwrap_err();
     let text = shown(&err);
     assert!(
-        text.contains("exit status: 1") && text.contains("nothing to stderr"),
+        text.contains("exit status: 1") && !text.contains("shown above"),
         "{text}"
     );
 }

@@ -1,0 +1,186 @@
+//! What tsrotate's children (`--verify-cmd`, `verify`, `after`, command places) get and what
+//! becomes of their output.
+
+#![allow(clippy::format_collect, reason = "test fixtures")]
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+
+use crate::support::{TestEnv, walk};
+
+/// Every way a program may print `value`: as it is, lower- and upper-cased, base64 (standard
+/// and URL-safe, with and without padding), percent-encoded, hex.
+fn encodings(value: &str) -> Vec<String> {
+    let bytes = value.as_bytes();
+    vec![
+        value.to_owned(),
+        value.to_lowercase(),
+        value.to_uppercase(),
+        STANDARD.encode(bytes),
+        STANDARD_NO_PAD.encode(bytes),
+        URL_SAFE.encode(bytes),
+        URL_SAFE_NO_PAD.encode(bytes),
+        bytes.iter().map(|b| format!("%{b:02X}")).collect(),
+        bytes.iter().map(|b| format!("{b:02x}")).collect(),
+    ]
+}
+
+/// The key and its secret part (after the key ID), each in every encoding.
+fn forms_of(key: &str) -> Vec<String> {
+    let secret = key.rsplit('-').next().unwrap();
+    assert!(secret.len() >= 16, "{key}");
+    let mut forms = encodings(key);
+    forms.extend(encodings(secret));
+    forms
+}
+
+#[track_caller]
+fn assert_none_in(forms: &[String], text: &str, what: &str) {
+    for form in forms {
+        assert!(
+            !text.contains(form.as_str()),
+            "{form} leaked into {what}:\n{text}"
+        );
+    }
+}
+
+/// Issue 11 item 5: a verification command that prints the new key in several encodings on
+/// stdout and stderr. None of them reaches tsrotate's output, the journal or the audit log,
+/// and the journal and audit log keep none of the command's output at all.
+#[test]
+fn issue_11_5_no_encoding_of_the_new_key_leaks_through_a_childs_output() {
+    let mut env = TestEnv::new();
+    let (old_id, old) = env.mint_default();
+    env.write("app/.env", format!("TS_AUTHKEY={old}\n"));
+    let seen = env.aside.path().join("new-key");
+    let script = format!(
+        r#"K="$TSROTATE_NEW_KEY"; printf %s "$K" > {seen}
+S="${{K##*-}}"
+for out in 1 2; do
+  echo "CHILD-OUTPUT-$((6*7)) secret part: $S" >&$out
+  echo "b64: $(printf %s "$K" | base64 -w0) b64 part: $(printf %s "$S" | base64 -w0)" >&$out
+  echo "url: $(printf %s "$K" | base64 -w0 | tr '+/' '-_' | tr -d =)" >&$out
+  echo "pct: $(printf %s "$K" | od -An -tx1 | tr -d ' \n' | sed 's/../%&/g')" >&$out
+  echo "lower: $(printf %s "$K" | tr A-Z a-z) upper: $(printf %s "$S" | tr a-z A-Z)" >&$out
+done
+exit 1"#,
+        seen = seen.display()
+    );
+    let run = env
+        .run(
+            env.cmd()
+                .args(["rotate", &old_id, "--yes", "--verify-cmd", &script, "--in"])
+                .arg(env.work.path()),
+        )
+        .expect(1);
+    let new = std::fs::read_to_string(&seen).unwrap();
+    assert!(new.starts_with("tskey-auth-"), "{new}");
+    env.canary(&new);
+    let forms = forms_of(&new);
+    assert_none_in(&forms, &run.stdout, "stdout");
+    assert_none_in(&forms, &run.stderr, "stderr");
+    assert!(
+        run.stderr.contains("CHILD-OUTPUT-42"),
+        "a redacted excerpt is shown on stderr:\n{}",
+        run.stderr
+    );
+    assert!(!run.stdout.contains("CHILD-OUTPUT-42"), "{}", run.stdout);
+    for path in walk(env.state.path()) {
+        let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+        assert_none_in(&forms, &text, &path.display().to_string());
+        assert!(
+            !text.contains("CHILD-OUTPUT-42"),
+            "child output kept in {}",
+            path.display()
+        );
+    }
+    assert_eq!(env.key(&old_id)["invalid"], false, "the old key stays live");
+    env.assert_state_clean();
+}
+
+/// Issue 11 item 11: `--verify-cmd`, a place's `verify` and `after`, and a command place each
+/// get the new key and nothing of tsrotate's own credentials, nor those it uses for places.
+#[test]
+fn issue_11_11_children_inherit_none_of_tsrotates_credentials() {
+    let mut env = TestEnv::new();
+    let (_, old) = env.mint_default();
+    env.write("app/.env", format!("TS_AUTHKEY={old}\n"));
+    let aside = env.aside.path().to_owned();
+    let dump = |role: &str| format!("env > {}", aside.join(format!("env-{role}")).display());
+    let w = env.work.path().display().to_string();
+    let config = format!(
+        r#"
+[[credential]]
+name = "web"
+kind = "auth-key"
+
+[[credential.sink]]
+type = "dotenv"
+path = "{w}/app/.env"
+field = "TS_AUTHKEY"
+after = ["sh", "-c", "{after}"]
+verify = ["sh", "-c", "{verify}"]
+
+[[credential.sink]]
+type = "command"
+run = ["sh", "-c", "cat > /dev/null; {command}"]
+"#,
+        after = dump("after"),
+        verify = dump("verify"),
+        command = dump("command"),
+    );
+    let config = env.write("tsrotate.toml", config);
+    let place_secrets = [
+        ("VAULT_TOKEN", "hvs.canary-vault-token-0123456789"),
+        ("GITHUB_TOKEN", "ghp_canaryGithubToken0123456789abcdef"),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            "canary/aws/secret/0123456789abcdefgh",
+        ),
+    ];
+    for (_, value) in place_secrets {
+        env.canary(value);
+    }
+    let mut cmd = env.cmd_oauth();
+    for (name, value) in place_secrets {
+        cmd.env(name, value);
+    }
+    cmd.env("TSROTATE_PASS_ENV", "KEEP_ME,TAILSCALE_OAUTH_CLIENT_SECRET")
+        .env("KEEP_ME", "on purpose")
+        .arg("--config")
+        .arg(&config)
+        .args(["rotate", "--credential", "web", "--yes", "--verify-cmd"])
+        .arg(dump("verify-cmd"));
+    let run = env.run(&mut cmd).expect(0);
+    assert!(
+        run.stderr.contains("TAILSCALE_OAUTH_CLIENT_SECRET"),
+        "refusing to pass our own secret is said:\n{}",
+        run.stderr
+    );
+    for role in ["after", "verify", "command", "verify-cmd"] {
+        let text = std::fs::read_to_string(env.aside.path().join(format!("env-{role}")))
+            .unwrap_or_else(|e| panic!("{role} did not run: {e}"));
+        let names: Vec<&str> = text.lines().filter_map(|l| l.split('=').next()).collect();
+        for name in &names {
+            assert!(
+                !name.starts_with("TAILSCALE_") && !name.starts_with("AWS_"),
+                "{role} got {name}"
+            );
+            assert!(
+                *name == "TSROTATE_NEW_KEY" || !name.starts_with("TSROTATE_"),
+                "{role} got {name}"
+            );
+        }
+        for (name, _) in place_secrets {
+            assert!(!names.contains(&name), "{role} got {name}");
+        }
+        for wanted in ["TSROTATE_NEW_KEY", "PATH", "HOME", "KEEP_ME"] {
+            assert!(names.contains(&wanted), "{role} lacks {wanted}: {names:?}");
+        }
+        assert!(!text.contains(&env.emu.bootstrap().oauth_client_secret));
+        for (_, value) in place_secrets {
+            assert!(!text.contains(value), "{role}");
+        }
+    }
+    env.assert_state_clean();
+}
