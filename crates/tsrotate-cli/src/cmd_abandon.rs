@@ -12,6 +12,7 @@ use tsrotate::api;
 use tsrotate::journal::{self, Event, Template};
 use tsrotate::key::KeyId;
 use tsrotate::rotate::plan::{self, KeyStatus};
+use tsrotate::rotate::session::Authority;
 use tsrotate::rotate::world::ApiWorld;
 use tsrotate::rotate::{Recorder, World as _};
 
@@ -19,7 +20,7 @@ use crate::args::{Format, GlobalArgs};
 use crate::cmd_rotate::api_error;
 use crate::context;
 use crate::exit::{ExitStatus, UserError};
-use crate::rotation::{self, Recording, SinkReport};
+use crate::rotation::{self, SinkReport};
 use crate::settings::ApiSettings;
 
 /// Arguments of `tsrotate abandon`.
@@ -61,10 +62,9 @@ struct Report {
 }
 
 pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitStatus> {
-    let state_dir = context::state_dir(global)?;
-    let (_lock, journal, state) = rotation::open_locked(&state_dir, &args.rotation_id, |e| {
-        UserError::new(e.to_string()).into()
-    })?;
+    let dir = context::trusted_state_dir(global)?;
+    let mut session = rotation::reopen(&dir, &args.rotation_id, &Authority::SETTLE)?;
+    let state = session.state().clone();
     if state.is_finished() {
         return Err(UserError::new(format!(
             "rotation {} already ended; there is nothing to abandon",
@@ -125,8 +125,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
     )? {
         return Err(UserError::new("cancelled; nothing was changed").into());
     }
-    let mut recording = Recording::new(journal, &state_dir, &context::os_user(), &args.rotation_id);
-    recording
+    session
         .record(Event::Abandoned {
             by: context::os_user(),
         })

@@ -4,14 +4,15 @@ use std::collections::BTreeSet;
 
 use tsrotate::journal::{self, Event, Journal, SinkPlan};
 use tsrotate::rotate::State;
+use tsrotate::rotate::session::{Authority, Purpose, StateDir};
 use tsrotate::rotate::world::ApiWorld;
 use tsrotate::sink::file;
 
 use crate::args::{Format, GlobalArgs};
 use crate::context;
 use crate::exit::{ExitStatus, UserError};
-use crate::rotation::{self, Outcome, Recording};
-use crate::settings::ApiSettings;
+use crate::rotation::{self, Outcome};
+use crate::settings::{self, ApiSettings, Need};
 
 /// Arguments of `tsrotate resume`.
 #[derive(Debug, clap::Args)]
@@ -22,11 +23,22 @@ pub(crate) struct Args {
     /// Do not ask for confirmation.
     #[arg(long, short = 'y')]
     yes: bool,
+    /// The `--verify-cmd` the rotation was started with, given again: a journal keeps only
+    /// its digest, and runs nothing that this command line or the configuration does not say.
+    #[arg(long, value_name = "CMD")]
+    verify_cmd: Option<String>,
 }
 
 pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitStatus> {
-    let state_dir = context::state_dir(global)?;
-    let settings = ApiSettings::configured(global, &["auth_keys"])?;
+    let dir = context::trusted_state_dir(global)?;
+    let state_dir = dir.path().to_owned();
+    let config = settings::load_config(global, Need::ApiOnly)?;
+    let settings = ApiSettings::resolve(&["auth_keys"], config.as_ref())?;
+    let authority = Authority {
+        config: config.as_deref(),
+        verify_cmd: args.verify_cmd.as_deref(),
+        purpose: Purpose::Finish,
+    };
     let ids = if let Some(id) = &args.rotation_id {
         vec![id.clone()]
     } else {
@@ -60,7 +72,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
     }
     let mut outcomes = Vec::new();
     for id in ids {
-        outcomes.push(resume_one(global, &settings, &state_dir, &id).await?);
+        outcomes.push(resume_one(global, &settings, &dir, &id, &authority).await?);
     }
     if human {
         for o in &outcomes {
@@ -85,29 +97,27 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
 async fn resume_one(
     global: &GlobalArgs,
     settings: &ApiSettings,
-    state_dir: &std::path::Path,
+    dir: &StateDir,
     id: &str,
+    authority: &Authority<'_>,
 ) -> anyhow::Result<Outcome> {
-    let (_lock, journal, state) = rotation::open_locked(state_dir, id, |e| match e {
-        journal::Error::UnknownRotation(_) => UserError::new(e.to_string())
-            .hint("list rotations with `ls $TSROTATE_STATE_DIR/rotations`")
-            .into(),
-        e => anyhow::Error::from(e),
-    })?;
-    let mut recording = Recording::new(journal, state_dir, &context::os_user(), id);
+    let mut session = rotation::reopen(dir, id, authority)?;
     // The rotation acts on the tailnet it started on, whatever the environment says now.
     let settings = ApiSettings {
-        tailnet: state.started.tailnet.clone(),
+        tailnet: session.state().started.tailnet.clone(),
         ..settings.clone()
     };
     let client = settings.require_client()?;
     let human = global.format == Format::Human;
     if human && !global.quiet {
-        eprintln!("Resuming rotation {id} of key {}", state.old_key_id());
+        eprintln!(
+            "Resuming rotation {id} of key {}",
+            session.state().old_key_id()
+        );
     }
     // Look again where the plan looked: a file may have gained a copy meanwhile.
-    let mut state = state;
-    if !state.is_finished() {
+    if !session.state().is_finished() {
+        let state = session.state();
         let known: BTreeSet<_> = state
             .sinks
             .iter()
@@ -131,23 +141,21 @@ async fn resume_one(
                 .into_iter()
                 .filter(|m| !known.contains(&m.path))
             {
-                let event = Event::SinkAdded {
+                session.add(&Event::SinkAdded {
                     sink: SinkPlan::File {
                         path: m.path.clone(),
                         display: m.display_path.display().to_string(),
                     },
-                };
-                tsrotate::rotate::Recorder::record(&mut recording, event.clone())?;
-                state.apply(&event);
+                })?;
             }
         }
     }
-    let mut world = ApiWorld::new(client, Vec::new()).with_configured(
-        crate::settings::sink_credentials(),
-        std::collections::HashMap::new(),
-    );
+    let mut world = ApiWorld::new(client, Vec::new())
+        .with_configured(
+            crate::settings::sink_credentials(),
+            std::collections::HashMap::new(),
+        )
+        .with_verify_cmd(authority.verify_cmd.map(str::to_owned));
     let narrate = human && !global.quiet;
-    let outcome =
-        rotation::execute(state, &mut world, &mut recording, narrate, state_dir, None).await?;
-    Ok(outcome)
+    rotation::execute(&mut world, &mut session, narrate, None).await
 }

@@ -9,13 +9,14 @@ use std::path::PathBuf;
 use tsrotate::journal::SinkPlan;
 use tsrotate::key::{Credential, Secret};
 use tsrotate::rotate::State;
+use tsrotate::rotate::session::{Authority, Purpose};
 use tsrotate::rotate::world::{self, ApiWorld};
 
 use crate::args::{Format, GlobalArgs};
 use crate::context;
 use crate::exit::{ExitStatus, UserError};
-use crate::rotation::{self, Recording};
-use crate::settings::{self, ApiSettings};
+use crate::rotation;
+use crate::settings::{self, ApiSettings, Need};
 
 /// Arguments of `tsrotate rollback`.
 #[derive(Debug, clap::Args)]
@@ -32,15 +33,22 @@ pub(crate) struct Args {
 }
 
 pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitStatus> {
-    let state_dir = context::state_dir(global)?;
-    let (_lock, journal, state) = rotation::open_locked(&state_dir, &args.rotation_id, |e| {
-        UserError::new(e.to_string()).into()
-    })?;
+    let dir = context::trusted_state_dir(global)?;
+    let config = settings::load_config(global, Need::ApiOnly)?;
+    // Undoing writes the places back (their `after` runs): only those the configuration
+    // still names.
+    let authority = Authority {
+        config: config.as_deref(),
+        verify_cmd: None,
+        purpose: Purpose::Undo,
+    };
+    let mut session = rotation::reopen(&dir, &args.rotation_id, &authority)?;
+    let state = session.state().clone();
     // Refuse before asking anything, and find the API before asking for the old key.
     state
         .next_rollback()
         .map_err(|e| UserError::new(e.to_string()))?;
-    let settings = ApiSettings::configured(global, &["auth_keys"])?;
+    let settings = ApiSettings::resolve(&["auth_keys"], config.as_ref())?;
     let settings = ApiSettings {
         tailnet: state.started.tailnet.clone(),
         ..settings
@@ -56,21 +64,13 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
     )? {
         return Err(UserError::new("cancelled; nothing was changed").into());
     }
-    let mut recording = Recording::new(journal, &state_dir, &context::os_user(), &args.rotation_id);
     let mut world = ApiWorld::new(client, Vec::new()).with_configured(
         crate::settings::sink_credentials(),
         std::collections::HashMap::new(),
     );
     let human = global.format == Format::Human;
-    let outcome = rotation::execute(
-        state,
-        &mut world,
-        &mut recording,
-        human && !global.quiet,
-        &state_dir,
-        Some(&old),
-    )
-    .await?;
+    let outcome =
+        rotation::execute(&mut world, &mut session, human && !global.quiet, Some(&old)).await?;
     crate::cmd_rotate::report(global, None, &outcome)?;
     Ok(outcome.exit_status())
 }

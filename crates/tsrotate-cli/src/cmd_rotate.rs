@@ -5,18 +5,18 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 use tsrotate::api;
-use tsrotate::journal::{Event, Journal, SinkPlan, Template};
+use tsrotate::journal::{SinkPlan, Template};
 use tsrotate::key::KeyKind;
-use tsrotate::rotate::State;
 use tsrotate::rotate::places;
 use tsrotate::rotate::plan::{self, Overrides, Plan, Request};
+use tsrotate::rotate::session::{Admission, Lock};
 use tsrotate::rotate::world::ApiWorld;
 
 use crate::args::{Format, GlobalArgs};
 use crate::context;
 use crate::exit::{ExitStatus, UserError};
 use crate::managed;
-use crate::rotation::{self, Outcome, Recording};
+use crate::rotation::{self, Outcome};
 use crate::settings::{self, ApiSettings, Need};
 
 /// Arguments of `tsrotate rotate`.
@@ -455,32 +455,21 @@ pub(crate) async fn rotate(
             return Err(UserError::new(format!("`{}` does not exist", root.display())).into());
         }
     }
-    let state_dir = context::state_dir(global)?;
+    let state_dir = context::trusted_state_dir(global)?;
     let key_id = request.key.key_id().clone();
-    let _lock = if options.dry_run {
-        None
-    } else {
-        Some(rotation::lock_key(&state_dir, &key_id)?)
-    };
-    let journals = tsrotate::journal::Index::new(&state_dir);
-    if let Some(unfinished) = rotation::unfinished_for(&journals, &key_id)?.first() {
-        let id = &unfinished.0;
-        return Err(
-            UserError::new(rotation::unfinished_message(&key_id, unfinished))
-                .hint(format!(
-                    "finish it with `tsrotate resume {id}` or undo it with `tsrotate rollback {id}`; if it can be neither, `tsrotate abandon {id}`"
-                ))
-                .into(),
-        );
-    }
-    if let Some(damaged) = journals.damaged_for(None, Some(&key_id)).first() {
-        return Err(UserError::new(format!(
-            "the journal of rotation {} of key {key_id} cannot be read ({})",
-            damaged.rotation_id, damaged.error
-        ))
-        .hint("the rotation may be unfinished: repair the journal, or move it out of the state directory once you know the key's replacements are in order")
-        .into());
-    }
+    let admission = Admission::check(
+        &state_dir,
+        &key_id,
+        request.credential.as_deref(),
+        if options.dry_run {
+            Lock::CheckOnly
+        } else {
+            Lock::Take
+        },
+    )
+    .map_err(rotation::admission_error)?;
+    let journals = state_dir.journals();
+    let verify_cmd = request.verify_cmd.clone();
     let known = journals.last_known(&key_id).unwrap_or(None);
     let plan = plan::plan_rotation(client, request, known, client.server_now())
         .await
@@ -513,7 +502,18 @@ pub(crate) async fn rotate(
     }
 
     let narrate = human && !global.quiet;
-    let outcome = start(&state_dir, client, &plan, credentials, new_token, narrate).await?;
+    let outcome = start(
+        admission,
+        client,
+        &plan,
+        Started {
+            credentials,
+            new_token,
+            verify_cmd,
+        },
+        narrate,
+    )
+    .await?;
     match options.json_into {
         Some(reports) if !human => reports.push(serde_json::to_value(Report {
             plan: PlanReport::of(&plan),
@@ -524,28 +524,34 @@ pub(crate) async fn rotate(
     Ok(outcome.exit_status())
 }
 
-/// Journal a planned rotation and run it to its end or first failure.
+/// What a new rotation's world needs besides the plan.
+pub(crate) struct Started {
+    /// Credentials (and the children's environment) for configured places.
+    pub(crate) credentials: tsrotate::sink::Credentials,
+    /// API access tokens: the replacement a person made.
+    pub(crate) new_token: Option<tsrotate::key::Secret>,
+    /// `--verify-cmd`: the journal keeps only its digest.
+    pub(crate) verify_cmd: Option<String>,
+}
+
+/// Journal a planned rotation under its admission and run it to its end or first failure.
 pub(crate) async fn start(
-    state_dir: &std::path::Path,
+    admission: Admission,
     client: &api::Client,
     plan: &Plan,
-    credentials: tsrotate::sink::Credentials,
-    new_token: Option<tsrotate::key::Secret>,
+    with: Started,
     narrate: bool,
 ) -> anyhow::Result<Outcome> {
-    let rotation_id = plan.started.rotation_id.clone();
-    let user = plan.started.user.clone();
-    let journal = Journal::create(state_dir, plan.started.clone())?;
-    let mut recording = Recording::new(journal, state_dir, &user, &rotation_id);
-    recording.audit_only(&Event::Started(Box::new(plan.started.clone())));
-    let state = State::replay(&tsrotate::journal::read(recording.journal_path())?)
-        .expect("a new journal starts with its plan");
+    let mut session = admission
+        .begin(plan.started.clone())
+        .map_err(rotation::admission_error)?;
     let mut world = ApiWorld::new(client.clone(), plan.files.clone())
-        .with_configured(credentials, plan.planned_versions.clone());
-    if let Some(token) = new_token {
+        .with_configured(with.credentials, plan.planned_versions.clone())
+        .with_verify_cmd(with.verify_cmd);
+    if let Some(token) = with.new_token {
         world = world.with_new_token(token, plan.started.old.key_id.clone());
     }
-    rotation::execute(state, &mut world, &mut recording, narrate, state_dir, None).await
+    rotation::execute(&mut world, &mut session, narrate, None).await
 }
 
 /// Plan errors that are the person's to fix exit 2; API trouble is explained.
@@ -770,6 +776,7 @@ fn write_plan(out: &mut impl Write, plan: &Plan, dry_run: bool) -> std::io::Resu
     );
     steps.push(format!("replace it in {} place(s)", s.sinks.len()));
     if s.verify_cmd.is_some()
+        || !s.credential_verify.is_empty()
         || s.sinks
             .iter()
             .any(|p| matches!(p, SinkPlan::Configured { verify, .. } if !verify.is_empty()))

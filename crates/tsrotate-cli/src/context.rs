@@ -11,8 +11,22 @@ use crate::exit::UserError;
 use crate::settings::env;
 
 /// The state directory: `--state-dir`, else `TSROTATE_STATE_DIR`, else
-/// `$XDG_STATE_HOME/tsrotate`, else `~/.local/state/tsrotate`.
+/// `$XDG_STATE_HOME/tsrotate`, else `~/.local/state/tsrotate`; refused (exit 2) when anyone
+/// but the user running tsrotate can change it or what is in it, since its journals steer
+/// rotations.
 pub(crate) fn state_dir(global: &GlobalArgs) -> anyhow::Result<PathBuf> {
+    Ok(trusted_state_dir(global)?.path().to_owned())
+}
+
+/// [`state_dir`], checked, for what the library's `rotate::session` takes.
+pub(crate) fn trusted_state_dir(
+    global: &GlobalArgs,
+) -> anyhow::Result<tsrotate::rotate::session::StateDir> {
+    let path = state_dir_path(global)?;
+    tsrotate::rotate::session::StateDir::open(&path).map_err(crate::rotation::admission_error)
+}
+
+fn state_dir_path(global: &GlobalArgs) -> anyhow::Result<PathBuf> {
     if let Some(dir) = &global.state_dir {
         return Ok(dir.clone());
     }

@@ -7,7 +7,6 @@
 //! first one's work done and does nothing.
 
 use std::fmt::Write as _;
-use std::path::Path;
 
 use futures_util::StreamExt as _;
 use serde::Serialize;
@@ -19,6 +18,7 @@ use tsrotate::journal;
 use tsrotate::key::{KeyId, KeyRef, Secret};
 use tsrotate::rotate::places::{self, Reading};
 use tsrotate::rotate::plan::{self, KeyStatus, Overrides, Request};
+use tsrotate::rotate::session::{Admission, Authority, Lock, Purpose, Session, StateDir};
 use tsrotate::rotate::world::ApiWorld;
 use tsrotate::rotate::{End, State};
 use tsrotate::schedule::{self, Due, Observation};
@@ -26,7 +26,7 @@ use tsrotate::schedule::{self, Due, Observation};
 use crate::args::{Format, GlobalArgs};
 use crate::context;
 use crate::exit::{ExitStatus, UserError};
-use crate::rotation::{self, Outcome, Recording};
+use crate::rotation::{self, Outcome};
 use crate::settings::{self, ApiSettings, Need, env};
 
 /// The last rotation of a credential.
@@ -422,7 +422,8 @@ pub(crate) async fn rotate_due(
 ) -> anyhow::Result<ExitStatus> {
     let config = settings::load_config(global, Need::Required)?.expect("required");
     let client = ApiSettings::resolve(&[], Some(&config))?.require_client()?;
-    let journals = journal::Index::new(&context::state_dir(global)?);
+    let dir = context::trusted_state_dir(global)?;
+    let journals = dir.journals();
     let credentials = settings::sink_credentials();
     let notify = match notify {
         Some(url) => Some(url),
@@ -456,7 +457,15 @@ pub(crate) async fn rotate_due(
     }
     let results: Vec<DueResult> = futures_util::stream::iter(due)
         .map(|(credential, earlier)| {
-            rotate_one(&client, credential, earlier, &credentials, &journals)
+            rotate_one(
+                &client,
+                &config,
+                credential,
+                earlier,
+                &credentials,
+                &dir,
+                &journals,
+            )
         })
         .buffer_unordered(concurrency.max(1))
         .collect()
@@ -489,9 +498,11 @@ pub(crate) async fn rotate_due(
 /// Rotate or resume one credential under its lock, deciding again once the lock is held.
 async fn rotate_one(
     client: &api::Client,
+    config: &Config,
     credential: &Credential,
     earlier: &Observed,
     credentials: &tsrotate::sink::Credentials,
+    dir: &StateDir,
     journals: &journal::Index,
 ) -> DueResult {
     let result = |action, detail: Option<String>, outcome| DueResult {
@@ -500,8 +511,7 @@ async fn rotate_one(
         detail,
         outcome,
     };
-    let state_dir = journals.state_dir();
-    let lock_dir = state_dir.join("locks");
+    let lock_dir = dir.path().join("locks");
     if let Err(e) = tsrotate::fs::create_private_dir_all(&lock_dir) {
         return result("failed", Some(e.to_string()), None);
     }
@@ -521,19 +531,12 @@ async fn rotate_one(
         );
     }
     let outcome = match &observed.due {
-        Due::Unfinished { rotation_id } => resume(client, credentials, state_dir, rotation_id)
+        Due::Unfinished { rotation_id } => resume(client, config, credentials, dir, rotation_id)
             .await
             .map(|o| ("resumed", o)),
-        _ => fresh(
-            client,
-            credential,
-            credentials,
-            journals,
-            observed,
-            readings,
-        )
-        .await
-        .map(|o| ("rotated", o)),
+        _ => fresh(client, credential, credentials, dir, observed, readings)
+            .await
+            .map(|o| ("rotated", o)),
     };
     match outcome {
         Ok((action, outcome)) if outcome.outcome == "done" => {
@@ -548,11 +551,19 @@ async fn rotate_one(
             result(action, Some(detail), Some(outcome))
         }
         Ok((_, outcome)) => result("failed", outcome.error.clone(), Some(outcome)),
-        Err(e) => result(
-            "failed",
-            Some(tsrotate::key::redact_in(&format!("{e:#}"))),
-            None,
-        ),
+        Err(e) => {
+            // A refusal says what to do: keep its hint on the one line a scheduler shows.
+            let hint = e
+                .downcast_ref::<UserError>()
+                .and_then(|u| u.hint.as_deref())
+                .map(|h| format!(": {h}"))
+                .unwrap_or_default();
+            result(
+                "failed",
+                Some(tsrotate::key::redact_in(&format!("{e:#}{hint}"))),
+                None,
+            )
+        }
     }
 }
 
@@ -560,27 +571,18 @@ async fn fresh(
     client: &api::Client,
     credential: &Credential,
     credentials: &tsrotate::sink::Credentials,
-    journals: &journal::Index,
+    dir: &StateDir,
     observed: Observed,
     readings: Vec<Reading>,
 ) -> anyhow::Result<Outcome> {
     let key_id = observed
         .key_id
         .ok_or_else(|| anyhow::anyhow!("the current key of `{}` is not known", credential.name))?;
-    let state_dir = journals.state_dir();
-    let _key_lock = rotation::lock_key(state_dir, &key_id)?;
-    // A rotation of this key begun without the credential's name (`rotate KEY --in ...`), or
-    // under another credential sharing the key, must be finished first, not duplicated.
-    if let Some(unfinished) = rotation::unfinished_for(journals, &key_id)?.first() {
-        let id = &unfinished.0;
-        anyhow::bail!(
-            "{}: finish it with `tsrotate resume {id}` or undo it with `tsrotate rollback {id}` (if it can be neither: `tsrotate abandon {id}`)",
-            rotation::unfinished_message(&key_id, unfinished)
-        );
-    }
-    if let Some(problem) = damaged_problem(journals, &credential.name, Some(&key_id)) {
-        anyhow::bail!("{problem}");
-    }
+    // The same admission as `rotate KEY`: the key's lock, no unfinished rotation of it (one
+    // begun by hand, or under another credential sharing the key), no damaged journal of the
+    // key or the credential.
+    let admission = Admission::check(dir, &key_id, Some(&credential.name), Lock::Take)
+        .map_err(rotation::admission_error)?;
     let overrides = Overrides::default()
         .or_template(&credential.template)
         .map_err(|e| anyhow::anyhow!(e))?;
@@ -598,25 +600,37 @@ async fn fresh(
         webhook_endpoint: credential.webhook_endpoint_id.clone(),
         looked_up: observed.looked_up,
     };
-    let known = journals.last_known(&key_id).unwrap_or(None);
+    let known = dir.journals().last_known(&key_id).unwrap_or(None);
     let plan = plan::plan_rotation(client, request, known, client.server_now())
         .await
         .map_err(crate::cmd_rotate::plan_error)?;
-    crate::cmd_rotate::start(state_dir, client, &plan, credentials.clone(), None, false).await
+    let with = crate::cmd_rotate::Started {
+        credentials: credentials.clone(),
+        new_token: None,
+        verify_cmd: None,
+    };
+    crate::cmd_rotate::start(admission, client, &plan, with, false).await
 }
 
 async fn resume(
     client: &api::Client,
+    config: &Config,
     credentials: &tsrotate::sink::Credentials,
-    state_dir: &Path,
+    dir: &StateDir,
     rotation_id: &str,
 ) -> anyhow::Result<Outcome> {
-    let (_key_lock, journal, state) =
-        rotation::open_locked(state_dir, rotation_id, anyhow::Error::from)?;
-    let mut recording = Recording::new(journal, state_dir, &context::os_user(), rotation_id);
+    // Only what the configuration says runs; a rotation started with --verify-cmd is for a
+    // person to resume with that command given again.
+    let authority = Authority {
+        config: Some(config),
+        verify_cmd: None,
+        purpose: Purpose::Finish,
+    };
+    let mut session = Session::reopen(dir, rotation_id, &context::os_user(), &authority)
+        .map_err(rotation::admission_error)?;
     let mut world = ApiWorld::new(client.clone(), Vec::new())
         .with_configured(credentials.clone(), std::collections::HashMap::new());
-    rotation::execute(state, &mut world, &mut recording, false, state_dir, None).await
+    rotation::execute(&mut world, &mut session, false, None).await
 }
 
 /// The notification URL from the configuration's `[notify]` (an environment variable or a
@@ -719,7 +733,7 @@ mod tests {
         emulator::requests(emu.url()).len()
     }
 
-    fn put(path: &Path, value: &str) {
+    fn put(path: &std::path::Path, value: &str) {
         #[allow(
             clippy::disallowed_methods,
             reason = "a test fixture: another runner's write"
@@ -728,7 +742,7 @@ mod tests {
     }
 
     /// Another runner's rotation of `name`, as its journal shows it.
-    fn journal_of(state_dir: &Path, name: &str, old: &KeyId) {
+    fn journal_of(state_dir: &std::path::Path, name: &str, old: &KeyId) {
         let started = journal::Started {
             rotation_id: "r20261128000000other0".into(),
             tailnet: "-".into(),
@@ -752,6 +766,7 @@ mod tests {
             sinks: Vec::new(),
             revoke_first: false,
             verify_cmd: None,
+            credential_verify: Vec::new(),
         };
         Journal::create(state_dir, started).unwrap();
     }

@@ -1,63 +1,17 @@
-//! Running a rotation from the CLI: journal plus audit log, narration on stderr, the report.
+//! Running a rotation from the CLI: narration on stderr, the report. Admission and recording
+//! (locks, journal, audit log) are the library's `rotate::session`.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Serialize;
 use tsrotate::audit::AuditLog;
-use tsrotate::fs::{Fail, FileLock};
 use tsrotate::journal::{self, Event, Journal};
 use tsrotate::key::{Fingerprint, KeyId};
-use tsrotate::rotate::{End, Executor, Observer, Recorder, State, Stop, World};
+use tsrotate::rotate::session::{self, Authority, Session, StateDir};
+use tsrotate::rotate::{End, Executor, Observer, State, Stop, World};
 
 use crate::exit::{ExitStatus, UserError};
-
-/// Writes each record to the journal (authoritative, fsync'd) and then to the audit log.
-pub(crate) struct Recording {
-    journal: Journal,
-    audit: Option<AuditLog>,
-    user: String,
-    rotation_id: String,
-}
-
-impl Recording {
-    pub(crate) fn new(journal: Journal, state_dir: &Path, user: &str, rotation_id: &str) -> Self {
-        let audit = match AuditLog::open(state_dir) {
-            Ok(log) => Some(log),
-            Err(e) => {
-                tracing::warn!("cannot open the audit log in {}: {e}", state_dir.display());
-                None
-            }
-        };
-        Self {
-            journal,
-            audit,
-            user: user.to_owned(),
-            rotation_id: rotation_id.to_owned(),
-        }
-    }
-
-    pub(crate) fn journal_path(&self) -> &Path {
-        self.journal.path()
-    }
-
-    /// Log an event that is already in the journal (the plan, written at creation).
-    pub(crate) fn audit_only(&mut self, event: &Event) {
-        if let Some(audit) = &mut self.audit
-            && let Err(e) = audit.append(&self.user, Some(&self.rotation_id), event)
-        {
-            tracing::warn!("cannot write the audit log {}: {e}", audit.path().display());
-        }
-    }
-}
-
-impl Recorder for Recording {
-    fn record(&mut self, event: Event) -> Result<(), journal::Error> {
-        self.journal.append(event.clone())?;
-        self.audit_only(&event);
-        Ok(())
-    }
-}
 
 /// Narrates each durable step on stderr, for people watching.
 pub(crate) struct Narrator {
@@ -126,65 +80,36 @@ fn join_ids(ids: &[KeyId]) -> String {
         .join(", ")
 }
 
-/// Take the per-key lock so that two runs never rotate the same key at once.
-pub(crate) fn lock_key(state_dir: &Path, key_id: &KeyId) -> anyhow::Result<FileLock> {
-    let dir = state_dir.join("locks");
-    tsrotate::fs::create_private_dir_all(&dir)?;
-    let path = dir.join(format!("{key_id}.lock"));
-    FileLock::acquire(&path, Fail::Immediately).map_err(|e| {
-        UserError::new(format!(
-            "another tsrotate run is working on key {key_id}: {e}"
-        ))
-        .hint("wait for it to finish; if none is running, the lock is released automatically")
-        .into()
-    })
-}
-
-/// Open a rotation's journal under the lock of its old key. The journal is read once to learn
-/// the key, then again once the lock is held: a run that held the lock may have just finished
-/// the rotation. `map` turns journal errors into the caller's kind of error.
-pub(crate) fn open_locked(
-    state_dir: &Path,
-    rotation_id: &str,
-    map: impl Fn(journal::Error) -> anyhow::Error,
-) -> anyhow::Result<(FileLock, Journal, State)> {
-    let path = Journal::path_of(state_dir, rotation_id);
-    if !path.exists() {
-        return Err(map(journal::Error::UnknownRotation(rotation_id.to_owned())));
-    }
-    let empty = || anyhow::anyhow!("journal of {rotation_id} is empty");
-    let before = State::replay(&journal::read(&path).map_err(&map)?).ok_or_else(empty)?;
-    let lock = lock_key(state_dir, before.old_key_id())?;
-    let (journal, records) = Journal::open(state_dir, rotation_id).map_err(&map)?;
-    let state = State::replay(&records).ok_or_else(empty)?;
-    Ok((lock, journal, state))
-}
-
-/// The unfinished rotations that replace `key_id` or minted it, each with the key it
-/// replaces. Either way, another rotation of `key_id` would race it.
-pub(crate) fn unfinished_for(
-    journals: &journal::Index,
-    key_id: &KeyId,
-) -> anyhow::Result<Vec<(String, KeyId)>> {
-    Ok(journals
-        .of_key(key_id)?
-        .into_iter()
-        .filter_map(|(id, records)| {
-            let state = State::replay(&records)?;
-            (!state.is_finished()
-                && (state.old_key_id() == key_id || state.minted.contains(key_id)))
-            .then(|| (id, state.old_key_id().clone()))
-        })
-        .collect())
-}
-
-/// Why a key cannot be rotated while `rotation` (replacing `old`) is unfinished.
-pub(crate) fn unfinished_message(key_id: &KeyId, (rotation, old): &(String, KeyId)) -> String {
-    if old == key_id {
-        format!("rotation {rotation} of key {key_id} is not finished")
+/// A refusal to begin or continue a rotation, for people: exit 2 with what to do, or an
+/// unexpected failure.
+pub(crate) fn admission_error(e: session::Error) -> anyhow::Error {
+    if e.is_user_error() {
+        let hint = e.hint();
+        let error = UserError::new(e.to_string());
+        match hint {
+            Some(hint) => error.hint(hint).into(),
+            None => error.into(),
+        }
     } else {
-        format!("rotation {rotation} of key {old}, which minted {key_id}, is not finished")
+        anyhow::Error::from(e)
     }
+}
+
+/// Reopen a rotation under its key's lock, if `authority` vouches for what it would run.
+pub(crate) fn reopen(
+    dir: &StateDir,
+    rotation_id: &str,
+    authority: &Authority<'_>,
+) -> anyhow::Result<Session> {
+    Session::reopen(dir, rotation_id, &crate::context::os_user(), authority).map_err(|e| match e {
+        session::Error::Journal(journal::Error::UnknownRotation(_)) => {
+            UserError::new(e.to_string())
+                .hint("list rotations with `ls $TSROTATE_STATE_DIR/rotations`")
+                .into()
+        }
+        session::Error::Journal(e) => UserError::new(e.to_string()).into(),
+        e => admission_error(e),
+    })
 }
 
 /// What a rotation run ended with, as reported.
@@ -216,15 +141,15 @@ pub(crate) struct SinkReport {
 
 /// Run the executor (or a rollback) and turn its end into an [`Outcome`].
 pub(crate) async fn execute<W: World>(
-    state: State,
     world: &mut W,
-    recording: &mut Recording,
+    session: &mut Session,
     narrate: bool,
-    state_dir: &Path,
     rollback_with: Option<&tsrotate::key::Secret>,
 ) -> anyhow::Result<Outcome> {
     let mut narrator = Narrator { enabled: narrate };
-    let mut executor = Executor::new(state, world, recording, &mut narrator);
+    let state = session.state().clone();
+    let state_dir = session.state_dir().to_owned();
+    let mut executor = Executor::new(state, world, session, &mut narrator);
     let result = match rollback_with {
         Some(old) => executor.rollback(old).await,
         None => executor.run().await,
@@ -288,8 +213,8 @@ pub(crate) async fn execute<W: World>(
             .collect(),
         error,
         next,
-        journal: Journal::path_of(state_dir, state.rotation_id()),
-        audit_log: AuditLog::path_in(state_dir),
+        journal: Journal::path_of(&state_dir, state.rotation_id()),
+        audit_log: AuditLog::path_in(&state_dir),
     })
 }
 

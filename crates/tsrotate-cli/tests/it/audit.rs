@@ -88,6 +88,11 @@ fn rotation_ids(env: &TestEnv) -> BTreeSet<String> {
         .collect()
 }
 
+/// A verification command that fails until `verify-ok` exists beside the work tree.
+fn verify_cmd(env: &TestEnv) -> String {
+    format!("test -e {}", env.aside.path().join("verify-ok").display())
+}
+
 /// Plant `old` in `<work>/<dir>/.env` and rotate it with `token`. Returns the exit code, the
 /// rotation's ID and the ID of the key the file now holds (a canary from now on).
 fn rotate(
@@ -104,7 +109,7 @@ fn rotate(
         .args(["rotate", old_id, "--yes", "--in"])
         .arg(env.work.path().join(dir));
     if verify_fails {
-        cmd.args(["--verify-cmd", "false"]);
+        cmd.args(["--verify-cmd", &verify_cmd(env)]);
     }
     let run = env.run(&mut cmd);
     let rotation = rotation_ids(env)
@@ -857,19 +862,15 @@ fn without_the_journal_an_interrupted_rotation_is_unknown() {
         Some(("unknown-rotation".to_owned(), "low".to_owned()))
     );
     // Finishing it turns the finding off.
-    let journal = env
-        .state
-        .path()
-        .join("rotations")
-        .join(format!("{rotation}.jsonl"));
-    let text = std::fs::read_to_string(&journal).unwrap();
-    std::fs::write(
-        &journal,
-        text.replace("\"verify_cmd\":\"false\"", "\"verify_cmd\":\"true\""),
-    )
-    .unwrap();
-    env.run(env.cmd().args(["resume", &rotation, "--yes"]))
-        .expect(0);
+    std::fs::write(env.aside.path().join("verify-ok"), "").unwrap();
+    env.run(env.cmd().args([
+        "resume",
+        &rotation,
+        "--yes",
+        "--verify-cmd",
+        &verify_cmd(&env),
+    ]))
+    .expect(0);
     let fresh: BTreeSet<String> = credentials_in(&env.work.path().join("svc"))
         .into_iter()
         .map(|(_, id)| id)

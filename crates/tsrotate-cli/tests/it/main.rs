@@ -12,6 +12,7 @@
     unreachable_pub
 )]
 
+mod admission;
 mod audit;
 mod children;
 mod config;

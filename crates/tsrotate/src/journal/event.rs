@@ -30,8 +30,71 @@ pub struct Started {
     pub sinks: Vec<SinkPlan>,
     /// Revoke the old key before anything else (it is being abused right now).
     pub revoke_first: bool,
-    /// A shell command that must succeed with the new key before the old one is revoked.
-    pub verify_cmd: Option<String>,
+    /// `--verify-cmd`, by its digest: the command itself is not kept (it may hold a token),
+    /// and a journal is never trusted to say what to run. `resume` takes the command again
+    /// from its own command line and runs it only if the digest matches.
+    pub verify_cmd: Option<CommandDigest>,
+    /// The `verify` command of each managed credential whose places the rotation writes, as
+    /// configured when it started; `resume` runs them only while the configuration still
+    /// says the same.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub credential_verify: Vec<CredentialVerify>,
+}
+
+/// A managed credential's `verify`: must pass with the new key before the old one is revoked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CredentialVerify {
+    /// The credential's name in the configuration.
+    pub credential: String,
+    /// The program and its arguments.
+    pub run: Vec<String>,
+}
+
+/// The SHA-256 of a shell command line, `sha256:<hex>`: enough to tell that a command given
+/// again is the one a rotation started with, without keeping the command.
+///
+/// Journals written before digests were kept hold the command itself; it reads as its digest.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct CommandDigest(String);
+
+impl CommandDigest {
+    /// The digest of `command`.
+    #[must_use]
+    pub fn of(command: &str) -> Self {
+        use sha2::Digest as _;
+        let hash = sha2::Sha256::digest(command.as_bytes());
+        let hex: String = hash.iter().fold(String::with_capacity(64), |mut s, b| {
+            let _ = std::fmt::Write::write_fmt(&mut s, format_args!("{b:02x}"));
+            s
+        });
+        Self(format!("sha256:{hex}"))
+    }
+
+    /// Whether `command` is the command this digest was taken of.
+    #[must_use]
+    pub fn matches(&self, command: &str) -> bool {
+        *self == Self::of(command)
+    }
+}
+
+impl std::fmt::Display for CommandDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for CommandDigest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let is_digest = text.strip_prefix("sha256:").is_some_and(|h| {
+            h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        });
+        Ok(if is_digest {
+            Self(text)
+        } else {
+            Self::of(&text)
+        })
+    }
 }
 
 /// The key being replaced, as it was when the rotation started.

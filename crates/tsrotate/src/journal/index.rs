@@ -306,6 +306,7 @@ mod tests {
             sinks: Vec::new(),
             revoke_first: false,
             verify_cmd: None,
+            credential_verify: Vec::new(),
         }
     }
 

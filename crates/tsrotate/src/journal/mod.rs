@@ -29,7 +29,8 @@ use std::path::{Path, PathBuf};
 use time::OffsetDateTime;
 
 pub use event::{
-    AuthKeyTemplate, ClientTemplate, Event, OldKey, SinkPlan, Started, Template, TokenTemplate,
+    AuthKeyTemplate, ClientTemplate, CommandDigest, CredentialVerify, Event, OldKey, SinkPlan,
+    Started, Template, TokenTemplate,
 };
 pub use index::{Damaged, Index, Rotation};
 
@@ -373,6 +374,7 @@ mod tests {
             sinks: Vec::new(),
             revoke_first: false,
             verify_cmd: None,
+            credential_verify: Vec::new(),
         }
     }
 

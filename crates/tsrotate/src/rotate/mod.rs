@@ -7,6 +7,7 @@
 pub mod engine;
 pub mod places;
 pub mod plan;
+pub mod session;
 pub mod state;
 pub mod world;
 

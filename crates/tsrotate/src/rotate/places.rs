@@ -13,6 +13,9 @@ pub struct Reading {
     pub sink: config::Sink,
     /// The credential it belongs to.
     pub credential: Option<String>,
+    /// That credential's `verify` command (empty for none): a rotation that writes this
+    /// place runs it before revoking.
+    pub credential_verify: Vec<String>,
     /// What it holds, or why it could not be read. Write-only places answer
     /// [`sink::Error::WriteOnly`].
     pub snapshot: Result<Snapshot, sink::Error>,
@@ -53,6 +56,7 @@ pub async fn read(credential: &config::Credential, credentials: &Credentials) ->
             Reading {
                 sink: place,
                 credential: Some(credential.name.clone()),
+                credential_verify: credential.verify.clone(),
                 snapshot,
             }
         })

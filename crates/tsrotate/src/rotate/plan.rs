@@ -449,7 +449,19 @@ pub async fn plan_rotation(
 
     let mut planned_versions = std::collections::HashMap::new();
     let mut sinks: Vec<SinkPlan> = Vec::new();
+    // Each credential whose places are written has its `verify` run, whichever way the
+    // rotation was asked for (`--credential`, a key its places hold, `--due`).
+    let mut credential_verify: Vec<crate::journal::CredentialVerify> = Vec::new();
     for reading in &request.configured {
+        if let Some(name) = &reading.credential
+            && !reading.credential_verify.is_empty()
+            && !credential_verify.iter().any(|c| c.credential == *name)
+        {
+            credential_verify.push(crate::journal::CredentialVerify {
+                credential: name.clone(),
+                run: reading.credential_verify.clone(),
+            });
+        }
         if let Ok(snapshot) = &reading.snapshot {
             planned_versions.insert(sinks.len(), Expect::from_snapshot(snapshot));
         }
@@ -483,7 +495,11 @@ pub async fn plan_rotation(
         roots: request.roots,
         sinks,
         revoke_first: request.revoke_first,
-        verify_cmd: request.verify_cmd,
+        verify_cmd: request
+            .verify_cmd
+            .as_deref()
+            .map(crate::journal::CommandDigest::of),
+        credential_verify,
     };
     Ok(Plan {
         started,

@@ -60,8 +60,9 @@ pub struct State {
 /// A check that must pass with the new key before the old one is revoked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VerifyCommand {
-    /// `--verify-cmd`, run by `sh -c`.
-    Shell(String),
+    /// `--verify-cmd`, run by `sh -c`: the journal keeps only its digest, and the command
+    /// itself comes from the command line of the run that executes it.
+    Shell(crate::journal::CommandDigest),
     /// A configured place's `verify`, run without a shell.
     Program(Vec<String>),
 }
@@ -303,7 +304,8 @@ impl State {
         ids
     }
 
-    /// The verification commands: the rotation's, then each configured place's.
+    /// The verification commands: the rotation's (`--verify-cmd`, by digest), each managed
+    /// credential's, then each configured place's.
     #[must_use]
     pub fn verify_commands(&self) -> Vec<VerifyCommand> {
         let mut commands: Vec<VerifyCommand> = self
@@ -312,6 +314,12 @@ impl State {
             .iter()
             .map(|c| VerifyCommand::Shell(c.clone()))
             .collect();
+        commands.extend(
+            self.started
+                .credential_verify
+                .iter()
+                .map(|c| VerifyCommand::Program(c.run.clone())),
+        );
         for sink in &self.sinks {
             if let SinkPlan::Configured { verify, .. } = sink
                 && !verify.is_empty()

@@ -238,7 +238,8 @@ fn started(sinks: usize, revoke_first: bool, verify: bool) -> Started {
             })
             .collect(),
         revoke_first,
-        verify_cmd: verify.then(|| "true".to_owned()),
+        verify_cmd: verify.then(|| crate::journal::CommandDigest::of("true")),
+        credential_verify: Vec::new(),
     }
 }
 

@@ -39,6 +39,8 @@ pub struct ApiWorld {
     old_key_id: Option<KeyId>,
     /// OAuth clients minted by this process, so the API client can switch to one.
     minted_secrets: HashMap<KeyId, Secret>,
+    /// `--verify-cmd` as given on this run's command line: the journal keeps only its digest.
+    verify_cmd: Option<String>,
 }
 
 impl ApiWorld {
@@ -54,7 +56,16 @@ impl ApiWorld {
             new_token: None,
             old_key_id: None,
             minted_secrets: HashMap::new(),
+            verify_cmd: None,
         }
+    }
+
+    /// With the `--verify-cmd` of this run's command line. A journal names its command by
+    /// digest only, and nothing else is ever run for it.
+    #[must_use]
+    pub fn with_verify_cmd(mut self, command: Option<String>) -> Self {
+        self.verify_cmd = command;
+        self
     }
 
     /// With the replacement API access token a person made (API tokens cannot be minted).
@@ -464,7 +475,14 @@ impl World for ApiWorld {
     ) -> Result<(), StepError> {
         for command in commands {
             let program = match command {
-                VerifyCommand::Shell(line) => crate::child::Program::Shell(line),
+                VerifyCommand::Shell(digest) => match &self.verify_cmd {
+                    Some(line) if digest.matches(line) => crate::child::Program::Shell(line),
+                    _ => {
+                        return Err(StepError::new(
+                            "the rotation's --verify-cmd was not given to this run (or differs): give the same command again with --verify-cmd",
+                        ));
+                    }
+                },
                 VerifyCommand::Program(argv) => crate::child::Program::Argv(argv),
             };
             self.run_child("verification command", program, value)
