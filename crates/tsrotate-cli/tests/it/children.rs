@@ -184,3 +184,120 @@ run = ["sh", "-c", "cat > /dev/null; {command}"]
     }
     env.assert_state_clean();
 }
+
+/// Issue 11 item 2: a credential's `verify` runs with the new key before the old key is
+/// revoked, whichever way the rotation is asked for (`rotate --credential`, `rotate KEY`
+/// finding configured places, `rotate --due`, `resume`), and a failing one holds revocation
+/// back (exit 1, the old key live).
+#[test]
+fn issue_11_2_a_credentials_verify_runs_before_revocation_in_every_path() {
+    let mut env = TestEnv::new();
+    let (first_id, old) = env.mint_default();
+    env.write("app/.env", format!("TS_AUTHKEY={old}\n"));
+    let log = env.aside.path().join("verified");
+    let ok = env.aside.path().join("consumer-ok");
+    let w = env.work.path().display().to_string();
+    let config = env.write_aside(
+        "tsrotate.toml",
+        format!(
+            r#"[[credential]]
+name = "web"
+kind = "auth-key"
+verify = ["sh", "-c", "printf '%s\n' \"$TSROTATE_NEW_KEY\" >> {log}; test -e {ok}"]
+
+[[credential.sink]]
+type = "dotenv"
+path = "{w}/app/.env"
+field = "TS_AUTHKEY"
+"#,
+            log = log.display(),
+            ok = ok.display()
+        ),
+    );
+    let held = |env: &TestEnv| -> String {
+        let text = std::fs::read_to_string(env.work.path().join("app/.env")).unwrap();
+        text.trim()
+            .trim_start_matches("TS_AUTHKEY=")
+            .split('-')
+            .nth(2)
+            .unwrap()
+            .to_owned()
+    };
+    let verified = |env: &mut TestEnv| -> Vec<String> {
+        let lines: Vec<String> = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        for line in &lines {
+            env.canary(line);
+        }
+        lines
+    };
+    let with_config = |env: &TestEnv| {
+        let mut cmd = env.cmd();
+        cmd.arg("--config").arg(&config);
+        cmd
+    };
+
+    // `rotate --credential`: verify fails, so the old key stays live.
+    env.run(with_config(&env).args(["rotate", "--credential", "web", "--yes"]))
+        .expect(1);
+    let seen = verified(&mut env);
+    assert_eq!(seen.len(), 1, "verify ran once: {seen:?}");
+    assert!(seen[0].starts_with("tskey-auth-") && !seen[0].contains(&first_id));
+    assert_eq!(
+        env.key(&first_id)["invalid"],
+        false,
+        "verify failed: no revocation"
+    );
+
+    // `resume`: it runs again, passes, and only then is the old key revoked.
+    std::fs::write(&ok, "").unwrap();
+    let id = env.only_rotation();
+    env.run(with_config(&env).args(["resume", &id, "--yes"]))
+        .expect(0);
+    assert!(verified(&mut env).len() >= 2, "verify ran on resume");
+    assert_eq!(env.key(&first_id)["invalid"], true);
+
+    // `rotate KEY` that finds the credential's places through the configuration.
+    std::fs::remove_file(&ok).unwrap();
+    let second = held(&env);
+    let before = verified(&mut env).len();
+    env.run(with_config(&env).args(["rotate", &second, "--yes"]))
+        .expect(1);
+    assert!(
+        verified(&mut env).len() > before,
+        "verify ran for rotate KEY"
+    );
+    assert_eq!(env.key(&second)["invalid"], false);
+    std::fs::write(&ok, "").unwrap();
+    let ids: Vec<String> = std::fs::read_dir(env.state.path().join("rotations"))
+        .unwrap()
+        .map(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .trim_end_matches(".jsonl")
+                .to_owned()
+        })
+        .collect();
+    for id in &ids {
+        env.run(with_config(&env).args(["resume", id, "--yes"]))
+            .expect(0);
+    }
+    assert_eq!(env.key(&second)["invalid"], true);
+
+    // `rotate --due`, once the key (30 days) is within `rotate_before` (14 days) of expiry.
+    std::fs::remove_file(&ok).unwrap();
+    let third = held(&env);
+    let before = verified(&mut env).len();
+    let _ = tsrotate_test_support::emulator::advance_clock(env.url(), 20 * 86_400);
+    let run = env
+        .run(with_config(&env).args(["rotate", "--due", "--yes"]))
+        .expect(1);
+    assert!(run.stdout.contains("failed"), "{}", run.stdout);
+    assert!(verified(&mut env).len() > before, "verify ran for --due");
+    assert_eq!(env.key(&third)["invalid"], false);
+    env.assert_state_clean();
+}

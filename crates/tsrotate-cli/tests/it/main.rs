@@ -17,6 +17,7 @@ mod audit;
 mod children;
 mod config;
 mod crash;
+mod fields;
 mod kinds;
 mod rotate;
 mod scan;
