@@ -76,7 +76,7 @@ pub(crate) enum Command {
     MigrateToOauth(crate::cmd_migrate::Args),
     /// Each managed credential: current key, expiry, places in sync, last rotation, next due.
     /// Exit 1 when something is due, broken or out of sync.
-    Status(crate::due::StatusArgs),
+    Status(crate::cmd_status::Args),
     /// Revoke a key and confirm it is dead, without replacing it.
     Revoke(crate::cmd_revoke::Args),
     /// Find Tailscale credentials in files and git history.

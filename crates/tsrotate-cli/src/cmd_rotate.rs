@@ -15,7 +15,6 @@ use tsrotate::rotate::world::ApiWorld;
 use crate::args::{Format, GlobalArgs};
 use crate::context;
 use crate::exit::{ExitStatus, UserError};
-use crate::managed;
 use crate::rotation::{self, Outcome};
 use crate::settings::{self, ApiSettings, Need};
 
@@ -182,7 +181,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
             let readings = places::read(credential, &credentials).await;
             let key = match key {
                 Some(key) => key,
-                None => managed::current_key(global, &client, name, &readings).await?,
+                None => current_key(global, &client, name, &readings).await?,
             };
             configured = readings;
             credential_name = Some(name.clone());
@@ -223,6 +222,32 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
         json_into: None,
     };
     rotate(global, &client, request, options, credentials).await
+}
+
+/// The key credential `name` holds now (see `tsrotate::schedule::current_key`), or why it
+/// cannot be told.
+async fn current_key(
+    global: &GlobalArgs,
+    client: &api::Client,
+    name: &str,
+    readings: &[places::Reading],
+) -> anyhow::Result<tsrotate::key::KeyRef> {
+    let held = places::held_ids(readings);
+    let last_done = if held.is_empty() {
+        context::trusted_state_dir(global)?
+            .journals()
+            .last_done_for(name)?
+    } else {
+        None
+    };
+    match tsrotate::schedule::current_key(client, &held, last_done).await? {
+        Some(id) => Ok(tsrotate::key::KeyRef::Id(id)),
+        None => Err(UserError::new(format!(
+            "cannot tell which key credential `{name}` holds: none of its places can be read, and tsrotate has not rotated it before"
+        ))
+        .hint("give the current key or its ID: `tsrotate rotate KEY_ID --credential NAME`")
+        .into()),
+    }
 }
 
 /// Every configured place, of any credential, that holds `key_id`.

@@ -21,11 +21,11 @@ mod cmd_revoke;
 mod cmd_rollback;
 mod cmd_rotate;
 mod cmd_scan;
+mod cmd_status;
 mod context;
 mod due;
 mod exit;
 mod logging;
-mod managed;
 mod rotation;
 mod settings;
 
@@ -58,7 +58,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Resume(args) => runtime()?.block_on(cmd_resume::run(&global, &args)),
         Command::Rollback(args) => runtime()?.block_on(cmd_rollback::run(&global, &args)),
         Command::Abandon(args) => runtime()?.block_on(cmd_abandon::run(&global, &args)),
-        Command::Status(args) => runtime()?.block_on(due::status(&global, &args)),
+        Command::Status(args) => runtime()?.block_on(cmd_status::run(&global, &args)),
         Command::Revoke(args) => runtime()?.block_on(cmd_revoke::run(&global, &args)),
     }
 }

@@ -11,6 +11,10 @@ use time::OffsetDateTime;
 use crate::config::MIN_ROTATE_BEFORE_SECONDS;
 use crate::rotate::plan::KeyStatus;
 
+pub mod observe;
+
+pub use observe::{Observed, current_key, observe, observe_all};
+
 /// Why a credential needs attention now, or not.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", rename_all = "kebab-case")]
