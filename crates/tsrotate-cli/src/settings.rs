@@ -187,12 +187,27 @@ pub(crate) fn load_config(global: &GlobalArgs, need: Need) -> anyhow::Result<Opt
         }
         return Ok(None);
     };
-    let loaded = std::fs::read_to_string(&path)
-        .map_err(|e| {
-            UserError::new(format!(
-                "cannot read the configuration `{}`: {e}",
-                path.display()
-            ))
+    // Who may change it decides what runs: refused like an untrusted state directory.
+    let trusted = match tsrotate::rotate::session::check_configuration(&path) {
+        Err(e @ tsrotate::rotate::session::Error::Untrusted { .. }) => {
+            let hint = e.hint();
+            let error = UserError::new(e.to_string());
+            Err(match hint {
+                Some(hint) => error.hint(hint),
+                None => error,
+            })
+        }
+        // Unreadable: said below, with the reason.
+        _ => Ok(()),
+    };
+    let loaded = trusted
+        .and_then(|()| {
+            std::fs::read_to_string(&path).map_err(|e| {
+                UserError::new(format!(
+                    "cannot read the configuration `{}`: {e}",
+                    path.display()
+                ))
+            })
         })
         .and_then(|text| Config::parse(&text, &path).map_err(|e| UserError::new(e.to_string())));
     match loaded {

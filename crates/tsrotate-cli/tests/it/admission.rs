@@ -9,6 +9,11 @@ use crate::support::{Run, TestEnv};
 /// A change to the state directory, and its undoing.
 type Setup = Box<dyn Fn(&Path)>;
 
+/// Only root can give a file to another user: without it, those cases are skipped.
+fn is_root() -> bool {
+    std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap()) == 0
+}
+
 fn chmod(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
@@ -106,6 +111,9 @@ fn issue_11_4_a_state_directory_others_can_change_is_refused() {
         ),
     ];
     for (what, break_it, mend, fix) in &cases {
+        if *fix == "chown" && !is_root() {
+            continue;
+        }
         break_it(&state);
         let run = rotate_in_work(&env, &old_id).expect(2);
         assert!(
@@ -268,5 +276,57 @@ fn issue_11_4_a_journal_never_chooses_a_command() {
     .expect(0);
     assert_eq!(env.key(&old_id)["invalid"], true);
     assert!(!pwned.exists());
+    env.assert_state_clean();
+}
+
+/// A sibling of issue 11 item 4: the configuration names programs that run and servers that
+/// receive tokens, so one that another user owns or that others may write is refused like
+/// an untrusted state directory (exit 2, nothing run); root's own is fine.
+#[test]
+fn a_configuration_others_can_change_is_refused() {
+    let mut env = TestEnv::new();
+    let (old_id, old) = env.mint_default();
+    env.write("app/.env", format!("TS_AUTHKEY={old}\n"));
+    let ran = env.aside.path().join("after-ran");
+    let w = env.work.path().display().to_string();
+    let config = env.write_aside(
+        "tsrotate.toml",
+        format!(
+            "[[credential]]\nname = \"web\"\nkind = \"auth-key\"\n\n[[credential.sink]]\ntype = \"dotenv\"\npath = \"{w}/app/.env\"\nfield = \"TS_AUTHKEY\"\nafter = [\"touch\", \"{}\"]\n",
+            ran.display()
+        ),
+    );
+    let rotate = |env: &TestEnv| {
+        env.run(env.cmd().arg("--config").arg(&config).args([
+            "rotate",
+            "--credential",
+            "web",
+            "--yes",
+        ]))
+    };
+    let uid = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&config).unwrap());
+    for (mode, owner, fix) in [
+        (0o666, uid, "chmod go-w"),
+        (0o664, uid, "chmod go-w"),
+        (0o644, uid + 4242, "chown"),
+    ] {
+        if owner != uid && !is_root() {
+            continue;
+        }
+        chmod(&config, mode);
+        std::os::unix::fs::chown(&config, Some(owner), None).unwrap();
+        let run = rotate(&env).expect(2);
+        assert!(
+            run.stderr.contains(fix),
+            "{mode:o} {owner}:\n{}",
+            run.stderr
+        );
+        assert!(!ran.exists(), "nothing ran");
+    }
+    chmod(&config, 0o644);
+    std::os::unix::fs::chown(&config, Some(uid), None).unwrap();
+    rotate(&env).expect(0);
+    assert!(ran.exists());
+    assert_eq!(env.key(&old_id)["invalid"], true);
     env.assert_state_clean();
 }

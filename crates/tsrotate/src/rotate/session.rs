@@ -187,7 +187,7 @@ impl Untrusted {
         let shown = path.display();
         match self {
             Self::Owner { me, .. } => format!(
-                "use a state directory of your own (--state-dir or TSROTATE_STATE_DIR), or, once you have checked what is in it, `chown -R {me} {shown}`"
+                "use one of your own (for the state directory: --state-dir or TSROTATE_STATE_DIR), or, once you have checked what is in it, `chown -R {me} {shown}`"
             ),
             Self::Writable { .. } => format!(
                 "check what is in it, then `chmod go-w {shown}` (tsrotate creates its folders 0700 and its files 0600); keep state out of shared caches"
@@ -300,6 +300,34 @@ fn check(path: &Path, kind: Entry, me: u32) -> Result<(), Error> {
         }));
     }
     if meta.uid() != me {
+        return Err(untrusted(Untrusted::Owner {
+            uid: meta.uid(),
+            me,
+        }));
+    }
+    let mode = meta.permissions().mode();
+    if mode & 0o022 != 0 {
+        return Err(untrusted(Untrusted::Writable { mode }));
+    }
+    Ok(())
+}
+
+/// Check a configuration file before it is read: it names programs that run and servers
+/// that receive tokens, so it must be owned by the user running tsrotate (or by root) and
+/// writable by no one else. Symbolic links are followed (a Kubernetes `ConfigMap` mount is
+/// one) and the file they lead to is judged.
+pub fn check_configuration(path: &Path) -> Result<(), Error> {
+    let meta = std::fs::metadata(path).map_err(|source| crate::fs::Error::Io {
+        action: crate::fs::Action::Read,
+        path: path.to_owned(),
+        source,
+    })?;
+    let untrusted = |problem| Error::Untrusted {
+        path: path.to_owned(),
+        problem,
+    };
+    let me = me();
+    if meta.uid() != me && meta.uid() != 0 {
         return Err(untrusted(Untrusted::Owner {
             uid: meta.uid(),
             me,
