@@ -495,6 +495,7 @@ pub(crate) async fn rotate(
     .map_err(rotation::admission_error)?;
     let journals = state_dir.journals();
     let verify_cmd = request.verify_cmd.clone();
+    let known_values = request.known_values();
     let known = journals.last_known(&key_id).unwrap_or(None);
     let plan = plan::plan_rotation(client, request, known, client.server_now())
         .await
@@ -535,6 +536,7 @@ pub(crate) async fn rotate(
             credentials,
             new_token,
             verify_cmd,
+            known_values,
         },
         narrate,
     )
@@ -557,6 +559,8 @@ pub(crate) struct Started {
     pub(crate) new_token: Option<tsrotate::key::Secret>,
     /// `--verify-cmd`: the journal keeps only its digest.
     pub(crate) verify_cmd: Option<String>,
+    /// Values of the old key known to this run, redacted from children's output.
+    pub(crate) known_values: Vec<tsrotate::key::Secret>,
 }
 
 /// Journal a planned rotation under its admission and run it to its end or first failure.
@@ -572,7 +576,8 @@ pub(crate) async fn start(
         .map_err(rotation::admission_error)?;
     let mut world = ApiWorld::new(client.clone(), plan.files.clone())
         .with_configured(with.credentials, plan.planned_versions.clone())
-        .with_verify_cmd(with.verify_cmd);
+        .with_verify_cmd(with.verify_cmd)
+        .with_redacted(with.known_values);
     if let Some(token) = with.new_token {
         world = world.with_new_token(token, plan.started.old.key_id.clone());
     }

@@ -228,6 +228,7 @@ async fn fresh(
         webhook_endpoint: credential.webhook_endpoint_id.clone(),
         looked_up: observed.looked_up,
     };
+    let known_values = request.known_values();
     let known = dir.journals().last_known(&key_id).unwrap_or(None);
     let plan = plan::plan_rotation(client, request, known, client.server_now())
         .await
@@ -236,6 +237,7 @@ async fn fresh(
         credentials: credentials.clone(),
         new_token: None,
         verify_cmd: None,
+        known_values,
     };
     crate::cmd_rotate::start(admission, client, &plan, with, false).await
 }

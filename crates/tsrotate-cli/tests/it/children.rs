@@ -301,3 +301,30 @@ field = "TS_AUTHKEY"
     assert_eq!(env.key(&third)["invalid"], false);
     env.assert_state_clean();
 }
+
+/// The old key is live while verification runs: a child that prints it (here, from a copy
+/// the rotation does not know of) has it redacted too, when the run knows its value (given
+/// as `-` on standard input, or read from a configured place).
+#[test]
+fn the_old_key_is_redacted_from_a_childs_output_too() {
+    let mut env = TestEnv::new();
+    let (old_id, old) = env.mint_default();
+    env.write("app/.env", format!("TS_AUTHKEY={old}\n"));
+    let copy = env.write_aside("forgotten-copy", &old);
+    let script = format!(
+        "printf 'old: %s\\n' \"$(base64 -w0 < {copy})\" >&2; printf 'part: %s\\n' \"$(sed 's/.*-//' {copy})\" >&2; exit 1",
+        copy = copy.display()
+    );
+    let run = env
+        .run(
+            env.cmd()
+                .args(["rotate", "-", "--yes", "--verify-cmd", &script, "--in"])
+                .arg(env.work.path())
+                .write_stdin(format!("{old}\n")),
+        )
+        .expect(1);
+    assert!(run.stderr.contains("old: "), "{}", run.stderr);
+    assert_none_in(&forms_of(&old), &run.stderr, "stderr");
+    assert_eq!(env.key(&old_id)["invalid"], false);
+    env.assert_state_clean();
+}

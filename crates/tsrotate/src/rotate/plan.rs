@@ -149,6 +149,32 @@ pub struct Request {
     pub looked_up: Option<(KeyStatus, Option<Key>)>,
 }
 
+impl Request {
+    /// The values of keys this request holds: the old key when given by value, and what the
+    /// configured places held when read. Children's output is redacted of them too: the old
+    /// key is live while verification runs.
+    #[must_use]
+    pub fn known_values(&self) -> Vec<crate::key::Secret> {
+        let mut values: Vec<crate::key::Secret> = self
+            .key
+            .credential()
+            .map(|c| c.secret().clone())
+            .into_iter()
+            .collect();
+        for reading in &self.configured {
+            if let Ok(snapshot) = &reading.snapshot
+                && let Some(value) = &snapshot.value
+                && !values
+                    .iter()
+                    .any(|v| v.fingerprint() == value.fingerprint())
+            {
+                values.push(value.clone());
+            }
+        }
+        values
+    }
+}
+
 /// The OAuth client an API access token's consumers move to.
 #[derive(Debug, Clone)]
 pub struct MigrateTo {

@@ -41,6 +41,9 @@ pub struct ApiWorld {
     minted_secrets: HashMap<KeyId, Secret>,
     /// `--verify-cmd` as given on this run's command line: the journal keeps only its digest.
     verify_cmd: Option<String>,
+    /// Other secrets in play (the old key's value, when known): redacted from children's
+    /// output like the new key.
+    also_redacted: Vec<Secret>,
 }
 
 impl ApiWorld {
@@ -57,7 +60,15 @@ impl ApiWorld {
             old_key_id: None,
             minted_secrets: HashMap::new(),
             verify_cmd: None,
+            also_redacted: Vec::new(),
         }
+    }
+
+    /// Also redact `values` from children's output (the old key's value, when known).
+    #[must_use]
+    pub fn with_redacted(mut self, values: Vec<Secret>) -> Self {
+        self.also_redacted.extend(values);
+        self
     }
 
     /// With the `--verify-cmd` of this run's command line. A journal names its command by
@@ -304,6 +315,7 @@ impl ApiWorld {
         let mut secrets = vec![value, own];
         secrets.extend(self.minted_secrets.values());
         secrets.extend(self.new_token.as_ref());
+        secrets.extend(&self.also_redacted);
         secrets
     }
 
