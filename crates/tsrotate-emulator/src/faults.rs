@@ -3,14 +3,18 @@
 //! tested.
 //!
 //! Rules match in insertion order on method (any if absent) and path prefix (any if absent);
-//! the first match is used and, if it has a `count`, decremented (removed at zero). Its effect:
+//! the first match is used. A rule with `skip` lets that many matching requests through
+//! untouched first (so that a test can fault the second `GET` of a key, not the first); then,
+//! if it has a `count`, each use decrements it (removed at zero). Its effect:
 //!
 //! 1. wait `latency_ms` (a rule with only `latency_ms` just delays the request);
 //! 2. if `status` is set, answer that status with `{"message": …}` (plus `Retry-After` when
 //!    `retry_after_s` is set) **without** processing the request;
-//! 3. else, if `drop_connection` is set, process the request (its side effect happens) and then
+//! 3. else, if `drop_before` is set, close the TCP connection without processing the request
+//!    (the client cannot tell this from a drop after processing);
+//! 4. else, if `drop_connection` is set, process the request (its side effect happens) and then
 //!    close the TCP connection without sending the response;
-//! 4. else process the request normally.
+//! 5. else process the request normally.
 //!
 //! `/_emulator/` routes are never faulted.
 
@@ -57,6 +61,12 @@ pub(crate) struct FaultRule {
     pub(crate) latency_ms: Option<u64>,
     #[serde(default)]
     pub(crate) drop_connection: bool,
+    /// Close the connection without processing the request.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) drop_before: bool,
+    /// Matching requests to let through untouched before the rule applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) skip: Option<u32>,
 }
 
 impl FaultRule {
@@ -86,6 +96,11 @@ impl FaultRule {
                 )));
             }
             method.make_ascii_uppercase();
+        }
+        if self.drop_before && (self.drop_connection || self.status.is_some()) {
+            return Err(ApiError::bad_request(
+                "drop_before cannot be combined with drop_connection or status",
+            ));
         }
         if self.retry_after_s.is_some() && self.status.is_none() {
             return Err(ApiError::bad_request(
@@ -127,6 +142,12 @@ impl Faults {
     fn take(&self, method: &str, path: &str) -> Option<FaultRule> {
         let mut rules = self.lock();
         let index = rules.iter().position(|r| r.matches(method, path))?;
+        if let Some(skip) = &mut rules[index].skip
+            && *skip > 0
+        {
+            *skip -= 1;
+            return None;
+        }
         let rule = rules[index].clone();
         match &mut rules[index].count {
             Some(1) => {
@@ -173,6 +194,11 @@ pub(crate) async fn apply(
         }
         .into_response();
         response.extensions_mut().insert(Injected);
+        return response;
+    }
+    if rule.drop_before {
+        let mut response = StatusCode::SERVICE_UNAVAILABLE.into_response();
+        response.extensions_mut().insert(DropConnection);
         return response;
     }
     let mut response = next.run(request).await;
@@ -251,6 +277,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn drop_before_cuts_off_a_request_that_was_never_processed() {
+        let app = crate::test_util::TestApp::new();
+        app.state.faults().add(rule(
+            serde_json::json!({"method": "POST", "drop_before": true, "count": 1}),
+        ));
+        let before = app.state.read(|store, _| store.keys.len());
+        let token = app.boot.api_key.clone();
+        let body = serde_json::json!({"capabilities": {"devices": {}}});
+        let response = app
+            .send("POST", "/api/v2/tailnet/-/keys", Some(&token), Some(&body))
+            .await;
+        assert!(response.dropped, "the server loop must drop this response");
+        assert_eq!(app.state.read(|store, _| store.keys.len()), before);
+    }
+
+    #[test]
+    fn skip_lets_the_first_matching_requests_through() {
+        let faults = Faults::default();
+        faults.add(rule(
+            serde_json::json!({"status": 503, "skip": 2, "count": 1}),
+        ));
+        assert!(faults.take("GET", "/api/v2/x").is_none());
+        assert!(faults.take("GET", "/api/v2/x").is_none());
+        assert!(faults.take("GET", "/api/v2/x").is_some());
+        assert!(faults.take("GET", "/api/v2/x").is_none());
+    }
+
+    #[tokio::test]
     async fn status_rules_answer_without_reaching_the_handler() {
         let app = crate::test_util::TestApp::new();
         app.state.faults().add(rule(
@@ -279,6 +333,7 @@ mod tests {
             serde_json::json!({"path_prefix": "api/"}),
             serde_json::json!({"method": "GE T"}),
             serde_json::json!({"retry_after_s": 3}),
+            serde_json::json!({"drop_before": true, "status": 503}),
         ] {
             let parsed: FaultRule = serde_json::from_value(bad.clone()).expect("parses");
             assert!(parsed.validate().is_err(), "{bad}");

@@ -46,11 +46,13 @@
 //! ## Fault rules
 //!
 //! `POST /_emulator/faults` with any of `method`, `path_prefix`, `status` (400..=599), `count`,
-//! `retry_after_s`, `latency_ms`, `drop_connection`. Rules match in insertion order on method
-//! (any if absent) and path prefix (any if absent); the first match is used, and a rule with
+//! `retry_after_s`, `latency_ms`, `drop_connection`, `drop_before`, `skip`. Rules match in
+//! insertion order on method (any if absent) and path prefix (any if absent); the first match
+//! is used, after letting `skip` matching requests through untouched, and a rule with
 //! `count` is removed after that many uses (without `count` it lasts until cleared). Effect:
 //! wait `latency_ms`; then if `status` is set, answer it with `{"message"}` (and `Retry-After`
-//! if `retry_after_s`) without processing the request; else if `drop_connection`, process the
+//! if `retry_after_s`) without processing the request; else if `drop_before`, close the
+//! connection without processing the request; else if `drop_connection`, process the
 //! request (its side effect happens) and close the TCP connection without a response; else
 //! process normally. With [`app`] (no TCP), a dropped response is returned with a marker
 //! extension instead.
