@@ -8,9 +8,9 @@ use std::path::PathBuf;
 
 use tsrotate::journal::SinkPlan;
 use tsrotate::key::{Credential, Secret};
-use tsrotate::rotate::State;
 use tsrotate::rotate::session::{Authority, Purpose};
 use tsrotate::rotate::world::{self, ApiWorld};
+use tsrotate::rotate::{Liveness, RollbackRefused, State, World as _};
 
 use crate::args::{Format, GlobalArgs};
 use crate::context;
@@ -54,6 +54,13 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
         ..settings
     };
     let client = settings.require_client()?;
+    let mut world = ApiWorld::new(client, Vec::new()).with_configured(
+        crate::settings::sink_credentials(),
+        std::collections::HashMap::new(),
+    );
+    // Ask the API before asking for the old key: a key that is not confirmed live is never
+    // put back (the executor asks again, and journals a death it hears of).
+    refuse_unless_live(&state, &mut world).await?;
     let old = old_value(&state, args).await?;
     if !context::confirm(
         &format!(
@@ -64,15 +71,36 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
     )? {
         return Err(UserError::new("cancelled; nothing was changed").into());
     }
-    let mut world = ApiWorld::new(client, Vec::new()).with_configured(
-        crate::settings::sink_credentials(),
-        std::collections::HashMap::new(),
-    );
     let human = global.format == Format::Human;
     let outcome =
         rotation::execute(&mut world, &mut session, human && !global.quiet, Some(&old)).await?;
     crate::cmd_rotate::report(global, None, &outcome)?;
     Ok(outcome.exit_status())
+}
+
+/// Refuse a rollback unless the API says the old key works now.
+async fn refuse_unless_live(state: &State, world: &mut ApiWorld) -> anyhow::Result<()> {
+    if state.started.template.mint_retires_old() {
+        return Ok(());
+    }
+    let id = state.old_key_id();
+    let refused = match world.liveness(id).await {
+        Ok(Liveness::Live) => return Ok(()),
+        Ok(Liveness::Dead) => RollbackRefused::OldKeyRevoked(id.clone()),
+        Ok(Liveness::NotFound) if state.old_seen_by_api() => {
+            RollbackRefused::OldKeyRevoked(id.clone())
+        }
+        Ok(Liveness::NotFound) => RollbackRefused::OldKeyUnconfirmed(id.clone()),
+        Err(e) => {
+            return Err(UserError::new(format!(
+                "{}",
+                RollbackRefused::OldKeyUnconfirmed(id.clone())
+            ))
+            .hint(format!("the API answered: {e}"))
+            .into());
+        }
+    };
+    Err(UserError::new(refused.to_string()).into())
 }
 
 /// The old key's value: from a place that still holds it, else from the person. Checked

@@ -588,6 +588,10 @@ pub(crate) async fn start(
 pub(crate) fn plan_error(e: plan::Error) -> anyhow::Error {
     match e {
         plan::Error::Api { key_id, source } => api_error(&format!("looking up key {key_id}"), source),
+        plan::Error::Webhooks { source } => api_error(
+            "listing the tailnet's webhooks to find this secret's",
+            source,
+        ),
         plan::Error::UnknownProperties { .. }
         | plan::Error::InvalidOverride(_)
         | plan::Error::UnsupportedKind { .. } => UserError::new(e.to_string()).into(),

@@ -167,7 +167,7 @@ async fn rotate_one(
             .map(|o| ("rotated", o)),
     };
     match outcome {
-        Ok((action, outcome)) if outcome.outcome == "done" => {
+        Ok((action, outcome)) if outcome.outcome == crate::rotation::RunOutcome::Done => {
             let detail = format!(
                 "{} -> {}",
                 outcome.old_key_id,

@@ -9,7 +9,7 @@ use tsrotate::audit::AuditLog;
 use tsrotate::journal::{self, Event, Journal};
 use tsrotate::key::{Fingerprint, KeyId};
 use tsrotate::rotate::session::{self, Authority, Session, StateDir};
-use tsrotate::rotate::{End, Executor, Observer, State, Stop, World};
+use tsrotate::rotate::{End, Executor, Observer, OldKey, State, Stop, World};
 
 use crate::exit::{ExitStatus, UserError};
 
@@ -50,6 +50,9 @@ impl Observer for Narrator {
                 key_id,
                 already: true,
             } => format!("  ✓ {key_id} was already dead"),
+            Event::NotInTailnet { key_id } => format!(
+                "  ✗ {key_id} is not known to this tailnet's API: it could not be revoked here"
+            ),
             Event::RevokeFailed { key_id, error } => {
                 format!("  ✗ revoking {key_id} failed: {error}")
             }
@@ -112,6 +115,48 @@ pub(crate) fn reopen(
     })
 }
 
+/// How a rotation run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum RunOutcome {
+    /// Every place holds the new key.
+    Done,
+    /// Stopped before the end; `next` says what to do.
+    Incomplete,
+    /// Every place holds the old key again.
+    RolledBack,
+    /// Given up by a person.
+    Abandoned,
+}
+
+/// Where the old key stands, as reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum OldKeyReport {
+    /// The API says it works.
+    Live,
+    /// Confirmed dead.
+    Revoked,
+    /// Retired when its replacement was made (webhook secrets).
+    Retired,
+    /// The API of this tailnet does not know it: not revoked here, may be live elsewhere.
+    NotInTailnet,
+    /// The API did not answer: live or revoked, nobody knows yet.
+    Unknown,
+}
+
+impl From<OldKey> for OldKeyReport {
+    fn from(old: OldKey) -> Self {
+        match old {
+            OldKey::Live => Self::Live,
+            OldKey::Revoked => Self::Revoked,
+            OldKey::Retired => Self::Retired,
+            OldKey::NotInTailnet => Self::NotInTailnet,
+            OldKey::Unknown => Self::Unknown,
+        }
+    }
+}
+
 /// What a rotation run ended with, as reported.
 #[derive(Debug, Serialize)]
 #[allow(
@@ -120,14 +165,16 @@ pub(crate) fn reopen(
 )]
 pub(crate) struct Outcome {
     pub(crate) rotation_id: String,
-    /// `done`, `incomplete`, `rolled-back`, `abandoned`.
-    pub(crate) outcome: &'static str,
+    pub(crate) outcome: RunOutcome,
     pub(crate) old_key_id: KeyId,
     pub(crate) old_key_revoked: bool,
+    /// Where the old key stands: what the journal confirms, else what the API says now.
+    pub(crate) old_key: OldKeyReport,
     pub(crate) new_key_id: Option<KeyId>,
     pub(crate) new_key_fingerprint: Option<Fingerprint>,
     pub(crate) sinks: Vec<SinkReport>,
     pub(crate) error: Option<String>,
+    pub(crate) hint: Option<String>,
     pub(crate) next: Option<String>,
     pub(crate) journal: PathBuf,
     pub(crate) audit_log: PathBuf,
@@ -137,6 +184,30 @@ pub(crate) struct Outcome {
 pub(crate) struct SinkReport {
     pub(crate) place: String,
     pub(crate) holds: Option<KeyId>,
+}
+
+/// What to do after a run that stopped, given where the old key stands. Rollback is offered
+/// only when the journal allows it and the API confirms the old key is live (issue 11,
+/// item 1): putting a revoked key back would leave no working key anywhere.
+fn advice(state: &State, old: OldKeyReport) -> String {
+    let id = state.rotation_id();
+    match old {
+        OldKeyReport::Revoked | OldKeyReport::Retired => {
+            format!("the old key no longer works; fix the cause, then run `tsrotate resume {id}`")
+        }
+        OldKeyReport::Live if state.next_rollback().is_ok() => format!(
+            "the old key still works; fix the cause and run `tsrotate resume {id}`, or undo with `tsrotate rollback {id}`"
+        ),
+        OldKeyReport::Live => {
+            format!("the old key still works; fix the cause and run `tsrotate resume {id}`")
+        }
+        OldKeyReport::Unknown => format!(
+            "the API did not say whether the old key still works (a revoke may have taken effect without an answer); fix the cause and run `tsrotate resume {id}`, which asks again (rollback is refused until the API confirms the old key is live)"
+        ),
+        OldKeyReport::NotInTailnet => format!(
+            "the API does not know the old key, so it cannot be revoked here and may still be live in another tailnet; run `tsrotate resume {id}` to finish, and revoke the old key where it belongs"
+        ),
+    }
 }
 
 /// Run the executor (or a rollback) and turn its end into an [`Outcome`].
@@ -155,41 +226,60 @@ pub(crate) async fn execute<W: World>(
         None => executor.run().await,
     };
     let fingerprint = executor.held_fingerprint();
-    let state = executor.state().clone();
-    let (outcome, error, next) = match result {
-        Ok(s) => match s.end {
-            Some(End::Done(_)) => ("done", None, None),
-            Some(End::RolledBack) => ("rolled-back", None, None),
-            Some(End::Abandoned) => ("abandoned", None, None),
-            None => (
-                "incomplete",
-                None,
-                Some(format!("tsrotate resume {}", s.rotation_id())),
-            ),
-        },
+    let failure = match result {
+        Ok(_) => None,
         Err(Stop::Journal(e)) => {
             return Err(anyhow::Error::from(e).context("the journal could not be written; stopped"));
         }
         Err(Stop::Internal(e)) => anyhow::bail!("internal error: {e}"),
         Err(Stop::Refused(e)) => return Err(UserError::new(e.to_string()).into()),
-        Err(Stop::Failed { step, error }) => {
-            let next = if state.old_revoked() {
-                format!(
-                    "fix the cause, then run `tsrotate resume {}`",
-                    state.rotation_id()
-                )
-            } else {
-                format!(
-                    "the old key still works; fix the cause and run `tsrotate resume {id}`, or undo with `tsrotate rollback {id}`",
-                    id = state.rotation_id()
-                )
+        Err(failed @ Stop::Failed { .. }) => Some(failed),
+    };
+    // Where the old key stands: from the journal when it is settled, else from the API.
+    let old_key = match executor.state().end {
+        Some(End::RolledBack | End::Abandoned) => OldKeyReport::Live,
+        _ => match executor.old_key().await {
+            Ok(old) => OldKeyReport::from(old),
+            Err(e) => {
+                return Err(
+                    anyhow::Error::from(e).context("the journal could not be written; stopped")
+                );
+            }
+        },
+    };
+    let state = executor.state().clone();
+    let (outcome, error, hint, next) = match (&state.end, failure) {
+        (_, Some(failed)) => {
+            let hint = match &failed {
+                Stop::Failed { error, .. } => error.hint.clone(),
+                _ => None,
             };
             (
-                "incomplete",
-                Some(format!("{step} failed: {error}")),
-                Some(next),
+                RunOutcome::Incomplete,
+                Some(failed.to_string()),
+                hint,
+                Some(advice(&state, old_key)),
             )
         }
+        (Some(End::Done(_)), _) if old_key == OldKeyReport::NotInTailnet => (
+            RunOutcome::Done,
+            None,
+            None,
+            Some(format!(
+                "the API of tailnet `{}` does not know key {id} (another tailnet's key, or one removed long ago); if it belongs to another tailnet, revoke it there: `tsrotate inspect {id}` shows whether a tailnet still knows it",
+                state.started.tailnet,
+                id = state.old_key_id(),
+            )),
+        ),
+        (Some(End::Done(_)), _) => (RunOutcome::Done, None, None, None),
+        (Some(End::RolledBack), _) => (RunOutcome::RolledBack, None, None, None),
+        (Some(End::Abandoned), _) => (RunOutcome::Abandoned, None, None, None),
+        (None, _) => (
+            RunOutcome::Incomplete,
+            None,
+            None,
+            Some(format!("tsrotate resume {}", state.rotation_id())),
+        ),
     };
     let new_key_id = match &state.end {
         Some(End::Done(id)) => Some(id.clone()),
@@ -199,7 +289,8 @@ pub(crate) async fn execute<W: World>(
         rotation_id: state.rotation_id().to_owned(),
         outcome,
         old_key_id: state.old_key_id().clone(),
-        old_key_revoked: state.old_revoked(),
+        old_key_revoked: matches!(old_key, OldKeyReport::Revoked | OldKeyReport::Retired),
+        old_key,
         new_key_fingerprint: fingerprint.filter(|_| new_key_id.is_some()),
         new_key_id,
         sinks: state
@@ -212,6 +303,7 @@ pub(crate) async fn execute<W: World>(
             })
             .collect(),
         error,
+        hint,
         next,
         journal: Journal::path_of(&state_dir, state.rotation_id()),
         audit_log: AuditLog::path_in(&state_dir),
@@ -220,17 +312,20 @@ pub(crate) async fn execute<W: World>(
 
 impl Outcome {
     pub(crate) fn exit_status(&self) -> ExitStatus {
-        if self.outcome == "incomplete" {
-            ExitStatus::Incomplete
-        } else {
-            ExitStatus::Success
+        match (self.outcome, self.old_key) {
+            (RunOutcome::Incomplete, _) | (RunOutcome::Done, OldKeyReport::NotInTailnet) => {
+                ExitStatus::Incomplete
+            }
+            (RunOutcome::Done | RunOutcome::RolledBack | RunOutcome::Abandoned, _) => {
+                ExitStatus::Success
+            }
         }
     }
 
     /// The human report, on stdout.
     pub(crate) fn write_human(&self, out: &mut impl Write) -> std::io::Result<()> {
         match self.outcome {
-            "done" => {
+            RunOutcome::Done => {
                 writeln!(
                     out,
                     "Rotation {}: done. {} → {}{}",
@@ -244,40 +339,59 @@ impl Outcome {
                         .map(|f| format!(" (fp {f})"))
                         .unwrap_or_default()
                 )?;
-                writeln!(
-                    out,
-                    "  {} place(s) updated; old key {} revoked",
-                    self.sinks.len(),
-                    self.old_key_id
-                )?;
+                if self.old_key == OldKeyReport::NotInTailnet {
+                    writeln!(
+                        out,
+                        "  {} place(s) updated; old key {} NOT revoked: the API does not know it, so it could not be revoked here and may still be live",
+                        self.sinks.len(),
+                        self.old_key_id
+                    )?;
+                    if let Some(next) = &self.next {
+                        writeln!(out, "  next: {next}")?;
+                    }
+                } else {
+                    writeln!(
+                        out,
+                        "  {} place(s) updated; old key {} revoked",
+                        self.sinks.len(),
+                        self.old_key_id
+                    )?;
+                }
             }
-            "abandoned" => {
+            RunOutcome::Abandoned => {
                 writeln!(
                     out,
                     "Rotation {}: abandoned by a person; its keys are as it left them (`tsrotate keys list` shows them).",
                     self.rotation_id
                 )?;
             }
-            "rolled-back" => {
+            RunOutcome::RolledBack => {
                 writeln!(
                     out,
                     "Rotation {}: rolled back. Every place holds {} again; keys minted by the rotation are revoked.",
                     self.rotation_id, self.old_key_id
                 )?;
             }
-            _ => {
+            RunOutcome::Incomplete => {
                 writeln!(out, "Rotation {}: NOT completed.", self.rotation_id)?;
                 if let Some(error) = &self.error {
                     writeln!(out, "  {error}")?;
+                }
+                if let Some(hint) = &self.hint {
+                    writeln!(out, "  hint: {hint}")?;
                 }
                 writeln!(
                     out,
                     "  old key {}: {}",
                     self.old_key_id,
-                    if self.old_key_revoked {
-                        "revoked"
-                    } else {
-                        "still live"
+                    match self.old_key {
+                        OldKeyReport::Live => "still live",
+                        OldKeyReport::Revoked => "revoked",
+                        OldKeyReport::Retired => "retired by the new one",
+                        OldKeyReport::NotInTailnet =>
+                            "unknown to this tailnet's API (not revoked; may be live elsewhere)",
+                        OldKeyReport::Unknown =>
+                            "unknown (the API did not answer; it may already be revoked)",
                     }
                 )?;
                 for sink in &self.sinks {

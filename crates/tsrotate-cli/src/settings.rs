@@ -32,6 +32,8 @@ pub(crate) mod env {
     pub(crate) const TAILSCALE_API_KEY_FILE: &str = "TAILSCALE_API_KEY_FILE";
     /// The configuration file.
     pub(crate) const TSROTATE_CONFIG: &str = "TSROTATE_CONFIG";
+    /// How long one API request may take, in seconds (decimals allowed; default 30).
+    pub(crate) const TSROTATE_API_TIMEOUT: &str = "TSROTATE_API_TIMEOUT";
     /// The XDG configuration directory.
     pub(crate) const XDG_CONFIG_HOME: &str = "XDG_CONFIG_HOME";
     /// Vault or `OpenBao`.
@@ -274,6 +276,9 @@ pub(crate) struct ApiSettings {
     pub(crate) base_url: String,
     pub(crate) tailnet: String,
     pub(crate) auth: Option<Auth>,
+    /// How long one API request may take (`TSROTATE_API_TIMEOUT`); the client's default if
+    /// unset.
+    pub(crate) timeout: Option<std::time::Duration>,
 }
 
 impl ApiSettings {
@@ -351,10 +356,26 @@ impl ApiSettings {
                     .transpose()?,
             }
         };
+        let timeout = env::var(env::TSROTATE_API_TIMEOUT)
+            .map(|v| {
+                v.trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|s| s.is_finite() && *s > 0.0 && *s <= 3600.0)
+                    .map(std::time::Duration::from_secs_f64)
+                    .ok_or_else(|| {
+                        UserError::new(format!(
+                            "{} must be a number of seconds between 0 and 3600",
+                            env::TSROTATE_API_TIMEOUT
+                        ))
+                    })
+            })
+            .transpose()?;
         Ok(Self {
             base_url,
             tailnet,
             auth,
+            timeout,
         })
     }
 
@@ -363,13 +384,15 @@ impl ApiSettings {
         let Some(auth) = self.auth.clone() else {
             return Ok(None);
         };
-        let client = api::ClientBuilder::new(auth)
+        let mut builder = api::ClientBuilder::new(auth)
             .base_url(&self.base_url)
-            .tailnet(&self.tailnet)
-            .build()
-            .map_err(|e| {
-                UserError::new(e.to_string()).hint(format!("check {}", env::TAILSCALE_BASE_URL))
-            })?;
+            .tailnet(&self.tailnet);
+        if let Some(timeout) = self.timeout {
+            builder = builder.timeout(timeout);
+        }
+        let client = builder.build().map_err(|e| {
+            UserError::new(e.to_string()).hint(format!("check {}", env::TAILSCALE_BASE_URL))
+        })?;
         Ok(Some(client))
     }
 

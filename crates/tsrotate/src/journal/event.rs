@@ -329,6 +329,12 @@ pub enum Event {
         /// It was dead before we asked.
         already: bool,
     },
+    /// The API does not know the old key and never did during this rotation (it may be
+    /// another tailnet's): it could not be revoked here and may still be live.
+    NotInTailnet {
+        /// The key.
+        key_id: KeyId,
+    },
     /// Revoking failed.
     RevokeFailed {
         /// The key.

@@ -4,34 +4,143 @@
 //! run the real executor against an in-memory world and a journal that "crashes" after any
 //! record.
 
-use crate::api::Key;
+use crate::api::{self, Key};
 use crate::journal::{self, Event, SinkPlan, Template};
 use crate::key::{Fingerprint, KeyId, Secret};
+use crate::sink;
 
 use futures_util::StreamExt as _;
 
 use super::state::{RollbackRefused, RollbackStep, State, Step, VerifyCommand};
 
+/// How many times a write that failed for a passing reason (a place unavailable, rate
+/// limited) is tried in all. Writes are check-and-set, so trying again is safe.
+pub const WRITE_ATTEMPTS: u32 = 3;
+
+/// The first pause between write attempts; doubled each time.
+pub const WRITE_BACKOFF: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// How many sinks are written at once. Enough to hide the latency of remote stores, few
 /// enough not to trip their rate limits.
 pub const WRITE_CONCURRENCY: usize = 8;
 
+/// Why a step failed, keeping the error it came from so that retries and exit codes are
+/// decided from types, not from words.
+#[derive(Debug, thiserror::Error)]
+pub enum Cause {
+    /// The Tailscale API.
+    #[error(transparent)]
+    Api(#[from] api::Error),
+    /// A configured place (a secret store, a command, a file by path).
+    #[error(transparent)]
+    Sink(#[from] sink::Error),
+    /// A verification or `after` command failed or could not run.
+    #[error("{0}")]
+    Command(String),
+    /// A check of ours refused to go on (a place changed, a read-back differs, a token is
+    /// wrong); trying again without a change will fail the same way.
+    #[error("{0}")]
+    Refused(String),
+}
+
 /// A failed side effect, as the journal and the report show it. Never holds a secret.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
+#[derive(Debug, thiserror::Error)]
 pub struct StepError {
-    /// What went wrong, for people.
-    pub message: String,
+    /// What was being done, for people (`reading back`, `the new token`), if the cause does
+    /// not say.
+    pub context: Option<String>,
+    /// Why (boxed: API errors are large, and steps fail rarely).
+    #[source]
+    pub cause: Box<Cause>,
+    /// What a person can do about it, shown on its own line.
+    pub hint: Option<String>,
     /// The request may have had its effect anyway (a lost answer).
     pub outcome_unknown: bool,
 }
 
+impl std::fmt::Display for StepError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.context {
+            Some(context) => write!(f, "{context}: {}", self.cause),
+            None => write!(f, "{}", self.cause),
+        }
+    }
+}
+
 impl StepError {
-    /// A failure with a known outcome: nothing happened.
+    /// A check of ours that refused, with a known outcome: nothing happened.
     #[must_use]
     pub fn new(message: impl Into<String>) -> Self {
+        Self::from(Cause::Refused(message.into()))
+    }
+
+    /// A failure of the API; a create whose answer was lost has an unknown outcome.
+    #[must_use]
+    pub fn api(error: api::Error) -> Self {
+        let outcome_unknown = matches!(error, api::Error::OutcomeUnknown { .. });
         Self {
-            message: message.into(),
+            outcome_unknown,
+            ..Self::from(Cause::Api(error))
+        }
+    }
+
+    /// A failure of a place.
+    #[must_use]
+    pub fn sink(error: sink::Error) -> Self {
+        Self::from(Cause::Sink(error))
+    }
+
+    /// A verification or `after` command that failed.
+    #[must_use]
+    pub fn command(message: impl Into<String>) -> Self {
+        Self::from(Cause::Command(message.into()))
+    }
+
+    /// With what was being done.
+    #[must_use]
+    pub fn context(mut self, context: impl Into<String>) -> Self {
+        self.context = Some(context.into());
+        self
+    }
+
+    /// With advice for people.
+    #[must_use]
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// Whether the same step may succeed if tried again soon, unchanged: the API or a place
+    /// was unavailable or rate limited. A lost answer is not retryable here: the caller must
+    /// first find out what happened.
+    #[must_use]
+    pub fn is_retryable(&self) -> bool {
+        if self.outcome_unknown {
+            return false;
+        }
+        match self.cause.as_ref() {
+            Cause::Api(e) => e.is_retryable(),
+            Cause::Sink(e) => e.is_retryable(),
+            Cause::Command(_) | Cause::Refused(_) => false,
+        }
+    }
+
+    /// The API error behind this failure, if it came from the API.
+    #[must_use]
+    pub fn api_error(&self) -> Option<&api::Error> {
+        match self.cause.as_ref() {
+            Cause::Api(e) => Some(e),
+            Cause::Sink(_) | Cause::Command(_) | Cause::Refused(_) => None,
+        }
+    }
+}
+
+impl From<Cause> for StepError {
+    fn from(cause: Cause) -> Self {
+        Self {
+            context: None,
+            cause: Box::new(cause),
+            hint: None,
             outcome_unknown: false,
         }
     }
@@ -54,6 +163,36 @@ pub enum Revocation {
     Revoked,
     /// It was already dead (revoked, expired, used up, or gone).
     AlreadyDead,
+    /// The API answers "not found" both to the delete and to the check: the key is gone, or
+    /// it never was in this tailnet (another tailnet's key), which the API cannot tell apart.
+    NotFound,
+}
+
+/// What the API says of a key now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    /// It works: not revoked, not expired, not used up.
+    Live,
+    /// The API knows it and says it is dead.
+    Dead,
+    /// The API does not know it (deleted, or another tailnet's).
+    NotFound,
+}
+
+/// The old key's state as far as anyone can tell, for the report and for rollback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OldKey {
+    /// The API says it works now.
+    Live,
+    /// Confirmed dead (by this rotation or found so).
+    Revoked,
+    /// Retired by minting its replacement (webhook secrets).
+    Retired,
+    /// The API of this tailnet does not know it, and never did during this rotation: it
+    /// could not be revoked here and may still be live elsewhere.
+    NotInTailnet,
+    /// The API did not answer: it may be live or revoked (a revoke whose answer was lost).
+    Unknown,
 }
 
 /// The side effects a rotation needs. Implementations must make each one idempotent.
@@ -84,6 +223,18 @@ pub trait World {
     -> Result<(), StepError>;
     /// Revoke `key_id` and confirm it is dead.
     async fn revoke(&mut self, key_id: &KeyId) -> Result<Revocation, StepError>;
+    /// Ask the API whether `key_id` works now.
+    async fn liveness(&mut self, key_id: &KeyId) -> Result<Liveness, StepError>;
+    /// The value of minted key `key_id` as place `index` holds it, if the place can be read
+    /// and holds a value with this fingerprint. Lets a later run reuse a key an earlier one
+    /// minted (the API shows a secret only once) instead of minting one more.
+    async fn recover(
+        &mut self,
+        index: usize,
+        sink: &SinkPlan,
+        key_id: &KeyId,
+        fingerprint: Fingerprint,
+    ) -> Result<Option<Secret>, StepError>;
 }
 
 /// Where records go: the journal, or a test double.
@@ -102,12 +253,14 @@ impl Recorder for journal::Journal {
 #[derive(Debug, thiserror::Error)]
 pub enum Stop {
     /// A side effect failed; the rotation is resumable.
-    #[error("{step} failed: {error}")]
+    #[error("{step} failed: {error}{}", and_also(also))]
     Failed {
         /// Which step, for people.
         step: String,
-        /// Why.
+        /// Why (the first failure, when several places failed at once).
         error: StepError,
+        /// The other failures of the same step.
+        also: Vec<StepError>,
     },
     /// The journal could not be written; nothing more may be done.
     #[error("could not write the journal")]
@@ -118,6 +271,15 @@ pub enum Stop {
     /// Rollback was refused.
     #[error(transparent)]
     Refused(#[from] RollbackRefused),
+}
+
+/// The other failures of a step, each after "; ".
+fn and_also(also: &[StepError]) -> String {
+    use std::fmt::Write as _;
+    also.iter().fold(String::new(), |mut out, e| {
+        let _ = write!(out, "; {e}");
+        out
+    })
 }
 
 /// Progress callbacks, for the CLI's narration. Called after each record is durable.
@@ -159,8 +321,10 @@ pub struct Executor<'a, W, R, O> {
     recorder: &'a mut R,
     observer: &'a mut O,
     state: State,
-    /// The replacement minted by this process, with its secret.
+    /// The replacement minted by this process (or recovered from a place), with its secret.
     held: Option<(KeyId, Secret)>,
+    /// Whether this process already looked in the places for a key an earlier run minted.
+    looked_for_reuse: bool,
 }
 
 impl<'a, W: World, R: Recorder, O: Observer> Executor<'a, W, R, O> {
@@ -172,6 +336,7 @@ impl<'a, W: World, R: Recorder, O: Observer> Executor<'a, W, R, O> {
             observer,
             state,
             held: None,
+            looked_for_reuse: false,
         }
     }
 
@@ -195,17 +360,56 @@ impl<'a, W: World, R: Recorder, O: Observer> Executor<'a, W, R, O> {
         Ok(())
     }
 
+    /// Where the old key stands. What the journal confirms is taken as it is; otherwise the
+    /// API is asked, and a death it reports is journaled (so that rollback is refused from
+    /// then on). Never fails: a question the API does not answer is [`OldKey::Unknown`].
+    pub async fn old_key(&mut self) -> Result<OldKey, Stop> {
+        if self.state.old_revoked() {
+            return Ok(OldKey::Revoked);
+        }
+        if self.state.old_not_in_tailnet() {
+            return Ok(OldKey::NotInTailnet);
+        }
+        if self.state.started.template.mint_retires_old() {
+            // Webhook secrets are not keys of the keys API: minting retired the old one.
+            return Ok(if self.state.mint_attempts > 0 {
+                OldKey::Retired
+            } else {
+                OldKey::Live
+            });
+        }
+        let id = self.state.old_key_id().clone();
+        match self.world.liveness(&id).await {
+            Ok(Liveness::Live) => Ok(OldKey::Live),
+            Ok(Liveness::NotFound) if !self.state.old_seen_by_api() => Ok(OldKey::NotInTailnet),
+            Ok(Liveness::Dead | Liveness::NotFound) => {
+                self.record(Event::Revoked {
+                    key_id: id,
+                    already: true,
+                })?;
+                Ok(OldKey::Revoked)
+            }
+            Err(error) => {
+                tracing::warn!("could not ask the API whether key {id} is live: {error}");
+                Ok(OldKey::Unknown)
+            }
+        }
+    }
+
     /// Run steps until the rotation is done or a step fails.
     pub async fn run(&mut self) -> Result<State, Stop> {
+        // A key an earlier run minted and got into a place is reused rather than one more
+        // minted: failed runs must not pile up live keys (issue 11, item 10).
+        if !self.looked_for_reuse && self.held.is_none() && self.state.needs_key(None) {
+            self.looked_for_reuse = true;
+            self.reuse().await?;
+        }
         loop {
             let held_id = self.held.as_ref().map(|(id, _)| id.clone());
             match self.state.next(held_id.as_ref()) {
                 Step::Finished => return Ok(self.state.clone()),
                 Step::Finish { key_id } => self.record(Event::Done { key_id })?,
-                Step::RevokeOld => {
-                    let id = self.state.old_key_id().clone();
-                    self.revoke(id, "revoking the old key").await?;
-                }
+                Step::RevokeOld => self.revoke_old().await?,
                 Step::RevokeMinted { key_id } => {
                     self.revoke(key_id, "revoking a key minted by an interrupted run")
                         .await?;
@@ -236,11 +440,68 @@ impl<'a, W: World, R: Recorder, O: Observer> Executor<'a, W, R, O> {
         }
     }
 
+    /// Look in the places for a live key an earlier run minted, newest first, and hold it
+    /// if a place gives back a value with the fingerprint the journal recorded.
+    async fn reuse(&mut self) -> Result<bool, Stop> {
+        for (key_id, fingerprint, places) in self.state.reusable() {
+            for index in places {
+                let plan = self.state.sinks[index].clone();
+                let found = match self.world.recover(index, &plan, &key_id, fingerprint).await {
+                    Ok(found) => found,
+                    Err(error) => {
+                        tracing::info!("could not read {} back: {error}", plan.describe());
+                        None
+                    }
+                };
+                let Some(secret) = found else { continue };
+                // Only a key the API still calls live is worth reusing.
+                match self.world.liveness(&key_id).await {
+                    Ok(Liveness::Live) => {
+                        tracing::info!(
+                            "reusing key {key_id}, minted by an earlier run, from {}",
+                            plan.describe()
+                        );
+                        self.held = Some((key_id, secret));
+                        return Ok(true);
+                    }
+                    Ok(Liveness::Dead | Liveness::NotFound) => {
+                        self.record(Event::Revoked {
+                            key_id: key_id.clone(),
+                            already: true,
+                        })?;
+                        break;
+                    }
+                    Err(error) => {
+                        tracing::info!("could not ask the API about key {key_id}: {error}");
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(false)
+    }
+
     /// Run a rollback: put `old_value` back into every sink the rotation touched, then revoke
-    /// every key it minted.
+    /// every key it minted. Refused unless the API confirms that the old key is live: putting
+    /// a dead key back would leave no working key anywhere.
     pub async fn rollback(&mut self, old_value: &Secret) -> Result<State, Stop> {
+        // Refuse on what the journal knows before asking the API.
+        if !matches!(self.state.next_rollback()?, RollbackStep::Finished) {
+            match self.old_key().await? {
+                OldKey::Live => {}
+                OldKey::Revoked | OldKey::Retired => {
+                    return Err(Stop::Refused(RollbackRefused::OldKeyRevoked(
+                        self.state.old_key_id().clone(),
+                    )));
+                }
+                OldKey::NotInTailnet | OldKey::Unknown => {
+                    return Err(Stop::Refused(RollbackRefused::OldKeyUnconfirmed(
+                        self.state.old_key_id().clone(),
+                    )));
+                }
+            }
+        }
         if !self.state.rolling_back {
-            // Refuse before recording anything.
             self.state.next_rollback()?;
             self.record(Event::RollbackStarted)?;
         }
@@ -256,17 +517,18 @@ impl<'a, W: World, R: Recorder, O: Observer> Executor<'a, W, R, O> {
                         sink,
                         key_id: self.state.old_key_id().clone(),
                     })?;
-                    match self.world.write(sink, &plan, &minted, old_value).await {
+                    match write_with_retries(&*self.world, sink, &plan, &minted, old_value).await {
                         Ok(()) => self.record(Event::Restored { sink })?,
                         Err(error) => {
                             self.record(Event::WriteFailed {
                                 sink,
                                 key_id: self.state.old_key_id().clone(),
-                                error: error.message.clone(),
+                                error: error.to_string(),
                             })?;
                             return Err(Stop::Failed {
                                 step: format!("restoring {}", plan.describe()),
                                 error,
+                                also: Vec::new(),
                             });
                         }
                     }
@@ -302,12 +564,13 @@ impl<'a, W: World, R: Recorder, O: Observer> Executor<'a, W, R, O> {
             Err(error) => {
                 self.record(Event::MintFailed {
                     attempt,
-                    error: error.message.clone(),
+                    error: error.to_string(),
                     outcome_unknown: error.outcome_unknown,
                 })?;
                 Err(Stop::Failed {
                     step: "minting the replacement".into(),
                     error,
+                    also: Vec::new(),
                 })
             }
         }
@@ -332,7 +595,12 @@ impl<'a, W: World, R: Recorder, O: Observer> Executor<'a, W, R, O> {
         let mut outcomes = futures_util::stream::iter(plans.iter())
             .map(|(i, plan)| {
                 let replace = &replace;
-                async move { (*i, world.write(*i, plan, replace, value).await) }
+                async move {
+                    (
+                        *i,
+                        write_with_retries(world, *i, plan, replace, value).await,
+                    )
+                }
             })
             .buffer_unordered(WRITE_CONCURRENCY);
         let mut results = Vec::with_capacity(sinks.len());
@@ -351,7 +619,7 @@ impl<'a, W: World, R: Recorder, O: Observer> Executor<'a, W, R, O> {
                     self.record(Event::WriteFailed {
                         sink,
                         key_id: key_id.clone(),
-                        error: error.message.clone(),
+                        error: error.to_string(),
                     })?;
                     failures.push((sink, error));
                 }
@@ -365,17 +633,14 @@ impl<'a, W: World, R: Recorder, O: Observer> Executor<'a, W, R, O> {
             .iter()
             .map(|(i, _)| self.state.sinks[*i].describe())
             .collect();
-        let message = failures
-            .iter()
-            .map(|(_, e)| e.message.clone())
-            .collect::<Vec<_>>()
-            .join("; ");
+        let mut errors = failures.into_iter().map(|(_, e)| e);
+        let Some(error) = errors.next() else {
+            return Ok(());
+        };
         Err(Stop::Failed {
             step: format!("writing {}", places.join(", ")),
-            error: StepError {
-                message,
-                outcome_unknown: false,
-            },
+            error,
+            also: errors.collect(),
         })
     }
 
@@ -389,13 +654,33 @@ impl<'a, W: World, R: Recorder, O: Observer> Executor<'a, W, R, O> {
             Err(error) => {
                 self.record(Event::VerifyFailed {
                     key_id,
-                    error: error.message.clone(),
+                    error: error.to_string(),
                 })?;
                 Err(Stop::Failed {
                     step: "verifying the new key".into(),
                     error,
+                    also: Vec::new(),
                 })
             }
+        }
+    }
+
+    /// Revoke the old key. A key the API does not know, and never knew during this rotation,
+    /// is not called revoked: it may be another tailnet's, still live there.
+    async fn revoke_old(&mut self) -> Result<(), Stop> {
+        let key_id = self.state.old_key_id().clone();
+        self.record(Event::RevokeIntent {
+            key_id: key_id.clone(),
+        })?;
+        match self.world.revoke(&key_id).await {
+            Ok(Revocation::NotFound) if !self.state.old_seen_by_api() => {
+                self.record(Event::NotInTailnet { key_id })
+            }
+            Ok(outcome) => self.record(Event::Revoked {
+                key_id,
+                already: outcome != Revocation::Revoked,
+            }),
+            Err(error) => self.revoke_failed(key_id, "revoking the old key", error),
         }
     }
 
@@ -404,21 +689,25 @@ impl<'a, W: World, R: Recorder, O: Observer> Executor<'a, W, R, O> {
             key_id: key_id.clone(),
         })?;
         match self.world.revoke(&key_id).await {
+            // A key this rotation minted was in this tailnet: not found now means gone.
             Ok(outcome) => self.record(Event::Revoked {
                 key_id,
-                already: outcome == Revocation::AlreadyDead,
+                already: outcome != Revocation::Revoked,
             }),
-            Err(error) => {
-                self.record(Event::RevokeFailed {
-                    key_id,
-                    error: error.message.clone(),
-                })?;
-                Err(Stop::Failed {
-                    step: step.to_owned(),
-                    error,
-                })
-            }
+            Err(error) => self.revoke_failed(key_id, step, error),
         }
+    }
+
+    fn revoke_failed(&mut self, key_id: KeyId, step: &str, error: StepError) -> Result<(), Stop> {
+        self.record(Event::RevokeFailed {
+            key_id,
+            error: error.to_string(),
+        })?;
+        Err(Stop::Failed {
+            step: step.to_owned(),
+            error,
+            also: Vec::new(),
+        })
     }
 
     async fn sweep(&mut self) -> Result<(), Stop> {
@@ -428,7 +717,38 @@ impl<'a, W: World, R: Recorder, O: Observer> Executor<'a, W, R, O> {
             Err(error) => Err(Stop::Failed {
                 step: "looking for keys minted by interrupted runs".into(),
                 error,
+                also: Vec::new(),
             }),
+        }
+    }
+}
+
+/// Write one place, trying again (a bounded number of times, with a growing pause) when it
+/// failed for a passing reason. Writes are check-and-set and read back, so a write that
+/// took effect without an answer is found as ours on the next attempt.
+async fn write_with_retries<W: World>(
+    world: &W,
+    index: usize,
+    plan: &SinkPlan,
+    replace: &[KeyId],
+    value: &Secret,
+) -> Result<(), StepError> {
+    let mut pause = WRITE_BACKOFF;
+    let mut attempt = 1;
+    loop {
+        match world.write(index, plan, replace, value).await {
+            Ok(()) => return Ok(()),
+            Err(error) if error.is_retryable() && attempt < WRITE_ATTEMPTS => {
+                tracing::info!(
+                    "writing {} failed ({error}); trying again in {}ms",
+                    plan.describe(),
+                    pause.as_millis()
+                );
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+                attempt += 1;
+            }
+            Err(error) => return Err(error),
         }
     }
 }

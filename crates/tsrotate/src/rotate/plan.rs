@@ -215,6 +215,13 @@ pub enum Error {
         #[source]
         source: api::Error,
     },
+    /// The API failed while listing the tailnet's webhooks (to find a secret's endpoint).
+    #[error("cannot list the tailnet's webhooks to find this secret's: {source}")]
+    Webhooks {
+        /// What the API said.
+        #[source]
+        source: api::Error,
+    },
     /// Searching the files failed.
     #[error(transparent)]
     Files(#[from] file::Error),
@@ -611,11 +618,10 @@ async fn webhook_endpoint(client: &api::Client, named: Option<&str>) -> Result<S
     if let Some(id) = named {
         return Ok(id.to_owned());
     }
-    let hooks = client.list_webhooks().await.map_err(|e| {
-        Error::InvalidOverride(format!(
-            "cannot list the tailnet's webhooks to find this secret's: {e}"
-        ))
-    })?;
+    let hooks = client
+        .list_webhooks()
+        .await
+        .map_err(|source| Error::Webhooks { source })?;
     match hooks.as_slice() {
         [one] => Ok(one.endpoint_id.clone()),
         [] => Err(Error::InvalidOverride("the tailnet has no webhooks".into())),

@@ -18,10 +18,10 @@
 //!    minted by a run that died before it could journal the answer is found here.
 //! 7. Every minted key other than the replacement is revoked (invariant 2).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::super::journal::{Event, Record, SinkPlan, Started};
-use crate::key::KeyId;
+use crate::key::{Fingerprint, KeyId};
 
 /// What the journal says has happened in one rotation.
 #[derive(Debug, Clone)]
@@ -42,6 +42,10 @@ pub struct State {
     pub verified: Option<KeyId>,
     /// Keys confirmed dead.
     pub revoked: BTreeSet<KeyId>,
+    /// The old key could not be revoked: the API does not know it (another tailnet's?).
+    pub old_not_in_tailnet: bool,
+    /// The fingerprint of each key minted with an answer, to recognise it in a place.
+    pub fingerprints: BTreeMap<KeyId, Fingerprint>,
     /// Whether the tailnet was swept after the last mint attempt.
     pub swept: bool,
     /// How many mints ended with an answer (`minted`); fewer than `mint_attempts` means a
@@ -145,6 +149,12 @@ pub enum RollbackRefused {
         "the old key {0} is already revoked; putting it back would break its consumers (finish the rotation with `tsrotate resume` instead)"
     )]
     OldKeyRevoked(KeyId),
+    /// The API did not confirm that the old key is live (it did not answer, or does not know
+    /// the key): a revoke whose answer was lost may have killed it.
+    #[error(
+        "the API did not confirm that the old key {0} is live; it may already be revoked, and putting it back could leave no working key anywhere (finish the rotation with `tsrotate resume`, which asks the API again)"
+    )]
+    OldKeyUnconfirmed(KeyId),
     /// The old value stopped working when the new one was made (webhook secrets).
     #[error(
         "the old secret was retired when the new one was made; finish with `tsrotate resume` instead"
@@ -184,6 +194,8 @@ impl State {
             touched: vec![false; n],
             verified: None,
             revoked: BTreeSet::new(),
+            old_not_in_tailnet: false,
+            fingerprints: BTreeMap::new(),
             swept: false,
             mints_answered: 0,
             rolling_back: false,
@@ -201,8 +213,13 @@ impl State {
                 self.mint_attempts = self.mint_attempts.max(*attempt);
                 self.swept = false;
             }
-            Event::Minted { key_id, .. } => {
+            Event::Minted {
+                key_id,
+                fingerprint,
+                ..
+            } => {
                 self.mints_answered += 1;
+                self.fingerprints.insert(key_id.clone(), *fingerprint);
                 self.add_minted(key_id);
             }
             Event::MintFailed { error, .. }
@@ -233,6 +250,11 @@ impl State {
             Event::Verified { key_id } => self.verified = Some(key_id.clone()),
             Event::Revoked { key_id, .. } => {
                 self.revoked.insert(key_id.clone());
+            }
+            Event::NotInTailnet { key_id } => {
+                if key_id == self.old_key_id() {
+                    self.old_not_in_tailnet = true;
+                }
             }
             Event::Swept { found } => {
                 for id in found {
@@ -277,6 +299,63 @@ impl State {
     #[must_use]
     pub fn old_revoked(&self) -> bool {
         self.revoked.contains(self.old_key_id())
+    }
+
+    /// Whether the old key could not be revoked because the API does not know it.
+    #[must_use]
+    pub fn old_not_in_tailnet(&self) -> bool {
+        self.old_not_in_tailnet
+    }
+
+    /// Whether the API knew the old key when the rotation was planned: a key it knew and no
+    /// longer finds is gone, a key it never knew may be another tailnet's.
+    #[must_use]
+    pub fn old_seen_by_api(&self) -> bool {
+        self.started.old.metadata.is_some()
+    }
+
+    /// Whether the old key needs no more revoking here: confirmed dead, or unknown to the API.
+    fn old_settled(&self) -> bool {
+        self.old_revoked() || self.old_not_in_tailnet
+    }
+
+    /// Whether some place is confirmed to hold `id`.
+    fn held_by_a_place(&self, id: &KeyId) -> bool {
+        self.holds.iter().any(|h| h.as_ref() == Some(id))
+    }
+
+    /// Minted keys, newest first, that are not known dead and whose fingerprint the journal
+    /// has, each with the places that may hold it (confirmed first, then places a write was
+    /// attempted on): a run without a key of its own may take one of them back from a place
+    /// instead of minting another.
+    #[must_use]
+    pub fn reusable(&self) -> Vec<(KeyId, Fingerprint, Vec<usize>)> {
+        self.minted
+            .iter()
+            .rev()
+            .filter(|id| !self.revoked.contains(*id))
+            .filter_map(|id| {
+                let fingerprint = *self.fingerprints.get(id)?;
+                let mut places: Vec<usize> = (0..self.sinks.len())
+                    .filter(|&i| self.holds[i].as_ref() == Some(id))
+                    .collect();
+                places.extend(
+                    (0..self.sinks.len()).filter(|&i| self.touched[i] && self.holds[i].is_none()),
+                );
+                (!places.is_empty()).then(|| (id.clone(), fingerprint, places))
+            })
+            .collect()
+    }
+
+    /// Whether a run holding `held` (or nothing) needs a key it does not have: it would mint
+    /// one, unless it can reuse one from a place.
+    #[must_use]
+    pub fn needs_key(&self, held: Option<&KeyId>) -> bool {
+        self.end.is_none()
+            && held
+                .filter(|id| !self.revoked.contains(*id))
+                .or_else(|| self.settled_key())
+                .is_none()
     }
 
     /// Whether the rotation ended (done or rolled back).
@@ -357,13 +436,29 @@ impl State {
         if self.end.is_some() {
             return Step::Finished;
         }
-        if self.started.revoke_first && !self.old_revoked() {
+        if self.started.revoke_first && !self.old_settled() {
             return Step::RevokeOld;
         }
         let Some(target) = held
             .filter(|id| !self.revoked.contains(*id))
             .or_else(|| self.settled_key())
         else {
+            // Before minting again, account for what earlier attempts minted (issue 11,
+            // item 10): find any key a lost answer may have created, and revoke every minted
+            // key no place is known to hold. (A place that holds one is looked at by the
+            // executor, which reuses the key from there when it can read it.)
+            if self.needs_sweep() {
+                return Step::Sweep;
+            }
+            if let Some(orphan) = self
+                .minted
+                .iter()
+                .find(|id| !self.revoked.contains(*id) && !self.held_by_a_place(id))
+            {
+                return Step::RevokeMinted {
+                    key_id: orphan.clone(),
+                };
+            }
             return Step::Mint {
                 attempt: self.mint_attempts + 1,
             };
@@ -383,7 +478,7 @@ impl State {
             };
         }
         let retired_by_mint = self.started.template.mint_retires_old();
-        if !self.old_revoked() && !retired_by_mint {
+        if !self.old_settled() && !retired_by_mint {
             return Step::RevokeOld;
         }
         if self.needs_sweep() {

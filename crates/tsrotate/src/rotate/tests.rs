@@ -105,10 +105,9 @@ impl World for FakeWorld {
             },
         );
         if self.fail_mint_after_create {
-            return Err(StepError {
-                message: "connection dropped".into(),
-                outcome_unknown: true,
-            });
+            let mut error = StepError::new("connection dropped");
+            error.outcome_unknown = true;
+            return Err(error);
         }
         let secret = Secret::new(format!("tskey-auth-{id}-newsecret{:020}", self.next));
         Ok(MintedKey {
@@ -186,6 +185,29 @@ impl World for FakeWorld {
             }
             _ => Ok(Revocation::AlreadyDead),
         }
+    }
+
+    async fn liveness(&mut self, key_id: &KeyId) -> Result<Liveness, StepError> {
+        Ok(match self.keys.get(key_id) {
+            Some(k) if k.live => Liveness::Live,
+            Some(_) => Liveness::Dead,
+            None => Liveness::NotFound,
+        })
+    }
+
+    async fn recover(
+        &mut self,
+        index: usize,
+        sink: &SinkPlan,
+        key_id: &KeyId,
+        fingerprint: crate::key::Fingerprint,
+    ) -> Result<Option<Secret>, StepError> {
+        assert_eq!(Self::sink_index(sink), index);
+        let value = Secret::new(self.sinks.borrow()[index].clone());
+        Ok(
+            (id_of(value.expose_secret()) == *key_id && value.fingerprint() == fingerprint)
+                .then_some(value),
+        )
     }
 }
 

@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use crate::api::{self, CreateAuthKey, DeviceCreateCapabilities};
 use crate::journal::{SinkPlan, Template};
-use crate::key::{KeyId, Secret};
+use crate::key::{Fingerprint, KeyId, Secret};
 use crate::sink::file::{self, FileMatch};
 use crate::sink::{self as sinks, Credentials, Expect, Sink, SinkSpec};
 
-use super::engine::{MintedKey, Revocation, StepError, World};
+use super::engine::{Liveness, MintedKey, Revocation, StepError, World};
 use super::state::VerifyCommand;
 
 /// The environment variable that carries the new key to `--verify-cmd` (never argv).
@@ -104,9 +104,8 @@ impl ApiWorld {
         if let Some(s) = built.get(&index) {
             return Ok(s.clone());
         }
-        let sink: Arc<dyn Sink> = Arc::from(
-            sinks::build(spec, &self.credentials).map_err(|e| StepError::new(e.to_string()))?,
-        );
+        let sink: Arc<dyn Sink> =
+            Arc::from(sinks::build(spec, &self.credentials).map_err(StepError::sink)?);
         built.insert(index, sink.clone());
         Ok(sink)
     }
@@ -174,7 +173,7 @@ impl ApiWorld {
             .client
             .create_oauth_client(&request)
             .await
-            .map_err(|e| api_step_error(&e))?;
+            .map_err(api_step_error)?;
         // A client that cannot get a token is useless to its consumers; the sweep revokes it.
         self.client
             .check_oauth_client(created.key.id.as_str(), &created.secret)
@@ -278,23 +277,18 @@ impl ApiWorld {
         let expect = match planned {
             Some(expect) => expect,
             None if sink.readable() => {
-                let snapshot = sink
-                    .read()
-                    .await
-                    .map_err(|e| StepError::new(e.to_string()))?;
+                let snapshot = sink.read().await.map_err(StepError::sink)?;
                 check_holds_ours(sink.as_ref(), snapshot.value.as_ref(), replace, value)?;
                 Expect::from_snapshot(&snapshot)
             }
             None => Expect::Unchecked,
         };
-        sink.write(value, &expect)
-            .await
-            .map_err(|e| StepError::new(e.to_string()))?;
+        sink.write(value, &expect).await.map_err(StepError::sink)?;
         if sink.readable() {
             let back = sink
                 .read()
                 .await
-                .map_err(|e| StepError::new(format!("reading back: {e}")))?;
+                .map_err(|e| StepError::sink(e).context("reading back"))?;
             if back.value.as_ref().map(Secret::fingerprint) != Some(value.fingerprint()) {
                 return Err(StepError::new(format!(
                     "{} does not hold the new value after writing it",
@@ -359,19 +353,21 @@ impl ApiWorld {
     }
 }
 
-fn api_step_error(e: &api::Error) -> StepError {
-    let explain = match e {
-        api::Error::Forbidden { .. } => {
-            "; the credential tsrotate authenticates with lacks the scope named (an OAuth client needs `auth_keys` for auth keys, `oauth_keys` for OAuth clients, `api_access_tokens` for API tokens, `webhooks` for webhook secrets)"
-        }
+/// An API failure, with advice where the API's words need it.
+fn api_step_error(e: api::Error) -> StepError {
+    let hint = match &e {
+        api::Error::Forbidden { .. } => Some(
+            "the credential tsrotate authenticates with lacks the scope named (an OAuth client needs `auth_keys` for auth keys, `oauth_keys` for OAuth clients, `api_access_tokens` for API tokens, `webhooks` for webhook secrets)",
+        ),
         api::Error::BadRequest { message } if message.contains("tag") => {
-            "; keys minted by an OAuth client must carry tags the client owns"
+            Some("keys minted by an OAuth client must carry tags the client owns")
         }
-        _ => "",
+        _ => None,
     };
-    StepError {
-        message: format!("{e}{explain}"),
-        outcome_unknown: matches!(e, api::Error::OutcomeUnknown { .. }),
+    let error = StepError::api(e);
+    match hint {
+        Some(hint) => error.hint(hint),
+        None => error,
     }
 }
 
@@ -395,7 +391,7 @@ impl World for ApiWorld {
                     .client
                     .create_auth_key(&request)
                     .await
-                    .map_err(|e| api_step_error(&e))?;
+                    .map_err(api_step_error)?;
                 Ok(MintedKey {
                     key_id: created.key.id.clone(),
                     secret: created.secret,
@@ -409,7 +405,7 @@ impl World for ApiWorld {
                     .client
                     .rotate_webhook_secret(endpoint_id)
                     .await
-                    .map_err(|e| api_step_error(&e))?;
+                    .map_err(api_step_error)?;
                 let key_id = crate::key::Credential::parse(secret.expose_secret())
                     .map(|c| c.key_id().clone())
                     .map_err(|_| StepError::new("the webhook rotation returned a secret that is not a `tskey-webhook-` credential"))?;
@@ -423,11 +419,7 @@ impl World for ApiWorld {
     }
 
     async fn find_minted(&mut self, rotation_id: &str) -> Result<Vec<KeyId>, StepError> {
-        let keys = self
-            .client
-            .list_keys(true)
-            .await
-            .map_err(|e| api_step_error(&e))?;
+        let keys = self.client.list_keys(true).await.map_err(api_step_error)?;
         let mut found = Vec::new();
         for key in keys {
             // Older API versions list bare IDs; ask for the details then.
@@ -435,7 +427,7 @@ impl World for ApiWorld {
                 match self.client.get_key(&key.id).await {
                     Ok(k) => k,
                     Err(e) if e.is_not_found() => continue,
-                    Err(e) => return Err(api_step_error(&e)),
+                    Err(e) => return Err(api_step_error(e)),
                 }
             } else {
                 key
@@ -509,20 +501,94 @@ impl World for ApiWorld {
         self.switch_away_from(key_id)?;
         let outcome = match self.client.delete_key(key_id).await {
             Ok(()) => Revocation::Revoked,
-            Err(e) if e.is_not_found() => Revocation::AlreadyDead,
-            Err(e) => return Err(api_step_error(&e)),
+            Err(e) if e.is_not_found() => Revocation::NotFound,
+            Err(e) => {
+                // A delete the API may have acted on (no answer, or a server failure) leaves
+                // the key's fate unknown until someone asks.
+                let unknown = e.status().is_none_or(|s| s >= 500);
+                let mut error = api_step_error(e);
+                error.outcome_unknown = unknown;
+                return Err(error);
+            }
         };
-        // Confirm: a revoked key answers 404 or `invalid: true`.
+        // Confirm: a revoked key answers 404 or `invalid: true`. A delete sent may have taken
+        // effect even when its answer is lost, so an unconfirmed revoke has an unknown outcome.
         match self.client.get_key(key_id).await {
             Err(e) if e.is_not_found() => Ok(outcome),
-            Ok(key) if key.invalid || key.revoked.is_some() => Ok(outcome),
+            Ok(key) if key.invalid || key.revoked.is_some() => Ok(match outcome {
+                Revocation::NotFound => Revocation::AlreadyDead,
+                other => other,
+            }),
             Ok(_) => Err(StepError::new(format!(
                 "the API still reports key {key_id} as valid after deleting it"
             ))),
-            Err(e) => Err(StepError::new(format!(
-                "could not confirm that key {key_id} is revoked: {e}"
-            ))),
+            Err(e) => {
+                let mut error = api_step_error(e)
+                    .context(format!("could not confirm that key {key_id} is revoked"));
+                error.outcome_unknown = true;
+                Err(error)
+            }
         }
+    }
+
+    async fn liveness(&mut self, key_id: &KeyId) -> Result<Liveness, StepError> {
+        match self.client.get_key(key_id).await {
+            Ok(key) => Ok(
+                match super::plan::KeyStatus::of(&key, self.client.server_now()) {
+                    super::plan::KeyStatus::Live => Liveness::Live,
+                    _ => Liveness::Dead,
+                },
+            ),
+            Err(e) if e.is_not_found() => Ok(Liveness::NotFound),
+            Err(e) => Err(api_step_error(e)),
+        }
+    }
+
+    async fn recover(
+        &mut self,
+        _index: usize,
+        sink: &SinkPlan,
+        key_id: &KeyId,
+        fingerprint: Fingerprint,
+    ) -> Result<Option<Secret>, StepError> {
+        let found = match sink {
+            SinkPlan::File { path, .. } => {
+                let (path, id) = (path.clone(), key_id.clone());
+                tokio::task::spawn_blocking(move || read_value(&path, &id))
+                    .await
+                    .map_err(|e| StepError::new(format!("reading a file panicked: {e}")))?
+            }
+            SinkPlan::Configured { spec, .. } => {
+                if let SinkSpec::File { path } = spec {
+                    read_value(path, key_id)
+                } else {
+                    let place = sinks::build(spec, &self.credentials).map_err(StepError::sink)?;
+                    if place.readable() {
+                        place
+                            .read()
+                            .await
+                            .map_err(StepError::sink)?
+                            .value
+                            .filter(|v| {
+                                crate::key::Credential::parse(v.expose_secret())
+                                    .is_ok_and(|c| c.key_id() == key_id)
+                            })
+                    } else {
+                        None
+                    }
+                }
+            }
+        };
+        let Some(secret) = found.filter(|s| s.fingerprint() == fingerprint) else {
+            return Ok(None);
+        };
+        // An OAuth client taken back can be what the API client switches to.
+        if crate::key::Credential::parse(secret.expose_secret())
+            .is_ok_and(|c| c.kind() == &crate::key::KeyKind::OAuthClientSecret)
+        {
+            self.minted_secrets.insert(key_id.clone(), secret.clone());
+        }
+        Ok(Some(secret))
     }
 }
 
