@@ -13,6 +13,9 @@ use tsrotate_test_support::services::{self, Service};
 
 use crate::support::{TestEnv, values_of};
 
+/// Failures that outlast the engine's retries of a write: one per attempt.
+const GITHUB_OUTAGE: usize = tsrotate::rotate::engine::WRITE_ATTEMPTS as usize;
+
 const AWS_KEY_ID: &str = "AKIDTSROTATETEST";
 const AWS_SECRET: &str = "tsrotate-test-aws-secret-key-canary";
 
@@ -223,8 +226,9 @@ fn every_place_gets_the_new_key_and_a_failing_place_is_resumed_or_rolled_back() 
     assert_eq!(p.env.key(&old_id)["invalid"], true);
     assert_eq!(p.env.key(&first)["invalid"], false);
 
-    // 2. GitHub fails once: nothing is revoked; resume finishes with a fresh key everywhere.
-    p.github.fail_next(1, 502);
+    // 2. GitHub fails on every attempt (a passing failure is tried again a few times):
+    //    nothing is revoked; resume finishes with the new key everywhere.
+    p.github.fail_next(GITHUB_OUTAGE, 502);
     let run = p
         .env
         .run(p.cmd().args(["rotate", "--credential", "ci", "--yes"]))
@@ -255,7 +259,7 @@ fn every_place_gets_the_new_key_and_a_failing_place_is_resumed_or_rolled_back() 
 
     // 3. GitHub fails again: rollback puts the old key back in every place and revokes what
     //    the rotation minted.
-    p.github.fail_next(1, 502);
+    p.github.fail_next(GITHUB_OUTAGE, 502);
     p.env
         .run(p.cmd().args(["rotate", "--credential", "ci", "--yes"]))
         .expect(1);
