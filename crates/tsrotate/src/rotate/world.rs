@@ -130,11 +130,11 @@ impl ApiWorld {
             .base_url(self.client.base_url())
             .tailnet(self.client.tailnet())
             .build()
-            .map_err(|e| StepError::new(e.to_string()))?;
+            .map_err(StepError::api)?;
         let own = probe
             .get_key(credential.key_id())
             .await
-            .map_err(|e| StepError::new(format!("the new token does not work: {e}")))?;
+            .map_err(|e| StepError::api(e).context("the new token does not work"))?;
         if own.invalid {
             return Err(StepError::new("the new token is already invalid"));
         }
@@ -147,7 +147,7 @@ impl ApiWorld {
                         "the new token cannot see key {old}: it belongs to another tailnet or user"
                     )));
                 }
-                Err(e) => return Err(StepError::new(format!("checking the new token: {e}"))),
+                Err(e) => return Err(StepError::api(e).context("checking the new token")),
             }
         }
         Ok(MintedKey {
@@ -179,10 +179,14 @@ impl ApiWorld {
             .check_oauth_client(created.key.id.as_str(), &created.secret)
             .await
             .map_err(|e| {
-                StepError::new(format!(
-                    "the new OAuth client {} cannot get a token: {e}",
+                // The client exists: the journal must not count this mint as answered
+                // without a key, so the sweep looks for it.
+                let mut error = StepError::api(e).context(format!(
+                    "the new OAuth client {} cannot get a token",
                     created.key.id
-                ))
+                ));
+                error.outcome_unknown = true;
+                error
             })?;
         self.minted_secrets
             .insert(created.key.id.clone(), created.secret.clone());
@@ -241,7 +245,7 @@ impl ApiWorld {
             .base_url(self.client.base_url())
             .tailnet(self.client.tailnet())
             .build()
-            .map_err(|e| StepError::new(e.to_string()))?;
+            .map_err(StepError::api)?;
         tracing::info!("switched the API client away from {key_id} before revoking it");
         Ok(())
     }
@@ -334,7 +338,7 @@ impl ApiWorld {
             timeout: VERIFY_TIMEOUT,
         }))
         .await
-        .map_err(|e| StepError::new(e.to_string()))
+        .map_err(|e| StepError::command(e.to_string()))
     }
 
     /// Run a place's `after` command (a reload) with the new key in its environment.
