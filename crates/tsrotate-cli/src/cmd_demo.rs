@@ -126,7 +126,11 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
             new_key_file: None,
             json_into: None,
         },
-        tsrotate::sink::Credentials::default(),
+        // No place credentials of the person's; children get the usual cleaned environment.
+        tsrotate::sink::Credentials {
+            child_env: crate::settings::child_env(),
+            ..tsrotate::sink::Credentials::default()
+        },
     )
     .await?;
     if human {

@@ -252,7 +252,7 @@ pub(crate) fn sink_credentials() -> tsrotate::sink::Credentials {
 
 /// The environment children start with: `tsrotate::child::INHERITED` plus the names in
 /// `TSROTATE_PASS_ENV` (never tsrotate's own `TAILSCALE_*`/`TSROTATE_*`).
-fn child_env() -> tsrotate::child::Environment {
+pub(crate) fn child_env() -> tsrotate::child::Environment {
     let pass: Vec<String> = env::var(env::TSROTATE_PASS_ENV)
         .unwrap_or_default()
         .split(',')
