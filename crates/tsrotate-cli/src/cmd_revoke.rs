@@ -44,8 +44,25 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
     if human {
         println!("Key {id} is {before}.");
     }
+    // The API answers "not found" for a key of another tailnet as for one long removed: it
+    // cannot be called revoked (issue 11, item 13).
+    if before == KeyStatus::NotFound {
+        if human {
+            println!(
+                "Key {id} is not known to this tailnet's API: it could not be revoked here. If it belongs to another tailnet, it may still be live there: revoke it with that tailnet's credentials."
+            );
+        } else {
+            print_json(&Report {
+                key_id: id,
+                status_before: before,
+                status_after: before,
+                revoked: false,
+            })?;
+        }
+        return Ok(ExitStatus::Incomplete);
+    }
     let mut revoked = false;
-    if before != KeyStatus::NotFound && before != KeyStatus::Revoked {
+    if before != KeyStatus::Revoked {
         if !context::confirm(
             &format!("Revoke key {id}? Everything that uses it stops working."),
             args.yes,
@@ -84,16 +101,18 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
             println!("Nothing to revoke: key {id} is {after}.");
         }
     } else {
-        serde_json::to_writer_pretty(
-            std::io::stdout().lock(),
-            &Report {
-                key_id: id,
-                status_before: before,
-                status_after: after,
-                revoked,
-            },
-        )?;
-        println!();
+        print_json(&Report {
+            key_id: id,
+            status_before: before,
+            status_after: after,
+            revoked,
+        })?;
     }
     Ok(ExitStatus::Success)
+}
+
+fn print_json(report: &Report) -> anyhow::Result<()> {
+    serde_json::to_writer_pretty(std::io::stdout().lock(), report)?;
+    println!();
+    Ok(())
 }

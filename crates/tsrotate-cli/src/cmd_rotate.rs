@@ -367,6 +367,18 @@ async fn from_scan(
                 }
             },
         };
+        if verdict == "not-found" {
+            // Not known here is not dead: it may be another tailnet's key, live there
+            // (issue 11, item 13).
+            let reason = "not known to this tailnet's API (another tailnet's key, a used single-use key, or one long removed): not rotated, and it may still be live in another tailnet".to_owned();
+            eprintln!("{key_id}: {reason}");
+            summary.failed.push(Failed {
+                key_id,
+                error: reason,
+            });
+            status = ExitStatus::Incomplete;
+            continue;
+        }
         if verdict != "live" {
             eprintln!("{key_id}: {verdict}; nothing to rotate");
             summary.skipped.push(Skipped {
