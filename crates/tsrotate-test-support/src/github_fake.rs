@@ -359,6 +359,11 @@ impl GithubFake {
         lock(&self.state).failures.push_back(failure);
     }
 
+    /// Drops every queued failure (the outage is over).
+    pub fn clear_failures(&self) {
+        lock(&self.state).failures.clear();
+    }
+
     /// Every request received so far.
     #[must_use]
     pub fn requests(&self) -> Vec<RecordedRequest> {

@@ -20,6 +20,7 @@
 use rand::seq::SliceRandom as _;
 use rand::{Rng as _, SeedableRng as _};
 use serde_json::{Value, json};
+use tsrotate_test_support::github_fake::{self, Failure, GithubFake, Scope};
 use tsrotate_test_support::{emulator, http};
 
 use crate::support::{Run, TestEnv, credentials_in, values_of};
@@ -34,12 +35,18 @@ enum Kind {
     AuthKey,
     /// An OAuth client in one file; the new client's token exchange is the "verify" call.
     OauthClient,
+    /// An auth key in a configured file and a GitHub Actions secret (a strict fake of
+    /// GitHub's API): writing the secret is the "write" call.
+    GithubPlace,
 }
 
 #[derive(Debug, Clone, Copy)]
 enum Call {
     /// Creating the replacement: `POST /keys`.
     Mint,
+    /// Writing a place: the GitHub Actions secret (faults injected by the GitHub fake, which
+    /// can answer a status but not cut a connection or stall).
+    Write,
     /// The new OAuth client proving it can get a token: `POST /oauth/token`.
     Verify,
     /// Deleting the old key: `DELETE /keys/{old}`.
@@ -65,7 +72,7 @@ enum Fault {
 /// `None`: the fault lasts until cleared (it outlasts the client's retries).
 fn rule(call: Call, fault: Fault, old_id: &str, count: Option<u32>) -> Value {
     let (method, path, skip) = match call {
-        Call::Mint => ("POST", "/api/v2/tailnet/-/keys".to_owned(), 0),
+        Call::Mint | Call::Write => ("POST", "/api/v2/tailnet/-/keys".to_owned(), 0),
         Call::Verify => ("POST", "/api/v2/oauth/token".to_owned(), 0),
         Call::Revoke => ("DELETE", format!("/api/v2/tailnet/-/keys/{old_id}"), 0),
         // The plan looks the old key up once; the next GET is the confirmation.
@@ -111,6 +118,37 @@ fn held(env: &TestEnv) -> std::collections::BTreeSet<String> {
         .into_iter()
         .map(|(_, id)| id)
         .collect()
+}
+
+fn github_value(fake: &GithubFake) -> String {
+    fake.secret_value(&Scope::repository("acme", "deploy"), "TS_AUTHKEY")
+        .unwrap()
+}
+
+/// Put `value` in the fake's secret as a person would have, before the rotation.
+fn github_write(fake: &GithubFake, value: &str) {
+    let spec = tsrotate::sink::SinkSpec::GithubActions {
+        repository: Some("acme/deploy".into()),
+        organization: None,
+        environment: None,
+        visibility: None,
+        secret: "TS_AUTHKEY".into(),
+        api_url: Some(fake.url().to_owned()),
+    };
+    let credentials = tsrotate::sink::Credentials {
+        github_token: Some(tsrotate::key::Secret::new(github_fake::TOKEN.to_owned())),
+        ..tsrotate::sink::Credentials::default()
+    };
+    let place = tsrotate::sink::build(&spec, &credentials).unwrap();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(place.write(
+            &tsrotate::key::Secret::new(value.to_owned()),
+            &tsrotate::sink::Expect::Unchecked,
+        ))
+        .unwrap();
 }
 
 fn canary_files(env: &mut TestEnv) {
@@ -223,8 +261,15 @@ fn assert_settled(env: &TestEnv, rotation: &str, old_id: &str, rolled_back: bool
 
 fn run_case(kind: Kind, call: Call, fault: Fault, lasting: bool, seed: u64) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let case = format!("{kind:?}/{call:?}/{fault:?}");
+    // Auth keys are rotated with `--revoke-first` half of the time: the advice must follow.
+    let revoke_first = matches!(kind, Kind::AuthKey) && rng.random_bool(0.5);
+    let case = format!(
+        "{kind:?}/{call:?}/{fault:?}{}",
+        if revoke_first { " --revoke-first" } else { "" }
+    );
     let mut env = TestEnv::new();
+    let mut github = None;
+    let mut config = None;
     let (old_id, old) = match kind {
         Kind::AuthKey => {
             let (id, secret) = env.mint_default();
@@ -237,23 +282,75 @@ fn run_case(kind: Kind, call: Call, fault: Fault, lasting: bool, seed: u64) {
             env.write("deploy/.env", format!("TS_API_CLIENT_SECRET={secret}\n"));
             (id, secret)
         }
+        Kind::GithubPlace => {
+            let (id, secret) = env.mint_default();
+            let fake = GithubFake::start();
+            fake.add_repository("acme", "deploy");
+            env.canary(github_fake::TOKEN);
+            env.write("etc/authkey", format!("{secret}\n"));
+            let w = env.work.path().display().to_string();
+            config = Some(env.write_aside(
+                "tsrotate.toml",
+                format!(
+                    "[[credential]]\nname = \"ci\"\nkind = \"auth-key\"\n\n[[credential.sink]]\ntype = \"file\"\npath = \"{w}/etc/authkey\"\n\n[[credential.sink]]\ntype = \"github-actions\"\nrepository = \"acme/deploy\"\nsecret = \"TS_AUTHKEY\"\napi_url = \"{}\"\n",
+                    fake.url()
+                ),
+            ));
+            github = Some(fake);
+            (id, secret)
+        }
     };
-    // A passing fault hits one or two requests (the client's retries absorb it); a lasting
-    // one stays until cleared.
-    let count = (!lasting).then(|| rng.random_range(1..=2));
-    emulator::add_fault(env.url(), &rule(call, fault, &old_id, count));
     let cmd = |env: &TestEnv| {
         let mut cmd = env.cmd();
         cmd.env("TSROTATE_API_TIMEOUT", TIMEOUT_S);
+        if let Some(config) = &config {
+            cmd.env("GITHUB_TOKEN", github_fake::TOKEN)
+                .arg("--config")
+                .arg(config);
+        }
         cmd
     };
-    let run: Run = env.run(
-        cmd(&env)
-            .args(["--format", "json", "rotate", "-", "--yes", "--in"])
+    if let Some(fake) = &github {
+        // Seed the GitHub secret with the old key, as the place held it before.
+        github_write(fake, &old);
+    }
+    // A passing fault hits one or two requests (retries absorb it); a lasting one stays
+    // until cleared.
+    let count = (!lasting).then(|| rng.random_range(1..=2));
+    match (call, &github) {
+        (Call::Write, Some(fake)) => {
+            let (status, headers) = match fault {
+                Fault::Unavailable => (503, vec![("retry-after".to_owned(), "1".to_owned())]),
+                Fault::RateLimited => (429, vec![("retry-after".to_owned(), "1".to_owned())]),
+                other => panic!("the GitHub fake cannot inject {other:?}"),
+            };
+            fake.fail_next_with(Failure {
+                status,
+                count: count.map_or(1_000, |c| c as usize),
+                headers,
+                method: None,
+            });
+        }
+        _ => emulator::add_fault(env.url(), &rule(call, fault, &old_id, count)),
+    }
+    let mut rotate = cmd(&env);
+    rotate.args(["--format", "json", "rotate", "--yes"]);
+    if revoke_first {
+        rotate.arg("--revoke-first");
+    }
+    if github.is_some() {
+        rotate.args(["--credential", "ci"]);
+    } else {
+        rotate
+            .args(["-", "--in"])
             .arg(env.work.path())
-            .write_stdin(old.clone()),
-    );
+            .write_stdin(old.clone());
+    }
+    let run: Run = env.run(&mut rotate);
     canary_files(&mut env);
+    if let Some(fake) = &github {
+        env.canary(&github_value(fake));
+    }
     env.assert_clean(&run.stdout);
     env.assert_clean(&run.stderr);
     assert!(
@@ -273,6 +370,9 @@ fn run_case(kind: Kind, call: Call, fault: Fault, lasting: bool, seed: u64) {
         run.code, outcome["old_key"]
     );
     emulator::clear_faults(env.url());
+    if let Some(fake) = &github {
+        fake.clear_failures();
+    }
     let rolled_back = match advice {
         Advice::Nothing => false,
         Advice::ResumeOrRollback if rng.random_bool(0.5) => {
@@ -303,6 +403,13 @@ fn run_case(kind: Kind, call: Call, fault: Fault, lasting: bool, seed: u64) {
         }
     };
     assert_settled(&env, &rotation, &old_id, rolled_back, &case);
+    if let Some(fake) = &github {
+        let places = held(&env);
+        assert!(
+            github_value(fake).contains(&format!("-{}-", places.first().unwrap())),
+            "{case}: GitHub holds another key than the files"
+        );
+    }
     env.assert_state_clean();
 }
 
@@ -335,6 +442,10 @@ fn every_fault_of_every_api_call_ends_safe_with_true_advice() {
                 lasting,
                 rng.random::<u64>(),
             ));
+            if matches!(fault, Fault::Unavailable | Fault::RateLimited) {
+                let seed = rng.random::<u64>();
+                cases.push((Kind::GithubPlace, Call::Write, fault, lasting, seed));
+            }
         }
     }
     cases.shuffle(&mut rng);
