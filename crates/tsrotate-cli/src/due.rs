@@ -13,12 +13,13 @@ use futures_util::StreamExt as _;
 use serde::Serialize;
 use tsrotate::api;
 use tsrotate::config::{Config, Credential};
-use tsrotate::fs::{Fail, FileLock};
 use tsrotate::journal;
 use tsrotate::key::{KeyRef, Secret};
 use tsrotate::rotate::places::Reading;
 use tsrotate::rotate::plan::{self, Overrides, Request};
-use tsrotate::rotate::session::{Admission, Authority, Lock, Purpose, Session, StateDir};
+use tsrotate::rotate::session::{
+    Admission, Authority, CredentialLock, Lock, Purpose, Session, StateDir,
+};
 use tsrotate::rotate::world::ApiWorld;
 use tsrotate::schedule::{Due, Observed, observe, observe_all};
 
@@ -139,15 +140,10 @@ async fn rotate_one(
         detail,
         outcome,
     };
-    let lock_dir = dir.path().join("locks");
-    if let Err(e) = tsrotate::fs::create_private_dir_all(&lock_dir) {
-        return result("failed", Some(e.to_string()), None);
-    }
-    let Ok(_lock) = FileLock::acquire(
-        &lock_dir.join(format!("credential-{}.lock", credential.name)),
-        Fail::Immediately,
-    ) else {
-        return result("skipped", Some("another run is rotating it".into()), None);
+    let _lock = match CredentialLock::try_take(dir, &credential.name) {
+        Ok(Some(lock)) => lock,
+        Ok(None) => return result("skipped", Some("another run is rotating it".into()), None),
+        Err(e) => return result("failed", Some(e.to_string()), None),
     };
     let (observed, readings) =
         observe(client, credential, credentials, journals, Some(earlier)).await;

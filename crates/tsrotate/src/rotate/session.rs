@@ -8,7 +8,8 @@
 //!    folders and files in it. Journals say which places to write and which keys to revoke;
 //!    one written by someone else would steer a rotation.
 //! 2. **One rotation of a key at a time**: a per-key lock for as long as a [`Session`] (or an
-//!    [`Admission`]) lives.
+//!    [`Admission`]) lives; and one scheduled run per managed credential
+//!    ([`CredentialLock`]).
 //! 3. **No second rotation beside an unfinished one** of the same key (replacing it, or
 //!    having minted it), and **none beside a damaged journal** that may record one.
 //! 4. **A journal never chooses a command** ([`Authority`]): continuing a rotation runs only
@@ -469,6 +470,30 @@ pub enum Lock {
     Take,
     /// Check only; nothing will be changed.
     CheckOnly,
+}
+
+/// The lock on a managed credential's name, held while a scheduled run (`rotate --due`)
+/// decides again whether it is due and rotates it: a second runner finds it taken and
+/// skips the credential.
+#[derive(Debug)]
+pub struct CredentialLock {
+    _lock: FileLock,
+}
+
+impl CredentialLock {
+    /// Take the lock of credential `name`, or `Ok(None)` when another run holds it.
+    pub fn try_take(dir: &StateDir, name: &str) -> Result<Option<Self>, Error> {
+        let locks = dir.path.join("locks");
+        crate::fs::create_private_dir_all(&locks)?;
+        match FileLock::acquire(
+            &locks.join(format!("credential-{name}.lock")),
+            Fail::Immediately,
+        ) {
+            Ok(lock) => Ok(Some(Self { _lock: lock })),
+            Err(crate::fs::Error::Busy { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
 }
 
 /// Take the per-key lock of `key_id`.
