@@ -445,6 +445,55 @@ fn rollback_is_refused_once_the_old_key_is_revoked() {
 }
 
 #[test]
+fn rollback_asks_the_api_and_never_restores_a_dead_old_key() {
+    let plan = started(2, false, false);
+    let mut world = FakeWorld::new(2);
+    world.fail_write = Some(1);
+    let mut journal = new_journal(&plan);
+    run_process(&mut world, &mut journal, usize::MAX).unwrap_err();
+    world.fail_write = None;
+    // The old key dies without the journal knowing (a revoke whose answer was lost).
+    world.keys.get_mut(&id_of(OLD)).unwrap().live = false;
+    let before = world.sinks.borrow().clone();
+    let state = State::replay(&journal.records).unwrap();
+    let old = Secret::new(OLD.to_owned());
+    let err = block_on(Executor::new(state, &mut world, &mut journal, &mut Quiet).rollback(&old))
+        .unwrap_err();
+    assert!(
+        matches!(err, Stop::Refused(RollbackRefused::OldKeyRevoked(_))),
+        "{err}"
+    );
+    assert_eq!(*world.sinks.borrow(), before, "nothing was restored");
+    // What the API said is journaled: rollback stays refused without asking again, and
+    // resume finishes with the minted key.
+    let state = State::replay(&journal.records).unwrap();
+    assert!(state.old_revoked());
+    run_process(&mut world, &mut journal, usize::MAX).unwrap();
+    let sinks = world.sinks.borrow();
+    assert!(sinks.iter().all(|s| s == &sinks[0] && s != OLD));
+}
+
+#[test]
+fn failed_resumes_keep_at_most_one_live_minted_key() {
+    let plan = started(3, false, false);
+    let mut world = FakeWorld::new(3);
+    world.fail_write = Some(2);
+    let mut journal = new_journal(&plan);
+    for run in 0..4 {
+        run_process(&mut world, &mut journal, usize::MAX).unwrap_err();
+        let minted: Vec<_> = world
+            .live_keys()
+            .into_iter()
+            .filter(|id| **id != id_of(OLD))
+            .collect();
+        assert_eq!(minted.len(), 1, "after run {run}: {minted:?}");
+    }
+    world.fail_write = None;
+    run_process(&mut world, &mut journal, usize::MAX).unwrap();
+    world.assert_settled();
+}
+
+#[test]
 fn an_abandoned_rotation_does_nothing_more() {
     let plan = started(1, true, false);
     let mut world = FakeWorld::new(1);
