@@ -146,11 +146,13 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
 /// What this machine's journals say of tsrotate's rotations. Without a state directory there
 /// are none to know of: keys minted by tsrotate then show as `unknown-rotation`.
 fn rotations(global: &GlobalArgs) -> anyhow::Result<Rotations> {
-    let Ok(state_dir) = context::state_dir(global) else {
-        tracing::warn!(
-            "no state directory: keys minted by tsrotate cannot be matched to their rotations"
-        );
-        return Ok(Rotations::new());
+    // None, or one that others can change (its journals are not to be believed): said why.
+    let state_dir = match context::state_dir(global) {
+        Ok(dir) => dir,
+        Err(e) => {
+            tracing::warn!("{e:#}: keys minted by tsrotate cannot be matched to their rotations");
+            return Ok(Rotations::new());
+        }
     };
     Rotations::read(&state_dir)
         .with_context(|| format!("reading the rotation journals in `{}`", state_dir.display()))
