@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::{
     clock::rfc3339,
+    devices,
     error::ApiError,
     faults::FaultRule,
     model::{Invalidity, KeyRecord, KeyType},
@@ -31,6 +32,9 @@ pub(crate) fn routes() -> Router<EmulatorState> {
         .route("/_emulator/clock", get(clock).post(advance_clock))
         .route("/_emulator/keys/{key_id}/use", post(use_key))
         .route("/_emulator/api-tokens", post(create_api_token))
+        .route("/_emulator/devices", post(join_device))
+        .route("/_emulator/devices/batch", post(join_devices))
+        .route("/_emulator/audit-noise", post(audit_noise))
         .route(
             "/_emulator/faults",
             get(list_faults).post(add_fault).delete(clear_faults),
@@ -176,6 +180,58 @@ async fn create_api_token(
         let json = KeyJson::new(&record, now, Some(credential));
         store.keys.push(record);
         Ok(Json(json))
+    })
+}
+
+/// `POST /_emulator/devices`: a node joins with an auth key (see `devices::join`); answers the
+/// device as `GET /device/{id}?fields=all` would.
+async fn join_device(
+    State(state): State<EmulatorState>,
+    JsonBody(body): JsonBody<devices::JoinBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    state.mutate(|store, now| devices::join(store, now, body).map(Json))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JoinBatch {
+    devices: Vec<devices::JoinBody>,
+}
+
+/// `POST /_emulator/devices/batch {"devices": [...]}`: many joins in one request (volume
+/// tests); all or nothing. Answers `{"count": N}`.
+async fn join_devices(
+    State(state): State<EmulatorState>,
+    JsonBody(body): JsonBody<JoinBatch>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    state.mutate(|store, now| {
+        let before = (store.devices.len(), store.audit.len());
+        let uses: Vec<(String, u64)> = store.keys.iter().map(|k| (k.id.clone(), k.uses)).collect();
+        let count = body.devices.len();
+        for join in body.devices {
+            if let Err(error) = devices::join(store, now, join) {
+                store.devices.truncate(before.0);
+                store.audit.truncate(before.1);
+                for (id, n) in uses {
+                    if let Some(key) = store.key_mut(&id) {
+                        key.uses = n;
+                    }
+                }
+                return Err(error);
+            }
+        }
+        Ok(Json(serde_json::json!({ "count": count })))
+    })
+}
+
+/// `POST /_emulator/audit-noise`: unrelated audit events, for volume tests.
+async fn audit_noise(
+    State(state): State<EmulatorState>,
+    JsonBody(body): JsonBody<devices::NoiseBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    state.mutate(|store, now| {
+        devices::noise(store, now, &body)?;
+        Ok(Json(serde_json::json!({ "events": store.audit.len() })))
     })
 }
 

@@ -75,6 +75,8 @@ pub(crate) enum ApiError {
     NotFound(&'static str),
     /// 405 for a known path with another method.
     MethodNotAllowed,
+    /// 501: a device shared into the tailnet cannot be deleted from it.
+    NotOwned,
     /// A status chosen by a fault rule (`/_emulator/faults`).
     Injected {
         status: StatusCode,
@@ -144,6 +146,11 @@ impl IntoResponse for ApiError {
             Self::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method not allowed".to_owned(),
+                None,
+            ),
+            Self::NotOwned => (
+                StatusCode::NOT_IMPLEMENTED,
+                "device not owned by tailnet".to_owned(),
                 None,
             ),
             Self::Injected {

@@ -221,6 +221,9 @@ fn new_auth_key(
     record.expiry_seconds = Some(expiry);
     record.expires = Some(now + time::Duration::seconds(expiry));
     caller.owner().clone_into(&mut record.user_id);
+    if let Principal::OAuth { client_id, .. } = &caller.principal {
+        record.created_by = Some(client_id.clone());
+    }
     record.capabilities = Some(DeviceCreate {
         reusable: create.reusable.unwrap_or(false),
         ephemeral: create.ephemeral.unwrap_or(false),

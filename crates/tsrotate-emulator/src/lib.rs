@@ -1,10 +1,12 @@
 //! An in-memory emulator of Tailscale's credential API (auth keys, OAuth clients, federated
-//! identities, API access tokens, the OAuth token endpoint and webhooks), for tests and demos.
+//! identities, API access tokens, the OAuth token endpoint and webhooks) and of the parts of the
+//! device API and configuration audit log that containment needs, for tests and demos.
 //!
 //! It is an independent implementation of the upstream contract: it shares no types with the
 //! `tsrotate` client, so a serde mistake cannot hide on both sides; both are checked against
-//! Tailscale's `OpenAPI` description instead. It is **not** a Tailscale control server: there are
-//! no devices, no policy file and no users beyond IDs.
+//! Tailscale's `OpenAPI` description instead. It is **not** a Tailscale control server: devices
+//! only join through an admin route, and there is no policy file and no user directory (a user
+//! is an ID with the login name `<id, lower case>@<tailnet>`).
 //!
 //! Start it with [`serve`] (on the caller's runtime), [`spawn_on_thread`] (own thread, for
 //! synchronous tests) or mount [`app`] for in-process `oneshot` tests. Every start prints or
@@ -32,6 +34,16 @@
 //! | `GET/PATCH/DELETE /api/v2/webhooks/{endpointId}` | token | Get / change `subscriptions` / delete (200, empty body) |
 //! | `POST /api/v2/webhooks/{endpointId}/rotate` | token | New `secret`; the old one is retired at once |
 //! | `POST /api/v2/secret-scanning/verify` | none | Form `key=<credential>`: 204 if live, 401 if not (scanner liveness check) |
+//! | `GET /api/v2/tailnet/{tailnet}/devices[?fields=all\|default][&<field>=<value>…]` | token | Devices (`devices:core:read`). Filters are exact matches on top-level simple or list properties (a list must contain every value given), all of them must hold; other names are 400 |
+//! | `GET/DELETE /api/v2/device/{deviceId}[?fields=]` | token | One device (node ID or numeric ID) / delete it (`devices:core`); a shared-in device answers 501 |
+//! | `POST /api/v2/device/{deviceId}/expire` | token | The node key expires now (`devices:core`) |
+//! | `POST /api/v2/device/{deviceId}/authorized` `{"authorized": bool}` | token | (De)authorize (`devices:core`); a missing or non-boolean field is 400 |
+//! | `GET/POST /api/v2/device/{deviceId}/routes` `{"routes": [...]}` | token | Advertised and enabled routes / replace the enabled ones (`devices:routes`) |
+//! | `GET /api/v2/tailnet/{tailnet}/logging/configuration?start=&end=[&event=][&actor=][&target=]` | token | Configuration audit log (`logs:configuration:read`), chronological, 90 days; `start`/`end` RFC 3339 are required; `event[]` etc. are accepted too |
+//! | `GET /api/v2/users/{userId}` | token | A user that owns a key (`users:read`) |
+//! | `POST /_emulator/devices` `{"auth_key_id", "hostname", "os", "client_version", "created_offset_seconds" (≤ 0), "routes", "audit_actor": "owner"\|"key", "external"}` | none | A node joins with the auth key at now + offset: tags and owner follow the key, its use count goes up (the key must have been usable then). Audit events under one `eventGroupID`: `NODE.CREATE`, `NODE.UPDATE.KEY_EXPIRY_TIME`, `NODE.LOGIN`, `NODE.APPROVE`, with actor the owner (user, or the OAuth client that created the key) or the key ID. `external: true` (no key) adds a shared-in device. Answers the device (`fields=all`) |
+//! | `POST /_emulator/devices/batch` `{"devices": [...]}` | none | Many joins at once, all or nothing; answers `{"count"}` |
+//! | `POST /_emulator/audit-noise` `{"count", "start_offset_seconds"}` | none | `count` unrelated audit events (`ADMIN_CONSOLE.LOGIN`) spread from now + offset to now |
 //! | `GET /_emulator/state` | none | Tailnet, `now`, config, every key (invalid too, with `uses`, `issuedBy`, `invalidReason`) and webhook, never secrets or hashes |
 //! | `GET /_emulator/clock`, `POST /_emulator/clock` `{"advance_seconds": N}` | none | Read / move emulator time forward; answers `{"now": …}` |
 //! | `POST /_emulator/keys/{keyId}/use` | none | A device registers with an auth key; a single-use key becomes invalid. 404 unknown, 400 not usable |
@@ -131,6 +143,14 @@
 //!   an OAuth access token may assign on that token's `keyType: api` key.
 //! - **`{tailnet}`**: the spec also accepts a tailnet ID (`T1234CNTRL`); the emulator knows
 //!   only `-` and its tailnet's name.
+//! - **Devices**: the spec does not say how filters treat unknown fields or objects; the emulator
+//!   answers 400. It does not say what the device actions answer for a shared-in device; the
+//!   emulator answers 400 (delete: 501, as the spec says). A join's audit actor for a key is
+//!   an `AUTOMATED_WORKER` with the key's ID (undocumented upstream: observed once in a webhook
+//!   payload); tagged devices have `user` `tagged-devices` and key expiry disabled.
+//! - **Audit log**: the event names the `event` filter takes are `<target.type>.<action>` and
+//!   `.<target.property>` when set; actor `~search` matches login or display name, `target`
+//!   matches any part of the target's ID or name (as the spec says).
 //! - **Rate limits** are undocumented upstream (429 appears on a few endpoints only). The
 //!   emulator never limits on its own; use a fault rule with `status: 429` and `retry_after_s`.
 //!
@@ -146,8 +166,10 @@
 //! whole state: serve the emulator on a loopback address only.
 
 mod admin;
+mod audit_log;
 mod auth;
 mod clock;
+mod devices;
 mod error;
 mod faults;
 mod keys;
@@ -231,6 +253,8 @@ impl fmt::Debug for Bootstrap {
 pub fn app(state: EmulatorState) -> Router {
     Router::new()
         .merge(keys::routes())
+        .merge(devices::routes())
+        .merge(audit_log::routes())
         .merge(oauth::routes())
         .merge(webhooks::routes())
         .merge(verify::routes())

@@ -102,6 +102,10 @@ pub(crate) struct KeyRecord {
     pub(crate) issued_by: Option<String>,
     #[serde(default)]
     pub(crate) federation: Option<Federation>,
+    /// For a key created with an OAuth access token: that token's OAuth client, which the
+    /// audit log names as the actor of what the key does.
+    #[serde(default)]
+    pub(crate) created_by: Option<String>,
 }
 
 impl KeyRecord {
@@ -124,6 +128,7 @@ impl KeyRecord {
             uses: 0,
             issued_by: None,
             federation: None,
+            created_by: None,
         }
     }
 

@@ -15,7 +15,9 @@ use time::OffsetDateTime;
 
 use crate::{
     Bootstrap, Options,
+    audit_log::AuditEvent,
     clock::Clock,
+    devices::DeviceRecord,
     error::{ApiError, Error},
     faults::Faults,
     model::{KeyRecord, KeyType, WebhookRecord},
@@ -64,6 +66,12 @@ pub(crate) struct Store {
     pub(crate) keys: Vec<KeyRecord>,
     /// Every webhook ever created, in creation order, including deleted ones.
     pub(crate) webhooks: Vec<WebhookRecord>,
+    /// The tailnet's devices (deleted ones are gone).
+    #[serde(default)]
+    pub(crate) devices: Vec<DeviceRecord>,
+    /// The configuration audit log, in insertion order (not necessarily chronological).
+    #[serde(default)]
+    pub(crate) audit: Vec<AuditEvent>,
 }
 
 impl Store {
@@ -262,6 +270,8 @@ fn fresh(tailnet: &str) -> (BootstrapSecrets, Store) {
         config: Config::default(),
         keys: Vec::new(),
         webhooks: Vec::new(),
+        devices: Vec::new(),
+        audit: Vec::new(),
     };
 
     let token_id = store.unused_key_id();

@@ -48,6 +48,9 @@ impl TestApp {
         if let Some(token) = token {
             request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
         }
+        if body.is_some() {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+        }
         let request = request
             .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
             .expect("request");

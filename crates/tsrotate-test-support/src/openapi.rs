@@ -23,10 +23,13 @@
 //!   yet Tailscale answers 400/401/403 with the same `{"message"}` body. An error status
 //!   (4xx/5xx) the operation does not declare is validated against `#/components/schemas/Error`;
 //!   an undeclared success status is a validation failure.
-//! - **Too loose:** `Key`, `KeyCapabilities` (and its nested objects), `Webhook`, the two list
-//!   wrappers and the key/webhook request bodies allow any extra property, so a misspelt field
-//!   (`keytype`, `expiry_seconds`) would pass. They get `additionalProperties: false`, `Key`
-//!   requires `id`, `Webhook` requires `endpointId`, and the list wrappers require their array.
+//! - **Too loose:** `Key`, `KeyCapabilities` (and its nested objects), `Webhook`, `Device`,
+//!   `DeviceRoutes`, `ConfigurationAuditLog` (with its `actor` and `target`), `User`, the four
+//!   list wrappers and the key/webhook request bodies allow any extra property, so a misspelt
+//!   field (`keytype`, `expiry_seconds`, `nodeID`) would pass. They get
+//!   `additionalProperties: false`, `Key` requires `id`, `Webhook` requires `endpointId`,
+//!   `Device` requires `nodeId`, `User` requires `id`, and the list wrappers require their
+//!   array.
 //!   If Tailscale adds a field, add it to the spec copy, not here.
 //! - **Too strict, not validated here:** the `all` query parameter of `GET /tailnet/{tailnet}/keys`
 //!   is marked `required: true` although it is optional in practice. Only bodies are validated,
@@ -398,6 +401,8 @@ fn adjust(document: &mut Value) -> Result<(), String> {
     let keys = "/paths/~1tailnet~1{tailnet}~1keys";
     let key = "/paths/~1tailnet~1{tailnet}~1keys~1{keyId}";
     let webhooks = "/paths/~1tailnet~1{tailnet}~1webhooks";
+    let devices = "/paths/~1tailnet~1{tailnet}~1devices";
+    let audit = "/paths/~1tailnet~1{tailnet}~1logging~1configuration";
     let json_schema = "content/application~1json/schema";
 
     // Too strict: the description says "or an empty string if none are applicable".
@@ -425,6 +430,14 @@ fn adjust(document: &mut Value) -> Result<(), String> {
         format!("{key}/put/requestBody/{json_schema}"),
         format!("{webhooks}/get/responses/200/{json_schema}"),
         format!("{webhooks}/post/requestBody/{json_schema}"),
+        "/components/schemas/Device".to_owned(),
+        "/components/schemas/DeviceRoutes".to_owned(),
+        "/components/schemas/ConfigurationAuditLog".to_owned(),
+        "/components/schemas/ConfigurationAuditLog/properties/actor".to_owned(),
+        "/components/schemas/ConfigurationAuditLog/properties/target".to_owned(),
+        "/components/schemas/User".to_owned(),
+        format!("{devices}/get/responses/200/{json_schema}"),
+        format!("{audit}/get/responses/200/{json_schema}"),
     ];
     for pointer in &closed {
         let schema = at(document, pointer)?;
@@ -443,6 +456,13 @@ fn adjust(document: &mut Value) -> Result<(), String> {
             format!("{webhooks}/get/responses/200/{json_schema}"),
             "webhooks",
         ),
+        ("/components/schemas/Device".to_owned(), "nodeId"),
+        ("/components/schemas/User".to_owned(), "id"),
+        (
+            format!("{devices}/get/responses/200/{json_schema}"),
+            "devices",
+        ),
+        (format!("{audit}/get/responses/200/{json_schema}"), "logs"),
     ] {
         let schema = at(document, &pointer)?;
         let required = schema
