@@ -275,21 +275,7 @@ impl Config {
             if rotate_before_seconds < MIN_ROTATE_BEFORE_SECONDS {
                 return Err(at("rotate_before must be at least a day (`1d`)".into()));
             }
-            if let Some(e) = &c.template.expiry {
-                let secs = parse_duration(e).map_err(&at)?;
-                if secs > 90 * 86_400 {
-                    return Err(at("template.expiry must be at most 90 days".into()));
-                }
-            }
-            let bad_tag = c
-                .template
-                .tags
-                .iter()
-                .flatten()
-                .find(|t| !t.starts_with("tag:") || t.len() == 4);
-            if let Some(bad) = bad_tag {
-                return Err(at(format!("template tag `{bad}` is not `tag:name`")));
-            }
+            check_template(c.kind, &c.template).map_err(&at)?;
             if c.kind == Kind::WebhookSecret && c.webhook_endpoint_id.is_none() {
                 return Err(at(
                     "kind = \"webhook-secret\" needs webhook_endpoint_id".into()
@@ -338,6 +324,74 @@ impl Config {
     pub fn credential(&self, name: &str) -> Option<&Credential> {
         self.credentials.iter().find(|c| c.name == name)
     }
+}
+
+/// A template's values, and that each field applies to the kind.
+fn check_template(kind: Kind, template: &TemplateConfig) -> Result<(), String> {
+    if let Some(e) = &template.expiry {
+        let secs = parse_duration(e)?;
+        if secs > 90 * 86_400 {
+            return Err("template.expiry must be at most 90 days".into());
+        }
+    }
+    let bad_tag = template
+        .tags
+        .iter()
+        .flatten()
+        .find(|t| !t.starts_with("tag:") || t.len() == 4);
+    if let Some(bad) = bad_tag {
+        return Err(format!("template tag `{bad}` is not `tag:name`"));
+    }
+    template_fields_unused_by(kind, template).map_or(Ok(()), Err)
+}
+
+/// Why a template field given for `kind` would be accepted and ignored, if one is: every
+/// field must have an effect.
+fn template_fields_unused_by(kind: Kind, t: &TemplateConfig) -> Option<String> {
+    let TemplateConfig {
+        reusable,
+        ephemeral,
+        preauthorized,
+        tags,
+        scopes,
+        expiry,
+        description,
+    } = t;
+    let given = [
+        ("reusable", reusable.is_some()),
+        ("ephemeral", ephemeral.is_some()),
+        ("preauthorized", preauthorized.is_some()),
+        ("tags", tags.is_some()),
+        ("scopes", scopes.is_some()),
+        ("expiry", expiry.is_some()),
+        ("description", description.is_some()),
+    ];
+    let (applies, why): (&[&str], &str) = match kind {
+        Kind::AuthKey => (
+            &[
+                "reusable",
+                "ephemeral",
+                "preauthorized",
+                "tags",
+                "expiry",
+                "description",
+            ],
+            "an auth key has no scopes",
+        ),
+        Kind::OauthClient => (
+            &["scopes", "tags", "description"],
+            "an OAuth client has scopes, tags and a description only",
+        ),
+        Kind::ApiToken => (
+            &[],
+            "a person makes the new API access token in the admin console",
+        ),
+        Kind::WebhookSecret => (&[], "the webhook's rotate endpoint makes the new secret"),
+    };
+    given
+        .iter()
+        .find(|(name, set)| *set && !applies.contains(name))
+        .map(|(name, _)| format!("template.{name} does not apply to this kind: {why}"))
 }
 
 /// The fields every place may have besides those of its type: commands run around its write.
@@ -928,21 +982,48 @@ mod fields {
     /// Each template field fills the corresponding property of the new key.
     #[test]
     fn template_fields_fill_the_new_keys_properties() {
-        let config = Config::parse(
-            "[[credential]]\nname = \"a\"\nkind = \"oauth-client\"\n[credential.template]\nreusable = true\nephemeral = true\npreauthorized = false\ntags = [\"tag:ci\"]\nscopes = [\"auth_keys\"]\nexpiry = \"30d\"\ndescription = \"ci\"\n[[credential.sink]]\ntype = \"file\"\npath = \"x\"\n",
-            Path::new("t.toml"),
-        )
-        .unwrap();
-        let overrides = crate::rotate::plan::Overrides::default()
-            .or_template(&config.credentials[0].template)
+        let overrides_of = |kind: &str, template: &str| {
+            let config = Config::parse(
+                &format!("[[credential]]\nname = \"a\"\nkind = \"{kind}\"\n[credential.template]\n{template}[[credential.sink]]\ntype = \"file\"\npath = \"x\"\n"),
+                Path::new("t.toml"),
+            )
             .unwrap();
+            crate::rotate::plan::Overrides::default()
+                .or_template(&config.credentials[0].template)
+                .unwrap()
+        };
+        let overrides = overrides_of(
+            "auth-key",
+            "reusable = true\nephemeral = true\npreauthorized = false\ntags = [\"tag:ci\"]\nexpiry = \"30d\"\ndescription = \"ci\"\n",
+        );
+        let client = overrides_of("oauth-client", "scopes = [\"auth_keys\"]\n");
+        assert_eq!(client.scopes, Some(vec!["auth_keys".to_owned()]));
         assert_eq!(overrides.reusable, Some(true));
         assert_eq!(overrides.ephemeral, Some(true));
         assert_eq!(overrides.preauthorized, Some(false));
         assert_eq!(overrides.tags, Some(vec!["tag:ci".to_owned()]));
-        assert_eq!(overrides.scopes, Some(vec!["auth_keys".to_owned()]));
         assert_eq!(overrides.expiry_seconds, Some(30 * 86_400));
         assert_eq!(overrides.description.as_deref(), Some("ci"));
+    }
+
+    /// A template field that the kind has no use for is refused, not ignored.
+    #[test]
+    fn template_fields_that_do_not_apply_to_the_kind_are_refused() {
+        for (kind, field) in [
+            ("auth-key", "scopes = [\"auth_keys\"]"),
+            ("oauth-client", "reusable = true"),
+            ("oauth-client", "expiry = \"30d\""),
+            ("api-token", "description = \"x\""),
+            ("webhook-secret", "tags = [\"tag:x\"]"),
+        ] {
+            let text = format!(
+                "[[credential]]\nname = \"a\"\nkind = \"{kind}\"\nwebhook_endpoint_id = \"e\"\n[credential.template]\n{field}\n[[credential.sink]]\ntype = \"file\"\npath = \"x\"\n"
+            );
+            let error = Config::parse(&text, Path::new("t.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("does not apply"), "{kind} {field}: {error}");
+        }
     }
 
     /// `rotate_before` moves the moment a credential becomes due.
