@@ -126,11 +126,9 @@ impl ApiWorld {
                 credential.kind()
             )));
         }
-        let probe = api::ClientBuilder::new(api::Auth::ApiAccessToken(token.clone()))
-            .base_url(self.client.base_url())
-            .tailnet(self.client.tailnet())
-            .build()
-            .map_err(StepError::api)?;
+        let probe = self
+            .client
+            .with_auth(api::Auth::ApiAccessToken(token.clone()));
         let own = probe
             .get_key(credential.key_id())
             .await
@@ -241,11 +239,7 @@ impl ApiWorld {
                 }
             },
         };
-        self.client = api::ClientBuilder::new(auth)
-            .base_url(self.client.base_url())
-            .tailnet(self.client.tailnet())
-            .build()
-            .map_err(StepError::api)?;
+        self.client = self.client.with_auth(auth);
         tracing::info!("switched the API client away from {key_id} before revoking it");
         Ok(())
     }
