@@ -276,6 +276,11 @@ impl Config {
                 return Err(at("rotate_before must be at least a day (`1d`)".into()));
             }
             check_template(c.kind, &c.template).map_err(&at)?;
+            if c.kind != Kind::WebhookSecret && c.webhook_endpoint_id.is_some() {
+                return Err(at(
+                    "webhook_endpoint_id applies to webhook secrets only".into()
+                ));
+            }
             if c.kind == Kind::WebhookSecret && c.webhook_endpoint_id.is_none() {
                 return Err(at(
                     "kind = \"webhook-secret\" needs webhook_endpoint_id".into()
@@ -449,6 +454,9 @@ fn validate_sink(spec: &SinkSpec) -> Result<(), String> {
             (Some(r), None) => {
                 if r.split('/').count() != 2 || r.split('/').any(str::is_empty) {
                     return Err(format!("repository `{r}` must be `owner/name`"));
+                }
+                if visibility.is_some() {
+                    return Err("visibility applies to organization secrets only".into());
                 }
             }
             (None, Some(_)) => {
@@ -1023,6 +1031,27 @@ mod fields {
                 .unwrap_err()
                 .to_string();
             assert!(error.contains("does not apply"), "{kind} {field}: {error}");
+        }
+    }
+
+    /// Fields that apply only to another kind of credential or place are refused.
+    #[test]
+    fn fields_of_another_kind_are_refused() {
+        let cases = [
+            (
+                "[[credential]]\nname = \"a\"\nkind = \"auth-key\"\nwebhook_endpoint_id = \"e\"\n[[credential.sink]]\ntype = \"file\"\npath = \"x\"\n",
+                "webhook secrets only",
+            ),
+            (
+                "[[credential]]\nname = \"a\"\nkind = \"auth-key\"\n[[credential.sink]]\ntype = \"github-actions\"\nrepository = \"o/r\"\nsecret = \"S\"\nvisibility = \"all\"\n",
+                "organization secrets only",
+            ),
+        ];
+        for (text, expected) in cases {
+            let error = Config::parse(text, Path::new("t.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(expected), "{error}");
         }
     }
 
