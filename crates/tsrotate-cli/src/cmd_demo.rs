@@ -115,6 +115,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
         migrate_to: None,
         webhook_endpoint: None,
         looked_up: None,
+        skip_unwritable: false,
     };
     let status = cmd_rotate::rotate(
         &global,

@@ -96,6 +96,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
         }),
         webhook_endpoint: None,
         looked_up: None,
+        skip_unwritable: false,
     };
     let options = Options {
         dry_run: args.dry_run,

@@ -14,7 +14,7 @@ use tsrotate::rotate::world::ApiWorld;
 
 use crate::args::{Format, GlobalArgs};
 use crate::context;
-use crate::exit::{ExitStatus, UserError};
+use crate::exit::{ExitStatus, Stopped, UserError};
 use crate::rotation::{self, Outcome};
 use crate::settings::{self, ApiSettings, Need};
 
@@ -43,6 +43,11 @@ pub(crate) struct Args {
     /// fail until the new key is in place.
     #[arg(long)]
     revoke_first: bool,
+    /// Go on when files under --in that hold (or may hold) the key cannot be updated (binary
+    /// or unreadable files): they keep the old key, which is revoked. The plan names them.
+    /// Without this, such a rotation stops before anything changes (exit 1).
+    #[arg(long)]
+    skip_unwritable: bool,
     /// Lifetime of the new key (e.g. 90d, 12h); default: the old key's original lifetime.
     #[arg(long, value_name = "DURATION", value_parser = context::parse_duration)]
     expiry: Option<i64>,
@@ -214,6 +219,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
         migrate_to: None,
         webhook_endpoint,
         looked_up: None,
+        skip_unwritable: args.skip_unwritable,
     };
     let options = Options {
         dry_run: args.dry_run,
@@ -421,6 +427,7 @@ async fn from_scan(
             migrate_to: None,
             webhook_endpoint: None,
             looked_up: None,
+            skip_unwritable: args.skip_unwritable,
         };
         let options = Options {
             dry_run: args.dry_run,
@@ -613,6 +620,9 @@ pub(crate) fn plan_error(e: plan::Error) -> anyhow::Error {
         plan::Error::Files(e) => UserError::new(e.to_string()).into(),
         plan::Error::KindMismatch { .. } => UserError::new(e.to_string())
             .hint("fix `kind` of the credential in the configuration")
+            .into(),
+        plan::Error::CannotUpdate { .. } => Stopped::new(e.to_string())
+            .hint("update those files by hand after the rotation and rerun with --skip-unwritable, or make them readable text and rerun")
             .into(),
         plan::Error::Unreadable(message) => anyhow::anyhow!("{message}")
             .context("a configured place cannot be read; nothing was changed"),

@@ -223,6 +223,7 @@ async fn fresh(
         migrate_to: None,
         webhook_endpoint: credential.webhook_endpoint_id.clone(),
         looked_up: observed.looked_up,
+        skip_unwritable: false,
     };
     let known_values = request.known_values();
     let known = dir.journals().last_known(&key_id).unwrap_or(None);

@@ -35,6 +35,29 @@ impl UserError {
     }
 }
 
+/// A rotation refused before anything changed because it could not be completed as asked
+/// (places it cannot update): exit 1, like any rotation that did not complete.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub(crate) struct Stopped {
+    pub(crate) message: String,
+    pub(crate) hint: Option<String>,
+}
+
+impl Stopped {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub(crate) fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
 pub(crate) fn finish(result: anyhow::Result<ExitStatus>) -> ExitCode {
     match result {
         Ok(ExitStatus::Success) => ExitCode::SUCCESS,
@@ -48,11 +71,19 @@ pub(crate) fn finish(result: anyhow::Result<ExitStatus>) -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             let user = error.chain().find_map(|e| e.downcast_ref::<UserError>());
-            let code = if user.is_some() { 2 } else { 3 };
+            let stopped = error.chain().find_map(|e| e.downcast_ref::<Stopped>());
+            let code = match (user, stopped) {
+                (Some(_), _) => 2,
+                (None, Some(_)) => 1,
+                (None, None) => 3,
+            };
+            let hint = user
+                .and_then(|u| u.hint.as_deref())
+                .or_else(|| stopped.and_then(|s| s.hint.as_deref()));
             #[allow(clippy::print_stderr, reason = "the binary reports its own failure")]
             {
                 eprintln!("error: {}", tsrotate::key::redact_in(&format!("{error:#}")));
-                if let Some(hint) = user.and_then(|u| u.hint.as_deref()) {
+                if let Some(hint) = hint {
                     eprintln!("hint: {hint}");
                 }
             }

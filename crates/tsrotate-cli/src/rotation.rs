@@ -66,7 +66,13 @@ impl Observer for Narrator {
             }
             Event::Restored { sink: i } => format!("  ✓ restored the old key in {}", sink(i)),
             Event::RolledBack => "  ✓ rolled back".to_owned(),
-            Event::Done { key_id } => format!("  ✓ done: every place holds {key_id}"),
+            Event::Done { key_id } if state.started.not_updated.is_empty() => {
+                format!("  ✓ done: every place holds {key_id}")
+            }
+            Event::Done { key_id } => format!(
+                "  ✓ done: every place tsrotate updates holds {key_id}; NOT updated (they keep the revoked key): {}",
+                state.started.not_updated.join("; ")
+            ),
             _ => return,
         };
         #[allow(clippy::print_stderr, reason = "progress narration goes to stderr")]

@@ -20,6 +20,7 @@ mod crash;
 mod fault_matrix;
 mod fields;
 mod kinds;
+mod places;
 mod rotate;
 mod scan;
 mod schedule;

@@ -39,6 +39,11 @@ pub struct Started {
     /// says the same.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub credential_verify: Vec<CredentialVerify>,
+    /// Places known to hold (or perhaps hold) the old key that the rotation does not update,
+    /// as the plan named them (`--skip-unwritable`): a finished rotation must not claim that
+    /// every place holds the new key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_updated: Vec<String>,
 }
 
 /// A managed credential's `verify`: must pass with the new key before the old one is revoked.

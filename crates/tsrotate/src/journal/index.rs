@@ -307,6 +307,7 @@ mod tests {
             revoke_first: false,
             verify_cmd: None,
             credential_verify: Vec::new(),
+            not_updated: Vec::new(),
         }
     }
 

@@ -147,6 +147,10 @@ pub struct Request {
     /// The old key as [`lookup`] found it moments ago (`rotate --due` observed it under the
     /// credential's lock); `None` makes the plan ask the API.
     pub looked_up: Option<(KeyStatus, Option<Key>)>,
+    /// Go on when some files that hold (or may hold) the key cannot be updated (binary or
+    /// unreadable ones); they are named in the plan and the journal. Without it, such a
+    /// rotation is refused ([`Error::CannotUpdate`]) before anything changes.
+    pub skip_unwritable: bool,
 }
 
 impl Request {
@@ -203,6 +207,30 @@ pub struct Plan {
     pub planned_versions: std::collections::HashMap<usize, Expect>,
 }
 
+/// The files a rotation would leave holding the old key: binary files that hold it, and files
+/// that could not be read (they may hold it). A path that does not exist (a dangling link)
+/// holds nothing.
+fn not_updatable(discovery: &Discovery) -> Vec<String> {
+    let binary = discovery.binary.iter().map(|m| {
+        format!(
+            "{} (a binary file; tsrotate does not edit those)",
+            m.display_path.display()
+        )
+    });
+    let problems = discovery.problems.iter().filter_map(|p| match &p.kind {
+        file::ProblemKind::Unreadable { error_kind, .. } if error_kind == "NotFound" => None,
+        file::ProblemKind::Unreadable { message, .. } => Some(format!(
+            "{} (could not be read: {message})",
+            p.path.display()
+        )),
+        file::ProblemKind::CredentialTooLong { .. } => Some(format!(
+            "{} (holds a value of the key too long to replace safely)",
+            p.path.display()
+        )),
+    });
+    binary.chain(problems).collect()
+}
+
 /// Why a rotation cannot be planned.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -254,6 +282,18 @@ pub enum Error {
     /// An override is out of range.
     #[error("{0}")]
     InvalidOverride(String),
+    /// Files that hold the key (binary ones) or may hold it (unreadable ones) cannot be
+    /// updated, and the request does not say to go on without them; nothing was changed.
+    #[error(
+        "{} place(s) that hold or may hold key {key_id} cannot be updated: {}; nothing was changed",
+        places.len(), places.join("; ")
+    )]
+    CannotUpdate {
+        /// The key.
+        key_id: KeyId,
+        /// Each place, with why.
+        places: Vec<String>,
+    },
     /// A configured place could not be read; nothing was changed.
     #[error("{0}")]
     Unreadable(String),
@@ -448,10 +488,16 @@ pub async fn plan_rotation(
     {
         warnings.push("the old key is tailnet-lock wrapped; the new key is written unwrapped: sign it with `tailscale lock sign` if your tailnet requires it".into());
     }
-    for m in &discovery.binary {
+    let not_updated = not_updatable(&discovery);
+    if !not_updated.is_empty() && !request.skip_unwritable {
+        return Err(Error::CannotUpdate {
+            key_id,
+            places: not_updated,
+        });
+    }
+    for place in &not_updated {
         warnings.push(format!(
-            "{} is a binary file holding the key: it is not edited; replace the key there by hand",
-            m.display_path.display()
+            "--skip-unwritable: {place} is not updated; it keeps the old key, which is revoked"
         ));
     }
     if status.is_live() && request.revoke_first {
@@ -533,6 +579,7 @@ pub async fn plan_rotation(
             .as_deref()
             .map(crate::journal::CommandDigest::of),
         credential_verify,
+        not_updated,
     };
     Ok(Plan {
         started,
@@ -744,5 +791,32 @@ mod tests {
         assert_eq!(t.expiry_seconds, Some(30 * 24 * 3600));
         assert!(t.reusable && t.ephemeral && !t.preauthorized);
         assert_eq!(t.tags, vec!["tag:ci".to_owned()]);
+    }
+}
+
+#[cfg(test)]
+mod not_updatable_tests {
+    use super::*;
+    use crate::sink::file::{Problem, ProblemKind};
+
+    #[test]
+    fn unreadable_files_may_hold_the_key_but_missing_ones_do_not() {
+        let problem = |path: &str, error_kind: &str| Problem {
+            path: PathBuf::from(path),
+            kind: ProblemKind::Unreadable {
+                error_kind: error_kind.to_owned(),
+                message: "Permission denied (os error 13)".to_owned(),
+            },
+        };
+        let discovery = Discovery {
+            problems: vec![
+                problem("app/secret.env", "PermissionDenied"),
+                problem("app/dangling", "NotFound"),
+            ],
+            ..Discovery::default()
+        };
+        let places = not_updatable(&discovery);
+        assert_eq!(places.len(), 1, "{places:?}");
+        assert!(places[0].starts_with("app/secret.env (could not be read"));
     }
 }

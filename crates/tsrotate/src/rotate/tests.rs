@@ -262,6 +262,7 @@ fn started(sinks: usize, revoke_first: bool, verify: bool) -> Started {
         revoke_first,
         verify_cmd: verify.then(|| crate::journal::CommandDigest::of("true")),
         credential_verify: Vec::new(),
+        not_updated: Vec::new(),
     }
 }
 
