@@ -72,14 +72,6 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
         ))
         .into());
     }
-    if state.next_rollback().is_ok() && !args.force {
-        return Err(UserError::new(format!(
-            "rotation {} can still be undone: `tsrotate rollback {}` puts the old key back and revokes what it minted",
-            args.rotation_id, args.rotation_id
-        ))
-        .hint("to give it up anyway and settle its keys by hand, add --force")
-        .into());
-    }
     // Which keys are live is what the person needs to settle by hand: without the API's
     // answer about every one of them, nothing is recorded.
     let settings = ApiSettings::configured(global, &["auth_keys:read", "oauth_keys:read"])?;
@@ -105,6 +97,17 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
     // Webhook secrets are not in the keys API: there is nothing to ask it.
     let webhook = matches!(state.started.template, Template::WebhookSecret { .. });
     let old_key = key_now(&client, state.old_key_id(), webhook).await?;
+    // Rollback can undo it only while the API says the old key is live (a revoke whose
+    // answer was lost may have killed it): only then is rollback the advice.
+    let old_live = webhook || old_key.status == KeyStatus::Live.to_string();
+    if state.next_rollback().is_ok() && old_live && !args.force {
+        return Err(UserError::new(format!(
+            "rotation {} can still be undone: `tsrotate rollback {}` puts the old key back and revokes what it minted",
+            args.rotation_id, args.rotation_id
+        ))
+        .hint("to give it up anyway and settle its keys by hand, add --force")
+        .into());
+    }
     let mut minted = Vec::new();
     for id in &minted_ids {
         minted.push(key_now(&client, id, webhook).await?);

@@ -379,3 +379,26 @@ fn from_scan_does_not_pass_over_a_key_the_api_does_not_know() {
     assert!(!run.stderr.contains("nothing to rotate"), "{}", run.stderr);
     env.assert_state_clean();
 }
+
+#[test]
+fn abandon_does_not_point_to_rollback_once_the_old_key_is_dead() {
+    let mut env = TestEnv::new();
+    let (old_id, old) = env.mint_default();
+    plant(&env, &old);
+    env.write("deploy/values.yaml.lock", "");
+    rotate(&env, &old_id).expect(1);
+    canary_files(&mut env);
+    let rotation = env.only_rotation();
+    // The old key dies behind the rotation's back: rollback would refuse, so abandon must not
+    // send the person there.
+    delete_key(&env, &old_id);
+    let run = env
+        .run(
+            env.cmd()
+                .args(["--format", "json", "abandon", &rotation, "--yes"]),
+        )
+        .expect(0);
+    assert!(!run.stderr.contains("tsrotate rollback"), "{}", run.stderr);
+    assert_ne!(run.json()["old_key"]["status"], "live");
+    env.assert_state_clean();
+}
