@@ -702,3 +702,152 @@ impl Recorder for Session {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+    use crate::journal::{AuthKeyTemplate, CommandDigest, CredentialVerify, OldKey, Template};
+    use crate::sink::SinkSpec;
+
+    const CONFIG: &str = "[[credential]]\nname = \"web\"\nkind = \"auth-key\"\nverify = [\"check\"]\n[[credential.sink]]\ntype = \"command\"\nrun = [\"push\"]\nafter = [\"reload\"]\n";
+
+    fn started(
+        sinks: Vec<SinkPlan>,
+        verify_cmd: Option<&str>,
+        checks: Vec<CredentialVerify>,
+    ) -> Started {
+        Started {
+            rotation_id: "r1".into(),
+            tailnet: "-".into(),
+            user: "t".into(),
+            credential: Some("web".into()),
+            old: OldKey {
+                key_id: "kOLD1CNTRL".parse().unwrap(),
+                kind: "auth-key".into(),
+                fingerprint: None,
+                metadata: None,
+            },
+            template: Template::AuthKey(AuthKeyTemplate {
+                reusable: false,
+                ephemeral: false,
+                preauthorized: false,
+                tags: Vec::new(),
+                expiry_seconds: None,
+                description: None,
+            }),
+            roots: Vec::new(),
+            sinks,
+            revoke_first: false,
+            verify_cmd: verify_cmd.map(CommandDigest::of),
+            credential_verify: checks,
+        }
+    }
+
+    fn place(run: &str, after: &str) -> SinkPlan {
+        SinkPlan::Configured {
+            spec: SinkSpec::Command {
+                run: vec![run.into()],
+            },
+            credential: Some("web".into()),
+            after: vec![after.into()],
+            verify: Vec::new(),
+            held_at_plan: None,
+        }
+    }
+
+    /// The library's rule, for any front end: a journal runs only what the configuration
+    /// and the command line say now.
+    #[test]
+    fn a_journal_runs_only_what_the_configuration_and_command_line_vouch_for() {
+        let config = Config::parse(CONFIG, Path::new("t.toml")).unwrap();
+        let check = |run: &str| CredentialVerify {
+            credential: "web".into(),
+            run: vec![run.into()],
+        };
+        let finish = |verify_cmd| Authority {
+            config: Some(&config),
+            verify_cmd,
+            purpose: Purpose::Finish,
+        };
+        let ok = started(
+            vec![place("push", "reload")],
+            Some("true"),
+            vec![check("check")],
+        );
+        assert!(finish(Some("true")).allows(&ok, &ok.sinks).is_ok());
+        // Each way a journal could choose a command is refused.
+        let cases = [
+            (started(vec![place("evil", "reload")], None, vec![]), None),
+            (started(vec![place("push", "evil")], None, vec![]), None),
+            (started(vec![], None, vec![check("evil")]), None),
+            (started(vec![], Some("true"), vec![]), None),
+            (started(vec![], Some("true"), vec![]), Some("evil")),
+        ];
+        for (journal, given) in &cases {
+            let refused = finish(*given).allows(journal, &journal.sinks);
+            assert!(
+                matches!(refused, Err(Error::NotAuthorized { .. })),
+                "{journal:?}"
+            );
+        }
+        // Without a configuration, no configured place is vouched for.
+        let none = Authority {
+            config: None,
+            verify_cmd: None,
+            purpose: Purpose::Undo,
+        };
+        assert!(none.allows(&ok, &ok.sinks).is_err());
+        // Undoing runs no verification; settling runs nothing.
+        let undo = Authority {
+            purpose: Purpose::Undo,
+            ..finish(None)
+        };
+        assert!(undo.allows(&ok, &ok.sinks).is_ok());
+        assert!(
+            Authority::SETTLE
+                .allows(&cases[0].0, &cases[0].0.sinks)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_state_directory_is_trusted_only_if_no_one_else_can_change_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        assert!(
+            StateDir::open(&state).is_ok(),
+            "absent: created private later"
+        );
+        std::fs::create_dir_all(state.join("rotations")).unwrap();
+        assert!(StateDir::open(&state).is_ok());
+        for (path, mode) in [(state.clone(), 0o770), (state.join("rotations"), 0o757)] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let error = StateDir::open(&state).unwrap_err();
+            assert!(
+                matches!(
+                    &error,
+                    Error::Untrusted {
+                        problem: Untrusted::Writable { .. },
+                        ..
+                    }
+                ),
+                "{error}"
+            );
+            assert!(error.is_user_error() && error.hint().unwrap().contains("chmod"));
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).unwrap();
+        }
+        let journal = state.join("rotations/r1.jsonl");
+        std::os::unix::fs::symlink("/etc/passwd", &journal).unwrap();
+        assert!(matches!(
+            StateDir::open(&state),
+            Err(Error::Untrusted {
+                problem: Untrusted::Kind { .. },
+                ..
+            })
+        ));
+    }
+}
