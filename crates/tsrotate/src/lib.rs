@@ -10,6 +10,7 @@ pub mod api;
 pub mod audit;
 pub mod child;
 pub mod config;
+pub mod contain;
 pub mod fs;
 mod http;
 pub mod hygiene;

@@ -16,6 +16,7 @@
 //! Rules 3 and 4, the timeouts and the user agent are the ones the sinks keep too: they live
 //! in the crate's shared `http` module, used by both.
 
+mod devices;
 mod error;
 mod oauth;
 mod wire;
@@ -29,6 +30,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
+pub use devices::{
+    AuditActor, AuditEvent, AuditTarget, Device, DeviceCall, DeviceRoutes, User, actor_is_key,
+    scope_for,
+};
 pub use error::Error;
 pub use wire::{
     CreateAuthKey, CreatedKey, DeviceCapabilities, DeviceCreateCapabilities, Key, KeyCapabilities,

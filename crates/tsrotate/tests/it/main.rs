@@ -8,6 +8,7 @@
 )]
 
 mod api;
+mod contain;
 mod files;
 mod sink_aws;
 mod sink_command;

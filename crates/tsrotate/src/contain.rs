@@ -1,0 +1,826 @@
+//! Containment: which devices a leaked auth key may have joined, and quarantining them.
+//!
+//! Tailscale's API cannot say which devices an auth key registered (tailscale/tailscale#10424),
+//! so this module reasons from what it can read:
+//!
+//! - the key's record (tags, owner, reusable/ephemeral, created, revoked or expired), from the
+//!   API or, once the API has forgotten the key, from a rotation journal that recorded it;
+//! - the registration window: from the key's creation (or the leak time, `since`, when later:
+//!   a device that joined before the leak did not use the leaked copy) to its revocation or
+//!   expiry (or now);
+//! - the device list (`fields=all`) and the configuration audit log's `NODE.CREATE` events.
+//!
+//! Ranking: **exact** when the audit log names the key itself as the actor of the device's
+//! creation (observed upstream for tailnet-owned keys, undocumented); **strong** when owner,
+//! tags and flags match, the device joined in the window, and the key is user-owned or
+//! single-use; **possible** when a reusable tagged key is shared by a fleet and the device has
+//! its tags and joined in the window. Each candidate carries its evidence, and the ways it
+//! differs from the rest of the fleet with the same tags (os, client version, routes, copied
+//! node state) are listed as `outlier:` evidence and rank it higher within its confidence.
+//!
+//! Shared-in (external) devices are never candidates: they belong to another tailnet.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::Path;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::api::{AuditEvent, Device, Key};
+use crate::journal;
+use crate::key::KeyId;
+
+/// How sure we are that a device joined with the key. Ordered: `Possible < Strong < Exact`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Confidence {
+    /// Same tags, joined in the window, but a reusable key shared by a fleet.
+    Possible,
+    /// Owner, tags and flags match and it joined in the window; the key is user-owned or
+    /// single-use.
+    Strong,
+    /// The audit log names the key as the creator.
+    Exact,
+}
+
+impl Confidence {
+    /// The lowercase name used on the command line and in JSON.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Possible => "possible",
+            Self::Strong => "strong",
+            Self::Exact => "exact",
+        }
+    }
+
+    /// Parses `exact`, `strong` or `possible`.
+    #[must_use]
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "exact" => Some(Self::Exact),
+            "strong" => Some(Self::Strong),
+            "possible" => Some(Self::Possible),
+            _ => None,
+        }
+    }
+}
+
+/// Where the key's record came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "from", rename_all = "snake_case")]
+pub enum KeySource {
+    /// `GET /keys/{id}` answered.
+    Api,
+    /// The API no longer knows the key; a rotation journal recorded it.
+    Journal {
+        /// The rotation that recorded it.
+        rotation_id: String,
+    },
+}
+
+/// What containment needs to know of the leaked key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyFacts {
+    /// The key ID.
+    pub id: KeyId,
+    /// The owning user's ID; `None` for a tailnet-owned key.
+    pub owner: Option<String>,
+    /// Tags the key gives devices.
+    pub tags: Vec<String>,
+    /// Can register several devices.
+    pub reusable: bool,
+    /// Its devices are ephemeral.
+    pub ephemeral: bool,
+    /// Its devices skip approval.
+    pub preauthorized: bool,
+    /// When it was created.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub created: Option<OffsetDateTime>,
+    /// When it stopped working (revoked or expired), if it has.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub ended: Option<OffsetDateTime>,
+    /// Where this record came from.
+    pub source: KeySource,
+}
+
+impl KeyFacts {
+    /// The facts of an auth key's API record.
+    #[must_use]
+    pub fn from_key(key: &Key, source: KeySource) -> Self {
+        let caps = key.device_capabilities();
+        let ended = match (key.revoked, key.expires) {
+            (Some(r), Some(e)) => Some(r.min(e)),
+            (r, e) => r.or(e),
+        };
+        Self {
+            id: key.id.clone(),
+            owner: key.user_id.clone().filter(|u| !u.is_empty()),
+            tags: caps.tags,
+            reusable: caps.reusable,
+            ephemeral: caps.ephemeral,
+            preauthorized: caps.preauthorized,
+            created: key.created,
+            ended,
+            source,
+        }
+    }
+}
+
+/// The key's API record as a rotation journal kept it (the old key of a rotation, or a key
+/// it minted), newest journal first; `None` if no journal has it.
+pub fn key_from_journals(
+    state_dir: &Path,
+    id: &KeyId,
+) -> Result<Option<(Key, String)>, journal::Error> {
+    let mut found: Option<(Key, String, OffsetDateTime)> = None;
+    for rotation in journal::list(state_dir)? {
+        let records = journal::read(&journal::Journal::path_of(state_dir, &rotation))?;
+        for record in records {
+            let key = match record.event {
+                journal::Event::Started(started) if started.old.key_id == *id => {
+                    started.old.metadata
+                }
+                journal::Event::Minted {
+                    key_id, metadata, ..
+                } if key_id == *id => metadata,
+                _ => None,
+            };
+            if let Some(key) = key
+                && found.as_ref().is_none_or(|(_, _, at)| record.at > *at)
+            {
+                found = Some((key, rotation.clone(), record.at));
+            }
+        }
+    }
+    Ok(found.map(|(key, rotation, _)| (key, rotation)))
+}
+
+/// When the key could have registered the devices we look for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Window {
+    /// The later of the key's creation and the leak time.
+    #[serde(with = "time::serde::rfc3339")]
+    pub start: OffsetDateTime,
+    /// The key's revocation or expiry, or now.
+    #[serde(with = "time::serde::rfc3339")]
+    pub end: OffsetDateTime,
+}
+
+impl Window {
+    /// The window for `key`, starting no earlier than `since` (the leak time) when given.
+    #[must_use]
+    pub fn of(key: &KeyFacts, since: Option<OffsetDateTime>, now: OffsetDateTime) -> Self {
+        // Without a creation time, the audit log's 90 days are as far back as anything goes.
+        let created = key.created.unwrap_or(now - time::Duration::days(90));
+        let start = since.map_or(created, |s| s.max(created));
+        let end = key.ended.map_or(now, |e| e.min(now)).max(start);
+        Self { start, end }
+    }
+
+    fn contains(&self, t: OffsetDateTime) -> bool {
+        self.start <= t && t <= self.end
+    }
+}
+
+/// The legitimate fleet: hostnames or node IDs, one a line (`#` starts a comment).
+#[derive(Debug, Clone, Default)]
+pub struct Expected(HashSet<String>);
+
+impl Expected {
+    /// Parses the `--expected` file's text.
+    #[must_use]
+    pub fn parse(text: &str) -> Self {
+        Self(
+            text.lines()
+                .map(|l| l.split('#').next().unwrap_or_default().trim())
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        )
+    }
+
+    fn contains(&self, device: &Device) -> bool {
+        self.0.contains(&device.node_id)
+            || self.0.contains(&device.hostname)
+            || (!device.id.is_empty() && self.0.contains(&device.id))
+    }
+
+    /// How many names it lists.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether it lists none.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// A device that may have joined with the key.
+#[derive(Debug, Clone, Serialize)]
+pub struct Candidate {
+    /// Its node ID.
+    pub node_id: String,
+    /// Its machine name.
+    pub hostname: String,
+    /// How sure we are.
+    pub confidence: Confidence,
+    /// Why, one fact a line; `outlier: …` lines say how it differs from its fleet.
+    pub evidence: Vec<String>,
+    /// The device as the API described it, before anything was done to it.
+    #[serde(skip)]
+    pub device: Device,
+    /// How many outlier facts it has (ranks it within its confidence).
+    #[serde(skip)]
+    pub outliers: usize,
+}
+
+/// What the analysis found.
+#[derive(Debug, Clone, Default)]
+pub struct Analysis {
+    /// Ranked: confidence, then outliers, then newest first.
+    pub candidates: Vec<Candidate>,
+    /// Devices left out because `--expected` lists them.
+    pub expected_skipped: usize,
+    /// Shared-in devices, never considered.
+    pub external_skipped: usize,
+}
+
+/// What is known about the key's owner and the audit log, besides the devices.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Context<'a> {
+    /// The owner's login name (as devices show it in `user`), when known.
+    pub owner_login: Option<&'a str>,
+    /// `NODE.CREATE` events in the window, or `None` when the log could not be read.
+    pub audit: Option<&'a [AuditEvent]>,
+    /// The leak time, for the outlier mark.
+    pub since: Option<OffsetDateTime>,
+}
+
+fn same_tags(a: &[String], b: &[String]) -> bool {
+    a.iter().collect::<BTreeSet<_>>() == b.iter().collect::<BTreeSet<_>>()
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Ranks `devices` against the key. Pure: the callers fetch, this decides.
+#[must_use]
+pub fn analyze(
+    key: &KeyFacts,
+    window: &Window,
+    devices: &[Device],
+    context: &Context<'_>,
+    expected: &Expected,
+) -> Analysis {
+    let creators: HashMap<&str, &AuditEvent> = context
+        .audit
+        .unwrap_or_default()
+        .iter()
+        .filter(|e| e.target.kind == "NODE" && e.action == "CREATE")
+        .map(|e| (e.target.id.as_str(), e))
+        .collect();
+    let mut analysis = Analysis::default();
+    for device in devices {
+        if device.is_external {
+            analysis.external_skipped += 1;
+            continue;
+        }
+        let Some(candidate) = rank(key, window, device, &creators, context) else {
+            continue;
+        };
+        if expected.contains(device) {
+            analysis.expected_skipped += 1;
+            continue;
+        }
+        analysis.candidates.push(candidate);
+    }
+    mark_outliers(key, &mut analysis.candidates, devices, context.since);
+    analysis.candidates.sort_by(|a, b| {
+        b.confidence
+            .cmp(&a.confidence)
+            .then(b.outliers.cmp(&a.outliers))
+            .then(b.device.created.cmp(&a.device.created))
+            .then(a.hostname.cmp(&b.hostname))
+    });
+    analysis
+}
+
+fn rank(
+    key: &KeyFacts,
+    window: &Window,
+    device: &Device,
+    creators: &HashMap<&str, &AuditEvent>,
+    context: &Context<'_>,
+) -> Option<Candidate> {
+    let mut evidence = Vec::new();
+    let creator = creators.get(device.node_id.as_str());
+    let by_key = creator.is_some_and(|e| e.actor.id == key.id.as_str());
+    if let Some(event) = creator {
+        if by_key {
+            evidence.push(format!(
+                "audit log: the key itself created this device at {} (event group {})",
+                rfc3339(event.event_time),
+                event.event_group_id
+            ));
+        } else {
+            let by_owner = match &key.owner {
+                Some(owner) => event.actor.id == *owner,
+                // A tailnet-owned key's joins are logged under the OAuth client that made it.
+                None => event.actor.kind == "OAUTH_CLIENT",
+            };
+            if !by_owner {
+                // Someone else registered it: another key, or a person logging in.
+                return None;
+            }
+            evidence.push(format!(
+                "audit log: created at {} by {} {}, consistent with the key's owner",
+                rfc3339(event.event_time),
+                event.actor.kind.to_lowercase().replace('_', " "),
+                event.actor.id
+            ));
+        }
+    }
+    let created = device.created?;
+    let in_window = window.contains(created);
+    if !in_window && !by_key {
+        return None;
+    }
+    let owner_matches = if key.tags.is_empty() {
+        match (context.owner_login, &key.owner) {
+            (Some(login), Some(_)) => device.tags.is_empty() && device.user == login,
+            // Without the owner's login name, only the audit log can tie it to the owner.
+            _ => creator.is_some() && device.tags.is_empty(),
+        }
+    } else {
+        same_tags(&device.tags, &key.tags)
+    };
+    let flags_match = device.is_ephemeral == key.ephemeral;
+    if !(by_key || owner_matches && flags_match) {
+        return None;
+    }
+    if in_window {
+        evidence.push(format!("joined at {}, inside the window", rfc3339(created)));
+    }
+    if owner_matches {
+        evidence.push(if key.tags.is_empty() {
+            format!("owned by {}, the key's owner", device.user)
+        } else {
+            format!("tags {} are the key's", key.tags.join(","))
+        });
+    }
+    let confidence = if by_key {
+        Confidence::Exact
+    } else if key.owner.is_some() && key.tags.is_empty() {
+        evidence.push("the key is user-owned".to_owned());
+        Confidence::Strong
+    } else if !key.reusable {
+        evidence.push("the key is single-use".to_owned());
+        Confidence::Strong
+    } else {
+        evidence.push(
+            "the key is reusable and tagged: any device of the fleet may have used it".to_owned(),
+        );
+        Confidence::Possible
+    };
+    Some(Candidate {
+        node_id: device.node_id.clone(),
+        hostname: device.hostname.clone(),
+        confidence,
+        evidence,
+        device: device.clone(),
+        outliers: 0,
+    })
+}
+
+/// The most common value, if there is one.
+fn usual<'a>(values: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for v in values {
+        *counts.entry(v).or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0)))
+        .map(|(v, _)| v)
+}
+
+fn mark_outliers(
+    key: &KeyFacts,
+    candidates: &mut [Candidate],
+    devices: &[Device],
+    since: Option<OffsetDateTime>,
+) {
+    let suspects: HashSet<String> = candidates.iter().map(|c| c.node_id.clone()).collect();
+    let fleet: Vec<&Device> = devices
+        .iter()
+        .filter(|d| !d.is_external && !suspects.contains(&d.node_id))
+        .filter(|d| !key.tags.is_empty() && same_tags(&d.tags, &key.tags))
+        .collect();
+    let usual_os = usual(fleet.iter().map(|d| d.os.as_str()));
+    let usual_version = usual(fleet.iter().map(|d| d.client_version.as_str()));
+    let routers = fleet
+        .iter()
+        .filter(|d| !d.advertised_routes.is_empty())
+        .count();
+    for candidate in candidates {
+        let device = &candidate.device;
+        let mut marks = Vec::new();
+        if let Some(os) = usual_os
+            && device.os != os
+        {
+            marks.push(format!("outlier: os {} (the fleet runs {os})", device.os));
+        }
+        if let Some(version) = usual_version
+            && device.client_version != version
+        {
+            marks.push(format!(
+                "outlier: client {} (the fleet runs {version})",
+                device.client_version
+            ));
+        }
+        if !fleet.is_empty() && !device.advertised_routes.is_empty() && routers * 2 < fleet.len() {
+            marks.push(format!(
+                "outlier: advertises routes {} ({routers} of {} fleet devices do)",
+                device.advertised_routes.join(","),
+                fleet.len()
+            ));
+        }
+        if device.multiple_connections {
+            marks.push("outlier: several machines share its node key".to_owned());
+        }
+        if let (Some(since), Some(created)) = (since, device.created)
+            && created >= since
+        {
+            marks.push(format!(
+                "outlier: joined after the leak time {}",
+                rfc3339(since)
+            ));
+        }
+        candidate.outliers = marks.len();
+        candidate.evidence.extend(marks);
+    }
+}
+
+/// What can stop an investigation.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Neither the API nor any journal knows the key.
+    #[error("key {0} is unknown to the API and to every journal in the state directory")]
+    UnknownKey(KeyId),
+    /// The key is not an auth key: only auth keys register devices.
+    #[error("key {0} is not an auth key; only auth keys register devices")]
+    NotAuthKey(KeyId),
+    /// An API call failed. A 403 names the scope the credential lacks.
+    #[error("{what} failed{}", scope_hint(source, scope))]
+    Api {
+        /// What was being read or changed.
+        what: &'static str,
+        /// The scope the call needs.
+        scope: &'static str,
+        /// The API's error.
+        #[source]
+        source: crate::api::Error,
+    },
+    /// A journal could not be read.
+    #[error(transparent)]
+    Journal(#[from] journal::Error),
+}
+
+fn scope_hint(source: &crate::api::Error, scope: &str) -> String {
+    if source.status() == Some(403) {
+        format!(": the credential lacks the `{scope}` scope; give it that scope and run again")
+    } else {
+        String::new()
+    }
+}
+
+impl Error {
+    fn api(what: &'static str, scope: &'static str) -> impl FnOnce(crate::api::Error) -> Self {
+        move |source| Self::Api {
+            what,
+            scope,
+            source,
+        }
+    }
+}
+
+/// Everything `contain` found, before any action.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The key.
+    pub key: KeyFacts,
+    /// The registration window.
+    pub window: Window,
+    /// The ranked candidates.
+    pub analysis: Analysis,
+    /// Things the reader must know: the audit log could not be read, the owner could not be
+    /// resolved, …
+    pub notes: Vec<String>,
+}
+
+/// Reads the key (from the API, else from the journals in `state_dir`), the device list and
+/// the audit log, and ranks the devices. A 403 on the audit log or the user lookup degrades
+/// the analysis (and says so in [`Report::notes`]); a 403 on the device list is an error.
+pub async fn investigate(
+    client: &crate::api::Client,
+    state_dir: Option<&Path>,
+    id: &KeyId,
+    since: Option<OffsetDateTime>,
+    expected: &Expected,
+) -> Result<Report, Error> {
+    let key = match client.get_key(id).await {
+        Ok(key) => {
+            if key
+                .key_type
+                .as_ref()
+                .is_some_and(|t| *t != crate::api::KeyType::Auth)
+            {
+                return Err(Error::NotAuthKey(id.clone()));
+            }
+            KeyFacts::from_key(&key, KeySource::Api)
+        }
+        Err(e) if e.is_not_found() => {
+            let found = match state_dir {
+                Some(dir) => key_from_journals(dir, id)?,
+                None => None,
+            };
+            let (key, rotation_id) = found.ok_or_else(|| Error::UnknownKey(id.clone()))?;
+            KeyFacts::from_key(&key, KeySource::Journal { rotation_id })
+        }
+        Err(e) => return Err(Error::api("reading the key", "auth_keys:read")(e)),
+    };
+    let now = client.server_now();
+    let window = Window::of(&key, since, now);
+    let mut notes = Vec::new();
+    let devices = client
+        .list_devices(&[])
+        .await
+        .map_err(Error::api("listing devices", "devices:core:read"))?;
+    let audit = match client
+        .list_audit_log(window.start, window.end, &["NODE.CREATE"])
+        .await
+    {
+        Ok(events) => Some(events),
+        Err(e) if e.status() == Some(403) => {
+            notes.push(
+                "the configuration audit log is not readable (the credential lacks the \
+                 `logs:configuration:read` scope): ranking from the device list alone, so no \
+                 candidate can be exact"
+                    .to_owned(),
+            );
+            None
+        }
+        Err(e) => {
+            return Err(Error::api(
+                "reading the audit log",
+                "logs:configuration:read",
+            )(e));
+        }
+    };
+    let mut owner_login = None;
+    if let Some(owner) = &key.owner {
+        match client.get_user(owner).await {
+            Ok(user) if !user.login_name.is_empty() => owner_login = Some(user.login_name),
+            Ok(_) => {}
+            Err(e) if e.status() == Some(403) || e.is_not_found() => {
+                // The audit log names the owner with a login name too.
+                owner_login = audit.iter().flatten().find_map(|e| {
+                    (e.actor.id == *owner && !e.actor.login_name.is_empty())
+                        .then(|| e.actor.login_name.clone())
+                });
+                if owner_login.is_none() {
+                    notes.push(format!(
+                        "the key's owner {owner} could not be looked up (`users:read`): \
+                         untagged devices are matched through the audit log only"
+                    ));
+                }
+            }
+            Err(e) => return Err(Error::api("reading the key's owner", "users:read")(e)),
+        }
+    }
+    let context = Context {
+        owner_login: owner_login.as_deref(),
+        audit: audit.as_deref(),
+        since,
+    };
+    let analysis = analyze(&key, &window, &devices, &context, expected);
+    if analysis.external_skipped > 0 {
+        notes.push(format!(
+            "{} shared-in device(s) belong to other tailnets and are never touched",
+            analysis.external_skipped
+        ));
+    }
+    Ok(Report {
+        key,
+        window,
+        analysis,
+        notes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn key(owner: Option<&str>, tags: &[&str], reusable: bool) -> KeyFacts {
+        KeyFacts {
+            id: "kLeak123CNTRL".parse::<KeyId>().expect("id"),
+            owner: owner.map(str::to_owned),
+            tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+            reusable,
+            ephemeral: false,
+            preauthorized: true,
+            created: Some(datetime!(2030-01-01 00:00 UTC)),
+            ended: None,
+            source: KeySource::Api,
+        }
+    }
+
+    fn device(node: &str, tags: &[&str], created: OffsetDateTime) -> Device {
+        Device {
+            node_id: node.to_owned(),
+            hostname: node.to_lowercase(),
+            user: "tagged-devices".to_owned(),
+            os: "linux".to_owned(),
+            client_version: "1.80.0".to_owned(),
+            created: Some(created),
+            tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+            authorized: true,
+            ..Device::default()
+        }
+    }
+
+    fn create_event(node: &str, actor: &str, kind: &str, at: OffsetDateTime) -> AuditEvent {
+        AuditEvent {
+            event_time: at,
+            event_group_id: "g".to_owned(),
+            actor: crate::api::AuditActor {
+                id: actor.to_owned(),
+                kind: kind.to_owned(),
+                login_name: String::new(),
+            },
+            target: crate::api::AuditTarget {
+                id: node.to_owned(),
+                name: String::new(),
+                kind: "NODE".to_owned(),
+                property: None,
+            },
+            action: "CREATE".to_owned(),
+        }
+    }
+
+    #[test]
+    fn the_window_starts_at_the_leak_and_ends_at_revocation() {
+        let mut k = key(None, &["tag:ci"], true);
+        k.ended = Some(datetime!(2030-02-01 00:00 UTC));
+        let now = datetime!(2030-03-01 00:00 UTC);
+        let w = Window::of(&k, Some(datetime!(2030-01-15 00:00 UTC)), now);
+        assert_eq!(w.start, datetime!(2030-01-15 00:00 UTC));
+        assert_eq!(w.end, datetime!(2030-02-01 00:00 UTC));
+        let before_creation = Window::of(&k, Some(datetime!(2029-01-01 00:00 UTC)), now);
+        assert_eq!(before_creation.start, datetime!(2030-01-01 00:00 UTC));
+    }
+
+    #[test]
+    fn audit_actor_key_is_exact_and_fleet_outliers_rank_first() {
+        let k = key(None, &["tag:ci"], true);
+        let now = datetime!(2030-03-01 00:00 UTC);
+        let since = datetime!(2030-02-01 00:00 UTC);
+        let w = Window::of(&k, Some(since), now);
+        let mut devices: Vec<Device> = (0..5)
+            .map(|i| {
+                device(
+                    &format!("nLegit{i}CNTRL"),
+                    &["tag:ci"],
+                    datetime!(2030-01-10 00:00 UTC),
+                )
+            })
+            .collect();
+        let quiet = device("nQuietCNTRL", &["tag:ci"], datetime!(2030-02-10 00:00 UTC));
+        let mut loud = device("nLoudCNTRL", &["tag:ci"], datetime!(2030-02-11 00:00 UTC));
+        loud.advertised_routes = vec!["10.0.0.0/8".to_owned()];
+        loud.os = "windows".to_owned();
+        let mut shared = device("nSharedCNTRL", &[], datetime!(2030-02-12 00:00 UTC));
+        shared.is_external = true;
+        devices.extend([quiet, loud, shared]);
+        let events = vec![
+            create_event(
+                "nQuietCNTRL",
+                "kLeak123CNTRL",
+                "AUTOMATED_WORKER",
+                datetime!(2030-02-10 00:00 UTC),
+            ),
+            create_event(
+                "nLoudCNTRL",
+                "kLeak123CNTRL",
+                "AUTOMATED_WORKER",
+                datetime!(2030-02-11 00:00 UTC),
+            ),
+        ];
+        let context = Context {
+            owner_login: None,
+            audit: Some(&events),
+            since: Some(since),
+        };
+        let analysis = analyze(&k, &w, &devices, &context, &Expected::default());
+        let ranked: Vec<(&str, Confidence)> = analysis
+            .candidates
+            .iter()
+            .map(|c| (c.node_id.as_str(), c.confidence))
+            .collect();
+        assert_eq!(
+            ranked,
+            [
+                ("nLoudCNTRL", Confidence::Exact),
+                ("nQuietCNTRL", Confidence::Exact)
+            ]
+        );
+        assert!(
+            analysis.candidates[0]
+                .evidence
+                .iter()
+                .any(|e| e.contains("advertises routes"))
+        );
+        assert_eq!(analysis.external_skipped, 1);
+
+        // Without the audit log, the same devices are possible (reusable tagged key).
+        let blind = Context {
+            audit: None,
+            ..context
+        };
+        let analysis = analyze(
+            &k,
+            &w,
+            &devices,
+            &blind,
+            &Expected::parse("nquietcntrl\n# c\n"),
+        );
+        assert_eq!(analysis.candidates.len(), 1);
+        assert_eq!(analysis.candidates[0].confidence, Confidence::Possible);
+        assert_eq!(analysis.expected_skipped, 1);
+    }
+
+    #[test]
+    fn a_user_owned_keys_devices_of_that_user_in_the_window_are_strong() {
+        let k = key(Some("uAlice"), &[], false);
+        let w = Window::of(&k, None, datetime!(2030-03-01 00:00 UTC));
+        let mut mine = device("nMineCNTRL", &[], datetime!(2030-02-01 00:00 UTC));
+        mine.user = "alice@example.com".to_owned();
+        let mut old = mine.clone();
+        old.node_id = "nOldCNTRL".to_owned();
+        old.created = Some(datetime!(2029-12-01 00:00 UTC));
+        let mut bobs = mine.clone();
+        bobs.node_id = "nBobCNTRL".to_owned();
+        bobs.user = "bob@example.com".to_owned();
+        let tagged = device("nTagCNTRL", &["tag:x"], datetime!(2030-02-01 00:00 UTC));
+        let context = Context {
+            owner_login: Some("alice@example.com"),
+            audit: None,
+            since: None,
+        };
+        let analysis = analyze(
+            &k,
+            &w,
+            &[mine, old, bobs, tagged],
+            &context,
+            &Expected::default(),
+        );
+        let ids: Vec<&str> = analysis
+            .candidates
+            .iter()
+            .map(|c| c.node_id.as_str())
+            .collect();
+        assert_eq!(ids, ["nMineCNTRL"]);
+        assert_eq!(analysis.candidates[0].confidence, Confidence::Strong);
+    }
+
+    #[test]
+    fn devices_the_audit_log_gives_to_someone_else_are_dropped() {
+        let k = key(None, &["tag:ci"], true);
+        let w = Window::of(&k, None, datetime!(2030-03-01 00:00 UTC));
+        let d = device("nOtherCNTRL", &["tag:ci"], datetime!(2030-02-01 00:00 UTC));
+        let events = vec![create_event(
+            "nOtherCNTRL",
+            "kOther12CNTRL",
+            "AUTOMATED_WORKER",
+            datetime!(2030-02-01 00:00 UTC),
+        )];
+        let context = Context {
+            owner_login: None,
+            audit: Some(&events),
+            since: None,
+        };
+        assert!(
+            analyze(&k, &w, &[d], &context, &Expected::default())
+                .candidates
+                .is_empty()
+        );
+    }
+}
