@@ -9,7 +9,7 @@ use tsrotate::audit::AuditLog;
 use tsrotate::journal::{self, Event, Journal};
 use tsrotate::key::{Fingerprint, KeyId};
 use tsrotate::rotate::session::{self, Authority, Session, StateDir};
-use tsrotate::rotate::{End, Executor, Observer, OldKey, State, Stop, World};
+use tsrotate::rotate::{End, Executor, Observer, OldKey, Remedy, State, Stop, World};
 
 use crate::exit::{ExitStatus, UserError};
 
@@ -195,20 +195,26 @@ pub(crate) struct SinkReport {
 /// What to do after a run that stopped, given where the old key stands. Rollback is offered
 /// only when the journal allows it and the API confirms the old key is live (issue 11,
 /// item 1): putting a revoked key back would leave no working key anywhere.
-fn advice(state: &State, old: OldKeyReport) -> String {
+fn advice(state: &State, old: OldKeyReport, remedy: Remedy) -> String {
     let id = state.rotation_id();
+    // What to do before resuming, from the kind of failure.
+    let first = match remedy {
+        Remedy::Wait => "once the service answers again, run",
+        Remedy::Fix => "fix the cause, then run",
+        Remedy::FindOut => "run",
+    };
     match old {
         OldKeyReport::Revoked | OldKeyReport::Retired => {
-            format!("the old key no longer works; fix the cause, then run `tsrotate resume {id}`")
+            format!("the old key no longer works; {first} `tsrotate resume {id}`")
         }
         OldKeyReport::Live if state.next_rollback().is_ok() => format!(
-            "the old key still works; fix the cause and run `tsrotate resume {id}`, or undo with `tsrotate rollback {id}`"
+            "the old key still works; {first} `tsrotate resume {id}`, or undo with `tsrotate rollback {id}`"
         ),
         OldKeyReport::Live => {
-            format!("the old key still works; fix the cause and run `tsrotate resume {id}`")
+            format!("the old key still works; {first} `tsrotate resume {id}`")
         }
         OldKeyReport::Unknown => format!(
-            "the API did not say whether the old key still works (a revoke may have taken effect without an answer); fix the cause and run `tsrotate resume {id}`, which asks again (rollback is refused until the API confirms the old key is live)"
+            "the API did not say whether the old key still works (a revoke may have taken effect without an answer); {first} `tsrotate resume {id}`, which asks again (rollback is refused until the API confirms the old key is live)"
         ),
         OldKeyReport::NotInTailnet => format!(
             "the API does not know the old key, so it cannot be revoked here and may still be live in another tailnet; run `tsrotate resume {id}` to finish, and revoke the old key where it belongs"
@@ -256,15 +262,15 @@ pub(crate) async fn execute<W: World>(
     let state = executor.state().clone();
     let (outcome, error, hint, next) = match (&state.end, failure) {
         (_, Some(failed)) => {
-            let hint = match &failed {
-                Stop::Failed { error, .. } => error.hint.clone(),
-                _ => None,
+            let (hint, remedy) = match &failed {
+                Stop::Failed { error, .. } => (error.hint.clone(), error.remedy()),
+                _ => (None, Remedy::Fix),
             };
             (
                 RunOutcome::Incomplete,
                 Some(failed.to_string()),
                 hint,
-                Some(advice(&state, old_key)),
+                Some(advice(&state, old_key, remedy)),
             )
         }
         (Some(End::Done(_)), _) if old_key == OldKeyReport::NotInTailnet => (

@@ -402,3 +402,37 @@ fn abandon_does_not_point_to_rollback_once_the_old_key_is_dead() {
     assert_ne!(run.json()["old_key"]["status"], "live");
     env.assert_state_clean();
 }
+
+#[test]
+fn advice_follows_the_kind_of_failure() {
+    let mut env = TestEnv::new();
+    let (old_id, old) = env.mint_default();
+    plant(&env, &old);
+    // The API is unavailable: waiting is the remedy.
+    emulator::add_fault(
+        env.url(),
+        &json!({"method": "POST", "path_prefix": "/api/v2/tailnet/-/keys", "status": 503}),
+    );
+    let run = rotate(&env, &old_id).expect(1);
+    assert!(
+        run.stdout
+            .contains("once the service answers again, run `tsrotate resume"),
+        "{}",
+        run.stdout
+    );
+    emulator::clear_faults(env.url());
+    let rotation = env.only_rotation();
+    env.run(env.cmd().args(["rollback", &rotation, "--yes"]))
+        .expect(0);
+    // A place another writer holds: something must change first.
+    env.write("deploy/values.yaml.lock", "");
+    let run = rotate(&env, &old_id).expect(1);
+    canary_files(&mut env);
+    assert!(
+        run.stdout
+            .contains("fix the cause, then run `tsrotate resume"),
+        "{}",
+        run.stdout
+    );
+    env.assert_state_clean();
+}

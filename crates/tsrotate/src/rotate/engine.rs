@@ -43,6 +43,17 @@ pub enum Cause {
     Refused(String),
 }
 
+/// What it takes for a failed step to succeed, for the advice a report gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Remedy {
+    /// A service was unavailable or rate limited: trying again later may work as it is.
+    Wait,
+    /// Something must change first (a permission, a place, a command, an input).
+    Fix,
+    /// The request may have taken effect without an answer: the next run asks first.
+    FindOut,
+}
+
 /// A failed side effect, as the journal and the report show it. Never holds a secret.
 #[derive(Debug, thiserror::Error)]
 pub struct StepError {
@@ -123,6 +134,18 @@ impl StepError {
             Cause::Sink(e) => e.is_retryable(),
             Cause::Command(_) | Cause::Refused(_) => false,
         }
+    }
+
+    /// What it takes for the step to succeed: time, a person, or finding out what happened.
+    #[must_use]
+    pub fn remedy(&self) -> Remedy {
+        if self.outcome_unknown {
+            return Remedy::FindOut;
+        }
+        if self.is_retryable() {
+            return Remedy::Wait;
+        }
+        Remedy::Fix
     }
 
     /// The API error behind this failure, if it came from the API.

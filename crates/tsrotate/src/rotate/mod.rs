@@ -12,8 +12,8 @@ pub mod state;
 pub mod world;
 
 pub use engine::{
-    Cause, Executor, Liveness, MintedKey, Observer, OldKey, Quiet, Recorder, Revocation, StepError,
-    Stop, World, mint_description,
+    Cause, Executor, Liveness, MintedKey, Observer, OldKey, Quiet, Recorder, Remedy, Revocation,
+    StepError, Stop, World, mint_description,
 };
 pub use state::{End, RollbackRefused, RollbackStep, State, Step};
 
