@@ -68,9 +68,17 @@ async fn list(
                     let user_id = user_id.clone();
                     Box::new(move |k: &KeyRecord| k.user_id == user_id)
                 }
-                Principal::OAuth { .. } => {
-                    caller.require("oauth_keys", Access::Read)?;
-                    Box::new(|k: &KeyRecord| k.key_type == KeyType::Client)
+                // "an access token derived from an OAuth client [sees] all OAuth clients …,
+                // derived from a federated identity, all federated identities" (spec).
+                Principal::OAuth { client_id, .. } => {
+                    let via = store.key(client_id).map_or(KeyType::Client, |k| k.key_type);
+                    if via == KeyType::Federated {
+                        caller.require("federated_keys", Access::Read)?;
+                        Box::new(|k: &KeyRecord| k.key_type == KeyType::Federated)
+                    } else {
+                        caller.require("oauth_keys", Access::Read)?;
+                        Box::new(|k: &KeyRecord| k.key_type == KeyType::Client)
+                    }
                 }
             }
         };
@@ -104,7 +112,8 @@ async fn get_key(
     })
 }
 
-/// Revokes a key. Deleting an OAuth client also revokes every access token it issued.
+/// Revokes a key. Deleting an OAuth client or federated identity also revokes every access
+/// token it issued.
 async fn delete_key(
     State(state): State<EmulatorState>,
     caller: Caller,
@@ -122,7 +131,7 @@ async fn delete_key(
             key.revoked = Some(now);
         }
         let mut tokens = 0;
-        if key_type == KeyType::Client {
+        if matches!(key_type, KeyType::Client | KeyType::Federated) {
             for token in &mut store.keys {
                 if token.issued_by.as_deref() == Some(key_id.as_str()) && token.revoked.is_none() {
                     token.revoked = Some(now);
@@ -269,7 +278,9 @@ fn federation(
     previous: Option<&Federation>,
 ) -> Result<Federation, ApiError> {
     let issuer = body.issuer.take().unwrap_or_default();
-    if !issuer.starts_with("https://") || issuer.len() <= "https://".len() {
+    // Tailscale requires a publicly reachable https:// issuer; loopback http issuers are the
+    // emulator's one exception, for tests and the demo.
+    if !crate::exchange::issuer_allowed(&issuer) {
         return Err(ApiError::bad_request(
             "issuer must be a valid https:// URL for federated identities",
         ));

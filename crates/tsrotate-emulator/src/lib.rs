@@ -29,6 +29,10 @@
 //! | `PUT /api/v2/tailnet/{tailnet}/keys/{keyId}` | token | OAuth clients and federated identities only (else 400): wholesale replace of description, scopes, tags (and federation fields); secret unchanged, no `key` in the answer |
 //! | `DELETE /api/v2/tailnet/{tailnet}/keys/{keyId}` | token | Revoke; 200 with an empty body. Deleting a client revokes its access tokens. Already deleted: 404 |
 //! | `POST /api/v2/oauth/token` | client secret (form or Basic) | Client-credentials exchange: a 1-hour `tskey-api-…` token; optional `scope`, `tags` |
+//! | `POST /api/v2/oauth/token-exchange` | identity token (form `client_id`, `jwt`) | Workload identity federation: verifies the OIDC token against the federated identity's issuer (discovery + JWKS; http only for loopback issuers), `iss`, `aud`, `exp`/`nbf`, subject pattern, claim rules; a 1-hour token with the identity's scopes and tags. Refusals are 403 `Unauthorized` (see `exchange`) |
+//! | `GET /_emulator/oidc/.well-known/openid-configuration`, `GET /_emulator/oidc/jwks` | none | The emulator's own test OIDC issuer (`http://<host>/_emulator/oidc`) |
+//! | `POST /_emulator/oidc/token` `{"sub", "aud", "lifetime_seconds"?, "claims"?}` | none | A signed identity token of that issuer (`{"token", "issuer"}`), dated by the emulator's clock |
+//! | `GET /_emulator/token-exchanges` | none | Every token exchange: client ID, accepted, why refused, token ID (never tokens) |
 //! | `GET /api/v2/tailnet/{tailnet}/webhooks` | token | Webhooks without secrets (`webhooks:read`) |
 //! | `POST /api/v2/tailnet/{tailnet}/webhooks` | token | Create; `secret` (`tskey-webhook-…`) returned once (`webhooks`) |
 //! | `GET/PATCH/DELETE /api/v2/webhooks/{endpointId}` | token | Get / change `subscriptions` / delete (200, empty body) |
@@ -166,12 +170,15 @@
 //! whole state: serve the emulator on a loopback address only.
 
 mod admin;
+mod admin_oidc;
 mod audit_log;
 mod auth;
 mod clock;
 mod devices;
 mod error;
+mod exchange;
 mod faults;
+pub mod issuer;
 mod keys;
 mod model;
 mod oauth;
@@ -256,9 +263,11 @@ pub fn app(state: EmulatorState) -> Router {
         .merge(devices::routes())
         .merge(audit_log::routes())
         .merge(oauth::routes())
+        .merge(exchange::routes())
         .merge(webhooks::routes())
         .merge(verify::routes())
         .merge(admin::routes())
+        .merge(admin_oidc::routes())
         .fallback(|| async { error::ApiError::NotFound("not found") })
         .method_not_allowed_fallback(|| async { error::ApiError::MethodNotAllowed })
         .layer(from_fn_with_state(state.clone(), faults::apply))

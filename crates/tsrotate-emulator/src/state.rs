@@ -19,7 +19,9 @@ use crate::{
     clock::Clock,
     devices::DeviceRecord,
     error::{ApiError, Error},
+    exchange::ExchangeRecord,
     faults::Faults,
+    issuer::SigningKey,
     model::{KeyRecord, KeyType, WebhookRecord},
     persist,
     request_log::RequestLog,
@@ -131,6 +133,10 @@ impl fmt::Debug for BootstrapSecrets {
 
 struct Shared {
     store: Mutex<Store>,
+    /// The emulator's own test OIDC issuer key (`/_emulator/oidc`); new on every start.
+    issuer: SigningKey,
+    /// Token exchanges and why each was refused (`/_emulator/token-exchanges`).
+    exchanges: Mutex<Vec<ExchangeRecord>>,
     state_file: Option<PathBuf>,
     bootstrap: BootstrapSecrets,
     faults: Faults,
@@ -189,6 +195,8 @@ impl EmulatorState {
         Ok(Self {
             inner: Arc::new(Shared {
                 store: Mutex::new(store),
+                issuer: SigningKey::generate(&format!("emulator-{}", secret::new_key_id())),
+                exchanges: Mutex::new(Vec::new()),
                 state_file: options.state_file.clone(),
                 bootstrap,
                 faults: Faults::default(),
@@ -257,6 +265,27 @@ impl EmulatorState {
 
     pub(crate) fn requests(&self) -> &RequestLog {
         &self.inner.requests
+    }
+
+    /// The signing key of the test OIDC issuer served under `/_emulator/oidc`.
+    pub(crate) fn issuer_key(&self) -> &SigningKey {
+        &self.inner.issuer
+    }
+
+    pub(crate) fn record_exchange(&self, record: ExchangeRecord) {
+        self.inner
+            .exchanges
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(record);
+    }
+
+    pub(crate) fn exchanges(&self) -> Vec<ExchangeRecord> {
+        self.inner
+            .exchanges
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 

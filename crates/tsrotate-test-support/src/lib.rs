@@ -7,11 +7,14 @@
 //! - [`emulator`]: start a `tsrotate-emulator` on its own thread and drive its `/_emulator/`
 //!   admin routes from synchronous tests.
 //! - [`http`]: the minimal blocking HTTP/1.1 client behind [`emulator`], for loopback only.
+//! - [`oidc_issuer`]: a test OIDC issuer (discovery, JWKS, ES256 tokens) and a fake of GitHub
+//!   Actions' ID-token endpoint, for workload identity federation.
 //! - [`services`]: real `OpenBao` and moto servers from `PyPI`, on free loopback ports.
 
 pub mod emulator;
 pub mod github_fake;
 pub mod http;
 pub mod kubernetes_fake;
+pub mod oidc_issuer;
 pub mod openapi;
 pub mod services;
