@@ -744,6 +744,7 @@ mod tests {
             revoke_first: false,
             verify_cmd: verify_cmd.map(CommandDigest::of),
             credential_verify: checks,
+            not_updated: Vec::new(),
         }
     }
 
