@@ -91,8 +91,13 @@
 //! - OAuth clients and federated identities: at least one known scope; tags required when the
 //!   scopes include `auth_keys`, `devices:core`, `devices` or `all`; an OAuth caller cannot
 //!   hand out scopes it lacks (403 `OAuth client cannot grant scopes "..."`).
-//! - Token endpoint: the secret identifies the client (the client ID is ignored); `scope` must
-//!   be covered by the client's scopes (403 otherwise), `tags` must be client tags (400).
+//! - Token endpoint: the secret identifies the client (the client ID is ignored: the official
+//!   CLI sends `"some-client-id"`, `feature/oauthkey/oauthkey.go`); `scope` must be covered by
+//!   the client's scopes (403 otherwise, observed in adinhodovic/tailscale-exporter#34), `tags`
+//!   must be client tags (400, tailscale/tailscale#8299). A missing or empty `grant_type` means
+//!   `client_credentials`: Go's `clientcredentials` library sends it, but Tailscale's documented
+//!   example (kb/1215, `curl -d "client_id=…" -d "client_secret=…"`) does not, and clients in
+//!   the wild copy that example. Any other `grant_type` is 400.
 //!
 //! # Where the spec and observed behaviour differ, and what the emulator does
 //!

@@ -1,6 +1,7 @@
 //! `POST /api/v2/oauth/token`: the OAuth 2.0 client-credentials exchange (not in the spec).
 //!
-//! Form fields `grant_type=client_credentials`, `client_id`, `client_secret` (or HTTP Basic
+//! Form fields `grant_type=client_credentials` (optional: absent means client credentials, as in
+//! Tailscale's documented `curl` example), `client_id`, `client_secret` (or HTTP Basic
 //! `client_id:client_secret`), optional `scope` (space-separated) and `tags`. The secret alone
 //! identifies the client, since the official CLI sends a dummy client ID. The answer is a
 //! 1-hour API access token (`tskey-api-…`) stored as a `keyType: api` key issued by the client.
@@ -56,9 +57,11 @@ async fn token(
     form: Result<Form<TokenForm>, FormRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Form(form) = form.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+    // Tailscale's own documented example (kb/1215: `curl -d "client_id=…" -d
+    // "client_secret=…" …/api/v2/oauth/token`) sends no grant_type, and clients copy it: an
+    // absent or empty grant_type means client credentials. Any other grant is still refused.
     match form.grant_type.as_deref() {
-        Some("client_credentials") => {}
-        None | Some("") => return Err(ApiError::bad_request("grant_type is required")),
+        None | Some("" | "client_credentials") => {}
         Some(other) => {
             return Err(ApiError::bad_request(format!(
                 "unsupported grant_type \"{other}\""
@@ -204,6 +207,47 @@ mod tests {
         assert_eq!(
             stored.issued_by.as_deref(),
             Some(app.boot.oauth_client_id.as_str())
+        );
+    }
+
+    /// Issue 11 item 16: kb/1215's own example (`curl -d client_id=… -d client_secret=…`)
+    /// sends no `grant_type`; real clients rely on it.
+    #[tokio::test]
+    async fn a_token_request_without_grant_type_is_client_credentials() {
+        let app = TestApp::new();
+        let form = format!(
+            "client_id={}&client_secret={}",
+            app.boot.oauth_client_id, app.boot.oauth_client_secret
+        );
+        let response = app.send_request(token_request(&form)).await;
+        assert_eq!(response.status, 200, "{}", response.body);
+        assert_eq!(response.body["token_type"], "Bearer");
+        let token = response.body["access_token"].as_str().expect("token");
+        assert!(token.starts_with("tskey-api-"));
+
+        let empty = format!("grant_type=&client_secret={}", app.boot.oauth_client_secret);
+        let response = app.send_request(token_request(&empty)).await;
+        assert_eq!(response.status, 200, "{}", response.body);
+    }
+
+    #[tokio::test]
+    async fn a_token_request_with_another_grant_type_is_refused() {
+        let app = TestApp::new();
+        let form = format!(
+            "grant_type=authorization_code&client_secret={}",
+            app.boot.oauth_client_secret
+        );
+        let response = app.send_request(token_request(&form)).await;
+        assert_eq!(response.status, 400, "{}", response.body);
+        assert_eq!(
+            response.body["message"],
+            "unsupported grant_type \"authorization_code\""
+        );
+        assert!(
+            !response
+                .body
+                .to_string()
+                .contains(&app.boot.oauth_client_secret)
         );
     }
 
