@@ -303,7 +303,8 @@ async fn from_scan(
 ) -> anyhow::Result<ExitStatus> {
     let text = if file.as_os_str() == "-" {
         let mut text = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)?;
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .map_err(|e| crate::context::stdin_error(&e, "scan report"))?;
         text
     } else {
         std::fs::read_to_string(file)
@@ -859,7 +860,7 @@ fn write_plan(out: &mut impl Write, plan: &Plan, dry_run: bool) -> std::io::Resu
     for p in &plan.discovery.problems {
         writeln!(
             out,
-            "  warning   {}: could not be read ({:?})",
+            "  warning   {}: could not be read ({})",
             p.path.display(),
             p.kind
         )?;
@@ -867,7 +868,7 @@ fn write_plan(out: &mut impl Write, plan: &Plan, dry_run: bool) -> std::io::Resu
     for sk in &plan.discovery.skipped {
         writeln!(
             out,
-            "  note      {} skipped ({:?})",
+            "  note      {} skipped ({})",
             sk.path.display(),
             sk.reason
         )?;

@@ -73,7 +73,8 @@ pub(crate) fn read_secret_stdin(what: &str) -> anyhow::Result<Secret> {
         std::io::stdin()
             .lock()
             .take(64 * 1024)
-            .read_line(&mut line)?;
+            .read_line(&mut line)
+            .map_err(|e| stdin_error(&e, what))?;
         line
     };
     let value = value.trim().to_owned();
@@ -81,6 +82,20 @@ pub(crate) fn read_secret_stdin(what: &str) -> anyhow::Result<Secret> {
         return Err(UserError::new(format!("no {what} on standard input")).into());
     }
     Ok(Secret::new(value))
+}
+
+/// A failure to read standard input, in words: bytes that are not UTF-8 are the user's input
+/// (exit 2), anything else is unexpected. Never quotes what was read.
+pub(crate) fn stdin_error(error: &std::io::Error, what: &str) -> anyhow::Error {
+    if error.kind() == std::io::ErrorKind::InvalidData {
+        UserError::new(format!(
+            "standard input is not UTF-8 text, so it holds no {what}"
+        ))
+        .hint("pipe the value itself (e.g. `printf %s \"$KEY\" | tsrotate …`), not a binary file")
+        .into()
+    } else {
+        anyhow::anyhow!("cannot read the {what} from standard input: {error}")
+    }
 }
 
 /// Read a secret from a file (`-` for standard input): its first line.

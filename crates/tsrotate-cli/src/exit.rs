@@ -82,12 +82,51 @@ pub(crate) fn finish(result: anyhow::Result<ExitStatus>) -> ExitCode {
                 .or_else(|| stopped.and_then(|s| s.hint.as_deref()));
             #[allow(clippy::print_stderr, reason = "the binary reports its own failure")]
             {
-                eprintln!("error: {}", tsrotate::key::redact_in(&format!("{error:#}")));
+                eprintln!("error: {}", tsrotate::key::redact_in(&chain(&error)));
                 if let Some(hint) = hint {
                     eprintln!("hint: {hint}");
                 }
             }
             ExitCode::from(code)
         }
+    }
+}
+
+/// The error and its causes on one line, `a: b: c`, like anyhow's `{:#}`, except that a cause
+/// whose words the message already holds is not repeated (library errors put the system's
+/// reason in their own message, so that it survives being carried as text).
+pub(crate) fn chain(error: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if message.contains(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chain;
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let io = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let error = tsrotate::fs::Error::Io {
+            action: tsrotate::fs::Action::CreateLock,
+            path: "/srv/app/.env.lock".into(),
+            source: io,
+        };
+        let error = anyhow::Error::new(error).context("writing /srv/app/.env");
+        assert_eq!(
+            chain(&error),
+            "writing /srv/app/.env: could not create lock file `/srv/app/.env.lock`: \
+             permission denied"
+        );
     }
 }

@@ -82,6 +82,8 @@ pub(crate) enum ApiError {
         status: StatusCode,
         retry_after_seconds: Option<u64>,
     },
+    /// Refused by the access guard ([`crate::guard`]): 401, 415 or 421 with its reason.
+    Status(StatusCode, String),
     /// 500: something the emulator itself got wrong (e.g. the state file cannot be written).
     /// The detail is logged, not sent.
     Internal(String),
@@ -157,6 +159,7 @@ impl IntoResponse for ApiError {
                 status,
                 retry_after_seconds,
             } => (status, canonical_message(status), retry_after_seconds),
+            Self::Status(status, message) => (status, message, None),
             Self::Internal(detail) => {
                 tracing::error!(%detail, "internal emulator error");
                 (

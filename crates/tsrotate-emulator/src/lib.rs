@@ -184,6 +184,7 @@ mod error;
 mod exchange;
 mod faults;
 pub mod issuer;
+mod guard;
 mod keys;
 mod model;
 mod oauth;
@@ -207,6 +208,7 @@ use serde::Serialize;
 
 pub use crate::{
     error::Error,
+    guard::Exposure,
     server::{Server, ThreadServer, serve, spawn_on_thread, try_spawn_on_thread},
     state::{ADMIN_USER_ID, BOOTSTRAP_CLIENT_TAGS, EmulatorState},
 };
@@ -222,6 +224,8 @@ pub struct Options {
     /// Where to keep state across restarts: loaded on start if it exists, saved atomically
     /// after every change. `None` keeps everything in memory.
     pub state_file: Option<PathBuf>,
+    /// Who may talk to it ([`Exposure::Loopback`] unless the person asked for the network).
+    pub exposure: Exposure,
 }
 
 impl Default for Options {
@@ -229,6 +233,7 @@ impl Default for Options {
         Self {
             tailnet: DEFAULT_TAILNET.to_owned(),
             state_file: None,
+            exposure: Exposure::Loopback,
         }
     }
 }
@@ -247,6 +252,9 @@ pub struct Bootstrap {
     pub oauth_client_id: String,
     /// The bootstrap OAuth client's secret (`tskey-client-<id>-…`), scopes `all`.
     pub oauth_client_secret: String,
+    /// With [`Exposure::Network`]: the bearer token every `/_emulator/` route needs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_token: Option<String>,
 }
 
 impl fmt::Debug for Bootstrap {
@@ -257,6 +265,10 @@ impl fmt::Debug for Bootstrap {
             .field("api_key", &"tskey-api-…[redacted]")
             .field("oauth_client_id", &self.oauth_client_id)
             .field("oauth_client_secret", &"tskey-client-…[redacted]")
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| "tsemu-admin-…[redacted]"),
+            )
             .finish()
     }
 }
@@ -278,6 +290,7 @@ pub fn app(state: EmulatorState) -> Router {
         .layer(from_fn_with_state(state.clone(), faults::apply))
         .layer(from_fn_with_state(state.clone(), request_log::record))
         .layer(from_fn_with_state(state.clone(), date_header))
+        .layer(from_fn_with_state(state.clone(), guard::check))
         .with_state(state)
 }
 

@@ -141,6 +141,8 @@ struct Shared {
     bootstrap: BootstrapSecrets,
     faults: Faults,
     requests: RequestLog,
+    /// With [`crate::Exposure::Network`]: the token every admin route needs. Never saved.
+    admin_token: Option<String>,
 }
 
 /// The emulator's state: keys, webhooks, clock, configuration, fault rules and request log.
@@ -201,8 +203,17 @@ impl EmulatorState {
                 bootstrap,
                 faults: Faults::default(),
                 requests: RequestLog::default(),
+                admin_token: match options.exposure {
+                    crate::Exposure::Loopback => None,
+                    crate::Exposure::Network => Some(crate::guard::new_admin_token()),
+                },
             }),
         })
+    }
+
+    /// The token admin routes need, when the emulator serves the network.
+    pub(crate) fn admin_token(&self) -> Option<&str> {
+        self.inner.admin_token.as_deref()
     }
 
     /// The bootstrap credentials, with `url` as the base URL clients should use.
@@ -215,6 +226,7 @@ impl EmulatorState {
             api_key: secrets.api_key.clone(),
             oauth_client_id: secrets.oauth_client_id.clone(),
             oauth_client_secret: secrets.oauth_client_secret.clone(),
+            admin_token: self.inner.admin_token.clone(),
         }
     }
 

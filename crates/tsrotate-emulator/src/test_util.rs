@@ -48,7 +48,7 @@ impl TestApp {
         if let Some(token) = token {
             request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
         }
-        if body.is_some() {
+        if body.is_some() || method == "POST" {
             request = request.header(header::CONTENT_TYPE, "application/json");
         }
         let request = request

@@ -40,7 +40,14 @@ pub fn start_with(options: Options) -> ThreadServer {
 /// If the emulator cannot be reached.
 #[must_use]
 pub fn admin(base_url: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-    let response = http::send(base_url, method, path, &[], body)
+    // The emulator takes admin POSTs only as JSON, even without a body (a browser cannot
+    // send that cross-origin without a preflight).
+    let json_type: &[(&str, &str)] = if body.is_none() && method == "POST" {
+        &[("Content-Type", "application/json")]
+    } else {
+        &[]
+    };
+    let response = http::send(base_url, method, path, json_type, body)
         .unwrap_or_else(|e| panic!("{method} {path} on the emulator failed: {e}"));
     (response.status, response.json())
 }

@@ -50,15 +50,16 @@ const LOCK_MARKER: &[u8] = b"tsrotate rewrite lock\n";
 /// An error from a file operation. Every variant names the path; none carries file contents.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A system call failed.
-    #[error("could not {action} `{}`", path.display())]
+    /// A system call failed. The system's reason is part of the message as well as the
+    /// `source`: these errors are often carried as text into a rotation's report, and
+    /// "could not create lock file" without "Permission denied" tells nobody what to fix.
+    #[error("could not {action} `{}`: {source}", path.display())]
     Io {
         /// What we were doing.
         action: Action,
         /// The file or directory it was done to.
         path: PathBuf,
         /// What the system said.
-        #[source]
         source: io::Error,
     },
     /// The file is not the one the caller planned with: its content hash differs, or it was
@@ -101,7 +102,8 @@ pub enum Error {
     },
     /// The file's owner could not be kept: only root may give a file to another user.
     #[error(
-        "cannot keep the owner of `{}` (uid {uid}, gid {gid}): run tsrotate as that user or as root",
+        "cannot keep the owner of `{}` (uid {uid}, gid {gid}: {source}): run tsrotate as that \
+         user or as root",
         path.display()
     )]
     Owner {
@@ -112,7 +114,6 @@ pub enum Error {
         /// Its group.
         gid: u32,
         /// What the system said.
-        #[source]
         source: io::Error,
     },
     /// Only regular files are rewritten: a symlink would be replaced by a copy of its target,
@@ -131,12 +132,11 @@ pub enum Error {
         path: PathBuf,
     },
     /// The caller's transform failed while streaming the file; the target is untouched.
-    #[error("could not rewrite `{}`", path.display())]
+    #[error("could not rewrite `{}`: {source}", path.display())]
     Transform {
         /// The file.
         path: PathBuf,
         /// What the transform returned.
-        #[source]
         source: io::Error,
     },
 }

@@ -27,3 +27,4 @@ mod schedule;
 mod sinks;
 mod support;
 mod trust;
+mod user_errors;

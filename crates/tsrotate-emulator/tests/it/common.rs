@@ -140,6 +140,8 @@ impl Emu {
         let mut request = self.http.request(method, self.url(path));
         if let Some(body) = body {
             request = request.json(&body);
+        } else {
+            request = request.header("content-type", "application/json");
         }
         read(request.send().await.unwrap()).await
     }

@@ -15,6 +15,7 @@ mod auth;
 mod common;
 mod faults;
 mod fidelity;
+mod guard;
 mod oauth;
 mod persistence;
 mod rules;

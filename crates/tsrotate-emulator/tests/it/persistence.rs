@@ -184,6 +184,7 @@ fn mismatched_or_corrupt_state_files_are_errors() {
     let other = EmulatorState::new(&Options {
         tailnet: "other.example".to_owned(),
         state_file: Some(file.clone()),
+        ..Options::default()
     });
     assert!(
         matches!(other, Err(Error::TailnetMismatch { .. })),

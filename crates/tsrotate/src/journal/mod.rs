@@ -306,7 +306,16 @@ fn read_with_tail(path: &Path) -> Result<(Vec<Record>, Tail), Error> {
                 return Err(Error::Damaged {
                     path: path.to_owned(),
                     line: i + 1,
-                    problem: format!("{:?} at column {}", e.classify(), e.column()),
+                    problem: format!(
+                        "{} at column {}",
+                        match e.classify() {
+                            serde_json::error::Category::Io => "unreadable",
+                            serde_json::error::Category::Syntax => "not JSON",
+                            serde_json::error::Category::Data => "not a record this version knows",
+                            serde_json::error::Category::Eof => "cut short",
+                        },
+                        e.column()
+                    ),
                 });
             }
         }

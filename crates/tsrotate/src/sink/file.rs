@@ -178,6 +178,20 @@ pub enum SkipReason {
     },
 }
 
+/// In words, for people: "links outside the searched folders (to `/etc/x`)".
+impl std::fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::OutsideRoots { target } => write!(
+                f,
+                "a link to `{}`, outside the folders searched",
+                target.display()
+            ),
+            Self::NotARegularFile { kind } => write!(f, "a {kind}, not a regular file"),
+        }
+    }
+}
+
 /// A path that [`locate`] could not search fully. The walk goes on past it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Problem {
@@ -209,6 +223,24 @@ pub enum ProblemKind {
         /// 1-based byte column.
         column: u64,
     },
+}
+
+/// In words, for people: the system's message, not its error kind's name.
+impl std::fmt::Display for ProblemKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unreadable { message, .. } => write!(f, "{message}"),
+            Self::CredentialTooLong {
+                key_id,
+                line,
+                column,
+            } => write!(
+                f,
+                "a credential of key {key_id} at line {line} column {column} is longer than \
+                 any real one; not edited"
+            ),
+        }
+    }
 }
 
 /// What [`locate`] found.
