@@ -11,6 +11,7 @@ pub mod audit;
 pub mod child;
 pub mod config;
 pub mod contain;
+pub mod federation;
 pub mod fs;
 mod http;
 pub mod hygiene;
