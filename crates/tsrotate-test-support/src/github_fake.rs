@@ -16,6 +16,7 @@
 //! | `GET /{scope}/secrets/public-key` | 200 `{"key_id", "key"}`: a real X25519 public key, base64 |
 //! | `GET /{scope}/secrets/{name}` | 200 metadata `{"name", "created_at", "updated_at"}` (+ `visibility` for organizations), never the value; 404 if absent |
 //! | `PUT /{scope}/secrets/{name}` | `{"encrypted_value", "key_id"}` (+ `visibility`, `selected_repository_ids` for organizations): 201 `{}` on create, 204 on update |
+//! | `DELETE /{scope}/secrets/{name}` | 204 with no body; 404 if the secret (or scope) does not exist |
 //! | anything else | 404 `{"message": "Not Found", …}` |
 //!
 //! # What it enforces
@@ -40,7 +41,7 @@
 //!   wrong. Rate limits happen only when injected with [`GithubFake::fail_next_with`].
 //! - The `Accept` header is not checked (GitHub only recommends it); it is recorded in
 //!   [`GithubFake::requests`] so tests can assert on it.
-//! - Listing and deleting secrets, selected repositories of organization secrets, Dependabot
+//! - Listing secrets, selected repositories of organization secrets, Dependabot
 //!   and Codespaces secrets, the older `/repositories/{repository_id}/environments/…` routes.
 //! - Whether GitHub checks that a sealed box opens is not documented; the fake does, so a
 //!   test can tell a correct encryption from garbage.
@@ -285,6 +286,27 @@ impl GithubFake {
         Some(stored.value.clone())
     }
 
+    /// Stores secret `name` directly, as if a person had set it in GitHub's settings.
+    ///
+    /// # Panics
+    ///
+    /// If the scope does not exist.
+    pub fn set_secret(&self, scope: &Scope, name: &str, value: &str) {
+        let mut inner = lock(&self.state);
+        let state = inner
+            .scopes
+            .get_mut(&scope.normalized())
+            .unwrap_or_else(|| panic!("no such scope {scope:?}"));
+        state.secrets.insert(
+            name.to_owned(),
+            Stored {
+                value: value.to_owned(),
+                visibility: None,
+                version: 1,
+            },
+        );
+    }
+
     /// The visibility an organization secret was written with.
     #[must_use]
     pub fn secret_visibility(&self, scope: &Scope, name: &str) -> Option<String> {
@@ -393,6 +415,11 @@ fn app(state: Shared) -> Router {
                  body: Bytes| async move {
                     put_secret(&s, &Scope::repository(&o, &r), &n, &headers, &body)
                 },
+            )
+            .delete(
+                |State(s): State<Shared>, Path((o, r, n)): Path<(String, String, String)>| async move {
+                    delete_secret(&s, &Scope::repository(&o, &r), &n)
+                },
             ),
         )
         .route(
@@ -418,6 +445,12 @@ fn app(state: Shared) -> Router {
                  body: Bytes| async move {
                     put_secret(&s, &Scope::environment(&o, &r, &e), &n, &headers, &body)
                 },
+            )
+            .delete(
+                |State(s): State<Shared>,
+                 Path((o, r, e, n)): Path<(String, String, String, String)>| async move {
+                    delete_secret(&s, &Scope::environment(&o, &r, &e), &n)
+                },
             ),
         )
         .route(
@@ -439,6 +472,11 @@ fn app(state: Shared) -> Router {
                  headers: HeaderMap,
                  body: Bytes| async move {
                     put_secret(&s, &Scope::organization(&o), &n, &headers, &body)
+                },
+            )
+            .delete(
+                |State(s): State<Shared>, Path((o, n)): Path<(String, String)>| async move {
+                    delete_secret(&s, &Scope::organization(&o), &n)
                 },
             ),
         )
@@ -574,6 +612,19 @@ fn metadata(state: &Shared, scope: &Scope, name: &str) -> Response {
         body["visibility"] = json!(v);
     }
     (StatusCode::OK, axum::Json(body)).into_response()
+}
+
+/// `DELETE …/secrets/{name}`: 204 without a body, 404 when there is no such secret.
+fn delete_secret(state: &Shared, scope: &Scope, name: &str) -> Response {
+    let mut inner = lock(state);
+    let Some(s) = inner.scopes.get_mut(scope) else {
+        return not_found();
+    };
+    if s.secrets.remove(name).is_some() {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        not_found()
+    }
 }
 
 fn valid_secret_name(name: &str) -> bool {

@@ -268,6 +268,15 @@ struct PublicKey {
     key: String,
 }
 
+/// What [`ActionsSecretSink::delete`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deleted {
+    /// The secret existed and is gone.
+    Deleted,
+    /// There was no such secret.
+    Absent,
+}
+
 /// How a `PUT` ended, when it did not fail outright.
 enum Put {
     Stored,
@@ -451,6 +460,27 @@ impl ActionsSecretSink {
             // 404 is also what a missing repository answers; tell the two apart by asking
             // for the public key, which exists whenever the repository does.
             StatusCode::NOT_FOUND => self.public_key().await.map(|_| false),
+            status => Err(self.classify(status, response, None).await),
+        }
+    }
+
+    /// Delete the secret (`DELETE …/secrets/{name}`, 204), once nothing reads it any more:
+    /// `tsrotate migrate-to-federated` removes a secret its workflows no longer use.
+    ///
+    /// A secret that is already gone is [`Deleted::Absent`], so repeating the call after a
+    /// crash is safe; a missing repository, environment or organization is still an error
+    /// (told apart from a missing secret as in a write, by asking for the public key).
+    #[tracing::instrument(skip_all, fields(sink = %self.describe()))]
+    pub async fn delete(&self) -> Result<Deleted, Error> {
+        let response = self
+            .send(
+                self.request(Method::DELETE, self.url(&self.name)),
+                "delete the secret",
+            )
+            .await?;
+        match response.status() {
+            StatusCode::NO_CONTENT | StatusCode::OK => Ok(Deleted::Deleted),
+            StatusCode::NOT_FOUND => self.public_key().await.map(|_| Deleted::Absent),
             status => Err(self.classify(status, response, None).await),
         }
     }

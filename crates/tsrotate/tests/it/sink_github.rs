@@ -466,3 +466,53 @@ async fn write_only_and_expectations() {
     let err = missing.write(&value(), &Expect::Absent).await.unwrap_err();
     assert!(matches!(err, Error::Config { .. }), "{}", shown(&err));
 }
+
+#[tokio::test]
+async fn delete_removes_the_secret_and_is_safe_to_repeat() {
+    use tsrotate::sink::github::Deleted;
+    let fake = GithubFake::start();
+    fake.add_environment("acme", "infra", "prod/eu");
+    let scope = Scope::environment("acme", "infra", "prod/eu");
+    fake.set_secret(&scope, "TS_AUTHKEY", value().expose_secret());
+    let target = Target::Environment {
+        owner: "acme".into(),
+        repo: "infra".into(),
+        environment: "prod/eu".into(),
+    };
+    let sink = sink(&fake, target);
+    assert_eq!(sink.delete().await.unwrap(), Deleted::Deleted);
+    assert_eq!(fake.secret_value(&scope, "TS_AUTHKEY"), None);
+    assert_eq!(sink.delete().await.unwrap(), Deleted::Absent);
+    let summary: Vec<_> = fake
+        .requests()
+        .iter()
+        .map(|r| format!("{} {} {}", r.method, r.path, r.status))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            "DELETE /repos/acme/infra/environments/prod%2Feu/secrets/TS_AUTHKEY 204",
+            "DELETE /repos/acme/infra/environments/prod%2Feu/secrets/TS_AUTHKEY 404",
+            "GET /repos/acme/infra/environments/prod%2Feu/secrets/public-key 200",
+        ]
+    );
+
+    // A repository that does not exist is not "already deleted".
+    let missing = sink_for(&fake, "gone");
+    let err = missing.delete().await.unwrap_err();
+    assert!(matches!(err, Error::Config { .. }), "{}", shown(&err));
+    // Denied stays denied.
+    fake.fail_next(1, 403);
+    let err = sink.delete().await.unwrap_err();
+    assert!(matches!(err, Error::Denied { .. }), "{}", shown(&err));
+}
+
+fn sink_for(fake: &GithubFake, repo: &str) -> ActionsSecretSink {
+    sink(
+        fake,
+        Target::Repository {
+            owner: "acme".into(),
+            repo: repo.into(),
+        },
+    )
+}

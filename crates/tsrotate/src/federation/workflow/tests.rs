@@ -310,7 +310,9 @@ fn a_rewrite_that_does_not_read_back_as_intended_is_refused() {
     let doc = Doc::new(&f).unwrap();
     let expected = doc.value.clone();
     assert!(doc.verify("on: push\njobs: {}\n", &expected).is_ok());
-    let err = doc.verify("on: push\njobs: {a: 1}\n", &expected).unwrap_err();
+    let err = doc
+        .verify("on: push\njobs: {a: 1}\n", &expected)
+        .unwrap_err();
     assert!(matches!(err, Error::Unsupported { .. }), "{err}");
     assert!(doc.verify("on: [\n", &expected).is_err());
 }
