@@ -185,7 +185,7 @@ async fn key_now(client: &api::Client, id: &KeyId, webhook: bool) -> anyhow::Res
 fn print_human(report: &Report) {
     println!("Abandoned rotation {}.", report.rotation_id);
     if let Some(failure) = &report.last_failure {
-        println!("  it stopped at: {failure}");
+        println!("  it stopped at: {}", tsrotate::text::escape(failure));
     }
     println!(
         "  old key {}: {}",
@@ -199,9 +199,9 @@ fn print_human(report: &Report) {
             "what it held before (not written by it)".to_owned(),
             ToString::to_string,
         );
-        println!("  {} holds {holds}", place.place);
+        println!("  {} holds {holds}", tsrotate::text::escape(&place.place));
     }
-    println!("{}", report.next);
+    println!("{}", tsrotate::text::escape(&report.next));
 }
 
 fn join(ids: &[&KeyId]) -> String {

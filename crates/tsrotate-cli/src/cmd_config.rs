@@ -5,6 +5,7 @@ use tsrotate::api::Auth;
 use tsrotate::key::KeyId;
 use tsrotate::rotate::places;
 use tsrotate::rotate::plan::{self, KeyStatus};
+use tsrotate::text::escape;
 
 use crate::args::{Format, GlobalArgs};
 use crate::context;
@@ -106,7 +107,7 @@ async fn check(global: &GlobalArgs) -> anyhow::Result<ExitStatus> {
     if global.format == Format::Human {
         println!(
             "configuration  {} (valid, {} credential(s))",
-            report.config,
+            escape(&report.config),
             config.credentials.len()
         );
         println!("Tailscale API  {}", report.api);
@@ -123,7 +124,12 @@ async fn check(global: &GlobalArgs) -> anyhow::Result<ExitStatus> {
                 }
                 _ => "empty: the first rotation fills it".to_owned(),
             };
-            println!("  {:<16} {:<50} {detail}", c.credential, c.place);
+            println!(
+                "  {:<16} {:<50} {}",
+                escape(&c.credential),
+                escape(&c.place),
+                escape(&detail)
+            );
         }
     } else {
         serde_json::to_writer_pretty(std::io::stdout().lock(), &report)?;
@@ -222,7 +228,7 @@ fn show(global: &GlobalArgs) -> anyhow::Result<ExitStatus> {
     ];
     if global.format == Format::Human {
         for s in &settings {
-            println!("{:<12} {:<60} ({})", s.name, s.value, s.source);
+            println!("{:<12} {:<60} ({})", s.name, escape(&s.value), s.source);
         }
     } else {
         serde_json::to_writer_pretty(std::io::stdout().lock(), &settings)?;

@@ -5,6 +5,7 @@ use time::OffsetDateTime;
 use tsrotate::api::Key;
 use tsrotate::key::{Fingerprint, KeyId, KeyRef};
 use tsrotate::rotate::plan::{self, KeyStatus};
+use tsrotate::text::escape;
 
 use crate::args::{Format, GlobalArgs};
 use crate::cmd_rotate::api_error;
@@ -140,13 +141,13 @@ fn print_human(r: &Report) {
         );
     }
     if !r.tags.is_empty() {
-        println!("tags          {}", r.tags.join(", "));
+        println!("tags          {}", escape(&r.tags.join(", ")));
     }
     if !r.scopes.is_empty() {
-        println!("scopes        {}", r.scopes.join(", "));
+        println!("scopes        {}", escape(&r.scopes.join(", ")));
     }
     if let Some(d) = &r.description {
-        println!("description   {d}");
+        println!("description   {}", escape(d));
     }
     if let Some(c) = r.created {
         println!("created       {c}");
@@ -163,6 +164,6 @@ fn print_human(r: &Report) {
         );
     }
     if let Some(o) = &r.owner {
-        println!("owner         {o}");
+        println!("owner         {}", escape(o));
     }
 }

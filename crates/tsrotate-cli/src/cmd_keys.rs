@@ -227,6 +227,16 @@ fn dash_if_empty(s: &str) -> String {
 
 /// Columns padded to their widest cell, two spaces apart; the last column is not padded.
 fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    // Descriptions and tags come from the API: whoever made a key chose them.
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            r.iter()
+                .map(|c| tsrotate::text::escape(c).into_owned())
+                .collect()
+        })
+        .collect();
+    let rows = rows.as_slice();
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {

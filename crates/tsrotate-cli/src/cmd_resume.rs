@@ -48,7 +48,10 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
                 Ok(records) => records,
                 // Reported, not fatal: the other rotations still get finished.
                 Err(e) => {
-                    eprintln!("warning: {e}; skipped");
+                    eprintln!(
+                        "warning: {}; skipped",
+                        tsrotate::text::escape(&e.to_string())
+                    );
                     continue;
                 }
             };

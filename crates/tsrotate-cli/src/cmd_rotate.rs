@@ -11,6 +11,7 @@ use tsrotate::rotate::places;
 use tsrotate::rotate::plan::{self, Overrides, Plan, Request};
 use tsrotate::rotate::session::{Admission, Lock};
 use tsrotate::rotate::world::ApiWorld;
+use tsrotate::text;
 
 use crate::args::{Format, GlobalArgs};
 use crate::context;
@@ -308,7 +309,7 @@ async fn from_scan(
         text
     } else {
         std::fs::read_to_string(file)
-            .map_err(|e| UserError::new(format!("cannot read `{}`: {e}", file.display())))?
+            .map_err(|e| UserError::new(format!("cannot read `{}`: {e}", text::path(file))))?
     };
     let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
         UserError::new(format!(
@@ -497,7 +498,7 @@ pub(crate) async fn rotate(
 ) -> anyhow::Result<ExitStatus> {
     for root in &request.roots {
         if std::fs::symlink_metadata(root).is_err() {
-            return Err(UserError::new(format!("`{}` does not exist", root.display())).into());
+            return Err(UserError::new(format!("`{}` does not exist", text::path(root))).into());
         }
     }
     let state_dir = context::trusted_state_dir(global)?;
@@ -791,7 +792,7 @@ fn write_plan(out: &mut impl Write, plan: &Plan, dry_run: bool) -> std::io::Resu
     if !configured.is_empty() {
         writeln!(out, "  places    {} configured place(s)", configured.len())?;
         for place in &configured {
-            writeln!(out, "    {place}")?;
+            writeln!(out, "    {}", text::escape(place))?;
         }
     }
     let occurrences: usize = plan.files.iter().map(|m| m.occurrences.len()).sum();
@@ -807,14 +808,18 @@ fn write_plan(out: &mut impl Write, plan: &Plan, dry_run: bool) -> std::io::Resu
             writeln!(
                 out,
                 "    {}:{}:{}",
-                m.display_path.display(),
+                text::path(&m.display_path),
                 o.line,
                 o.column
             )?;
         }
     }
     for m in &plan.discovery.binary {
-        writeln!(out, "    {} (binary: NOT edited)", m.display_path.display())?;
+        writeln!(
+            out,
+            "    {} (binary: NOT edited)",
+            text::path(&m.display_path)
+        )?;
     }
     let mut steps = Vec::new();
     if s.revoke_first {
@@ -855,13 +860,13 @@ fn write_plan(out: &mut impl Write, plan: &Plan, dry_run: bool) -> std::io::Resu
         .collect();
     writeln!(out, "  steps     {}", steps.join("  "))?;
     for w in &plan.warnings {
-        writeln!(out, "  warning   {w}")?;
+        writeln!(out, "  warning   {}", text::escape(w))?;
     }
     for p in &plan.discovery.problems {
         writeln!(
             out,
             "  warning   {}: could not be read ({})",
-            p.path.display(),
+            text::path(&p.path),
             p.kind
         )?;
     }
@@ -869,7 +874,7 @@ fn write_plan(out: &mut impl Write, plan: &Plan, dry_run: bool) -> std::io::Resu
         writeln!(
             out,
             "  note      {} skipped ({})",
-            sk.path.display(),
+            text::path(&sk.path),
             sk.reason
         )?;
     }

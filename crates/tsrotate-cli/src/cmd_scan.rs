@@ -115,7 +115,7 @@ fn check_paths(args: &Args) -> Result<(), UserError> {
         if std::fs::symlink_metadata(path).is_err() {
             return Err(UserError::new(format!(
                 "`{}` does not exist",
-                path.display()
+                tsrotate::text::path(path)
             )));
         }
     }

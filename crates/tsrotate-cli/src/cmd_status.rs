@@ -74,7 +74,7 @@ pub(crate) async fn run(global: &GlobalArgs, _args: &Args) -> anyhow::Result<Exi
             };
             println!(
                 "{:<16} {:<13} {:<14} {:<11} {:>5} {} {:<7} {:<22} {:<11} {}",
-                r.name,
+                tsrotate::text::escape(&r.name),
                 format!("{:?}", r.kind).to_lowercase(),
                 r.key_id
                     .as_ref()

@@ -103,9 +103,9 @@ pub(crate) async fn rotate_due(
         for r in &results {
             println!(
                 "{:<16} {:<8} {}",
-                r.credential,
+                tsrotate::text::escape(&r.credential),
                 r.action,
-                r.detail.as_deref().unwrap_or("")
+                tsrotate::text::escape(r.detail.as_deref().unwrap_or(""))
             );
         }
     } else {

@@ -82,9 +82,11 @@ pub(crate) fn finish(result: anyhow::Result<ExitStatus>) -> ExitCode {
                 .or_else(|| stopped.and_then(|s| s.hint.as_deref()));
             #[allow(clippy::print_stderr, reason = "the binary reports its own failure")]
             {
-                eprintln!("error: {}", tsrotate::key::redact_in(&chain(&error)));
+                // One line each, whatever file names or values the messages quote.
+                let message = tsrotate::key::redact_in(&chain(&error));
+                eprintln!("error: {}", tsrotate::text::escape(&message));
                 if let Some(hint) = hint {
-                    eprintln!("hint: {hint}");
+                    eprintln!("hint: {}", tsrotate::text::escape(hint));
                 }
             }
             ExitCode::from(code)

@@ -77,7 +77,7 @@ impl Observer for Narrator {
         };
         #[allow(clippy::print_stderr, reason = "progress narration goes to stderr")]
         {
-            eprintln!("{line}");
+            eprintln!("{}", tsrotate::text::escape(&line));
         }
     }
 }
@@ -359,7 +359,7 @@ impl Outcome {
                         self.old_key_id
                     )?;
                     if let Some(next) = &self.next {
-                        writeln!(out, "  next: {next}")?;
+                        writeln!(out, "  next: {}", tsrotate::text::escape(next))?;
                     }
                 } else {
                     writeln!(
@@ -387,10 +387,10 @@ impl Outcome {
             RunOutcome::Incomplete => {
                 writeln!(out, "Rotation {}: NOT completed.", self.rotation_id)?;
                 if let Some(error) = &self.error {
-                    writeln!(out, "  {error}")?;
+                    writeln!(out, "  {}", tsrotate::text::escape(error))?;
                 }
                 if let Some(hint) = &self.hint {
-                    writeln!(out, "  hint: {hint}")?;
+                    writeln!(out, "  hint: {}", tsrotate::text::escape(hint))?;
                 }
                 writeln!(
                     out,
@@ -410,18 +410,22 @@ impl Outcome {
                     writeln!(
                         out,
                         "  {}: {}",
-                        sink.place,
+                        tsrotate::text::escape(&sink.place),
                         sink.holds
                             .as_ref()
                             .map_or_else(|| "not updated".to_owned(), |id| format!("holds {id}"))
                     )?;
                 }
                 if let Some(next) = &self.next {
-                    writeln!(out, "  next: {next}")?;
+                    writeln!(out, "  next: {}", tsrotate::text::escape(next))?;
                 }
             }
         }
-        writeln!(out, "  journal: {}", self.journal.display())?;
-        writeln!(out, "  audit log: {}", self.audit_log.display())
+        writeln!(out, "  journal: {}", tsrotate::text::path(&self.journal))?;
+        writeln!(
+            out,
+            "  audit log: {}",
+            tsrotate::text::path(&self.audit_log)
+        )
     }
 }

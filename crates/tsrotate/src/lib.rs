@@ -21,3 +21,4 @@ pub mod notify;
 pub mod rotate;
 pub mod schedule;
 pub mod sink;
+pub mod text;

@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use indicatif::HumanBytes;
+use tsrotate::text::escape;
 use tsrotate_scan::{Encoding, Finding, Report, Status};
 
 use super::verify::Verification;
@@ -72,9 +73,9 @@ pub(super) fn human(out: &mut dyn Write, listed: &[Finding]) -> io::Result<()> {
         };
         writeln!(out, "{} {key_id}: {state}, {count}", kind_name(first))?;
         for f in places {
-            write!(out, "  {}:{}:{}", f.path, f.line, f.column)?;
+            write!(out, "  {}:{}:{}", escape(&f.path), f.line, f.column)?;
             if let Some(commit) = &f.commit {
-                write!(out, " in commit {}", short(commit))?;
+                write!(out, " in commit {}", escape(short(commit)))?;
             }
             if f.encoding == Encoding::Base64 {
                 write!(out, "  base64")?;
@@ -162,8 +163,8 @@ pub(super) fn problems(report: &Report) {
     for p in &report.problems {
         eprintln!(
             "warning: {}: {}",
-            p.path,
-            tsrotate::key::redact_in(&p.message)
+            escape(&p.path),
+            escape(&tsrotate::key::redact_in(&p.message))
         );
     }
 }

@@ -17,6 +17,7 @@ mod audit;
 mod children;
 mod config;
 mod crash;
+mod escaping;
 mod fault_matrix;
 mod fields;
 mod kinds;
