@@ -79,6 +79,9 @@ pub(crate) enum Command {
     Status(crate::cmd_status::Args),
     /// Revoke a key and confirm it is dead, without replacing it.
     Revoke(crate::cmd_revoke::Args),
+    /// Find the devices a leaked auth key may have joined, ranked with evidence. Exit 1 when
+    /// some rank at or above --min-confidence.
+    Contain(crate::cmd_contain::Args),
     /// Find Tailscale credentials in files and git history.
     Scan(crate::cmd_scan::Args),
     /// Serve the built-in Tailscale API emulator (for tests, demos and trying tsrotate out).

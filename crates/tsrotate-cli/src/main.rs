@@ -11,6 +11,7 @@ mod args;
 mod cmd_abandon;
 mod cmd_audit;
 mod cmd_config;
+mod cmd_contain;
 mod cmd_demo;
 mod cmd_emulator;
 mod cmd_inspect;
@@ -60,6 +61,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Abandon(args) => runtime()?.block_on(cmd_abandon::run(&global, &args)),
         Command::Status(args) => runtime()?.block_on(cmd_status::run(&global, &args)),
         Command::Revoke(args) => runtime()?.block_on(cmd_revoke::run(&global, &args)),
+        Command::Contain(args) => runtime()?.block_on(cmd_contain::run(&global, &args)),
     }
 }
 

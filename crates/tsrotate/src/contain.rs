@@ -156,6 +156,33 @@ pub fn key_from_journals(
     Ok(found.map(|(key, rotation, _)| (key, rotation)))
 }
 
+/// When the key leaked, as the user gave it: a time, or a duration before the API server's
+/// now (resolved against the server's clock, which tests and skewed machines need).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Since {
+    /// An absolute time.
+    At(OffsetDateTime),
+    /// This long before the server's now.
+    Ago(time::Duration),
+}
+
+impl Since {
+    /// The time this names, given the server's now.
+    #[must_use]
+    pub fn resolve(self, now: OffsetDateTime) -> OffsetDateTime {
+        match self {
+            Self::At(at) => at,
+            Self::Ago(ago) => now - ago,
+        }
+    }
+}
+
+impl From<OffsetDateTime> for Since {
+    fn from(at: OffsetDateTime) -> Self {
+        Self::At(at)
+    }
+}
+
 /// When the key could have registered the devices we look for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Window {
@@ -531,7 +558,7 @@ pub async fn investigate(
     client: &crate::api::Client,
     state_dir: Option<&Path>,
     id: &KeyId,
-    since: Option<OffsetDateTime>,
+    since: Option<Since>,
     expected: &Expected,
 ) -> Result<Report, Error> {
     let key = match client.get_key(id).await {
@@ -556,6 +583,7 @@ pub async fn investigate(
         Err(e) => return Err(Error::api("reading the key", "auth_keys:read")(e)),
     };
     let now = client.server_now();
+    let since = since.map(|s| s.resolve(now));
     let window = Window::of(&key, since, now);
     let mut notes = Vec::new();
     let devices = client

@@ -16,6 +16,7 @@ mod admission;
 mod audit;
 mod children;
 mod config;
+mod contain;
 mod crash;
 mod escaping;
 mod fault_matrix;

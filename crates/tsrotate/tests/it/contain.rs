@@ -96,7 +96,7 @@ async fn the_attackers_rank_exact_when_the_audit_log_names_the_key() {
     let emu = emulator::start();
     let (key, since) = fleet(&emu, "key").await;
     let api = client(&emu, None);
-    let report = contain::investigate(&api, None, &key, Some(since), &Expected::default())
+    let report = contain::investigate(&api, None, &key, Some(since.into()), &Expected::default())
         .await
         .unwrap();
     let found = hostnames(&report);
@@ -119,7 +119,7 @@ async fn without_the_key_as_actor_or_the_audit_log_they_are_possible() {
         &client(&emu, None),
         None,
         &key,
-        Some(since),
+        Some(since.into()),
         &Expected::default(),
     )
     .await
@@ -140,7 +140,7 @@ async fn without_the_key_as_actor_or_the_audit_log_they_are_possible() {
 
     // A credential without logs:configuration:read degrades to the device list, saying so.
     let blind = client(&emu, Some(&["devices:core:read", "auth_keys:read"]));
-    let report = contain::investigate(&blind, None, &key, Some(since), &Expected::default())
+    let report = contain::investigate(&blind, None, &key, Some(since.into()), &Expected::default())
         .await
         .unwrap();
     assert_eq!(report.analysis.candidates.len(), 3);
@@ -153,9 +153,15 @@ async fn without_the_key_as_actor_or_the_audit_log_they_are_possible() {
 
     // Without devices:core:read, the error names the scope.
     let keys_only = client(&emu, Some(&["auth_keys:read"]));
-    let error = contain::investigate(&keys_only, None, &key, Some(since), &Expected::default())
-        .await
-        .unwrap_err();
+    let error = contain::investigate(
+        &keys_only,
+        None,
+        &key,
+        Some(since.into()),
+        &Expected::default(),
+    )
+    .await
+    .unwrap_err();
     assert!(error.to_string().contains("`devices:core:read`"), "{error}");
 }
 
