@@ -75,7 +75,7 @@ pub(crate) async fn run(global: &GlobalArgs, _args: &Args) -> anyhow::Result<Exi
             println!(
                 "{:<16} {:<13} {:<14} {:<11} {:>5} {} {:<7} {:<22} {:<11} {}",
                 tsrotate::text::escape(&r.name),
-                format!("{:?}", r.kind).to_lowercase(),
+                crate::cmd_rotate::config_kind(r.kind).slug(),
                 r.key_id
                     .as_ref()
                     .map_or("?".to_owned(), ToString::to_string),
