@@ -84,7 +84,10 @@ async fn check(global: &GlobalArgs) -> anyhow::Result<ExitStatus> {
             let (state, error) = match &reading.snapshot {
                 Ok(s) if s.value.is_some() => ("ok", None),
                 Ok(_) => ("empty", None),
-                Err(tsrotate::sink::Error::WriteOnly { .. }) => ("write-only", None),
+                Err(tsrotate::sink::Error {
+                    kind: tsrotate::sink::ErrorKind::WriteOnly,
+                    ..
+                }) => ("write-only", None),
                 Err(e) => ("error", Some(e.to_string())),
             };
             checks.push(PlaceCheck {

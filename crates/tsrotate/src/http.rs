@@ -56,6 +56,41 @@ pub(crate) fn is_loopback(url: &Url) -> bool {
     }
 }
 
+/// Parse the address of a server a credential is sent to (the Tailscale API, Vault, AWS,
+/// GitHub, a Kubernetes API server): `https://`, or `http://` to a loopback host
+/// ([`check_scheme`]); no credentials inside it (they are configured separately), no query or
+/// fragment, a host. `what` names the address in messages ("the Vault address").
+///
+/// The one parser for such addresses, so that the API client and every sink refuse the same.
+pub(crate) fn parse_service_url(raw: &str, what: &str) -> Result<Url, String> {
+    // The text is not echoed: a malformed address may still hold a credential.
+    let url = Url::parse(raw).map_err(|e| format!("{what} is not a valid URL: {e}"))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "{what} must not contain credentials; they are configured separately"
+        ));
+    }
+    check_scheme(&url, what)?;
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("{what} must not have a query or fragment"));
+    }
+    if url.cannot_be_a_base() || url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{what} has no host"));
+    }
+    Ok(url)
+}
+
+/// The scheme rule: `https://`, or plain `http://` only to a loopback address
+/// ([`is_loopback`]). `what` names the URL in messages.
+pub(crate) fn check_scheme(url: &Url, what: &str) -> Result<(), String> {
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback(url) => Ok(()),
+        "http" => Err(plain_http_refused(url, "credentials")),
+        other => Err(format!("unsupported URL scheme `{other}` in {what}")),
+    }
+}
+
 /// Why a plain `http://` URL to a host that is not a loopback address is refused. `what`
 /// names what would be exposed ("credentials", "the token").
 pub(crate) fn plain_http_refused(url: &Url, what: &str) -> String {

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::http;
 use crate::key::Secret;
 
 /// Why a notification could not be delivered.
@@ -31,26 +32,21 @@ pub enum Error {
     },
 }
 
+/// How long posting a notification may take: a receiver that does not answer must not hold
+/// up the run that reports to it.
+const TIMEOUT: Duration = Duration::from_secs(15);
+
 /// Post `payload` (with its human summary `text`) to the webhook at `url`.
+///
+/// The client follows the crate's HTTP rules, as the API client and the sinks do: no
+/// redirects, a timeout, plain `http://` only to a loopback address. The URL itself is not
+/// checked further (a webhook may carry its credential in the path or the query).
 pub async fn post<T: Serialize + Sync>(url: &Secret, text: &str, payload: &T) -> Result<(), Error> {
     let parsed =
         reqwest::Url::parse(url.expose_secret()).map_err(|_| Error::Url("not a URL".into()))?;
     let host = format!("{}://{}", parsed.scheme(), parsed.host_str().unwrap_or(""));
-    let loopback = matches!(
-        parsed.host_str(),
-        Some("127.0.0.1" | "localhost" | "[::1]" | "::1")
-    );
-    match parsed.scheme() {
-        "https" => {}
-        "http" if loopback => {}
-        other => return Err(Error::Url(format!("scheme `{other}` (use https)"))),
-    }
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(15))
-        .user_agent(concat!("tsrotate/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| Error::Url(e.to_string()))?;
+    http::check_scheme(&parsed, "the notification URL").map_err(Error::Url)?;
+    let client = http::client(TIMEOUT).map_err(Error::Url)?;
     let body = serde_json::json!({ "text": text, "tsrotate": payload });
     let response = client
         .post(parsed)
@@ -68,5 +64,22 @@ pub async fn post<T: Serialize + Sync>(url: &Secret, text: &str, payload: &T) ->
             host,
             message: format!("status {}", response.status()),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The webhook URL is a credential: plain http is refused for every host that is not a
+    /// loopback address, before anything is sent.
+    #[tokio::test]
+    async fn plain_http_only_to_loopback() {
+        for bad in http::NON_LOOPBACK_HTTP_URLS {
+            let err = post(&Secret::new((*bad).to_owned()), "t", &())
+                .await
+                .expect_err(bad);
+            assert!(matches!(err, Error::Url(_)), "{bad}: {err}");
+        }
     }
 }

@@ -177,29 +177,7 @@ impl ClientBuilder {
 }
 
 fn parse_base_url(raw: &str) -> Result<Url, Error> {
-    let url = Url::parse(raw.trim_end_matches('/'))
-        .map_err(|e| Error::Config(format!("invalid API base URL: {e}")))?;
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(Error::Config(
-            "the API base URL must not contain credentials; use TAILSCALE_API_KEY or an OAuth client".into(),
-        ));
-    }
-    match url.scheme() {
-        "https" => {}
-        "http" if http::is_loopback(&url) => {}
-        "http" => return Err(Error::Config(http::plain_http_refused(&url, "credentials"))),
-        other => {
-            return Err(Error::Config(format!(
-                "unsupported URL scheme `{other}` for the API base URL"
-            )));
-        }
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(Error::Config(
-            "the API base URL must not have a query or fragment".into(),
-        ));
-    }
-    Ok(url)
+    http::parse_service_url(raw.trim_end_matches('/'), "the API base URL").map_err(Error::Config)
 }
 
 /// Whether `base_url` names this machine (`127.0.0.0/8`, `::1`, `localhost`): the emulator

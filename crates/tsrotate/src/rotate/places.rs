@@ -17,7 +17,7 @@ pub struct Reading {
     /// place runs it before revoking.
     pub credential_verify: Vec<String>,
     /// What it holds, or why it could not be read. Write-only places answer
-    /// [`sink::Error::WriteOnly`].
+    /// [`sink::ErrorKind::WriteOnly`].
     pub snapshot: Result<Snapshot, sink::Error>,
 }
 
@@ -35,7 +35,11 @@ impl Reading {
     #[must_use]
     pub fn failed(&self) -> Option<&sink::Error> {
         match &self.snapshot {
-            Err(sink::Error::WriteOnly { .. }) | Ok(_) => None,
+            Err(sink::Error {
+                kind: sink::ErrorKind::WriteOnly,
+                ..
+            })
+            | Ok(_) => None,
             Err(e) => Some(e),
         }
     }
@@ -50,7 +54,7 @@ pub async fn read(credential: &config::Credential, credentials: &Credentials) ->
         .map(|place| async move {
             let snapshot = match sink::build(&place.spec, credentials) {
                 Ok(s) if s.readable() => s.read().await,
-                Ok(s) => Err(sink::Error::WriteOnly { sink: s.describe() }),
+                Ok(s) => Err(sink::Error::write_only(s.describe())),
                 Err(e) => Err(e),
             };
             Reading {

@@ -19,7 +19,7 @@
 //! compiles in 0.3 s (measured with `cargo build --timings`). What we give up: the SDK's credential chain (profiles, SSO,
 //! instance and container roles; the CLI resolves static or session credentials from the
 //! environment instead), its retries (the rotation engine retries
-//! [`Error::Unavailable`]) and endpoint rules beyond `https://{service}.{region}.amazonaws.com`
+//! [`ErrorKind::Unavailable`](super::ErrorKind::Unavailable)) and endpoint rules beyond `https://{service}.{region}.amazonaws.com`
 //! (`.amazonaws.com.cn` in China; anything else through `endpoint_url`). The signer is
 //! checked against AWS's published test vectors and, in the integration tests, against a real
 //! verifier (moto with IAM authentication switched on).
@@ -27,7 +27,7 @@
 //! # Check-and-set on services that have none
 //!
 //! Neither service has a conditional write, so a write reads the current version right before
-//! writing and refuses with [`Error::Conflict`] when it is not the expected one. That leaves a
+//! writing and refuses with [`ErrorKind::Conflict`](super::ErrorKind::Conflict) when it is not the expected one. That leaves a
 //! race window of one round trip between the read and the write: a value stored by someone
 //! else inside it is replaced by ours. Neither service loses it: Secrets Manager keeps it as
 //! the `AWSPREVIOUS` version, SSM in the parameter's history (`GetParameterHistory`). Outside
@@ -270,10 +270,7 @@ impl Client {
         endpoint_url: Option<String>,
         credentials: AwsCredentials,
     ) -> Result<Self, Error> {
-        let config = |message: String| Error::Config {
-            sink: sink.to_owned(),
-            message,
-        };
+        let config = |message: String| Error::config(sink, message);
         let region_ok = !region.is_empty()
             && region.len() <= 50
             && region
@@ -403,20 +400,20 @@ impl Client {
             .map_err(|e| Failure::Sink(transport_error(sink, &self.url, &e)))?;
         if status.is_success() {
             return serde_json::from_slice(&bytes).map_err(|e| {
-                Failure::Sink(Error::Other {
-                    sink: sink.to_owned(),
-                    message: format!("unexpected answer to {action}: {}", json_problem(&e)),
-                })
+                Failure::Sink(Error::other(
+                    sink,
+                    format!("unexpected answer to {action}: {}", json_problem(&e)),
+                ))
             });
         }
         if status.is_redirection() {
-            return Err(Failure::Sink(Error::Config {
-                sink: sink.to_owned(),
-                message: format!(
+            return Err(Failure::Sink(Error::config(
+                sink,
+                format!(
                     "HTTP {} from {action}: the endpoint redirected; redirects are not followed so that signed requests go nowhere else",
                     status.as_u16()
                 ),
-            }));
+            )));
         }
         let (code, message) = parse_error(status, error_type.as_deref(), &bytes);
         let mut known = sent.to_vec();
@@ -525,22 +522,12 @@ fn classify(sink: &str, action: &str, failure: Failure) -> Error {
     } else {
         format!("{action}: {code}: {message}")
     };
-    let sink = sink.to_owned();
     if DENIED_CODES.contains(&code.as_str()) || matches!(status, 401 | 403) {
-        Error::Denied {
-            sink,
-            message: shown,
-        }
+        Error::denied(sink, shown)
     } else if RETRYABLE_CODES.contains(&code.as_str()) || status == 429 || status >= 500 {
-        Error::Unavailable {
-            sink,
-            message: shown,
-        }
+        Error::unavailable(sink, shown)
     } else {
-        Error::Other {
-            sink,
-            message: shown,
-        }
+        Error::other(sink, shown)
     }
 }
 
@@ -608,10 +595,10 @@ impl SecretsManagerSink {
             None => format!("aws-secretsmanager {secret_id}"),
         };
         if secret_id.is_empty() || json_field.as_deref() == Some("") {
-            return Err(Error::Config {
-                sink: name,
-                message: "the secret ID or the JSON field is empty".into(),
-            });
+            return Err(Error::config(
+                name,
+                "the secret ID or the JSON field is empty",
+            ));
         }
         let client = Client::new(
             &name,
@@ -653,11 +640,11 @@ impl SecretsManagerSink {
             .text
             .as_ref()
             .map(Secret::expose_secret)
-            .ok_or_else(|| Error::Config {
-                sink: self.name.clone(),
-                message:
-                    "the secret is binary (SecretBinary); only SecretString secrets are supported"
-                        .into(),
+            .ok_or_else(|| {
+                Error::config(
+                    &self.name,
+                    "the secret is binary (SecretBinary); only SecretString secrets are supported",
+                )
             })
     }
 
@@ -666,10 +653,10 @@ impl SecretsManagerSink {
         match serde_json::from_str::<Value>(text) {
             Ok(Value::Object(map)) => Ok(map),
             // serde's message could quote the secret: say only what is wrong.
-            _ => Err(Error::Config {
-                sink: self.name.clone(),
-                message: "the secret is not a JSON object, so it has no fields\nhint: leave out `json_field` to replace the whole secret".into(),
-            }),
+            _ => Err(Error::config(
+                &self.name,
+                "the secret is not a JSON object, so it has no fields\nhint: leave out `json_field` to replace the whole secret",
+            )),
         }
     }
 
@@ -682,10 +669,10 @@ impl SecretsManagerSink {
         match self.object(text)?.get(field) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(Secret::new(s.clone()))),
-            Some(_) => Err(Error::Other {
-                sink: self.name.clone(),
-                message: format!("field `{field}` holds a JSON value that is not a string"),
-            }),
+            Some(_) => Err(Error::other(
+                &self.name,
+                format!("field `{field}` holds a JSON value that is not a string"),
+            )),
         }
     }
 
@@ -697,9 +684,7 @@ impl SecretsManagerSink {
             // Already there: a repeated write after a crash, or nothing to change.
             return Ok(Some(Version(current.version_id.clone())));
         }
-        let conflict = || Error::Conflict {
-            sink: self.name.clone(),
-        };
+        let conflict = || Error::conflict(&self.name);
         match (expect, &current) {
             (Expect::Absent, Some(_)) | (Expect::Version(_), None) => return Err(conflict()),
             (Expect::Version(v), Some(c)) if c.version_id != v.0 => return Err(conflict()),
@@ -740,10 +725,10 @@ impl SecretsManagerSink {
         );
         let out = if current.is_none() {
             if self.secret_id.starts_with("arn:") {
-                return Err(Error::Config {
-                        sink: self.name.clone(),
-                        message: "the secret does not exist, and a secret cannot be created from an ARN\nhint: name the secret by its name to have it created".into(),
-                    });
+                return Err(Error::config(
+                    &self.name,
+                    "the secret does not exist, and a secret cannot be created from an ARN\nhint: name the secret by its name to have it created",
+                ));
             }
             let body = json!({
                 "Name": self.secret_id,
@@ -895,10 +880,7 @@ impl SsmSink {
     ) -> Result<Self, Error> {
         let sink = format!("aws-ssm {name}");
         if name.is_empty() {
-            return Err(Error::Config {
-                sink,
-                message: "the parameter name is empty".into(),
-            });
+            return Err(Error::config(sink, "the parameter name is empty"));
         }
         let client = Client::new(&sink, "ssm", "AmazonSSM", region, endpoint_url, credentials)?;
         Ok(Self {
@@ -929,9 +911,7 @@ impl SsmSink {
             // Already there: a repeated write after a crash, or nothing to change.
             return Ok(Some(Version(current.version.to_string())));
         }
-        let conflict = || Error::Conflict {
-            sink: self.name.clone(),
-        };
+        let conflict = || Error::conflict(&self.name);
         match (expect, &current) {
             (Expect::Absent, Some(_)) | (Expect::Version(_), None) => return Err(conflict()),
             (Expect::Version(v), Some(c)) if c.version.to_string() != v.0 => {
@@ -994,6 +974,7 @@ impl Sink for SsmSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sink::ErrorKind;
 
     /// The example credentials of AWS's Signature Version 4 test suite.
     const SUITE_KEY_ID: &str = "AKIDEXAMPLE";
@@ -1152,23 +1133,38 @@ mod tests {
         };
         assert!(matches!(
             classify("s", "A", failure(400, "UnrecognizedClientException")),
-            Error::Denied { .. }
+            Error {
+                kind: ErrorKind::Denied,
+                ..
+            }
         ));
         assert!(matches!(
             classify("s", "A", failure(403, "Whatever")),
-            Error::Denied { .. }
+            Error {
+                kind: ErrorKind::Denied,
+                ..
+            }
         ));
         assert!(matches!(
             classify("s", "A", failure(400, "ThrottlingException")),
-            Error::Unavailable { .. }
+            Error {
+                kind: ErrorKind::Unavailable,
+                ..
+            }
         ));
         assert!(matches!(
             classify("s", "A", failure(503, "Whatever")),
-            Error::Unavailable { .. }
+            Error {
+                kind: ErrorKind::Unavailable,
+                ..
+            }
         ));
         assert!(matches!(
             classify("s", "A", failure(400, "ValidationException")),
-            Error::Other { .. }
+            Error {
+                kind: ErrorKind::Other,
+                ..
+            }
         ));
     }
 
@@ -1216,7 +1212,7 @@ mod tests {
         ];
         for (i, error) in bad.into_iter().enumerate() {
             let error = error.unwrap_or_else(|| panic!("case {i} was accepted"));
-            assert!(matches!(error, Error::Config { .. }), "case {i}: {error}");
+            assert!(error.kind == ErrorKind::Config, "case {i}: {error}");
             assert!(!format!("{error} {error:?}").contains("CANARY"));
         }
     }

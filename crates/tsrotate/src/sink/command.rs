@@ -9,10 +9,10 @@
 //! - in the environment variable [`NEW_KEY_ENV`] (`TSROTATE_NEW_KEY`);
 //! - never in its arguments.
 //!
-//! Exit status 0 is success. Anything else is [`Error::Other`] carrying the status; a
+//! Exit status 0 is success. Anything else is [`ErrorKind::Other`](super::ErrorKind::Other) carrying the status; a
 //! command that does not finish within the timeout ([`DEFAULT_TIMEOUT`], 5 minutes) is
-//! killed and reported as [`Error::Unavailable`]: a hung network call may well work later.
-//! A command that cannot be started is [`Error::Config`].
+//! killed and reported as [`ErrorKind::Unavailable`](super::ErrorKind::Unavailable): a hung network call may well work later.
+//! A command that cannot be started is [`ErrorKind::Config`](super::ErrorKind::Config).
 //!
 //! The sink is write-only: a command has no way to report what it holds.
 //!
@@ -67,14 +67,14 @@ impl CommandSink {
     /// [`Self::with_environment`]).
     pub fn new(run: Vec<String>) -> Result<Self, Error> {
         match run.first() {
-            None => Err(Error::Config {
-                sink: "command".to_owned(),
-                message: "`run` is empty: name a program and its arguments".to_owned(),
-            }),
-            Some(program) if program.trim().is_empty() => Err(Error::Config {
-                sink: "command".to_owned(),
-                message: "`run` starts with an empty program name".to_owned(),
-            }),
+            None => Err(Error::config(
+                "command",
+                "`run` is empty: name a program and its arguments".to_owned(),
+            )),
+            Some(program) if program.trim().is_empty() => Err(Error::config(
+                "command",
+                "`run` starts with an empty program name".to_owned(),
+            )),
             Some(_) => Ok(Self {
                 run,
                 timeout: DEFAULT_TIMEOUT,
@@ -102,12 +102,11 @@ impl CommandSink {
     #[tracing::instrument(skip_all, fields(sink = %self.describe()))]
     async fn run_with(&self, value: &Secret, expect: &Expect) -> Result<Option<Version>, Error> {
         if *expect != Expect::Unchecked {
-            return Err(Error::Config {
-                sink: self.describe(),
-                message:
-                    "a command cannot check what the place holds; write with `Expect::Unchecked`"
-                        .to_owned(),
-            });
+            return Err(Error::config(
+                self.describe(),
+                "a command cannot check what the place holds; write with `Expect::Unchecked`"
+                    .to_owned(),
+            ));
         }
         let redactor = Redactor::new(std::iter::once(value).chain(&self.others));
         let result = child::run(child::Child {
@@ -123,18 +122,11 @@ impl CommandSink {
         let sink = self.describe();
         match result {
             Ok(()) => Ok(None),
-            Err(e @ child::Error::Start { .. }) => Err(Error::Config {
-                sink,
-                message: e.to_string(),
-            }),
-            Err(e @ child::Error::TimedOut { .. }) => Err(Error::Unavailable {
-                sink,
-                message: e.to_string(),
-            }),
-            Err(e @ (child::Error::Failed { .. } | child::Error::Io { .. })) => Err(Error::Other {
-                sink,
-                message: e.to_string(),
-            }),
+            Err(e @ child::Error::Start { .. }) => Err(Error::config(sink, e.to_string())),
+            Err(e @ child::Error::TimedOut { .. }) => Err(Error::unavailable(sink, e.to_string())),
+            Err(e @ (child::Error::Failed { .. } | child::Error::Io { .. })) => {
+                Err(Error::other(sink, e.to_string()))
+            }
         }
     }
 }
@@ -160,11 +152,7 @@ impl Sink for CommandSink {
     }
 
     fn read(&self) -> BoxFuture<'_, Result<Snapshot, Error>> {
-        Box::pin(async move {
-            Err(Error::WriteOnly {
-                sink: self.describe(),
-            })
-        })
+        Box::pin(async move { Err(Error::write_only(self.describe())) })
     }
 
     fn write<'a>(
@@ -179,16 +167,23 @@ impl Sink for CommandSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sink::ErrorKind;
 
     #[test]
     fn empty_run_is_a_config_error() {
         assert!(matches!(
             CommandSink::new(vec![]),
-            Err(Error::Config { .. })
+            Err(Error {
+                kind: ErrorKind::Config,
+                ..
+            })
         ));
         assert!(matches!(
             CommandSink::new(vec![" ".into(), "x".into()]),
-            Err(Error::Config { .. })
+            Err(Error {
+                kind: ErrorKind::Config,
+                ..
+            })
         ));
     }
 }

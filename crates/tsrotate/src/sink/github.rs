@@ -1,7 +1,7 @@
 //! GitHub Actions secrets of a repository, an environment or an organization.
 //!
 //! GitHub never gives a secret's value back, so this sink is write-only: [`Sink::read`]
-//! answers [`Error::WriteOnly`] and verification has to happen where the secret is used.
+//! answers [`ErrorKind::WriteOnly`] and verification has to happen where the secret is used.
 //!
 //! A write is two calls, as GitHub's REST API documents them
 //! (<https://docs.github.com/en/rest/actions/secrets>, API version [`API_VERSION`]):
@@ -28,10 +28,10 @@
 //! retired is refused with 422, so on a 422 the sink fetches the public key once more and,
 //! only if its `key_id` changed, seals and sends again. A `PUT` replaces the secret wholesale,
 //! so repeating it is safe. Any other failure is returned as it is, classified for the
-//! rotation engine: 401 and 403 are [`Error::Denied`], a 403 or 429 that carries
-//! `x-ratelimit-remaining: 0` or `retry-after` is [`Error::Unavailable`], 404 is
-//! [`Error::Config`] (GitHub answers 404, not 403, for a repository the token may not see),
-//! 5xx and transport failures are [`Error::Unavailable`].
+//! rotation engine: 401 and 403 are [`ErrorKind::Denied`], a 403 or 429 that carries
+//! `x-ratelimit-remaining: 0` or `retry-after` is [`ErrorKind::Unavailable`], 404 is
+//! [`ErrorKind::Config`] (GitHub answers 404, not 403, for a repository the token may not see),
+//! 5xx and transport failures are [`ErrorKind::Unavailable`].
 //!
 //! # Security
 //!
@@ -55,8 +55,8 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
 
-use super::http::{error_chain, http_client, message_field, parse_api_url, safe_message};
-use super::{BoxFuture, Error, Expect, Sink, Snapshot, Version};
+use super::http::{error_chain, http_client, message_field, parse_endpoint, scrub};
+use super::{BoxFuture, Error, ErrorKind, Expect, Sink, Snapshot, Version};
 use crate::key::Secret;
 
 /// GitHub's public API.
@@ -296,13 +296,10 @@ impl ActionsSecretSink {
         token: Secret,
     ) -> Result<Self, Error> {
         let sink = format!("github-actions {target} secret {secret_name}");
-        let config = |message: String| Error::Config {
-            sink: sink.clone(),
-            message,
-        };
+        let config = |message: String| Error::config(&sink, message);
         target.validate().map_err(config)?;
         check_secret_name(secret_name).map_err(config)?;
-        let base = parse_api_url(api_url).map_err(config)?;
+        let base = parse_endpoint(api_url, "the GitHub API URL").map_err(config)?;
         if token.expose_secret().trim().is_empty() {
             return Err(config(
                 "no GitHub token\nhint: set GITHUB_TOKEN to a token that may write Actions secrets"
@@ -343,15 +340,8 @@ impl ActionsSecretSink {
             .header("X-GitHub-Api-Version", API_VERSION)
     }
 
-    fn error(&self, make: fn(String, String) -> Error, message: String) -> Error {
-        make(self.describe(), message)
-    }
-
-    fn unavailable(&self, message: String) -> Error {
-        Error::Unavailable {
-            sink: self.describe(),
-            message,
-        }
+    fn error(&self, kind: ErrorKind, message: impl Into<String>) -> Error {
+        Error::new(self.describe(), kind, message)
     }
 
     async fn send(
@@ -360,10 +350,10 @@ impl ActionsSecretSink {
         what: &str,
     ) -> Result<reqwest::Response, Error> {
         request.send().await.map_err(|e| {
-            self.unavailable(format!(
-                "could not reach GitHub to {what}: {}",
-                error_chain(&e)
-            ))
+            self.error(
+                ErrorKind::Unavailable,
+                format!("could not reach GitHub to {what}: {}", error_chain(&e)),
+            )
         })
     }
 
@@ -381,7 +371,7 @@ impl ActionsSecretSink {
         }
         let key: PublicKey = response.json().await.map_err(|e| {
             self.error(
-                other,
+                ErrorKind::Other,
                 format!(
                     "unexpected public key response from GitHub: {}",
                     error_chain(&e)
@@ -394,7 +384,7 @@ impl ActionsSecretSink {
             .and_then(|b| <[u8; crypto_box::KEY_SIZE]>::try_from(b).ok())
             .ok_or_else(|| {
                 self.error(
-                    other,
+                    ErrorKind::Other,
                     format!(
                         "GitHub's public key {} is not a base64 32-byte X25519 key",
                         key.key_id
@@ -412,7 +402,7 @@ impl ActionsSecretSink {
                 &mut crypto_box::aead::OsRng,
                 value.expose_secret().as_bytes(),
             )
-            .map_err(|_| self.error(other, "could not encrypt the value".to_owned()))?;
+            .map_err(|_| self.error(ErrorKind::Other, "could not encrypt the value".to_owned()))?;
         Ok(BASE64.encode(sealed))
     }
 
@@ -491,21 +481,18 @@ impl ActionsSecretSink {
             Expect::Unchecked => {}
             Expect::Absent => {
                 if self.exists().await? {
-                    return Err(Error::Conflict {
-                        sink: self.describe(),
-                    });
+                    return Err(Error::conflict(self.describe()));
                 }
             }
             Expect::Version(_) => {
-                return Err(self.error(
-                    config,
+                return Err(self.error(ErrorKind::Config,
                     "GitHub Actions secrets have no versions to check against; write with `Expect::Unchecked`".to_owned(),
                 ));
             }
         }
         if value.expose_secret().len() > MAX_SECRET_BYTES {
             return Err(self.error(
-                config,
+                ErrorKind::Config,
                 format!("the value is larger than GitHub's limit of {MAX_SECRET_BYTES} bytes"),
             ));
         }
@@ -519,13 +506,16 @@ impl ActionsSecretSink {
         // otherwise the 422 is about something else and repeating it would not help.
         let (fresh_id, fresh) = self.public_key().await?;
         if fresh_id == key_id {
-            return Err(self.error(other, format!("GitHub refused the secret (422): {message}")));
+            return Err(self.error(
+                ErrorKind::Other,
+                format!("GitHub refused the secret (422): {message}"),
+            ));
         }
         tracing::debug!(old = %key_id, new = %fresh_id, "public key rotated during the write; sealing again");
         match self.put(value, &fresh_id, &fresh).await? {
             Put::Stored => Ok(None),
             Put::Unprocessable(message) => Err(self.error(
-                other,
+                ErrorKind::Other,
                 format!(
                     "GitHub refused the secret (422) even under its current public key: {message}"
                 ),
@@ -538,7 +528,7 @@ impl ActionsSecretSink {
         let message = message_field(response)
             .await
             .unwrap_or_else(|| "no message".to_owned());
-        safe_message(&message, value)
+        scrub(&message, value.map(Secret::expose_secret).as_slice())
     }
 
     /// Turn an unsuccessful response into an error the rotation engine can branch on.
@@ -552,14 +542,13 @@ impl ActionsSecretSink {
         if (status == StatusCode::FORBIDDEN || status == StatusCode::TOO_MANY_REQUESTS)
             && let Some(wait) = rate_limited(&headers)
         {
-            return self.unavailable(format!(
-                "rate limited by GitHub ({}){wait}",
-                status.as_u16()
-            ));
+            return self.error(
+                ErrorKind::Unavailable,
+                format!("rate limited by GitHub ({}){wait}", status.as_u16()),
+            );
         }
         if status.is_redirection() {
-            return self.error(
-                other,
+            return self.error(ErrorKind::Other,
                 format!(
                     "GitHub answered a redirect ({}); not followed while carrying the token\nhint: check the API URL",
                     status.as_u16()
@@ -570,32 +559,26 @@ impl ActionsSecretSink {
         let code = status.as_u16();
         match status {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                self.error(denied, format!("{message} ({code})"))
+                self.error(ErrorKind::Denied, format!("{message} ({code})"))
             }
-            StatusCode::NOT_FOUND => {
-                self.error(config, format!("{} ({code})", self.target.not_found()))
-            }
-            StatusCode::TOO_MANY_REQUESTS => {
-                self.unavailable(format!("rate limited by GitHub ({code}): {message}"))
-            }
-            s if s.is_server_error() => {
-                self.unavailable(format!("GitHub failed ({code}): {message}"))
-            }
-            _ => self.error(other, format!("GitHub answered {code}: {message}")),
+            StatusCode::NOT_FOUND => self.error(
+                ErrorKind::Config,
+                format!("{} ({code})", self.target.not_found()),
+            ),
+            StatusCode::TOO_MANY_REQUESTS => self.error(
+                ErrorKind::Unavailable,
+                format!("rate limited by GitHub ({code}): {message}"),
+            ),
+            s if s.is_server_error() => self.error(
+                ErrorKind::Unavailable,
+                format!("GitHub failed ({code}): {message}"),
+            ),
+            _ => self.error(
+                ErrorKind::Other,
+                format!("GitHub answered {code}: {message}"),
+            ),
         }
     }
-}
-
-fn other(sink: String, message: String) -> Error {
-    Error::Other { sink, message }
-}
-
-fn config(sink: String, message: String) -> Error {
-    Error::Config { sink, message }
-}
-
-fn denied(sink: String, message: String) -> Error {
-    Error::Denied { sink, message }
 }
 
 /// `Some(", retry after …")` when GitHub says we hit a rate limit.
@@ -627,11 +610,7 @@ impl Sink for ActionsSecretSink {
     }
 
     fn read(&self) -> BoxFuture<'_, Result<Snapshot, Error>> {
-        Box::pin(async move {
-            Err(Error::WriteOnly {
-                sink: self.describe(),
-            })
-        })
+        Box::pin(async move { Err(Error::write_only(self.describe())) })
     }
 
     fn write<'a>(
@@ -693,7 +672,7 @@ mod tests {
         ] {
             let err = ActionsSecretSink::new(target.clone(), name, url, token()).unwrap_err();
             assert!(
-                matches!(err, Error::Config { .. }),
+                err.kind == ErrorKind::Config,
                 "{target:?} {name} {url}: {err}"
             );
         }

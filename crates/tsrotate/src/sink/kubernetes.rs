@@ -16,16 +16,17 @@
 //! is `Snapshot { value: None, version: Some(resourceVersion) }`, and writing against that
 //! version adds the key.
 //!
-//! Errors: 401 and 403 are [`Error::Denied`] with the API server's `Status.message` (which
+//! Errors: 401 and 403 are [`ErrorKind::Denied`] with the API server's `Status.message` (which
 //! names the missing verb and resource), 409 and a 404 on `PUT` (deleted since read) are
-//! [`Error::Conflict`], a 404 on `POST` (no such namespace) is [`Error::Config`], 429, 5xx
-//! and transport failures are [`Error::Unavailable`], anything else is [`Error::Other`].
+//! [`ErrorKind::Conflict`], a 404 on `POST` (no such namespace) is [`ErrorKind::Config`], 429,
+//! 5xx and transport failures are [`ErrorKind::Unavailable`], anything else is
+//! [`ErrorKind::Other`].
 //!
 //! Connection settings come from a kubeconfig ([`Cluster::from_kubeconfig`]) or from a pod's
 //! service account ([`Cluster::in_cluster`]). Supported authentication: a bearer token
 //! (`token`, `tokenFile`) and client certificates. Credential plugins (`exec`),
 //! `auth-provider`, basic auth, impersonation and proxies are refused with a
-//! [`Error::Config`] that names them, rather than silently connecting as someone else or
+//! [`ErrorKind::Config`] that names them, rather than silently connecting as someone else or
 //! around the proxy.
 //!
 //! # Security
@@ -52,8 +53,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use zeroize::Zeroizing;
 
-use super::http::{client_builder, error_chain, message_field, parse_api_url, safe_message};
-use super::{BoxFuture, Error, Expect, Sink, Snapshot, Version};
+use super::http::{client_builder, error_chain, message_field, parse_endpoint, scrub};
+use super::{BoxFuture, Error, ErrorKind, Expect, Sink, Snapshot, Version};
 use crate::key::Secret;
 
 /// Where a pod's service account credentials are mounted.
@@ -265,10 +266,7 @@ impl Cluster {
     }
 
     fn in_cluster_at(dir: &Path, host: &str, port: &str) -> Result<Cluster, Error> {
-        let fail = |message: String| Error::Config {
-            sink: "kubernetes in-cluster configuration".to_owned(),
-            message,
-        };
+        let fail = |message: String| Error::config("kubernetes in-cluster configuration", message);
         if host.is_empty() || port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
             return Err(fail(format!(
                 "invalid service address `{host}:{port}`\nhint: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are set in pods"
@@ -297,7 +295,7 @@ impl Cluster {
 
     /// An HTTP client for this cluster, and its server URL.
     fn client(&self) -> Result<(Url, reqwest::Client), String> {
-        let server = parse_api_url(&self.server)?;
+        let server = parse_endpoint(&self.server, "the Kubernetes API server address")?;
         let mut builder = client_builder();
         if let Some(ca) = &self.ca_pem {
             if self.insecure_skip_tls_verify {
@@ -351,10 +349,7 @@ struct Loader {
 
 impl Loader {
     fn fail(&self, message: String) -> Error {
-        Error::Config {
-            sink: self.sink.clone(),
-            message,
-        }
+        Error::config(&self.sink, message)
     }
 
     fn read_file(&self, what: &str, path: &Path) -> Result<Vec<u8>, Error> {
@@ -536,9 +531,11 @@ impl SecretSink {
     /// Key `key` of Secret `name` in `namespace`. Checks the names and the cluster settings
     /// and builds the HTTP client; nothing is sent.
     pub fn new(cluster: Cluster, namespace: &str, name: &str, key: &str) -> Result<Self, Error> {
-        let fail = |message: String| Error::Config {
-            sink: format!("kubernetes-secret {namespace}/{name}#{key}"),
-            message,
+        let fail = |message: String| {
+            Error::config(
+                format!("kubernetes-secret {namespace}/{name}#{key}"),
+                message,
+            )
         };
         if !is_dns_label(namespace) {
             return Err(fail(format!(
@@ -593,14 +590,12 @@ impl SecretSink {
         }
     }
 
-    fn error(&self, make: fn(String, String) -> Error, message: String) -> Error {
-        make(self.describe(), message)
+    fn error(&self, kind: ErrorKind, message: impl Into<String>) -> Error {
+        Error::new(self.describe(), kind, message)
     }
 
     fn conflict(&self) -> Error {
-        Error::Conflict {
-            sink: self.describe(),
-        }
+        Error::conflict(self.describe())
     }
 
     async fn send(
@@ -610,7 +605,7 @@ impl SecretSink {
     ) -> Result<reqwest::Response, Error> {
         request.send().await.map_err(|e| {
             self.error(
-                unavailable,
+                ErrorKind::Unavailable,
                 format!(
                     "could not reach the API server to {what}: {}",
                     error_chain(&e)
@@ -628,13 +623,13 @@ impl SecretSink {
             StatusCode::OK => {
                 let object: Value = response.json().await.map_err(|e| {
                     self.error(
-                        unavailable,
+                        ErrorKind::Unavailable,
                         format!("could not read the Secret: {}", error_chain(&e)),
                     )
                 })?;
                 if object.get("kind").and_then(Value::as_str) != Some("Secret") {
                     return Err(self.error(
-                        other,
+                        ErrorKind::Other,
                         "the API server answered something other than a Secret".to_owned(),
                     ));
                 }
@@ -653,7 +648,7 @@ impl SecretSink {
             .map(|v| Version(v.to_owned()))
             .ok_or_else(|| {
                 self.error(
-                    other,
+                    ErrorKind::Other,
                     "the Secret has no `metadata.resourceVersion`".to_owned(),
                 )
             })
@@ -677,15 +672,24 @@ impl SecretSink {
             None | Some(Value::Null) => None,
             Some(Value::String(encoded)) => {
                 let bytes = Zeroizing::new(BASE64.decode(encoded).map_err(|_| {
-                    self.error(other, format!("`data.{}` is not valid base64", self.key))
+                    self.error(
+                        ErrorKind::Other,
+                        format!("`data.{}` is not valid base64", self.key),
+                    )
                 })?);
                 let text = std::str::from_utf8(&bytes).map_err(|_| {
-                    self.error(other, format!("`data.{}` is not UTF-8 text", self.key))
+                    self.error(
+                        ErrorKind::Other,
+                        format!("`data.{}` is not UTF-8 text", self.key),
+                    )
                 })?;
                 Some(Secret::new(text.to_owned()))
             }
             Some(_) => {
-                return Err(self.error(other, format!("`data.{}` is not a string", self.key)));
+                return Err(self.error(
+                    ErrorKind::Other,
+                    format!("`data.{}` is not a string", self.key),
+                ));
             }
         };
         Ok(Snapshot {
@@ -738,7 +742,10 @@ impl SecretSink {
     /// `PUT` `object` back with our key replaced, at the `resourceVersion` it was read at.
     async fn replace(&self, mut object: Value, value: &Secret) -> Result<Option<Version>, Error> {
         let Some(fields) = object.as_object_mut() else {
-            return Err(self.error(other, "the Secret is not a JSON object".to_owned()));
+            return Err(self.error(
+                ErrorKind::Other,
+                "the Secret is not a JSON object".to_owned(),
+            ));
         };
         let data = fields
             .entry("data")
@@ -747,7 +754,10 @@ impl SecretSink {
             *data = Value::Object(serde_json::Map::new());
         }
         let Some(data) = data.as_object_mut() else {
-            return Err(self.error(other, "the Secret's `data` is not an object".to_owned()));
+            return Err(self.error(
+                ErrorKind::Other,
+                "the Secret's `data` is not an object".to_owned(),
+            ));
         };
         data.insert(self.key.clone(), Value::String(Self::encode(value)));
         let response = self
@@ -773,7 +783,7 @@ impl SecretSink {
         }
         let object: Value = response.json().await.map_err(|e| {
             self.error(
-                unavailable,
+                ErrorKind::Unavailable,
                 format!(
                     "the API server accepted the write but its answer could not be read: {}",
                     error_chain(&e)
@@ -793,44 +803,43 @@ impl SecretSink {
     ) -> Error {
         let code = status.as_u16();
         if status.is_redirection() {
-            return self.error(
-                other,
+            return self.error(ErrorKind::Other,
                 format!("the API server answered a redirect ({code}); not followed while carrying credentials"),
             );
         }
         let message = message_field(response).await.map_or_else(
             || status.canonical_reason().unwrap_or("no message").to_owned(),
-            |m| safe_message(&m, value),
+            |m| scrub(&m, value.map(Secret::expose_secret).as_slice()),
         );
         match status {
             StatusCode::UNAUTHORIZED => self.error(
-                denied,
+                ErrorKind::Denied,
                 format!("the API server did not accept the credentials ({code}): {message}"),
             ),
-            StatusCode::FORBIDDEN => self.error(denied, format!("{message} ({code})")),
+            StatusCode::FORBIDDEN => self.error(ErrorKind::Denied, format!("{message} ({code})")),
             StatusCode::CONFLICT => self.conflict(),
             StatusCode::NOT_FOUND => match op {
                 // Deleted between our read and our write: someone else is changing it.
                 Op::Replace => self.conflict(),
                 Op::Create => self.error(
-                    config,
+                    ErrorKind::Config,
                     format!(
                         "namespace `{}` not found ({code}): {message}",
                         self.namespace
                     ),
                 ),
-                Op::Read => self.error(other, format!("{message} ({code})")),
+                Op::Read => self.error(ErrorKind::Other, format!("{message} ({code})")),
             },
             StatusCode::TOO_MANY_REQUESTS => self.error(
-                unavailable,
+                ErrorKind::Unavailable,
                 format!("the API server is throttling ({code}): {message}"),
             ),
             s if s.is_server_error() => self.error(
-                unavailable,
+                ErrorKind::Unavailable,
                 format!("the API server failed ({code}): {message}"),
             ),
             _ => self.error(
-                other,
+                ErrorKind::Other,
                 format!("the API server refused the request ({code}): {message}"),
             ),
         }
@@ -843,22 +852,6 @@ enum Op {
     Read,
     Create,
     Replace,
-}
-
-fn other(sink: String, message: String) -> Error {
-    Error::Other { sink, message }
-}
-
-fn config(sink: String, message: String) -> Error {
-    Error::Config { sink, message }
-}
-
-fn denied(sink: String, message: String) -> Error {
-    Error::Denied { sink, message }
-}
-
-fn unavailable(sink: String, message: String) -> Error {
-    Error::Unavailable { sink, message }
 }
 
 impl Sink for SecretSink {
@@ -910,10 +903,7 @@ mod tests {
             ("ns", "s", ""),
         ] {
             let err = SecretSink::new(cluster(), ns, name, key).unwrap_err();
-            assert!(
-                matches!(err, Error::Config { .. }),
-                "{ns} {name} {key}: {err}"
-            );
+            assert!(err.kind == ErrorKind::Config, "{ns} {name} {key}: {err}");
         }
         let plain = Cluster {
             server: "http://k8s.example:8080".into(),
@@ -939,7 +929,7 @@ mod tests {
         );
         assert!(!format!("{cluster:?}").contains("sa-token-value"));
         let err = Cluster::in_cluster_at(dir.path(), "10.0.0.1", "").unwrap_err();
-        assert!(matches!(err, Error::Config { .. }));
+        assert!(err.kind == ErrorKind::Config);
         let err =
             Cluster::in_cluster_at(&dir.path().join("missing"), "10.0.0.1", "443").unwrap_err();
         assert!(err.to_string().contains("service account token"), "{err}");

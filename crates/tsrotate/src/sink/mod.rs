@@ -12,9 +12,9 @@
 //! # The contract
 //!
 //! - [`Sink::read`] returns what the place holds now and a [`Version`] for check-and-set.
-//!   Write-only places (GitHub Actions secrets) answer [`Error::WriteOnly`].
+//!   Write-only places (GitHub Actions secrets) answer [`ErrorKind::WriteOnly`].
 //! - [`Sink::write`] stores a value only if the place is still as `expect` says ([`Expect`]):
-//!   a value changed by someone else since it was read is refused with [`Error::Conflict`],
+//!   a value changed by someone else since it was read is refused with [`ErrorKind::Conflict`],
 //!   never overwritten. It returns the new version when the place has versions.
 //! - Neither logs the value, nor puts it in an error: HTTP errors carry the status and the
 //!   service's message passed through [`crate::key::redact_in`], never a request body.
@@ -76,67 +76,114 @@ impl Expect {
     }
 }
 
-/// Why a sink could not be read or written. Never carries a secret value.
+/// Why a sink could not be read or written: which place, what kind of failure (the
+/// rotation engine decides from it whether to try again), and what happened, in words.
+/// Never carries a secret value.
+///
+/// One struct for every sink, so that a sink says only what differs (the kind and the
+/// message) and the rules (the wording of a conflict, what is worth retrying) live here once.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+#[error("{sink}: {}{message}", kind.prefix())]
+pub struct Error {
+    /// The place, as [`Sink::describe`] names it.
+    pub sink: String,
+    /// What kind of failure.
+    pub kind: ErrorKind,
+    /// What happened and, where there is one, what to do.
+    pub message: String,
+}
+
+/// What kind of failure a sink met. Only [`ErrorKind::is_retryable`] kinds are worth trying
+/// again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
     /// The place changed since it was read; the write was refused.
-    #[error("{sink}: changed by someone else since it was read; not overwritten")]
-    Conflict {
-        /// The sink.
-        sink: String,
-    },
-    /// The place cannot be read (GitHub Actions secrets are write-only).
-    #[error("{sink}: write-only; its value cannot be read back")]
-    WriteOnly {
-        /// The sink.
-        sink: String,
-    },
+    Conflict,
+    /// The place cannot be read (GitHub Actions secrets, commands).
+    WriteOnly,
     /// The service refused our credentials or lacks a permission.
-    #[error("{sink}: access denied: {message}")]
-    Denied {
-        /// The sink.
-        sink: String,
-        /// What the service said.
-        message: String,
-    },
-    /// The service could not be reached or failed; trying again later may work.
-    #[error("{sink}: {message}")]
-    Unavailable {
-        /// The sink.
-        sink: String,
-        /// What happened.
-        message: String,
-    },
+    Denied,
+    /// The service could not be reached, failed, or asked us to slow down; trying again later
+    /// may work.
+    Unavailable,
     /// The sink is configured wrongly, or its credentials are missing.
-    #[error("{sink}: {message}")]
-    Config {
-        /// The sink.
-        sink: String,
-        /// What is wrong and what to do.
-        message: String,
-    },
+    Config,
     /// Anything else the service or the file said.
-    #[error("{sink}: {message}")]
-    Other {
-        /// The sink.
-        sink: String,
-        /// What happened.
-        message: String,
-    },
+    Other,
+}
+
+impl ErrorKind {
+    /// Whether trying again later may succeed.
+    #[must_use]
+    pub fn is_retryable(self) -> bool {
+        match self {
+            Self::Unavailable => true,
+            Self::Conflict | Self::WriteOnly | Self::Denied | Self::Config | Self::Other => false,
+        }
+    }
+
+    /// What the message is shown after.
+    fn prefix(self) -> &'static str {
+        match self {
+            Self::Denied => "access denied: ",
+            _ => "",
+        }
+    }
 }
 
 impl Error {
+    /// An error of any kind.
+    pub fn new(sink: impl Into<String>, kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            sink: sink.into(),
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// The place changed since it was read; the write was refused.
+    pub fn conflict(sink: impl Into<String>) -> Self {
+        Self::new(
+            sink,
+            ErrorKind::Conflict,
+            "changed by someone else since it was read; not overwritten",
+        )
+    }
+
+    /// The place cannot be read back.
+    pub fn write_only(sink: impl Into<String>) -> Self {
+        Self::new(
+            sink,
+            ErrorKind::WriteOnly,
+            "write-only; its value cannot be read back",
+        )
+    }
+
+    /// The service refused our credentials or lacks a permission.
+    pub fn denied(sink: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(sink, ErrorKind::Denied, message)
+    }
+
+    /// The service could not be reached or failed.
+    pub fn unavailable(sink: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(sink, ErrorKind::Unavailable, message)
+    }
+
+    /// The sink is configured wrongly, or its credentials are missing.
+    pub fn config(sink: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(sink, ErrorKind::Config, message)
+    }
+
+    /// Anything else.
+    pub fn other(sink: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(sink, ErrorKind::Other, message)
+    }
+
     /// Whether trying again later may succeed.
     #[must_use]
     pub fn is_retryable(&self) -> bool {
-        match self {
-            Self::Unavailable { .. } => true,
-            Self::Conflict { .. }
-            | Self::WriteOnly { .. }
-            | Self::Denied { .. }
-            | Self::Config { .. }
-            | Self::Other { .. } => false,
-        }
+        self.kind.is_retryable()
     }
 }
 
@@ -407,10 +454,7 @@ pub fn describe(spec: &SinkSpec) -> String {
 #[allow(clippy::too_many_lines, reason = "one arm per sink type, each short")]
 pub fn build(spec: &SinkSpec, credentials: &Credentials) -> Result<Box<dyn Sink>, Error> {
     use structured::{FieldSink, Format};
-    let missing = |what: &str| Error::Config {
-        sink: describe(spec),
-        message: format!("{what} is not set"),
-    };
+    let missing = |what: &str| Error::config(describe(spec), format!("{what} is not set"));
     Ok(match spec {
         SinkSpec::File { path } => Box::new(FieldSink::new(Format::Whole, path, "")?),
         SinkSpec::Dotenv { path, field } => Box::new(FieldSink::new(Format::Dotenv, path, field)?),
@@ -499,11 +543,12 @@ pub fn build(spec: &SinkSpec, credentials: &Credentials) -> Result<Box<dyn Sink>
                 .ok_or_else(|| missing("GITHUB_TOKEN"))?;
             let target = match (repository, organization) {
                 (Some(repository), _) => {
-                    let (owner, repo) =
-                        repository.split_once('/').ok_or_else(|| Error::Config {
-                            sink: describe(spec),
-                            message: format!("repository `{repository}` must be `owner/name`"),
-                        })?;
+                    let (owner, repo) = repository.split_once('/').ok_or_else(|| {
+                        Error::config(
+                            describe(spec),
+                            format!("repository `{repository}` must be `owner/name`"),
+                        )
+                    })?;
                     match environment {
                         Some(environment) => github::Target::Environment {
                             owner: owner.to_owned(),
@@ -561,25 +606,27 @@ fn aws_credentials(
             secret_access_key: secret.clone(),
             session_token: credentials.aws_session_token.clone(),
         }),
-        _ => Err(Error::Config {
-            sink: describe(spec),
-            message: "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set".to_owned(),
-        }),
+        _ => Err(Error::config(
+            describe(spec),
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set".to_owned(),
+        )),
     }
 }
 
 /// The first line of a token file.
 fn read_token_file(spec: &SinkSpec, path: &std::path::Path) -> Result<Secret, Error> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
-        sink: describe(spec),
-        message: format!("cannot read the token file `{}`: {e}", path.display()),
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::config(
+            describe(spec),
+            format!("cannot read the token file `{}`: {e}", path.display()),
+        )
     })?;
     let token = text.lines().next().unwrap_or_default().trim().to_owned();
     if token.is_empty() {
-        return Err(Error::Config {
-            sink: describe(spec),
-            message: format!("the token file `{}` is empty", path.display()),
-        });
+        return Err(Error::config(
+            describe(spec),
+            format!("the token file `{}` is empty", path.display()),
+        ));
     }
     Ok(Secret::new(token))
 }

@@ -11,7 +11,7 @@
 //! other field back unchanged. The `cas` option makes the server refuse the write when the
 //! secret's current version is not `N` (`0`: the secret must not exist), which closes the
 //! window between that read and the write: a concurrent writer makes ours fail with
-//! [`Error::Conflict`] instead of being silently undone.
+//! [`ErrorKind::Conflict`](super::ErrorKind::Conflict) instead of being silently undone.
 //!
 //! [`Version`] is the KV metadata version (`"3"`). A secret whose latest version was deleted
 //! reads as no value at that version, so that writing against it continues the history
@@ -99,10 +99,7 @@ impl VaultKvSink {
             Some(ns) => format!("vault-kv {}/{mount}/{path}#{field}", ns.trim_matches('/')),
             None => format!("vault-kv {mount}/{path}#{field}"),
         };
-        let config = |message: String| Error::Config {
-            sink: name.clone(),
-            message,
-        };
+        let config = |message: String| Error::config(&name, message);
         let base = parse_endpoint(address, "the Vault address").map_err(config)?;
         if field.is_empty() {
             return Err(config("the field name is empty".into()));
@@ -205,12 +202,12 @@ impl VaultKvSink {
                 if message.is_empty() {
                     Ok(None)
                 } else {
-                    Err(Error::Config {
-                        sink: self.name.clone(),
-                        message: format!(
+                    Err(Error::config(
+                        &self.name,
+                        format!(
                             "{message}\nhint: is the mount a KV version 2 secrets engine, and does the token's policy allow reading it?"
                         ),
-                    })
+                    ))
                 }
             }
             status => Err(self.status_error(status, &body, &[])),
@@ -263,19 +260,17 @@ impl VaultKvSink {
         let bytes = response.bytes().await.map_err(|e| self.unavailable(&e))?;
         if status == StatusCode::NO_CONTENT {
             // Only KV version 1 answers a write with no body.
-            return Err(Error::Config {
-                sink: self.name.clone(),
-                message: "the server stored the write as a KV version 1 secret; the mount is not KV version 2\nhint: delete the secret it created at `<mount>/data/<path>`, and point the sink at a KV version 2 mount".into(),
-            });
+            return Err(Error::config(
+                &self.name,
+                "the server stored the write as a KV version 1 secret; the mount is not KV version 2\nhint: delete the secret it created at `<mount>/data/<path>`, and point the sink at a KV version 2 mount",
+            ));
         }
         if status.is_success() {
             let written: KvWritten = serde_json::from_slice(&bytes).map_err(|e| self.decode(&e))?;
             return Ok(written.data.version);
         }
         if status == StatusCode::BAD_REQUEST && vault_message(&bytes, &[]).contains(CAS_MISMATCH) {
-            return Err(Error::Conflict {
-                sink: self.name.clone(),
-            });
+            return Err(Error::conflict(&self.name));
         }
         let mut sent: Vec<&str> = data.values().filter_map(Value::as_str).collect();
         sent.push(self.token.expose_secret());
@@ -290,9 +285,8 @@ impl VaultKvSink {
         let current_version = current.as_ref().map(|c| c.version);
         let cas = match expect {
             Expect::Absent => 0,
-            Expect::Version(v) => v.0.parse::<u64>().map_err(|_| Error::Config {
-                sink: self.name.clone(),
-                message: format!("`{}` is not a KV version number", v.0),
+            Expect::Version(v) => v.0.parse::<u64>().map_err(|_| {
+                Error::config(&self.name, format!("`{}` is not a KV version number", v.0))
             })?,
             // No expectation: still write against the version just read, so that the other
             // fields we send back are the ones the server has.
@@ -303,19 +297,17 @@ impl VaultKvSink {
             return Ok(current_version.map(|v| Version(v.to_string())));
         }
         if current_version.unwrap_or(0) != cas {
-            return Err(Error::Conflict {
-                sink: self.name.clone(),
-            });
+            return Err(Error::conflict(&self.name));
         }
         if let Some(version) = self.kv_version().await?
             && version != "2"
         {
-            return Err(Error::Config {
-                sink: self.name.clone(),
-                message: format!(
+            return Err(Error::config(
+                &self.name,
+                format!(
                     "the mount is a KV version {version} secrets engine; only KV version 2 has versions for check-and-set"
                 ),
-            });
+            ));
         }
         let mut data = current.map(|c| c.data).unwrap_or_default();
         data.insert(
@@ -331,17 +323,17 @@ impl VaultKvSink {
     }
 
     fn decode(&self, e: &serde_json::Error) -> Error {
-        Error::Other {
-            sink: self.name.clone(),
-            message: format!("unexpected answer from the server: {}", json_problem(e)),
-        }
+        Error::other(
+            &self.name,
+            format!("unexpected answer from the server: {}", json_problem(e)),
+        )
     }
 
     fn not_kv2(&self) -> Error {
-        Error::Config {
-            sink: self.name.clone(),
-            message: "the answer has no `data`; is the mount a KV version 2 secrets engine?".into(),
-        }
+        Error::config(
+            &self.name,
+            "the answer has no `data`; is the mount a KV version 2 secrets engine?",
+        )
     }
 
     fn status_error(&self, status: StatusCode, body: &[u8], sent: &[&str]) -> Error {
@@ -355,29 +347,20 @@ impl VaultKvSink {
         };
         let sink = self.name.clone();
         match status.as_u16() {
-            401 | 403 => Error::Denied {
-                sink,
-                message: shown,
-            },
+            401 | 403 => Error::denied(sink, shown),
             // 412: a performance standby has not caught up yet; 429: a rate-limit quota.
-            412 | 429 | 500..=599 => Error::Unavailable {
+            412 | 429 | 500..=599 => Error::unavailable(sink, shown),
+            300..=399 => Error::config(
                 sink,
-                message: shown,
-            },
-            300..=399 => Error::Config {
-                sink,
-                message: format!(
+                format!(
                     "{shown}: the server redirected; redirects are not followed so that the token goes nowhere else\nhint: use the active node's address, or a load balancer that forwards"
                 ),
-            },
-            404 | 405 => Error::Config {
+            ),
+            404 | 405 => Error::config(
                 sink,
-                message: format!("{shown}\nhint: is the mount a KV version 2 secrets engine?"),
-            },
-            _ => Error::Other {
-                sink,
-                message: shown,
-            },
+                format!("{shown}\nhint: is the mount a KV version 2 secrets engine?"),
+            ),
+            _ => Error::other(sink, shown),
         }
     }
 }
@@ -427,10 +410,10 @@ impl Sink for VaultKvSink {
                 None | Some(Value::Null) => None,
                 Some(Value::String(s)) => Some(Secret::new(s.clone())),
                 Some(_) => {
-                    return Err(Error::Other {
-                        sink: self.name.clone(),
-                        message: "the field holds a JSON value that is not a string".into(),
-                    });
+                    return Err(Error::other(
+                        &self.name,
+                        "the field holds a JSON value that is not a string",
+                    ));
                 }
             };
             Ok(Snapshot {
@@ -465,6 +448,7 @@ fn vault_message(body: &[u8], scrub_values: &[&str]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sink::ErrorKind;
 
     fn token() -> Secret {
         Secret::new("hvs.CANARYtokenVALUE".into())
@@ -493,7 +477,7 @@ mod tests {
         ] {
             let err =
                 VaultKvSink::new(bad, "secret", "ci/ts", "authkey", token(), None).expect_err(bad);
-            assert!(matches!(err, Error::Config { .. }), "{bad}: {err}");
+            assert!(err.kind == ErrorKind::Config, "{bad}: {err}");
         }
     }
 
@@ -516,7 +500,7 @@ mod tests {
         for path in ["a/../b", "a//b", "", "./a"] {
             let err =
                 VaultKvSink::new("https://v", "secret", path, "f", token(), None).expect_err(path);
-            assert!(matches!(err, Error::Config { .. }), "{path}");
+            assert!(err.kind == ErrorKind::Config, "{path}");
         }
     }
 

@@ -10,7 +10,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use tsrotate::key::Secret;
 use tsrotate::sink::kubernetes::{Cluster, SecretSink};
-use tsrotate::sink::{Error, Expect, Sink, Snapshot, Version};
+use tsrotate::sink::{Error, ErrorKind, Expect, Sink, Snapshot, Version};
 use tsrotate_test_support::kubernetes_fake::{self, KubernetesFake};
 
 /// Canary: this secret part must never appear in an error.
@@ -166,7 +166,7 @@ async fn change_behind_our_back_is_a_conflict_and_theirs_is_kept() {
         .write(&value(), &Expect::from_snapshot(&snapshot))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Conflict { .. }), "{}", shown(&err));
+    assert!(err.kind == ErrorKind::Conflict, "{}", shown(&err));
     assert_eq!(fake.secret_value(NS, NAME, KEY).as_deref(), Some("theirs"));
     assert!(!err.is_retryable());
 }
@@ -180,7 +180,7 @@ async fn change_between_get_and_put_is_refused_by_the_server() {
     let sink = sink(&fake);
     fake.set_key_after_next_get(NS, NAME, KEY, "theirs");
     let err = sink.write(&value(), &Expect::Unchecked).await.unwrap_err();
-    assert!(matches!(err, Error::Conflict { .. }), "{}", shown(&err));
+    assert!(err.kind == ErrorKind::Conflict, "{}", shown(&err));
     assert_eq!(fake.secret_value(NS, NAME, KEY).as_deref(), Some("theirs"));
     let last = fake.requests().pop().unwrap();
     assert_eq!((last.method.as_str(), last.status), ("PUT", 409));
@@ -196,7 +196,7 @@ async fn create_racing_another_creator_is_a_conflict() {
         .write(&value(), &Expect::from_snapshot(&snapshot))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Conflict { .. }), "{}", shown(&err));
+    assert!(err.kind == ErrorKind::Conflict, "{}", shown(&err));
     assert_eq!(fake.secret_value(NS, NAME, KEY).as_deref(), Some("theirs"));
     let last = fake.requests().pop().unwrap();
     assert_eq!((last.method.as_str(), last.status), ("POST", 409));
@@ -213,7 +213,7 @@ async fn deleted_since_read_is_a_conflict_and_not_recreated() {
         .write(&value(), &Expect::from_snapshot(&snapshot))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Conflict { .. }), "{}", shown(&err));
+    assert!(err.kind == ErrorKind::Conflict, "{}", shown(&err));
     assert!(fake.secret(NS, NAME).is_none());
 }
 
@@ -239,7 +239,7 @@ async fn forbidden_namespace_is_denied_with_the_api_message() {
         SecretSink::new(cluster(&fake, kubernetes_fake::TOKEN), "locked", NAME, KEY).unwrap();
     let err = sink.read().await.unwrap_err();
     let text = shown(&err);
-    assert!(matches!(err, Error::Denied { .. }), "{text}");
+    assert!(err.kind == ErrorKind::Denied, "{text}");
     assert!(
         text.contains("cannot get resource \\\"secrets\\\"")
             || text.contains("cannot get resource \"secrets\""),
@@ -248,7 +248,7 @@ async fn forbidden_namespace_is_denied_with_the_api_message() {
     let err = sink.write(&value(), &Expect::Absent).await.unwrap_err();
     let text = shown(&err);
     assert!(
-        matches!(err, Error::Denied { .. }) && text.contains("cannot create"),
+        err.kind == ErrorKind::Denied && text.contains("cannot create"),
         "{text}"
     );
 }
@@ -263,7 +263,7 @@ async fn wrong_token_is_denied() {
     ] {
         let text = shown(&err);
         assert!(
-            matches!(err, Error::Denied { .. }) && text.contains("401"),
+            err.kind == ErrorKind::Denied && text.contains("401"),
             "{text}"
         );
     }
@@ -278,7 +278,7 @@ async fn missing_namespace_on_create_is_a_config_error() {
     let err = sink.write(&value(), &Expect::Absent).await.unwrap_err();
     let text = shown(&err);
     assert!(
-        matches!(err, Error::Config { .. }) && text.contains("nowhere"),
+        err.kind == ErrorKind::Config && text.contains("nowhere"),
         "{text}"
     );
 }
@@ -292,7 +292,7 @@ async fn server_failures_are_retryable() {
         let err = sink.read().await.unwrap_err();
         let text = shown(&err);
         assert!(
-            matches!(err, Error::Unavailable { .. }) && err.is_retryable(),
+            err.kind == ErrorKind::Unavailable && err.is_retryable(),
             "{status}: {text}"
         );
     }
@@ -309,7 +309,7 @@ async fn server_failures_are_retryable() {
         .read()
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Unavailable { .. }), "{}", shown(&err));
+    assert!(err.kind == ErrorKind::Unavailable, "{}", shown(&err));
 }
 
 // ---- kubeconfig ----
@@ -418,7 +418,7 @@ fn kubeconfig_token_and_ca_data() {
 
     let err = Cluster::from_kubeconfig(&path, Some("staging")).unwrap_err();
     assert!(
-        matches!(err, Error::Config { .. }) && err.to_string().contains("staging"),
+        err.kind == ErrorKind::Config && err.to_string().contains("staging"),
         "{err}"
     );
 }
@@ -453,7 +453,7 @@ fn kubeconfig_token_file_and_ca_file_are_relative_to_the_kubeconfig() {
     );
     let err = Cluster::from_kubeconfig(&missing, None).unwrap_err();
     assert!(
-        matches!(err, Error::Config { .. }) && err.to_string().contains("token file"),
+        err.kind == ErrorKind::Config && err.to_string().contains("token file"),
         "{err}"
     );
 }
@@ -509,7 +509,7 @@ fn unsupported_authentication_is_named() {
         );
         let err = Cluster::from_kubeconfig(&path, None).unwrap_err();
         let text = err.to_string();
-        assert!(matches!(err, Error::Config { .. }), "{text}");
+        assert!(err.kind == ErrorKind::Config, "{text}");
         assert!(text.contains(named) && text.contains("prod-user"), "{text}");
         assert!(!text.contains("hunter2"), "{text}");
     }
@@ -539,7 +539,10 @@ fn kubeconfig_mistakes_are_config_errors() {
     let not_yaml = write_file(dir.path(), "b", "clusters: [unterminated\n");
     assert!(matches!(
         Cluster::from_kubeconfig(&not_yaml, None),
-        Err(Error::Config { .. })
+        Err(Error {
+            kind: ErrorKind::Config,
+            ..
+        })
     ));
 
     let missing = dir.path().join("missing");
@@ -580,6 +583,9 @@ fn kubeconfig_mistakes_are_config_errors() {
     let cluster = Cluster::from_kubeconfig(&garbage, None).unwrap();
     assert!(matches!(
         SecretSink::new(cluster, "apps", "s", "k"),
-        Err(Error::Config { .. })
+        Err(Error {
+            kind: ErrorKind::Config,
+            ..
+        })
     ));
 }
