@@ -600,8 +600,11 @@ impl<'a, W: World, R: Recorder, O: Observer> Executor<'a, W, R, O> {
     }
 
     /// Write `key_id` into `sinks`, at most [`WRITE_CONCURRENCY`] at a time. Every intent is
-    /// journaled before the first write starts and every outcome as it arrives; one failure
-    /// stops the rotation after the writes under way have finished.
+    /// journaled before the first write starts; the outcomes are journaled once every write
+    /// has finished (the writes borrow the world while the journal needs `self`), so a crash
+    /// in between leaves intents without outcomes: resuming counts those places as not known
+    /// to hold the new key and writes them again (a write is check-and-set and idempotent).
+    /// One failure stops the rotation after all the writes have finished.
     async fn write(&mut self, sinks: &[usize], key_id: &KeyId, value: &Secret) -> Result<(), Stop> {
         let replace = self.state.known_ids();
         for &sink in sinks {
