@@ -118,6 +118,19 @@ fn check_paths(args: &Args) -> Result<(), UserError> {
                 tsrotate::text::path(path)
             )));
         }
+        // A FIFO would block the scan until a writer appears, `/dev/zero` would never end:
+        // a named path must be a file or a folder (a link to one is fine; a broken link is
+        // reported by the walk). The walk checks again on the opened file.
+        if let Ok(meta) = std::fs::metadata(path)
+            && !meta.is_dir()
+            && let Some(what) = tsrotate::fs::not_regular(&meta.file_type())
+        {
+            return Err(UserError::new(format!(
+                "`{}` is {what}, not a file or folder: scan reads files and folders only",
+                tsrotate::text::path(path)
+            ))
+            .hint("to scan a stream, pipe it to standard input: `command | tsrotate scan -`"));
+        }
     }
     Ok(())
 }

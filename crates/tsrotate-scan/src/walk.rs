@@ -9,9 +9,13 @@
 //! 3. `.git` folders are skipped: their objects are compressed, and `--git` reads history
 //!    properly (see [`crate::git`]).
 //! 4. Binary files are searched for the literal shape, like any other.
-//! 5. Symbolic links are not followed unless [`Symlinks::Follow`]; paths named on the command
-//!    line are always read, whatever they are (a FIFO such as `<(cmd)` included).
-//! 6. A file that cannot be read becomes a [`Problem`]; the scan goes on.
+//! 5. Symbolic links are not followed unless [`Symlinks::Follow`]; a path named on the command
+//!    line is read even when it is a link.
+//! 6. Only regular files are read. A FIFO, socket or device, named or found, is never read:
+//!    opening a FIFO blocks until a writer appears and `/dev/zero` never ends. Files are opened
+//!    without blocking and checked after opening, so a FIFO swapped in during the walk cannot
+//!    hang it either. A stream is scanned through standard input ([`scan_reader`]).
+//! 7. A file that cannot be read becomes a [`Problem`]; the scan goes on.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -149,7 +153,7 @@ impl Worker<'_> {
             return;
         }
         let path = display_path(entry.path());
-        match std::fs::File::open(entry.path()) {
+        match open_regular(entry.path()) {
             Ok(mut file) => scan_one(
                 &mut self.scanner,
                 &mut file,
@@ -209,6 +213,29 @@ fn scan_one(
             path: path.to_owned(),
             message: error.to_string(),
         }),
+    }
+}
+
+/// Open `path` for reading if, once open, it is a regular file (links followed).
+///
+/// `O_NONBLOCK` makes opening a FIFO return at once instead of waiting for a writer; it has no
+/// effect on reading a regular file. The check is made on the opened file, not the path, so
+/// swapping the path between the walk and the open changes nothing.
+fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let file = std::fs::File::from(fd);
+    let kind = file.metadata()?.file_type();
+    match tsrotate::fs::not_regular(&kind) {
+        None => Ok(file),
+        Some(what) => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{what}, not a regular file: only files are read (pipe a stream to `-`)"),
+        )),
     }
 }
 
@@ -278,6 +305,57 @@ mod tests {
         assert_eq!(report.findings.len(), 3);
         assert!(report.problems.is_empty());
         assert_eq!(report.stats.files, 4);
+    }
+
+    /// Issue 11 item 15: a named FIFO or `/dev/zero` is reported as a problem, never read (a
+    /// FIFO blocked the scan until a writer came, `/dev/zero` never ended). The scan runs on
+    /// a thread with a bound, so that the test ends even when the walk would hang.
+    #[test]
+    fn named_fifos_and_devices_are_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let file = dir.path().join("a.txt");
+        std::fs::File::create(&file)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, AUTH.as_bytes()))
+            .unwrap();
+        let roots = vec![fifo, PathBuf::from("/dev/zero"), file];
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let report = scan_paths(
+                &Matcher::new(),
+                &roots,
+                &options(Ignores::Respect),
+                &Progress::default(),
+            );
+            tx.send(report).ok();
+        });
+        let report = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the scan of a FIFO and /dev/zero hangs");
+        assert_eq!(
+            report.findings.len(),
+            1,
+            "the regular file is still scanned"
+        );
+        let mut problems: Vec<_> = report
+            .problems
+            .iter()
+            .map(|p| (p.path.rsplit('/').next().unwrap(), p.message.as_str()))
+            .collect();
+        problems.sort_unstable();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].0 == "pipe" && problems[0].1.starts_with("a FIFO, not a regular file"));
+        assert!(
+            problems[1].0 == "zero" && problems[1].1.starts_with("a device, not a regular file")
+        );
     }
 
     #[test]

@@ -201,6 +201,44 @@ fn clean_tree_exits_zero_and_usage_errors_exit_two() {
     run(tsrotate(dir.path()).args(["scan", "--no-such-flag"])).expect(2);
 }
 
+/// Issue 11 item 15: `scan` of a named FIFO (no writer) blocked forever and `/dev/zero` never
+/// ended. A named path that is neither a file nor a folder is refused at once (exit 2) with
+/// what to do instead. The bound makes the test end even when the command would hang.
+#[test]
+fn a_named_fifo_or_device_is_refused_without_blocking() {
+    let dir = TempDir::new().unwrap();
+    let made = StdCommand::new("mkfifo")
+        .arg(dir.path().join("pipe"))
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo failed");
+    write(dir.path(), "a.txt", format!("key: {LIVE_A}\n"));
+    for named in ["pipe", "/dev/zero"] {
+        let refused = run(tsrotate(dir.path())
+            .args(["scan", "a.txt", named])
+            .timeout(std::time::Duration::from_secs(30)))
+        .expect(2);
+        let kind = if named == "pipe" {
+            "a FIFO"
+        } else {
+            "a device"
+        };
+        assert!(
+            refused
+                .stderr
+                .contains(&format!("`{named}` is {kind}, not a file or folder"))
+                && refused.stderr.contains("hint: to scan a stream, pipe it"),
+            "{}",
+            refused.stderr
+        );
+        assert!(
+            refused.stdout.is_empty(),
+            "nothing is scanned: {}",
+            refused.stdout
+        );
+    }
+}
+
 #[test]
 fn stdin_is_scanned_as_dash() {
     let dir = TempDir::new().unwrap();
