@@ -307,6 +307,33 @@ fn a_config_holding_a_secret_or_a_typo_is_refused() {
     );
 }
 
+/// Issue 11 item 15: a TOML syntax error echoed the offending line, with the webhook URL's
+/// token in it. The error names the line and column and never a value of the file.
+#[test]
+fn a_broken_configuration_is_reported_by_line_without_its_values() {
+    let mut env = TestEnv::new();
+    let token = "CANARYhookTOKENq7Wz2Rx9";
+    env.canary(token);
+    let broken = env.write(
+        "broken.toml",
+        format!("[notify]\nurl_env = https://hooks.example.com/services/T0/B0/{token}\n"),
+    );
+    let run = env
+        .run(
+            env.cmd()
+                .arg("--config")
+                .arg(&broken)
+                .args(["config", "check"]),
+        )
+        .expect(2);
+    assert!(
+        run.stderr
+            .contains("line 2, column 11: string values must be quoted"),
+        "{}",
+        run.stderr
+    );
+}
+
 #[test]
 fn config_show_names_sources_and_hides_secrets() {
     let mut env = TestEnv::new();
