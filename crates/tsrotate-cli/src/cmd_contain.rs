@@ -1,13 +1,17 @@
 //! `tsrotate contain`: which devices a leaked auth key may have joined (see
 //! `tsrotate::contain` for how they are found and ranked).
 //!
-//! This version reports only: it changes nothing in the tailnet. Exit 1 when candidates at or
-//! above `--min-confidence` exist (someone has to act on them), 0 otherwise.
+//! Without `--action` it reports only. With `--action`, it shows the plan (a dry run) unless
+//! `--yes` is given; then the action is journaled (`tsrotate::contain::act`) so that `resume`
+//! finishes it after a crash and `rollback` restores what the API can restore. Exit 1 when
+//! candidates at or above `--min-confidence` exist and no action was taken on them (or one
+//! failed), 0 otherwise.
 
 use std::path::PathBuf;
 
 use serde::Serialize;
 use time::OffsetDateTime;
+use tsrotate::contain::act::{self, Action, Containment, Plan, Progress};
 use tsrotate::contain::{self, Confidence, Expected, KeySource, Since};
 
 use crate::args::{Format, GlobalArgs};
@@ -32,6 +36,19 @@ pub(crate) struct Args {
     /// The lowest confidence that counts as a finding: exact, strong or possible.
     #[arg(long, value_name = "LEVEL", default_value = "strong", value_parser = parse_confidence)]
     min_confidence: Confidence,
+    /// What to do to the devices at or above --min-confidence: expire, deauthorize,
+    /// drop-routes or delete. Shows the plan only, unless --yes is given.
+    #[arg(long, value_name = "ACTION", value_parser = parse_action)]
+    action: Option<Action>,
+    /// Carry the --action out (journaled: `tsrotate rollback ID` restores authorization and
+    /// routes; expire and delete cannot be undone).
+    #[arg(long, short = 'y', requires = "action")]
+    yes: bool,
+}
+
+fn parse_action(text: &str) -> Result<Action, String> {
+    Action::parse(text)
+        .ok_or_else(|| "expected expire, deauthorize, drop-routes or delete".to_owned())
 }
 
 fn parse_confidence(text: &str) -> Result<Confidence, String> {
@@ -71,7 +88,7 @@ struct JsonCandidate<'a> {
     hostname: &'a str,
     confidence: Confidence,
     evidence: &'a [String],
-    actions_taken: Vec<String>,
+    actions_taken: Vec<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -79,6 +96,49 @@ struct JsonReport<'a> {
     key: JsonKey<'a>,
     window: &'a contain::Window,
     candidates: Vec<JsonCandidate<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    containment: Option<JsonContainment<'a>>,
+}
+
+/// What `--action` planned or did.
+#[derive(Serialize)]
+struct JsonContainment<'a> {
+    /// The journal's ID (for `resume` and `rollback`); absent on a dry run.
+    id: Option<&'a str>,
+    action: &'static str,
+    dry_run: bool,
+    undoable: bool,
+    devices: Vec<JsonProgress<'a>>,
+}
+
+impl<'a> JsonContainment<'a> {
+    fn of(state: &'a act::State) -> Self {
+        Self {
+            id: Some(&state.plan.containment_id),
+            action: state.plan.action.as_str(),
+            dry_run: false,
+            undoable: state.plan.action.undoable(),
+            devices: state
+                .plan
+                .devices
+                .iter()
+                .zip(&state.progress)
+                .map(|(d, p)| JsonProgress {
+                    node_id: &d.node_id,
+                    hostname: &d.hostname,
+                    progress: p,
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct JsonProgress<'a> {
+    node_id: &'a str,
+    hostname: &'a str,
+    #[serde(flatten)]
+    progress: &'a Progress,
 }
 
 fn rfc3339(t: OffsetDateTime) -> String {
@@ -120,13 +180,80 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
                 .into(),
             other @ contain::Error::Journal(_) => anyhow::Error::from(other),
         })?;
-    let findings = report
+    let targets: Vec<&contain::Candidate> = report
         .analysis
         .candidates
         .iter()
-        .filter(|c| c.confidence >= args.min_confidence)
-        .count();
+        .filter(|c| c.confidence >= args.min_confidence && !c.device.is_external)
+        .collect();
+    let findings = targets.len();
+    let mut containment = None;
+    if let (Some(action), true, false) = (args.action, args.yes, targets.is_empty()) {
+        let dir = context::trusted_state_dir(global)?;
+        let plan = Plan {
+            containment_id: act::new_id(time::OffsetDateTime::now_utc()),
+            tailnet: client.tailnet().to_owned(),
+            user: context::os_user(),
+            key_id: id.clone(),
+            action,
+            // The device as the list just described it: what rollback restores.
+            devices: targets.iter().map(|c| c.device.clone()).collect(),
+        };
+        let mut running = Containment::begin(&dir, plan).map_err(act_error)?;
+        let outcome = running.carry_out(&client).await;
+        containment = Some(running.state().clone());
+        if let Err(e) = outcome {
+            emit(global, &report, containment.as_ref(), args)?;
+            return Err(act_error(e));
+        }
+    }
+    emit(global, &report, containment.as_ref(), args)?;
+    Ok(match (&containment, findings) {
+        (_, 0) => ExitStatus::Success,
+        (Some(state), _) if state.is_finished() => ExitStatus::Success,
+        _ => ExitStatus::Incomplete,
+    })
+}
+
+/// A containment's refusal or failure, worded for the person (exit 2 when they must fix
+/// something).
+fn act_error(e: act::Error) -> anyhow::Error {
+    if e.is_user_error() {
+        let hint = e.hint();
+        let error = UserError::new(e.to_string());
+        match hint {
+            Some(hint) => error.hint(hint).into(),
+            None => error.into(),
+        }
+    } else {
+        anyhow::Error::from(e)
+    }
+}
+
+fn emit(
+    global: &GlobalArgs,
+    report: &contain::Report,
+    containment: Option<&act::State>,
+    args: &Args,
+) -> anyhow::Result<()> {
+    let min = args.min_confidence;
+    let taken = |node_id: &str| -> Vec<&'static str> {
+        containment
+            .and_then(|s| {
+                s.acted()
+                    .find(|(d, _)| d.node_id == node_id)
+                    .map(|_| vec![s.plan.action.as_str()])
+            })
+            .unwrap_or_default()
+    };
     if global.format == Format::Json {
+        let planned: Vec<&contain::Candidate> = report
+            .analysis
+            .candidates
+            .iter()
+            .filter(|c| c.confidence >= min)
+            .collect();
+        let pending = Progress::Pending;
         let json = JsonReport {
             key: JsonKey {
                 id: report.key.id.as_str(),
@@ -148,26 +275,182 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
                     hostname: &c.hostname,
                     confidence: c.confidence,
                     evidence: &c.evidence,
-                    actions_taken: Vec::new(),
+                    actions_taken: taken(&c.node_id),
                 })
                 .collect(),
+            containment: args.action.map(|action| match containment {
+                Some(state) => JsonContainment::of(state),
+                None => JsonContainment {
+                    id: None,
+                    action: action.as_str(),
+                    dry_run: true,
+                    undoable: action.undoable(),
+                    devices: planned
+                        .iter()
+                        .map(|c| JsonProgress {
+                            node_id: &c.node_id,
+                            hostname: &c.hostname,
+                            progress: &pending,
+                        })
+                        .collect(),
+                },
+            }),
         };
         serde_json::to_writer_pretty(std::io::stdout().lock(), &json)?;
         println!();
     } else {
-        print_human(&report, args.min_confidence, findings);
+        let findings = report
+            .analysis
+            .candidates
+            .iter()
+            .filter(|c| c.confidence >= min)
+            .count();
+        print_human(report, min, findings, args.action.is_some());
+        match (args.action, containment) {
+            (Some(action), None) if findings > 0 => {
+                println!(
+                    "Plan: {} {findings} device(s) at or above {}. {}.",
+                    action.as_str(),
+                    min.as_str(),
+                    capitalized(action.permanence())
+                );
+                println!(
+                    "Dry run: nothing was changed. Run again with --yes to {} them.",
+                    action.as_str()
+                );
+            }
+            (_, Some(state)) => print_progress(state),
+            _ => {}
+        }
     }
     for note in &report.notes {
-        eprintln!("note: {note}");
+        eprintln!("note: {}", tsrotate::text::escape(note));
     }
-    Ok(if findings > 0 {
-        ExitStatus::Incomplete
+    Ok(())
+}
+
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+fn print_progress(state: &act::State) {
+    let action = state.plan.action;
+    let id = &state.plan.containment_id;
+    for (device, progress) in state.plan.devices.iter().zip(&state.progress) {
+        let what = match progress {
+            Progress::Done { already: false } => format!("{}: done", action.as_str()),
+            Progress::Done { already: true } => {
+                format!("{}: done (by an interrupted run)", action.as_str())
+            }
+            Progress::Gone => "no longer in the tailnet".to_owned(),
+            Progress::Failed { error } => {
+                format!(
+                    "{} failed: {}",
+                    action.as_str(),
+                    tsrotate::text::escape(error)
+                )
+            }
+            Progress::Pending | Progress::Intended => "not done yet".to_owned(),
+            Progress::Undone => "restored".to_owned(),
+            Progress::UndoIntended => "not restored yet".to_owned(),
+            Progress::UndoFailed { error } => {
+                format!("restoring failed: {}", tsrotate::text::escape(error))
+            }
+        };
+        println!(
+            "  {} ({}): {what}",
+            tsrotate::text::escape(&device.hostname),
+            tsrotate::text::escape(&device.node_id)
+        );
+    }
+    match state.end {
+        Some(act::End::Finished) if action.undoable() => println!(
+            "Containment {id} finished. `tsrotate rollback {id}` restores the devices as they were."
+        ),
+        Some(act::End::Finished) => println!(
+            "Containment {id} finished. It cannot be rolled back: {}.",
+            action.permanence()
+        ),
+        Some(act::End::RolledBack) => println!("Containment {id} is rolled back."),
+        None if state.undoing => println!(
+            "Containment {id} is not fully rolled back: run `tsrotate rollback {id}` again."
+        ),
+        None => println!("Containment {id} is not finished: `tsrotate resume {id}` finishes it."),
+    }
+}
+
+/// `tsrotate resume` of a containment: acts on the devices not acted on yet, never twice.
+pub(crate) async fn resume(global: &GlobalArgs, id: &str) -> anyhow::Result<ExitStatus> {
+    let dir = context::trusted_state_dir(global)?;
+    let mut running = Containment::reopen(&dir, id).map_err(act_error)?;
+    let client = client_for(global, running.state())?;
+    let outcome = running.carry_out(&client).await;
+    finish(global, running.state(), outcome)
+}
+
+/// `tsrotate rollback` of a containment: restores authorization or routes from the snapshot.
+pub(crate) async fn rollback(
+    global: &GlobalArgs,
+    id: &str,
+    yes: bool,
+) -> anyhow::Result<ExitStatus> {
+    let dir = context::trusted_state_dir(global)?;
+    let mut running = Containment::reopen(&dir, id).map_err(act_error)?;
+    let action = running.state().plan.action;
+    if !action.undoable() {
+        return Err(act_error(act::Error::CannotUndo {
+            containment_id: id.to_owned(),
+            action,
+        }));
+    }
+    let client = client_for(global, running.state())?;
+    if !context::confirm(
+        &format!(
+            "Restore the devices containment {id} changed ({}) from their snapshots?",
+            action.as_str()
+        ),
+        yes,
+    )? {
+        return Err(UserError::new("cancelled; nothing was changed").into());
+    }
+    let outcome = running.roll_back(&client).await;
+    finish(global, running.state(), outcome)
+}
+
+/// A client for the tailnet the containment started on, whatever the environment says now.
+fn client_for(global: &GlobalArgs, state: &act::State) -> anyhow::Result<tsrotate::api::Client> {
+    let settings = ApiSettings::configured(global, &[])?;
+    ApiSettings {
+        tailnet: state.plan.tailnet.clone(),
+        ..settings
+    }
+    .require_client()
+}
+
+fn finish(
+    global: &GlobalArgs,
+    state: &act::State,
+    outcome: Result<(), act::Error>,
+) -> anyhow::Result<ExitStatus> {
+    if global.format == Format::Json {
+        serde_json::to_writer_pretty(std::io::stdout().lock(), &JsonContainment::of(state))?;
+        println!();
     } else {
+        print_progress(state);
+    }
+    outcome.map_err(act_error)?;
+    Ok(if state.is_finished() {
         ExitStatus::Success
+    } else {
+        ExitStatus::Incomplete
     })
 }
 
-fn print_human(report: &contain::Report, min: Confidence, findings: usize) {
+fn print_human(report: &contain::Report, min: Confidence, findings: usize, acting: bool) {
     let key = &report.key;
     let owner = key.owner.as_deref().map_or_else(
         || "tailnet-owned".to_owned(),
@@ -203,11 +486,12 @@ fn print_human(report: &contain::Report, min: Confidence, findings: usize) {
         println!(
             "{:<8} {} ({})",
             c.confidence.as_str(),
-            c.hostname,
-            c.node_id
+            // Hostnames, os and client versions are the attacker's to choose.
+            tsrotate::text::escape(&c.hostname),
+            tsrotate::text::escape(&c.node_id)
         );
         for line in &c.evidence {
-            println!("         - {line}");
+            println!("         - {}", tsrotate::text::escape(line));
         }
     }
     if report.analysis.expected_skipped > 0 {
@@ -216,9 +500,9 @@ fn print_human(report: &contain::Report, min: Confidence, findings: usize) {
             report.analysis.expected_skipped
         );
     }
-    if findings > 0 {
+    if findings > 0 && !acting {
         println!(
-            "{findings} device(s) at or above {}: nothing was changed. Expire or deauthorize them in the admin console (Machines).",
+            "{findings} device(s) at or above {}: nothing was changed. Quarantine them with --action expire|deauthorize|drop-routes|delete (a dry run until --yes).",
             min.as_str()
         );
     }

@@ -17,7 +17,7 @@ use crate::settings::{self, ApiSettings, Need};
 /// Arguments of `tsrotate resume`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// The rotation to finish; default: every unfinished one.
+    /// The rotation (or containment) to finish; default: every unfinished rotation.
     #[arg(value_name = "ROTATION_ID")]
     rotation_id: Option<String>,
     /// Do not ask for confirmation.
@@ -32,6 +32,11 @@ pub(crate) struct Args {
 pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitStatus> {
     let dir = context::trusted_state_dir(global)?;
     let state_dir = dir.path().to_owned();
+    if let Some(id) = &args.rotation_id
+        && tsrotate::contain::act::exists(&state_dir, id)
+    {
+        return crate::cmd_contain::resume(global, id).await;
+    }
     let config = settings::load_config(global, Need::ApiOnly)?;
     let settings = ApiSettings::resolve(&["auth_keys"], config.as_ref())?;
     let authority = Authority {

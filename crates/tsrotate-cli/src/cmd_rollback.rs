@@ -21,7 +21,7 @@ use crate::settings::{self, ApiSettings, Need};
 /// Arguments of `tsrotate rollback`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// The rotation to undo.
+    /// The rotation (or containment) to undo.
     #[arg(value_name = "ROTATION_ID")]
     rotation_id: String,
     /// Where to read the old key if no file still holds it (`-` for standard input).
@@ -34,6 +34,9 @@ pub(crate) struct Args {
 
 pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitStatus> {
     let dir = context::trusted_state_dir(global)?;
+    if tsrotate::contain::act::exists(dir.path(), &args.rotation_id) {
+        return crate::cmd_contain::rollback(global, &args.rotation_id, args.yes).await;
+    }
     let config = settings::load_config(global, Need::ApiOnly)?;
     // Undoing writes the places back (their `after` runs): only those the configuration
     // still names.

@@ -184,6 +184,9 @@ fn a_user_owned_keys_devices_in_the_window_are_strong() {
     let mut env = TestEnv::new();
     let (id, _) = env.mint(json!({"capabilities": {"devices": {"create": {"reusable": false}}}}));
     join(&env, &json!({"auth_key_id": id, "hostname": "laptop"}));
+    // A tagged server joined with another key in the same window is not the user's.
+    let (other, _) = env.mint_default();
+    join(&env, &json!({"auth_key_id": other, "hostname": "server"}));
     let run = env
         .run(env.cmd().args(["--format", "json", "contain", &id]))
         .expect(1);
@@ -195,4 +198,314 @@ fn a_user_owned_keys_devices_in_the_window_are_strong() {
         .run(env.cmd().args(["contain", &id, "--since", "bogus"]))
         .expect(2);
     assert!(run.stderr.contains("--since"), "{}", run.stderr);
+}
+
+/// The emulator's answer to an API call made with the bootstrap token.
+fn api(env: &TestEnv, method: &str, path: &str, body: Option<&Value>) -> Value {
+    let auth = format!("Bearer {}", env.emu.bootstrap().api_key);
+    let response = tsrotate_test_support::http::send(
+        env.url(),
+        method,
+        path,
+        &[("Authorization", &auth)],
+        body,
+    )
+    .unwrap();
+    assert_eq!(response.status, 200, "{method} {path}");
+    response.json()
+}
+
+fn devices(env: &TestEnv) -> Vec<Value> {
+    api(env, "GET", "/api/v2/tailnet/-/devices?fields=all", None)["devices"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// The hostnames of the devices whose node key expiry was updated, once per update.
+fn expiries(env: &TestEnv) -> Vec<String> {
+    let log = api(
+        env,
+        "GET",
+        "/api/v2/tailnet/-/logging/configuration?start=2000-01-01T00:00:00Z&end=2100-01-01T00:00:00Z",
+        None,
+    );
+    let mut names: Vec<String> = log["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["action"] == "UPDATE"
+                && e["target"]["property"] == "KEY_EXPIRY_TIME"
+                && e["origin"] == "CONFIG_API"
+        })
+        .map(|e| e["target"]["name"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn short(name: &str) -> String {
+    name.split('.').next().unwrap().to_owned()
+}
+
+fn containment_journal(env: &TestEnv) -> Vec<Value> {
+    let dir = env.state.path().join("containments");
+    let mut lines = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.path().extension().is_some_and(|e| e == "jsonl") {
+            let text = std::fs::read_to_string(entry.path()).unwrap();
+            lines.extend(
+                text.lines()
+                    .filter_map(|l| serde_json::from_str::<Value>(l).ok()),
+            );
+        }
+    }
+    lines
+}
+
+#[test]
+fn expire_is_a_dry_run_until_yes_then_expires_exactly_the_attackers_with_either_actor() {
+    for (actor, min) in [("key", "strong"), ("owner", "possible")] {
+        let mut env = TestEnv::new();
+        let (id, _secret) = fleet(&mut env, actor);
+        let args = [
+            "contain",
+            &id,
+            "--since",
+            "1d",
+            "--min-confidence",
+            min,
+            "--action",
+            "expire",
+        ];
+        let dry = env.run(env.cmd().args(args)).expect(1);
+        assert!(
+            dry.stdout.contains("Plan: expire 3 device(s)"),
+            "{}",
+            dry.stdout
+        );
+        assert!(dry.stdout.contains("log in again"), "{}", dry.stdout);
+        assert!(
+            dry.stdout.contains("Dry run: nothing was changed"),
+            "{}",
+            dry.stdout
+        );
+        assert!(expiries(&env).is_empty(), "a dry run changed something");
+        assert!(containment_journal(&env).is_empty());
+
+        let run = env
+            .run(env.cmd().args(["--format", "json"]).args(args).arg("--yes"))
+            .expect(0);
+        let report = run.json();
+        let acted: Vec<&Value> = report["candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["actions_taken"] == json!(["expire"]))
+            .collect();
+        assert_eq!(acted.len(), 3, "{report}");
+        assert_eq!(report["containment"]["undoable"], false);
+        let expired: Vec<String> = expiries(&env).iter().map(|n| short(n)).collect();
+        assert_eq!(expired, ["evil-0", "evil-1", "evil-2"], "{actor}");
+        // The journal holds a snapshot of each before the change.
+        let journal = containment_journal(&env);
+        let planned = &journal[0]["event"];
+        assert_eq!(planned["type"], "planned");
+        assert_eq!(planned["devices"].as_array().unwrap().len(), 3);
+        assert!(planned["devices"][0]["expires"].is_string());
+
+        // Expiry cannot be undone through the API: rollback says so and changes nothing.
+        let containment = report["containment"]["id"].as_str().unwrap().to_owned();
+        let refused = env
+            .run(env.cmd().args(["rollback", &containment, "--yes"]))
+            .expect(2);
+        assert!(
+            refused.stderr.contains("cannot be undone"),
+            "{}",
+            refused.stderr
+        );
+        assert_eq!(expiries(&env).len(), 3);
+        env.assert_state_clean();
+    }
+}
+
+#[test]
+fn deauthorize_and_drop_routes_are_rolled_back_from_the_snapshot() {
+    let mut env = TestEnv::new();
+    let (id, _secret) = fleet(&mut env, "key");
+    // An admin had approved the attacker's route: dropping it is the containment.
+    let router = devices(&env)
+        .into_iter()
+        .find(|d| d["hostname"] == "evil-2")
+        .unwrap();
+    let router_id = router["nodeId"].as_str().unwrap().to_owned();
+    api(
+        &env,
+        "POST",
+        &format!("/api/v2/device/{router_id}/routes"),
+        Some(&json!({"routes": ["10.9.0.0/16"]})),
+    );
+    let state = |env: &TestEnv| -> Vec<(String, bool, Value)> {
+        let mut all: Vec<_> = devices(env)
+            .into_iter()
+            .map(|d| {
+                (
+                    d["hostname"].as_str().unwrap().to_owned(),
+                    d["authorized"].as_bool().unwrap(),
+                    d["enabledRoutes"].clone(),
+                )
+            })
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    };
+    let before = state(&env);
+    for action in ["deauthorize", "drop-routes"] {
+        let run = env
+            .run(env.cmd().args([
+                "--format", "json", "contain", &id, "--since", "1d", "--action", action, "--yes",
+            ]))
+            .expect(0);
+        let containment = run.json()["containment"]["id"].as_str().unwrap().to_owned();
+        let during = state(&env);
+        for (host, authorized, routes) in &during {
+            let was = before.iter().find(|b| &b.0 == host).unwrap();
+            if host.starts_with("evil-") {
+                match action {
+                    "deauthorize" => assert!(!authorized, "{host} still authorized"),
+                    _ => assert_eq!(routes, &json!([]), "{host} still routes"),
+                }
+            } else {
+                assert_eq!(
+                    &(host.clone(), *authorized, routes.clone()),
+                    was,
+                    "{host} changed"
+                );
+            }
+        }
+        let undone = env
+            .run(env.cmd().args(["rollback", &containment, "--yes"]))
+            .expect(0);
+        assert!(undone.stdout.contains("rolled back"), "{}", undone.stdout);
+        assert_eq!(state(&env), before, "after rolling back {action}");
+        // A second rollback has nothing left to do and says so.
+        let again = env
+            .run(env.cmd().args(["rollback", &containment, "--yes"]))
+            .expect(2);
+        assert!(again.stderr.contains("nothing to undo"), "{}", again.stderr);
+    }
+    env.assert_state_clean();
+}
+
+#[test]
+fn an_expiry_whose_answer_was_lost_is_not_repeated_by_resume() {
+    let mut env = TestEnv::new();
+    let (id, _secret) = fleet(&mut env, "key");
+    // The second expiry happens, but its answer never arrives.
+    emulator::add_fault(
+        env.url(),
+        &json!({"method": "POST", "path_prefix": "/api/v2/device/", "drop_connection": true,
+                "skip": 1, "count": 1}),
+    );
+    let run = env
+        .run(env.cmd().args([
+            "--format", "json", "contain", &id, "--since", "1d", "--action", "expire", "--yes",
+        ]))
+        .expect(1);
+    let containment = run.json()["containment"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        expiries(&env).len(),
+        3,
+        "the lost one happened all the same"
+    );
+    emulator::clear_faults(env.url());
+    let resumed = env
+        .run(env.cmd().args(["resume", &containment, "--yes"]))
+        .expect(0);
+    assert!(
+        resumed.stdout.contains("done (by an interrupted run)"),
+        "{}",
+        resumed.stdout
+    );
+    let expired: Vec<String> = expiries(&env).iter().map(|n| short(n)).collect();
+    assert_eq!(
+        expired,
+        ["evil-0", "evil-1", "evil-2"],
+        "an expiry was repeated"
+    );
+    env.assert_state_clean();
+}
+
+/// SIGKILL `contain --action expire --yes` once its journal holds `records` lines (calls slowed
+/// by emulator latency so that the kill lands between them), then `resume`.
+fn kill_then_resume(records: usize) -> bool {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    let mut env = TestEnv::new();
+    let (id, _secret) = fleet(&mut env, "key");
+    emulator::add_fault(
+        env.url(),
+        &json!({"path_prefix": "/api/v2/device/", "latency_ms": 60}),
+    );
+    let cmd = env.cmd();
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("tsrotate"));
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => child.env(k, v),
+            None => child.env_remove(k),
+        };
+    }
+    let out = env.aside.path().join("killed.out");
+    let err = env.aside.path().join("killed.err");
+    let mut child = child
+        .args([
+            "contain", &id, "--since", "1d", "--action", "expire", "--yes",
+        ])
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while containment_journal(&env).len() < records
+        && child.try_wait().unwrap().is_none()
+        && started.elapsed() < Duration::from_secs(60)
+    {
+        std::thread::yield_now();
+    }
+    let killed = child.try_wait().unwrap().is_none();
+    let _ = child.kill(); // SIGKILL
+    let _ = child.wait();
+    env.assert_clean(&std::fs::read_to_string(&out).unwrap());
+    env.assert_clean(&std::fs::read_to_string(&err).unwrap());
+    emulator::clear_faults(env.url());
+
+    let journal = containment_journal(&env);
+    let containment = journal[0]["event"]["containment_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let resumed = env.run(env.cmd().args(["resume", &containment, "--yes"]));
+    assert_eq!(resumed.code, 0, "{}\n{}", resumed.stdout, resumed.stderr);
+    let expired: Vec<String> = expiries(&env).iter().map(|n| short(n)).collect();
+    assert_eq!(
+        expired,
+        ["evil-0", "evil-1", "evil-2"],
+        "killed at {records} records"
+    );
+    // Finished: resuming again does nothing.
+    env.run(env.cmd().args(["resume", &containment, "--yes"]))
+        .expect(0);
+    assert_eq!(expiries(&env).len(), 3);
+    env.assert_state_clean();
+    killed
+}
+
+#[test]
+fn sigkill_during_the_actions_then_resume_does_nothing_twice() {
+    // planned, then intent/done per device: 2..=7 lands before, between and after calls.
+    let killed = (2..=7).filter(|&n| kill_then_resume(n)).count();
+    assert!(killed >= 4, "only {killed} kills landed mid-containment");
 }

@@ -1,9 +1,11 @@
 //! Devices, the configuration audit log and users: what `contain` reads and changes.
 //!
-//! Retries: the four device actions are safe to repeat (expiring an expired node key again,
-//! setting `authorized` or the enabled routes to the same value, deleting a deleted device:
-//! the second call changes nothing, and a 404 after a lost answer means the delete happened),
-//! so they are retried like `GET`s on 429, 5xx and transport errors.
+//! Retries: three device actions are safe to repeat (setting `authorized` or the enabled
+//! routes to the same value, deleting a deleted device: the second call changes nothing, and a
+//! 404 after a lost answer means the delete happened), so they are retried like `GET`s on 429,
+//! 5xx and transport errors. Expiring is not: each call moves the node key's expiry again (and
+//! logs it), so it is retried only when the API provably did not act, and `contain` looks at
+//! the device before trying again.
 
 use reqwest::Method;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -50,6 +52,15 @@ pub struct Device {
     )]
     #[serde(serialize_with = "time::serde::rfc3339::option::serialize")]
     pub created: Option<OffsetDateTime>,
+    /// When its node key expires (or expired); absent for external devices. `contain` tells
+    /// by it whether an expiry it asked for happened before a crash.
+    #[serde(
+        default,
+        deserialize_with = "lenient_time",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[serde(serialize_with = "time::serde::rfc3339::option::serialize")]
+    pub expires: Option<OffsetDateTime>,
     /// Whether it is authorized to join the tailnet.
     #[serde(default)]
     pub authorized: bool,
@@ -236,7 +247,7 @@ impl Client {
                 &Self::device_path(id, "/expire"),
                 &[],
                 None::<&()>,
-                Idempotency::Safe,
+                Idempotency::Creates,
                 "the device expiry",
             )
             .await?;

@@ -240,7 +240,10 @@ impl Index {
 fn first_started(path: &Path) -> Option<super::Started> {
     let bytes = std::fs::read(path).ok()?;
     let first = bytes.split(|&b| b == b'\n').next()?;
-    match serde_json::from_slice::<super::Line>(first).ok()?.event {
+    match serde_json::from_slice::<super::Line<Event>>(first)
+        .ok()?
+        .event
+    {
         Event::Started(started) => Some(*started),
         _ => None,
     }

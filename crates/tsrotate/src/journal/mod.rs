@@ -74,31 +74,50 @@ pub enum Error {
     UnknownRotation(String),
 }
 
+/// What one kind of journal records: a rotation's [`Event`]s, or another operation's that
+/// needs the same crash safety (a containment's device actions, `crate::contain::act`). The
+/// format, durability and torn-line rules are the same for every kind.
+pub trait Entry: serde::Serialize + serde::de::DeserializeOwned {
+    /// Whether this record is the plan every journal of this kind starts with.
+    fn opens(&self) -> bool;
+    /// The name of that first record, for messages.
+    const OPENING: &'static str;
+}
+
+impl Entry for Event {
+    fn opens(&self) -> bool {
+        matches!(self, Event::Started(_))
+    }
+    const OPENING: &'static str = "started";
+}
+
 #[derive(serde::Serialize, serde::Deserialize)]
-struct Line {
+#[serde(bound = "E: Entry")]
+struct Line<E> {
     v: u32,
     seq: u64,
     #[serde(with = "time::serde::rfc3339")]
     at: OffsetDateTime,
-    event: Event,
+    event: E,
 }
 
 /// One record read back from a journal.
 #[derive(Debug, Clone)]
-pub struct Record {
+pub struct Record<E = Event> {
     /// Position in the journal, from 0.
     pub seq: u64,
     /// When it was written.
     pub at: OffsetDateTime,
     /// What it says.
-    pub event: Event,
+    pub event: E,
 }
 
 /// A journal open for appending.
-pub struct Journal {
+pub struct Journal<E = Event> {
     path: PathBuf,
     file: File,
     next_seq: u64,
+    kind: std::marker::PhantomData<fn(E)>,
 }
 
 impl Journal {
@@ -116,7 +135,31 @@ impl Journal {
 
     /// Start a new journal with its `started` record.
     pub fn create(state_dir: &Path, started: Started) -> Result<Self, Error> {
-        let dir = Self::dir(state_dir);
+        let id = started.rotation_id.clone();
+        Self::create_in(
+            &Self::dir(state_dir),
+            &id,
+            Event::Started(Box::new(started)),
+        )
+    }
+
+    /// Open an existing journal for appending, returning it with its records. Only under the
+    /// lock of the rotation's old key: it may cut off a torn last line or end an unterminated
+    /// one.
+    pub fn open(state_dir: &Path, rotation_id: &str) -> Result<(Self, Vec<Record>), Error> {
+        let path = Self::path_of(state_dir, rotation_id);
+        if !path.exists() {
+            return Err(Error::UnknownRotation(rotation_id.to_owned()));
+        }
+        Self::open_at(&path)
+    }
+}
+
+impl<E: Entry> Journal<E> {
+    /// Start journal `<dir>/<id>.jsonl` with its first record (the plan), creating `dir`
+    /// private if needed.
+    pub fn create_in(dir: &Path, id: &str, first: E) -> Result<Self, Error> {
+        let dir = dir.to_owned();
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -125,16 +168,16 @@ impl Journal {
                 path: dir.clone(),
                 source,
             })?;
-        let path = Self::path_of(state_dir, &started.rotation_id);
+        let path = dir.join(format!("{id}.jsonl"));
         // The journal appears with its `started` record already in it (written and synced
         // beside it, then hard-linked into place): a process killed at any moment never
         // leaves an empty journal that `resume` could not make sense of.
-        let staging = dir.join(format!(".{}.jsonl.new", started.rotation_id));
+        let staging = dir.join(format!(".{id}.jsonl.new"));
         let io = |path: &Path| {
             let path = path.to_owned();
             move |source| Error::Io { path, source }
         };
-        let mut first = Self {
+        let mut journal = Self {
             path: staging.clone(),
             file: OpenOptions::new()
                 .append(true)
@@ -143,8 +186,9 @@ impl Journal {
                 .open(&staging)
                 .map_err(io(&staging))?,
             next_seq: 0,
+            kind: std::marker::PhantomData,
         };
-        let written = first.append(Event::Started(Box::new(started)));
+        let written = journal.append(first);
         let linked = written.and_then(|()| std::fs::hard_link(&staging, &path).map_err(io(&path)));
         let _ = std::fs::remove_file(&staging);
         linked?;
@@ -160,17 +204,15 @@ impl Journal {
             path,
             file,
             next_seq: 1,
+            kind: std::marker::PhantomData,
         })
     }
 
-    /// Open an existing journal for appending, returning it with its records. Only under the
-    /// lock of the rotation's old key: it may cut off a torn last line or end an unterminated
+    /// Open the journal at `path` for appending, returning it with its records. Only under
+    /// the lock of what it concerns: it may cut off a torn last line or end an unterminated
     /// one.
-    pub fn open(state_dir: &Path, rotation_id: &str) -> Result<(Self, Vec<Record>), Error> {
-        let path = Self::path_of(state_dir, rotation_id);
-        if !path.exists() {
-            return Err(Error::UnknownRotation(rotation_id.to_owned()));
-        }
+    pub fn open_at(path: &Path) -> Result<(Self, Vec<Record<E>>), Error> {
+        let path = path.to_owned();
         let (records, tail) = read_with_tail(&path)?;
         let io = |source| Error::Io {
             path: path.clone(),
@@ -196,13 +238,14 @@ impl Journal {
                 path,
                 file,
                 next_seq,
+                kind: std::marker::PhantomData,
             },
             records,
         ))
     }
 
     /// Append one record and make it durable before returning.
-    pub fn append(&mut self, event: Event) -> Result<(), Error> {
+    pub fn append(&mut self, event: E) -> Result<(), Error> {
         let line = Line {
             v: FORMAT_VERSION,
             seq: self.next_seq,
@@ -234,6 +277,11 @@ impl Journal {
 
 /// Read every record of a journal file.
 pub fn read(path: &Path) -> Result<Vec<Record>, Error> {
+    read_as(path)
+}
+
+/// Read every record of a journal of another kind than a rotation's.
+pub fn read_as<E: Entry>(path: &Path) -> Result<Vec<Record<E>>, Error> {
     read_with_tail(path).map(|(records, _)| records)
 }
 
@@ -253,7 +301,7 @@ enum Tail {
 /// Every record of a journal, and how it ends. A torn line can only be the last one and
 /// without its newline (an append writes the newline last): a bad line anywhere else,
 /// including a bad last line that has its newline, is damage.
-fn read_with_tail(path: &Path) -> Result<(Vec<Record>, Tail), Error> {
+fn read_with_tail<E: Entry>(path: &Path) -> Result<(Vec<Record<E>>, Tail), Error> {
     let bytes = std::fs::read(path).map_err(|source| Error::Io {
         path: path.to_owned(),
         source,
@@ -274,7 +322,7 @@ fn read_with_tail(path: &Path) -> Result<(Vec<Record>, Tail), Error> {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        match serde_json::from_slice::<Line>(line) {
+        match serde_json::from_slice::<Line<E>>(line) {
             Ok(line) if line.v > FORMAT_VERSION => {
                 return Err(Error::NewerVersion {
                     path: path.to_owned(),
@@ -320,11 +368,11 @@ fn read_with_tail(path: &Path) -> Result<(Vec<Record>, Tail), Error> {
             }
         }
     }
-    if !matches!(records.first().map(|r| &r.event), Some(Event::Started(_))) {
+    if !records.first().is_some_and(|r| r.event.opens()) {
         return Err(Error::Damaged {
             path: path.to_owned(),
             line: 1,
-            problem: "does not start with a `started` record".into(),
+            problem: format!("does not start with a `{}` record", E::OPENING),
         });
     }
     Ok((records, tail))

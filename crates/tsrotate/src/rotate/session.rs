@@ -212,13 +212,17 @@ pub struct StateDir {
 }
 
 impl StateDir {
-    /// Check a state directory: it, its `rotations` and `locks` folders and every file in
-    /// them, and the audit log, must be owned by this user and writable by no one else. A
+    /// Check a state directory: it, its `rotations`, `containments` and `locks` folders and
+    /// every file in them, and the audit log, must be owned by this user and writable by no one else. A
     /// directory that does not exist yet is fine: tsrotate creates it private.
     pub fn open(path: &Path) -> Result<Self, Error> {
         let me = me();
         check(path, Entry::Folder, me)?;
-        for folder in [Journal::dir(path), path.join("locks")] {
+        for folder in [
+            Journal::dir(path),
+            crate::contain::act::dir(path),
+            path.join("locks"),
+        ] {
             check(&folder, Entry::Folder, me)?;
             let Ok(entries) = std::fs::read_dir(&folder) else {
                 continue;

@@ -20,6 +20,8 @@
 //!
 //! Shared-in (external) devices are never candidates: they belong to another tailnet.
 
+pub mod act;
+
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 

@@ -1,0 +1,818 @@
+//! Acting on containment candidates: expire, deauthorize, drop routes or delete them,
+//! journaled like a rotation.
+//!
+//! A containment's journal (`<state dir>/containments/<id>.jsonl`, same format and crash rules
+//! as a rotation's, see [`crate::journal`]) starts with the plan: the action and a snapshot of
+//! every device as the API described it just before anything changed. Each call is announced
+//! by an intent and confirmed by an outcome, so after a crash:
+//!
+//! - `resume` ([`Containment::carry_out`]) asks the API about each device whose intent has no
+//!   outcome and acts only where the snapshot shows the action has not happened (an expiry
+//!   moved `expires`, a deauthorization cleared `authorized`, …): nothing is done twice;
+//! - `rollback` ([`Containment::roll_back`]) puts back authorization and enabled routes as the
+//!   snapshot has them. Expiring a node key and deleting a device cannot be undone through the
+//!   API (the device must log in again, or join again), and the plan says so up front.
+//!
+//! Admission is a rotation's: the state directory must be trusted ([`StateDir`]), a lock per
+//! key keeps two containments of one key apart, and no new containment of a key starts beside
+//! an unfinished one. Shared-in (external) devices are refused at every step: they belong to
+//! another tailnet.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::{Client, Device};
+use crate::fs::{Fail, FileLock};
+use crate::journal::{self, Entry, Journal, Record};
+use crate::key::KeyId;
+use crate::rotate::session::StateDir;
+
+/// What to do to each candidate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// Expire its node key: it must log in again (`POST /device/{id}/expire`).
+    Expire,
+    /// Take its authorization away (`POST /device/{id}/authorized {"authorized": false}`).
+    Deauthorize,
+    /// Disable every route it exposes (`POST /device/{id}/routes {"routes": []}`).
+    DropRoutes,
+    /// Remove it from the tailnet (`DELETE /device/{id}`).
+    Delete,
+}
+
+impl Action {
+    /// Parses `expire`, `deauthorize`, `drop-routes` or `delete`.
+    #[must_use]
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "expire" => Some(Self::Expire),
+            "deauthorize" => Some(Self::Deauthorize),
+            "drop-routes" => Some(Self::DropRoutes),
+            "delete" => Some(Self::Delete),
+            _ => None,
+        }
+    }
+
+    /// The name on the command line and in JSON.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Expire => "expire",
+            Self::Deauthorize => "deauthorize",
+            Self::DropRoutes => "drop-routes",
+            Self::Delete => "delete",
+        }
+    }
+
+    /// Whether `rollback` can put a device back as it was.
+    #[must_use]
+    pub fn undoable(self) -> bool {
+        matches!(self, Self::Deauthorize | Self::DropRoutes)
+    }
+
+    /// What undoing it would take when the API cannot, for plans and refusals.
+    #[must_use]
+    pub fn permanence(self) -> &'static str {
+        match self {
+            Self::Expire => {
+                "an expired node key cannot be renewed through the API: each device must log in again (`tailscale up`) to come back"
+            }
+            Self::Delete => {
+                "a deleted device cannot be restored: it must join the tailnet again with a new key"
+            }
+            Self::Deauthorize | Self::DropRoutes => {
+                "`tsrotate rollback` restores it from the snapshot taken before"
+            }
+        }
+    }
+
+    /// The scope the call needs, to explain a 403.
+    #[must_use]
+    pub fn scope(self) -> &'static str {
+        match self {
+            Self::DropRoutes => "devices:routes",
+            Self::Expire | Self::Deauthorize | Self::Delete => "devices:core",
+        }
+    }
+
+    /// Whether `device` now shows the effect of this action, compared with its `snapshot`.
+    fn happened(self, snapshot: &Device, device: &Device) -> bool {
+        match self {
+            Self::Expire => device.expires != snapshot.expires,
+            Self::Deauthorize => !device.authorized,
+            Self::DropRoutes => device.enabled_routes.is_empty(),
+            // A device that still answers was not deleted.
+            Self::Delete => false,
+        }
+    }
+}
+
+/// The folder of containment journals in a state directory.
+#[must_use]
+pub fn dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("containments")
+}
+
+/// The journal of containment `id`.
+#[must_use]
+pub fn path_of(state_dir: &Path, id: &str) -> PathBuf {
+    dir(state_dir).join(format!("{id}.jsonl"))
+}
+
+/// Whether `id` names a containment journal in `state_dir` (rather than a rotation).
+#[must_use]
+pub fn exists(state_dir: &Path, id: &str) -> bool {
+    is_id(id) && path_of(state_dir, id).is_file()
+}
+
+/// Containment IDs are `c` and the characters of a rotation ID: nothing that walks paths.
+fn is_id(id: &str) -> bool {
+    id.starts_with('c') && id.len() > 1 && id.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// A new containment ID: `c`, the UTC time to the second, six random characters.
+#[must_use]
+pub fn new_id(now: time::OffsetDateTime) -> String {
+    let rotation = crate::rotate::plan::new_rotation_id(now);
+    format!("c{}", &rotation[1..])
+}
+
+/// What a containment will do, journaled before anything changes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Its ID.
+    pub containment_id: String,
+    /// The tailnet, as the API client names it.
+    pub tailnet: String,
+    /// Who ran it (the OS user).
+    pub user: String,
+    /// The leaked key whose devices these are.
+    pub key_id: KeyId,
+    /// What is done to each.
+    pub action: Action,
+    /// Every device acted on, as the API described it just before: what rollback restores.
+    pub devices: Vec<Device>,
+}
+
+/// One record of a containment journal. IDs, snapshots and messages only: no secrets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Step {
+    /// The plan, first in every containment journal.
+    Planned(Box<Plan>),
+    /// About to act on a device.
+    Intent {
+        /// The device.
+        node_id: String,
+    },
+    /// The action happened (`already`: a crashed run's call had done it).
+    Done {
+        /// The device.
+        node_id: String,
+        /// Found done, not done now.
+        already: bool,
+    },
+    /// The device is no longer in the tailnet: nothing to do, nothing to restore.
+    Gone {
+        /// The device.
+        node_id: String,
+    },
+    /// The call failed; `resume` tries again.
+    Failed {
+        /// The device.
+        node_id: String,
+        /// Why.
+        error: String,
+    },
+    /// `rollback` began.
+    UndoStarted,
+    /// About to restore a device from its snapshot.
+    UndoIntent {
+        /// The device.
+        node_id: String,
+    },
+    /// The device is as its snapshot again.
+    Undone {
+        /// The device.
+        node_id: String,
+    },
+    /// Restoring failed; `rollback` again tries again.
+    UndoFailed {
+        /// The device.
+        node_id: String,
+        /// Why.
+        error: String,
+    },
+    /// Every device was acted on.
+    Finished,
+    /// Every device acted on is restored.
+    RolledBack,
+}
+
+impl Entry for Step {
+    fn opens(&self) -> bool {
+        matches!(self, Self::Planned(_))
+    }
+    const OPENING: &'static str = "planned";
+}
+
+/// Where one device of the plan stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Progress {
+    /// Not acted on yet.
+    Pending,
+    /// A call was announced; it may or may not have happened.
+    Intended,
+    /// Done (`already`: found done after a crash).
+    Done {
+        /// Found done rather than done now.
+        already: bool,
+    },
+    /// No longer in the tailnet.
+    Gone,
+    /// The last call failed.
+    Failed {
+        /// Why.
+        error: String,
+    },
+    /// A restore was announced.
+    UndoIntended,
+    /// Restored from the snapshot.
+    Undone,
+    /// The last restore failed.
+    UndoFailed {
+        /// Why.
+        error: String,
+    },
+}
+
+/// How a containment ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum End {
+    /// Every device was acted on.
+    Finished,
+    /// Every device acted on was restored.
+    RolledBack,
+}
+
+/// A containment as its journal tells it.
+#[derive(Debug, Clone)]
+pub struct State {
+    /// The plan.
+    pub plan: Plan,
+    /// Per device of the plan, in its order.
+    pub progress: Vec<Progress>,
+    /// `rollback` has begun.
+    pub undoing: bool,
+    /// How it ended, if it has.
+    pub end: Option<End>,
+}
+
+impl State {
+    /// Replays a journal's records; `None` if it does not start with a plan.
+    #[must_use]
+    pub fn replay(records: &[Record<Step>]) -> Option<Self> {
+        let Step::Planned(plan) = &records.first()?.event else {
+            return None;
+        };
+        let mut state = Self {
+            progress: vec![Progress::Pending; plan.devices.len()],
+            plan: (**plan).clone(),
+            undoing: false,
+            end: None,
+        };
+        for record in &records[1..] {
+            state.apply(&record.event);
+        }
+        Some(state)
+    }
+
+    fn index(&self, node_id: &str) -> Option<usize> {
+        self.plan.devices.iter().position(|d| d.node_id == node_id)
+    }
+
+    fn apply(&mut self, step: &Step) {
+        let set = |state: &mut Self, node_id: &str, progress: Progress| {
+            if let Some(i) = state.index(node_id) {
+                state.progress[i] = progress;
+            }
+        };
+        match step {
+            Step::Planned(_) => {}
+            Step::Intent { node_id } => set(self, node_id, Progress::Intended),
+            Step::Done { node_id, already } => {
+                set(self, node_id, Progress::Done { already: *already });
+            }
+            Step::Gone { node_id } => set(self, node_id, Progress::Gone),
+            Step::Failed { node_id, error } => set(
+                self,
+                node_id,
+                Progress::Failed {
+                    error: error.clone(),
+                },
+            ),
+            Step::UndoStarted => self.undoing = true,
+            Step::UndoIntent { node_id } => set(self, node_id, Progress::UndoIntended),
+            Step::Undone { node_id } => set(self, node_id, Progress::Undone),
+            Step::UndoFailed { node_id, error } => set(
+                self,
+                node_id,
+                Progress::UndoFailed {
+                    error: error.clone(),
+                },
+            ),
+            Step::Finished => self.end = Some(End::Finished),
+            Step::RolledBack => self.end = Some(End::RolledBack),
+        }
+    }
+
+    /// Whether nothing more happens in it unless someone rolls it back.
+    #[must_use]
+    pub fn is_finished(&self) -> bool {
+        self.end.is_some()
+    }
+
+    /// The devices acted on (done now or found done), as `(snapshot, found_done)`.
+    pub fn acted(&self) -> impl Iterator<Item = (&Device, bool)> {
+        self.plan
+            .devices
+            .iter()
+            .zip(&self.progress)
+            .filter_map(|(d, p)| match p {
+                Progress::Done { already } => Some((d, *already)),
+                _ => None,
+            })
+    }
+}
+
+/// What can stop a containment's actions.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The state directory cannot be trusted, or could not be prepared.
+    #[error(transparent)]
+    Session(#[from] crate::rotate::session::Error),
+    /// A journal could not be read or written.
+    #[error(transparent)]
+    Journal(#[from] journal::Error),
+    /// Another run holds the key's containment lock.
+    #[error("another tsrotate run is containing key {0}")]
+    Busy(KeyId),
+    /// A containment of the key is not finished.
+    #[error("containment {containment_id} of key {key_id} is not finished")]
+    Unfinished {
+        /// The key.
+        key_id: KeyId,
+        /// The unfinished containment.
+        containment_id: String,
+    },
+    /// No containment journal by that ID.
+    #[error("no containment `{0}` in the state directory")]
+    Unknown(String),
+    /// A plan names a shared-in device: tsrotate never changes another tailnet's devices.
+    #[error("device {0} is shared in from another tailnet; tsrotate never changes it")]
+    External(String),
+    /// The credential lacks the scope the action needs.
+    #[error("{what} device {node_id} was refused: the credential lacks the `{scope}` scope")]
+    Forbidden {
+        /// What was being done.
+        what: &'static str,
+        /// The device.
+        node_id: String,
+        /// The scope.
+        scope: &'static str,
+    },
+    /// The action cannot be undone through the API.
+    #[error("containment {containment_id} used `{}`, which cannot be undone: {}", action.as_str(), action.permanence())]
+    CannotUndo {
+        /// The containment.
+        containment_id: String,
+        /// Its action.
+        action: Action,
+    },
+    /// Rolled back already, or never acted on anything.
+    #[error("containment {0} has nothing to undo")]
+    NothingToUndo(String),
+}
+
+impl Error {
+    /// What the person can do about it.
+    #[must_use]
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::Session(e) => e.hint(),
+            Self::Busy(_) => {
+                Some("wait for it to finish; the lock is released when it ends".to_owned())
+            }
+            Self::Unfinished { containment_id, .. } => Some(format!(
+                "finish it with `tsrotate resume {containment_id}` or undo it with `tsrotate rollback {containment_id}`"
+            )),
+            Self::Forbidden { scope, .. } => Some(format!(
+                "give the credential the `{scope}` scope, then `tsrotate resume` finishes the containment"
+            )),
+            Self::Journal(_)
+            | Self::Unknown(_)
+            | Self::External(_)
+            | Self::CannotUndo { .. }
+            | Self::NothingToUndo(_) => None,
+        }
+    }
+
+    /// Whether the person must fix something (the CLI exits 2) rather than the system failing.
+    #[must_use]
+    pub fn is_user_error(&self) -> bool {
+        match self {
+            Self::Session(e) => e.is_user_error(),
+            Self::Journal(_) => false,
+            _ => true,
+        }
+    }
+}
+
+/// A containment under its key's lock, recording to its journal.
+pub struct Containment {
+    _lock: FileLock,
+    journal: Journal<Step>,
+    state: State,
+}
+
+impl std::fmt::Debug for Containment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Containment")
+            .field("containment_id", &self.state.plan.containment_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock(dir: &StateDir, key_id: &KeyId) -> Result<FileLock, Error> {
+    let locks = dir.path().join("locks");
+    crate::fs::create_private_dir_all(&locks).map_err(crate::rotate::session::Error::from)?;
+    FileLock::acquire(
+        &locks.join(format!("contain-{key_id}.lock")),
+        Fail::Immediately,
+    )
+    .map_err(|e| match e {
+        crate::fs::Error::Busy { .. } => Error::Busy(key_id.clone()),
+        other => Error::Session(other.into()),
+    })
+}
+
+/// The IDs of every containment journal, oldest first.
+pub fn list(state_dir: &Path) -> Result<Vec<String>, journal::Error> {
+    let folder = dir(state_dir);
+    let entries = match std::fs::read_dir(&folder) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(journal::Error::Io {
+                path: folder,
+                source,
+            });
+        }
+    };
+    let mut ids: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".jsonl"))
+                .filter(|id| is_id(id))
+                .map(str::to_owned)
+        })
+        .collect();
+    ids.sort();
+    Ok(ids)
+}
+
+/// The containments not finished (neither finished nor rolled back), oldest first.
+pub fn unfinished(state_dir: &Path) -> Result<Vec<State>, journal::Error> {
+    let mut found = Vec::new();
+    for id in list(state_dir)? {
+        let records = journal::read_as::<Step>(&path_of(state_dir, &id))?;
+        if let Some(state) = State::replay(&records).filter(|s| !s.is_finished()) {
+            found.push(state);
+        }
+    }
+    Ok(found)
+}
+
+impl Containment {
+    /// Locks the key's containments, checks that none of them is unfinished, and journals
+    /// the plan. Refuses a plan that names a shared-in device.
+    pub fn begin(dir: &StateDir, plan: Plan) -> Result<Self, Error> {
+        if let Some(external) = plan.devices.iter().find(|d| d.is_external) {
+            return Err(Error::External(external.node_id.clone()));
+        }
+        let held = lock(dir, &plan.key_id)?;
+        if let Some(other) = unfinished(dir.path())?
+            .into_iter()
+            .find(|s| s.plan.key_id == plan.key_id)
+        {
+            return Err(Error::Unfinished {
+                key_id: plan.key_id.clone(),
+                containment_id: other.plan.containment_id,
+            });
+        }
+        let id = plan.containment_id.clone();
+        let journal =
+            Journal::create_in(&self::dir(dir.path()), &id, Step::Planned(Box::new(plan)))?;
+        let records = journal::read_as::<Step>(journal.path())?;
+        let state = State::replay(&records).ok_or_else(|| Error::Unknown(id.clone()))?;
+        Ok(Self {
+            _lock: held,
+            journal,
+            state,
+        })
+    }
+
+    /// Reopens containment `id` under its key's lock (read again once the lock is held: the
+    /// run that held it may just have finished it).
+    pub fn reopen(dir: &StateDir, id: &str) -> Result<Self, Error> {
+        if !exists(dir.path(), id) {
+            return Err(Error::Unknown(id.to_owned()));
+        }
+        let path = path_of(dir.path(), id);
+        let before = State::replay(&journal::read_as::<Step>(&path)?)
+            .ok_or_else(|| Error::Unknown(id.to_owned()))?;
+        let held = lock(dir, &before.plan.key_id)?;
+        let (journal, records) = Journal::<Step>::open_at(&path)?;
+        let state = State::replay(&records).ok_or_else(|| Error::Unknown(id.to_owned()))?;
+        if let Some(external) = state.plan.devices.iter().find(|d| d.is_external) {
+            return Err(Error::External(external.node_id.clone()));
+        }
+        Ok(Self {
+            _lock: held,
+            journal,
+            state,
+        })
+    }
+
+    /// The containment as journaled.
+    #[must_use]
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    fn record(&mut self, step: Step) -> Result<(), Error> {
+        self.state.apply(&step);
+        self.journal.append(step)?;
+        Ok(())
+    }
+
+    /// Acts on every device not acted on yet. A device whose last call may have happened
+    /// (intent without outcome) is looked at first and left alone if it shows the effect.
+    /// Failures are journaled and the rest go on; a 403 stops (every other call would meet
+    /// it too). Journals `finished` once every device is done or gone.
+    pub async fn carry_out(&mut self, client: &Client) -> Result<(), Error> {
+        if self.state.is_finished() {
+            return Ok(());
+        }
+        let action = self.state.plan.action;
+        for i in 0..self.state.plan.devices.len() {
+            let snapshot = self.state.plan.devices[i].clone();
+            let node_id = snapshot.node_id.clone();
+            if snapshot.is_external {
+                return Err(Error::External(node_id));
+            }
+            match &self.state.progress[i] {
+                Progress::Done { .. } | Progress::Gone => continue,
+                // The last call may have happened (a failure can be a lost answer too): look.
+                Progress::Intended | Progress::Failed { .. } => {
+                    match client.get_device(&node_id).await {
+                        Ok(now) if !action.happened(&snapshot, &now) => {}
+                        Ok(_) => {
+                            self.record(Step::Done {
+                                node_id,
+                                already: true,
+                            })?;
+                            continue;
+                        }
+                        Err(e) if e.is_not_found() => {
+                            self.record(if action == Action::Delete {
+                                Step::Done {
+                                    node_id,
+                                    already: true,
+                                }
+                            } else {
+                                Step::Gone { node_id }
+                            })?;
+                            continue;
+                        }
+                        // Acting again is harmless for the others; an expiry would move twice.
+                        // Left as it is: the next `resume` looks again.
+                        Err(_) if action == Action::Expire => continue,
+                        Err(_) => {}
+                    }
+                }
+                _ => {}
+            }
+            self.record(Step::Intent {
+                node_id: node_id.clone(),
+            })?;
+            let result = match action {
+                Action::Expire => client.expire_device(&node_id).await,
+                Action::Deauthorize => client.set_device_authorized(&node_id, false).await,
+                Action::DropRoutes => client.set_device_routes(&node_id, &[]).await.map(|_| ()),
+                Action::Delete => client.delete_device(&node_id).await,
+            };
+            match result {
+                Ok(()) => self.record(Step::Done {
+                    node_id,
+                    already: false,
+                })?,
+                Err(e) if e.is_not_found() && action == Action::Delete => {
+                    self.record(Step::Done {
+                        node_id,
+                        already: true,
+                    })?;
+                }
+                Err(e) if e.is_not_found() => self.record(Step::Gone { node_id })?,
+                Err(e) => {
+                    let forbidden = e.status() == Some(403);
+                    self.record(Step::Failed {
+                        node_id: node_id.clone(),
+                        error: e.to_string(),
+                    })?;
+                    if forbidden {
+                        return Err(Error::Forbidden {
+                            what: action.as_str(),
+                            node_id,
+                            scope: action.scope(),
+                        });
+                    }
+                }
+            }
+        }
+        if self
+            .state
+            .progress
+            .iter()
+            .all(|p| matches!(p, Progress::Done { .. } | Progress::Gone))
+        {
+            self.record(Step::Finished)?;
+        }
+        Ok(())
+    }
+
+    /// Restores every device acted on (or perhaps acted on) from its snapshot: authorization
+    /// for `deauthorize`, enabled routes for `drop-routes`. Refuses the actions the API cannot
+    /// undo. Journals `rolled_back` once every one is restored.
+    pub async fn roll_back(&mut self, client: &Client) -> Result<(), Error> {
+        let id = self.state.plan.containment_id.clone();
+        let action = self.state.plan.action;
+        if !action.undoable() {
+            return Err(Error::CannotUndo {
+                containment_id: id,
+                action,
+            });
+        }
+        if self.state.end == Some(End::RolledBack) {
+            return Err(Error::NothingToUndo(id));
+        }
+        if !self.state.undoing {
+            self.record(Step::UndoStarted)?;
+        }
+        for i in 0..self.state.plan.devices.len() {
+            let snapshot = self.state.plan.devices[i].clone();
+            let node_id = snapshot.node_id.clone();
+            if snapshot.is_external {
+                return Err(Error::External(node_id));
+            }
+            if matches!(
+                self.state.progress[i],
+                Progress::Pending | Progress::Gone | Progress::Undone
+            ) {
+                continue;
+            }
+            self.record(Step::UndoIntent {
+                node_id: node_id.clone(),
+            })?;
+            let result = match action {
+                Action::Deauthorize => {
+                    client
+                        .set_device_authorized(&node_id, snapshot.authorized)
+                        .await
+                }
+                Action::DropRoutes => client
+                    .set_device_routes(&node_id, &snapshot.enabled_routes)
+                    .await
+                    .map(|_| ()),
+                Action::Expire | Action::Delete => unreachable!("refused above"),
+            };
+            match result {
+                Ok(()) => self.record(Step::Undone { node_id })?,
+                Err(e) => {
+                    let forbidden = e.status() == Some(403);
+                    self.record(Step::UndoFailed {
+                        node_id: node_id.clone(),
+                        error: e.to_string(),
+                    })?;
+                    if forbidden {
+                        return Err(Error::Forbidden {
+                            what: "restoring",
+                            node_id,
+                            scope: action.scope(),
+                        });
+                    }
+                }
+            }
+        }
+        if self
+            .state
+            .progress
+            .iter()
+            .all(|p| matches!(p, Progress::Pending | Progress::Gone | Progress::Undone))
+        {
+            self.record(Step::RolledBack)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use super::*;
+
+    fn device(node: &str, authorized: bool) -> Device {
+        Device {
+            node_id: node.to_owned(),
+            authorized,
+            ..Device::default()
+        }
+    }
+
+    fn plan(devices: Vec<Device>) -> Plan {
+        Plan {
+            containment_id: "c20300101000000abcdef".into(),
+            tailnet: "-".into(),
+            user: "t".into(),
+            key_id: "kLeak123CNTRL".parse().unwrap(),
+            action: Action::Deauthorize,
+            devices,
+        }
+    }
+
+    #[test]
+    fn replay_tracks_each_device_and_a_crash_leaves_an_intent() {
+        let dir = tempfile::tempdir().unwrap();
+        let state_dir = StateDir::open(dir.path()).unwrap();
+        let mut c = Containment::begin(
+            &state_dir,
+            plan(vec![device("nA", true), device("nB", true)]),
+        )
+        .unwrap();
+        c.record(Step::Intent {
+            node_id: "nA".into(),
+        })
+        .unwrap();
+        c.record(Step::Done {
+            node_id: "nA".into(),
+            already: false,
+        })
+        .unwrap();
+        c.record(Step::Intent {
+            node_id: "nB".into(),
+        })
+        .unwrap();
+        // A second containment of the key waits for this one (the lock, then the journal).
+        assert!(matches!(
+            Containment::begin(&state_dir, plan(vec![])),
+            Err(Error::Busy(_))
+        ));
+        drop(c);
+        assert!(matches!(
+            Containment::begin(&state_dir, plan(vec![])),
+            Err(Error::Unfinished { .. })
+        ));
+        let c = Containment::reopen(&state_dir, "c20300101000000abcdef").unwrap();
+        assert_eq!(
+            c.state().progress,
+            [Progress::Done { already: false }, Progress::Intended]
+        );
+        assert!(!c.state().is_finished());
+        assert_eq!(
+            unfinished(dir.path()).unwrap()[0].plan.containment_id,
+            "c20300101000000abcdef"
+        );
+    }
+
+    #[test]
+    fn a_plan_with_a_shared_in_device_is_refused_and_ids_never_walk_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let state_dir = StateDir::open(dir.path()).unwrap();
+        let mut shared = device("nShared", true);
+        shared.is_external = true;
+        assert!(matches!(
+            Containment::begin(&state_dir, plan(vec![shared])),
+            Err(Error::External(_))
+        ));
+        assert!(!exists(dir.path(), "c../../etc/passwd"));
+        assert!(!exists(dir.path(), "r2030"));
+        assert!(new_id(time::OffsetDateTime::now_utc()).starts_with('c'));
+    }
+}
