@@ -74,6 +74,13 @@ pub(crate) enum Command {
     /// Move an API access token's consumers to a new, scoped OAuth client, then revoke it.
     #[command(name = "migrate-to-oauth")]
     MigrateToOauth(crate::cmd_migrate::Args),
+    /// Move a credential's consumers (GitHub Actions workflows, containerboot, the operator)
+    /// to a federated identity that stores no secret; dry run unless --apply.
+    #[command(
+        name = "migrate-to-federated",
+        after_help = "Exit codes: 0 done (the dry run shown, switched and waiting for --confirmed, or finished); 1 the sample token would be refused or the verification failed (the old credential is kept); 2 usage or input error, nothing changed; 3 unexpected failure."
+    )]
+    MigrateToFederated(crate::cmd_migrate_federated::Args),
     /// Each managed credential: current key, expiry, places in sync, last rotation, next due.
     /// Exit 1 when something is due, broken or out of sync.
     Status(crate::cmd_status::Args),

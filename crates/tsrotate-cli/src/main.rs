@@ -17,6 +17,7 @@ mod cmd_emulator;
 mod cmd_inspect;
 mod cmd_keys;
 mod cmd_migrate;
+mod cmd_migrate_federated;
 mod cmd_resume;
 mod cmd_revoke;
 mod cmd_rollback;
@@ -54,6 +55,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Config(args) => runtime()?.block_on(cmd_config::run(&global, &args)),
         Command::Demo(args) => runtime()?.block_on(cmd_demo::run(&global, &args)),
         Command::MigrateToOauth(args) => runtime()?.block_on(cmd_migrate::run(&global, &args)),
+        Command::MigrateToFederated(args) => {
+            runtime()?.block_on(cmd_migrate_federated::run(&global, &args))
+        }
         Command::Inspect(args) => runtime()?.block_on(cmd_inspect::run(&global, &args)),
         Command::Rotate(args) => runtime()?.block_on(cmd_rotate::run(&global, &args)),
         Command::Resume(args) => runtime()?.block_on(cmd_resume::run(&global, &args)),

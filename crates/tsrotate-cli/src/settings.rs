@@ -49,6 +49,8 @@ pub(crate) mod env {
     pub(crate) const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
     /// GitHub token for Actions secrets.
     pub(crate) const GITHUB_TOKEN: &str = "GITHUB_TOKEN";
+    /// GitHub's API (GitHub Actions sets it; GitHub Enterprise Server's `https://HOST/api/v3`).
+    pub(crate) const GITHUB_API_URL: &str = "GITHUB_API_URL";
     /// Kubernetes configuration, and the in-cluster service address.
     pub(crate) const KUBECONFIG: &str = "KUBECONFIG";
     pub(crate) const KUBERNETES_SERVICE_HOST: &str = "KUBERNETES_SERVICE_HOST";

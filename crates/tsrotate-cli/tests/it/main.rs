@@ -23,6 +23,7 @@ mod fault_matrix;
 mod fields;
 mod human;
 mod kinds;
+mod migrate_federated;
 mod places;
 mod redact;
 mod rotate;

@@ -18,6 +18,7 @@
 
 mod devices;
 mod error;
+mod identity;
 mod oauth;
 mod wire;
 
@@ -35,6 +36,7 @@ pub use devices::{
     scope_for,
 };
 pub use error::Error;
+pub use identity::{FederatedIdentity, FederatedIdentityRequest};
 pub use wire::{
     CreateAuthKey, CreatedKey, DeviceCapabilities, DeviceCreateCapabilities, Key, KeyCapabilities,
     KeyType, OAuthClientRequest, Webhook,
