@@ -163,7 +163,8 @@ async fn resume_one(
             crate::settings::sink_credentials(),
             std::collections::HashMap::new(),
         )
-        .with_verify_cmd(authority.verify_cmd.map(str::to_owned));
+        .with_verify_cmd(authority.verify_cmd.map(str::to_owned))
+        .redacting_old_values(session.state().old_key_id(), &session.state().sinks);
     let narrate = human && !global.quiet;
     rotation::execute(&mut world, &mut session, narrate, None).await
 }

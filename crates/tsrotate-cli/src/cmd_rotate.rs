@@ -598,7 +598,8 @@ pub(crate) async fn start(
     let mut world = ApiWorld::new(client.clone(), plan.files.clone())
         .with_configured(with.credentials, plan.planned_versions.clone())
         .with_verify_cmd(with.verify_cmd)
-        .with_redacted(with.known_values);
+        .with_redacted(with.known_values)
+        .redacting_old_values(&plan.started.old.key_id, &plan.started.sinks);
     if let Some(token) = with.new_token {
         world = world.with_new_token(token, plan.started.old.key_id.clone());
     }

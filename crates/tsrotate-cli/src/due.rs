@@ -256,7 +256,8 @@ async fn resume(
     let mut session = Session::reopen(dir, rotation_id, &context::os_user(), &authority)
         .map_err(rotation::admission_error)?;
     let mut world = ApiWorld::new(client.clone(), Vec::new())
-        .with_configured(credentials.clone(), std::collections::HashMap::new());
+        .with_configured(credentials.clone(), std::collections::HashMap::new())
+        .redacting_old_values(session.state().old_key_id(), &session.state().sinks);
     rotation::execute(&mut world, &mut session, false, None).await
 }
 

@@ -157,6 +157,12 @@ const MIN_PATTERN: usize = 6;
 /// Every match becomes `[redacted]`, then any other Tailscale credential is redacted by
 /// [`redact_in`].
 ///
+/// Tools also print a value cut into pieces: `xxd` and `od` in 16-byte lines with offsets
+/// between them, `base64` wrapped at 76 columns. No pattern above spans such a cut, so after
+/// redaction the text is looked at once more with its whitespace removed: if any
+/// [`FRAGMENT`]-character run of a secret's secret part (as it is, base64 at any alignment,
+/// or hex) is still there, the whole output is withheld rather than shown in part.
+///
 /// ```
 /// use tsrotate::child::Redactor;
 /// use tsrotate::key::Secret;
@@ -170,7 +176,18 @@ const MIN_PATTERN: usize = 6;
 #[derive(Default)]
 pub struct Redactor {
     patterns: Vec<Zeroizing<Vec<u8>>>,
+    /// Every [`FRAGMENT`]-long run of every encoding of every secret part, lower-cased.
+    fragments: Vec<Zeroizing<Vec<u8>>>,
 }
+
+/// How long a run of a secret's characters must be to withhold an output. Twelve characters
+/// of a random secret never turn up by chance, and every line of an `xxd`/`od` dump of a
+/// Tailscale key's secret part (over 27 characters) holds that many.
+pub const FRAGMENT: usize = 12;
+
+/// What is shown instead of an output that held part of a secret.
+pub const WITHHELD: &str =
+    "[output withheld: it held part of a secret in play, cut or spread over lines]";
 
 impl fmt::Debug for Redactor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -182,8 +199,21 @@ impl Redactor {
     /// A redactor for these secrets.
     pub fn new<'a>(secrets: impl IntoIterator<Item = &'a Secret>) -> Self {
         let mut patterns: Vec<Zeroizing<Vec<u8>>> = Vec::new();
+        let mut fragments: Vec<Zeroizing<Vec<u8>>> = Vec::new();
         for secret in secrets {
-            for raw in raw_forms(secret) {
+            let forms = raw_forms(secret);
+            // The secret part alone: the key ID before it is no secret and is printed freely.
+            if let Some(part) = forms.last() {
+                for encoded in encodings(part) {
+                    for window in encoded.windows(FRAGMENT) {
+                        let window = Zeroizing::new(window.to_ascii_lowercase());
+                        if !fragments.contains(&window) {
+                            fragments.push(window);
+                        }
+                    }
+                }
+            }
+            for raw in forms {
                 for pattern in encodings(&raw) {
                     if pattern.len() >= MIN_PATTERN
                         && !patterns
@@ -197,7 +227,10 @@ impl Redactor {
         }
         // Longest first, so that a whole value is replaced before a part of it.
         patterns.sort_by_key(|p| std::cmp::Reverse(p.len()));
-        Self { patterns }
+        Self {
+            patterns,
+            fragments,
+        }
     }
 
     /// `bytes` with every pattern replaced, as text safe to show.
@@ -216,7 +249,24 @@ impl Redactor {
             out.push(bytes[i]);
             i += 1;
         }
-        redact_in(&String::from_utf8_lossy(&out))
+        let shown = redact_in(&String::from_utf8_lossy(&out));
+        if self.holds_fragment(shown.as_bytes()) {
+            return WITHHELD.to_owned();
+        }
+        shown
+    }
+
+    /// Whether `text`, without its whitespace and in lower case, holds a fragment.
+    fn holds_fragment(&self, text: &[u8]) -> bool {
+        let joined: Zeroizing<Vec<u8>> = Zeroizing::new(
+            text.iter()
+                .filter(|b| !b.is_ascii_whitespace())
+                .map(u8::to_ascii_lowercase)
+                .collect(),
+        );
+        self.fragments
+            .iter()
+            .any(|f| memchr::memmem::find(&joined, f).is_some())
     }
 }
 
@@ -655,6 +705,93 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// `xxd`'s dump: offset, eight groups of two bytes in hex, the bytes as text.
+    fn xxd(raw: &[u8]) -> String {
+        raw.chunks(16)
+            .enumerate()
+            .map(|(n, line)| {
+                let hex: Vec<String> = line
+                    .chunks(2)
+                    .map(|g| g.iter().map(|b| format!("{b:02x}")).collect())
+                    .collect();
+                let text: String = line.iter().map(|&b| b as char).collect();
+                format!("{:08x}: {:<40} {text}\n", n * 16, hex.join(" "))
+            })
+            .collect()
+    }
+
+    /// `od -A x -t x1`'s dump: offset, then each byte in hex.
+    fn od(raw: &[u8]) -> String {
+        raw.chunks(16)
+            .enumerate()
+            .map(|(n, line)| {
+                let hex: Vec<String> = line.iter().map(|b| format!("{b:02x}")).collect();
+                format!("{:06x} {}\n", n * 16, hex.join(" "))
+            })
+            .collect()
+    }
+
+    /// `base64`'s output, wrapped at 76 columns.
+    fn wrapped_base64(raw: &[u8]) -> String {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(raw);
+        encoded
+            .as_bytes()
+            .chunks(76)
+            .map(|l| format!("{}\n", String::from_utf8_lossy(l)))
+            .collect()
+    }
+
+    proptest! {
+        /// A secret cut over lines (dumps, wrapped base64) is not shown in pieces: the whole
+        /// output is withheld (red-team finding: `xxd`, `od` and `base64` printed the key).
+        #[test]
+        fn a_secret_spread_over_lines_withholds_the_output(
+            id in "k[A-Za-z0-9]{6,10}CNTRL",
+            secret in "[A-Za-z0-9]{28,48}",
+            before in "[ -~]{0,40}",
+        ) {
+            let value = key(&id, &secret);
+            let redactor = Redactor::new([&value]);
+            let whole = value.expose_secret().as_bytes();
+            let mut framed = before.as_bytes().to_vec();
+            framed.extend_from_slice(whole);
+            for dump in [xxd(whole), od(whole), wrapped_base64(whole), xxd(&framed),
+                         od(&framed), wrapped_base64(&framed)] {
+                let shown = redactor.redact(format!("verify failed:\n{dump}").as_bytes());
+                if shown == WITHHELD {
+                    continue;
+                }
+                // Shown: then no eight characters of the secret may be recoverable from it.
+                let joined: String = shown
+                    .chars()
+                    .filter(|c| !c.is_whitespace())
+                    .collect::<String>()
+                    .to_lowercase();
+                let hex: String = secret.bytes().map(|b| format!("{b:02x}")).collect();
+                for n in 0..=secret.len() - 8 {
+                    prop_assert!(!joined.contains(&secret[n..n + 8].to_lowercase()), "{}", shown);
+                    prop_assert!(!joined.contains(&hex[2 * n..2 * n + 16]), "{}", shown);
+                    for bytes in decodable(&shown.replace('\n', "")) {
+                        prop_assert!(
+                            memchr::memmem::find(&bytes, &secret.as_bytes()[n..n + 8]).is_none(),
+                            "{}", shown
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn output_without_a_secret_is_shown_and_a_whole_key_is_redacted_in_place() {
+        let value = key("kAbc123CNTRL", "SecretPart0123456789abcdefgh");
+        let redactor = Redactor::new([&value]);
+        let shown = redactor.redact(b"curl: (22) 401 for kAbc123CNTRL\n00000000: 6869 0a");
+        assert_eq!(shown, "curl: (22) 401 for kAbc123CNTRL\n00000000: 6869 0a");
+        let shown = redactor.redact(format!("bad key {} here", value.expose_secret()).as_bytes());
+        assert_eq!(shown, "bad key [redacted] here");
     }
 
     #[test]

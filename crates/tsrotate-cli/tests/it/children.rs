@@ -328,3 +328,82 @@ fn the_old_key_is_redacted_from_a_childs_output_too() {
     assert_eq!(env.key(&old_id)["invalid"], false);
     env.assert_state_clean();
 }
+
+/// The secret parts of `keys` are in no eight-character piece in `text`, as they are or in
+/// hex, once the whitespace that a dump puts between its pieces is gone.
+#[track_caller]
+fn assert_no_piece_in(keys: &[&str], text: &str) {
+    let joined: String = text.split_whitespace().collect();
+    for key in keys {
+        let secret = key.rsplit('-').next().unwrap();
+        let hex: String = secret.bytes().map(|b| format!("{b:02x}")).collect();
+        for n in 0..=secret.len() - 8 {
+            assert!(!joined.contains(&secret[n..n + 8]), "{text}");
+            assert!(!joined.contains(&hex[2 * n..2 * n + 16]), "{text}");
+        }
+        assert_none_in(&forms_of(key), text, "output");
+    }
+}
+
+/// Red-team finding: dump tools print a key cut over lines (`od` with its text column,
+/// `base64` wrapped at 76 columns), which no whole-value pattern matches. The excerpt is
+/// withheld instead of shown in pieces.
+#[test]
+fn a_new_key_cut_over_lines_by_a_dump_tool_is_never_shown() {
+    let mut env = TestEnv::new();
+    let (old_id, old) = env.mint_default();
+    env.write("app/.env", format!("TS_AUTHKEY={old}\n"));
+    let seen = env.aside.path().join("new-key");
+    let script = format!(
+        r#"printf %s "$TSROTATE_NEW_KEY" > {seen}
+echo CHILD-SAYS-HELLO >&2
+printf %s "$TSROTATE_NEW_KEY" | od -A x -t x1z >&2
+printf 'padding to move the key off the 76-column lines: %s' "$TSROTATE_NEW_KEY" | base64 >&2
+exit 1"#,
+        seen = seen.display(),
+    );
+    let run = env
+        .run(
+            env.cmd()
+                .args(["rotate", &old_id, "--yes", "--verify-cmd", &script, "--in"])
+                .arg(env.work.path()),
+        )
+        .expect(1);
+    let new = std::fs::read_to_string(&seen).unwrap();
+    env.canary(&new);
+    assert_no_piece_in(&[&new], &run.stderr);
+    assert_no_piece_in(&[&new], &run.stdout);
+    assert!(
+        run.stderr.contains("output withheld"),
+        "the excerpt says why it is not shown:\n{}",
+        run.stderr
+    );
+    assert_eq!(env.key(&old_id)["invalid"], false, "the old key stays live");
+    env.assert_state_clean();
+}
+
+/// Red-team finding: `rotate KEY_ID --in DIR` reads the old value from the files it
+/// replaces, and the old key is live while verification runs; a child that prints it (from
+/// a copy the rotation does not know of) must have it redacted too.
+#[test]
+fn the_old_key_read_from_the_files_is_redacted_when_rotating_by_id() {
+    let mut env = TestEnv::new();
+    let (old_id, old) = env.mint_default();
+    env.write("app/.env", format!("TS_AUTHKEY={old}\n"));
+    let copy = env.write_aside("forgotten-copy", &old);
+    let script = format!(
+        "printf 'old: %s\\n' \"$(base64 -w0 < {copy})\" >&2; exit 1",
+        copy = copy.display()
+    );
+    let run = env
+        .run(
+            env.cmd()
+                .args(["rotate", &old_id, "--yes", "--verify-cmd", &script, "--in"])
+                .arg(env.work.path()),
+        )
+        .expect(1);
+    assert!(run.stderr.contains("old: "), "{}", run.stderr);
+    assert_no_piece_in(&[&old], &run.stderr);
+    assert_eq!(env.key(&old_id)["invalid"], false);
+    env.assert_state_clean();
+}

@@ -71,6 +71,32 @@ impl ApiWorld {
         self
     }
 
+    /// Also redact the old key's values as the files among `sinks` hold them now. A
+    /// rotation by key ID reads them only to replace them, yet the old key is live while
+    /// verification runs, so a child that prints it must not show it (red-team finding).
+    #[must_use]
+    pub fn redacting_old_values(mut self, old: &KeyId, sinks: &[SinkPlan]) -> Self {
+        for sink in sinks {
+            let path = match sink {
+                SinkPlan::File { path, .. }
+                | SinkPlan::Configured {
+                    spec: SinkSpec::File { path },
+                    ..
+                } => path,
+                SinkPlan::Configured { .. } => continue,
+            };
+            if let Some(value) = read_value(path, old)
+                && !self
+                    .also_redacted
+                    .iter()
+                    .any(|v| v.fingerprint() == value.fingerprint())
+            {
+                self.also_redacted.push(value);
+            }
+        }
+        self
+    }
+
     /// With the `--verify-cmd` of this run's command line. A journal names its command by
     /// digest only, and nothing else is ever run for it.
     #[must_use]
