@@ -170,6 +170,7 @@ fn show(global: &GlobalArgs) -> anyhow::Result<ExitStatus> {
     let auth = match &api.auth {
         Some(a @ Auth::OAuthClient { .. }) => (a.describe(), "OAuth client".to_owned()),
         Some(a @ Auth::ApiAccessToken(_)) => (a.describe(), "personal API access token".to_owned()),
+        Some(a @ Auth::Federated { .. }) => (a.describe(), "federated identity".to_owned()),
         None => ("none".to_owned(), "not configured".to_owned()),
     };
     let state_dir = context::state_dir(global)?;

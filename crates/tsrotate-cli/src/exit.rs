@@ -58,6 +58,20 @@ impl Stopped {
     }
 }
 
+/// A federated identity's token that could not be had or was refused is a problem of the
+/// settings (exit 2, like a bad credential), with what to look at when the message alone
+/// does not say it (empty when it does).
+fn identity_problem(error: &tsrotate::api::Error) -> Option<&'static str> {
+    match error {
+        tsrotate::api::Error::ExchangeRefused { .. } => Some(
+            "compare the token's claims with the identity's issuer, subject pattern and audience (`tsrotate keys list` with another credential shows them); a token in TAILSCALE_IDENTITY_TOKEN cannot be renewed, so a long run needs TAILSCALE_IDENTITY_TOKEN_FILE or TAILSCALE_AUDIENCE",
+        ),
+        tsrotate::api::Error::IdentityToken { .. } => Some(""),
+        tsrotate::api::Error::DeadlineExceeded { last, .. } => identity_problem(last),
+        _ => None,
+    }
+}
+
 pub(crate) fn finish(result: anyhow::Result<ExitStatus>) -> ExitCode {
     match result {
         Ok(ExitStatus::Success) => ExitCode::SUCCESS,
@@ -72,14 +86,19 @@ pub(crate) fn finish(result: anyhow::Result<ExitStatus>) -> ExitCode {
             }
             let user = error.chain().find_map(|e| e.downcast_ref::<UserError>());
             let stopped = error.chain().find_map(|e| e.downcast_ref::<Stopped>());
-            let code = match (user, stopped) {
-                (Some(_), _) => 2,
-                (None, Some(_)) => 1,
-                (None, None) => 3,
+            let identity = error
+                .chain()
+                .find_map(|e| e.downcast_ref::<tsrotate::api::Error>())
+                .and_then(identity_problem);
+            let code = match (user, stopped, identity) {
+                (Some(_), _, _) | (None, None, Some(_)) => 2,
+                (None, Some(_), _) => 1,
+                (None, None, None) => 3,
             };
             let hint = user
                 .and_then(|u| u.hint.as_deref())
-                .or_else(|| stopped.and_then(|s| s.hint.as_deref()));
+                .or_else(|| stopped.and_then(|s| s.hint.as_deref()))
+                .or(identity.filter(|h| !h.is_empty()));
             #[allow(clippy::print_stderr, reason = "the binary reports its own failure")]
             {
                 // One line each, whatever file names or values the messages quote.

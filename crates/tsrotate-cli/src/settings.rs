@@ -30,6 +30,19 @@ pub(crate) mod env {
         "TAILSCALE_OAUTH_CLIENT_SECRET_FILE";
     /// A file holding the API access token.
     pub(crate) const TAILSCALE_API_KEY_FILE: &str = "TAILSCALE_API_KEY_FILE";
+    /// An OIDC identity token for the federated identity `TAILSCALE_OAUTH_CLIENT_ID`, as
+    /// Tailscale's Terraform provider names it.
+    pub(crate) const TAILSCALE_IDENTITY_TOKEN: &str = "TAILSCALE_IDENTITY_TOKEN";
+    /// A file holding the identity token, read again at every exchange (projected service
+    /// account tokens are refreshed in place).
+    pub(crate) const TAILSCALE_IDENTITY_TOKEN_FILE: &str = "TAILSCALE_IDENTITY_TOKEN_FILE";
+    /// The audience to ask GitHub Actions' ID-token endpoint for, as the Terraform provider
+    /// names it.
+    pub(crate) const TAILSCALE_AUDIENCE: &str = "TAILSCALE_AUDIENCE";
+    /// Set by GitHub Actions in jobs with `permissions: id-token: write`.
+    pub(crate) const ACTIONS_ID_TOKEN_REQUEST_URL: &str = "ACTIONS_ID_TOKEN_REQUEST_URL";
+    /// Set by GitHub Actions with the URL above: the bearer token for it.
+    pub(crate) const ACTIONS_ID_TOKEN_REQUEST_TOKEN: &str = "ACTIONS_ID_TOKEN_REQUEST_TOKEN";
     /// The configuration file.
     pub(crate) const TSROTATE_CONFIG: &str = "TSROTATE_CONFIG";
     /// How long one API request may take, in seconds (decimals allowed; default 30).
@@ -96,6 +109,126 @@ fn read_secret_file(path: &Path) -> Result<Secret, UserError> {
         return Err(UserError::new(format!("`{}` is empty", path.display())));
     }
     Ok(Secret::new(value))
+}
+
+/// `TSROTATE_API_TIMEOUT`, when set.
+fn api_timeout() -> Result<Option<std::time::Duration>, UserError> {
+    env::var(env::TSROTATE_API_TIMEOUT)
+        .map(|v| {
+            v.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite() && *s > 0.0 && *s <= 3600.0)
+                .map(std::time::Duration::from_secs_f64)
+                .ok_or_else(|| {
+                    UserError::new(format!(
+                        "{} must be a number of seconds between 0 and 3600",
+                        env::TSROTATE_API_TIMEOUT
+                    ))
+                })
+        })
+        .transpose()
+}
+
+/// A federated identity from the environment, named as Tailscale's Terraform provider names
+/// it: `TAILSCALE_OAUTH_CLIENT_ID` with one of `TAILSCALE_IDENTITY_TOKEN`,
+/// `TAILSCALE_IDENTITY_TOKEN_FILE` or `TAILSCALE_AUDIENCE` (GitHub Actions). `None` when none
+/// of the three is set; an error naming the variables when they conflict or one is missing.
+fn federated_auth() -> Result<Option<Auth>, UserError> {
+    let sources: Vec<&str> = [
+        env::TAILSCALE_IDENTITY_TOKEN,
+        env::TAILSCALE_IDENTITY_TOKEN_FILE,
+        env::TAILSCALE_AUDIENCE,
+    ]
+    .into_iter()
+    .filter(|name| env::var(name).is_some())
+    .collect();
+    let Some(&source) = sources.first() else {
+        return Ok(None);
+    };
+    if let [first, second, ..] = sources[..] {
+        return Err(UserError::new(format!(
+            "{first} and {second} are both set: a federated identity takes its identity token from one place"
+        ))
+        .hint(format!(
+            "unset one: {} holds a token, {} names a file holding one, {} fetches one from GitHub Actions",
+            env::TAILSCALE_IDENTITY_TOKEN,
+            env::TAILSCALE_IDENTITY_TOKEN_FILE,
+            env::TAILSCALE_AUDIENCE
+        )));
+    }
+    let secret = [
+        env::TAILSCALE_OAUTH_CLIENT_SECRET,
+        env::TAILSCALE_OAUTH_CLIENT_SECRET_FILE,
+        env::TAILSCALE_API_KEY,
+        env::TAILSCALE_API_KEY_FILE,
+    ]
+    .into_iter()
+    .find(|name| env::var(name).is_some());
+    if let Some(secret) = secret {
+        return Err(UserError::new(format!(
+            "{source} and {secret} are both set: tsrotate would not know which credential to use"
+        ))
+        .hint(format!(
+            "a federated identity needs no stored secret: unset {secret} to use it, or unset {source} to use the secret"
+        )));
+    }
+    let Some(client_id) = env::var(env::TAILSCALE_OAUTH_CLIENT_ID) else {
+        return Err(UserError::new(format!(
+            "{source} is set but {} is not",
+            env::TAILSCALE_OAUTH_CLIENT_ID
+        ))
+        .hint(format!(
+            "set {} to the federated identity's ID (admin console > Settings > Trust credentials, or `tsrotate keys list`)",
+            env::TAILSCALE_OAUTH_CLIENT_ID
+        )));
+    };
+    let identity = if let Some(token) = env::var(env::TAILSCALE_IDENTITY_TOKEN) {
+        api::IdentityToken::Given(Secret::new(token.trim().to_owned()))
+    } else if let Some(path) = env::var(env::TAILSCALE_IDENTITY_TOKEN_FILE) {
+        let path = PathBuf::from(path);
+        // Read now so a missing file is a usage error before anything else; the client
+        // reads it again at every exchange.
+        read_secret_file(&path).map_err(|e| {
+            UserError::new(format!(
+                "{}: {}",
+                env::TAILSCALE_IDENTITY_TOKEN_FILE,
+                e.message
+            ))
+        })?;
+        api::IdentityToken::File(path)
+    } else {
+        let audience = env::var(env::TAILSCALE_AUDIENCE).unwrap_or_default();
+        let missing = [
+            env::ACTIONS_ID_TOKEN_REQUEST_URL,
+            env::ACTIONS_ID_TOKEN_REQUEST_TOKEN,
+        ]
+        .into_iter()
+        .find(|name| env::var(name).is_none());
+        if let Some(missing) = missing {
+            return Err(UserError::new(format!(
+                "{} asks for an identity token from GitHub Actions, but {missing} is not set",
+                env::TAILSCALE_AUDIENCE
+            ))
+            .hint(format!(
+                "GitHub sets it in jobs with `permissions: id-token: write`; outside GitHub Actions, set {} or {} instead of {}",
+                env::TAILSCALE_IDENTITY_TOKEN_FILE,
+                env::TAILSCALE_IDENTITY_TOKEN,
+                env::TAILSCALE_AUDIENCE
+            )));
+        }
+        api::IdentityToken::GitHubActions(api::GitHubActions {
+            request_url: env::var(env::ACTIONS_ID_TOKEN_REQUEST_URL).unwrap_or_default(),
+            request_token: Secret::new(
+                env::var(env::ACTIONS_ID_TOKEN_REQUEST_TOKEN).unwrap_or_default(),
+            ),
+            audience,
+        })
+    };
+    Ok(Some(Auth::Federated {
+        client_id,
+        identity,
+    }))
 }
 
 /// What a command needs of the configuration: whether it must exist, and what happens when it
@@ -312,10 +445,22 @@ impl ApiSettings {
             env::TAILSCALE_OAUTH_CLIENT_SECRET_FILE,
             env::TAILSCALE_API_KEY,
             env::TAILSCALE_API_KEY_FILE,
+            env::TAILSCALE_IDENTITY_TOKEN,
+            env::TAILSCALE_IDENTITY_TOKEN_FILE,
+            env::TAILSCALE_AUDIENCE,
         ]
         .iter()
         .any(|name| env::var(name).is_some());
         let credentials = section.filter(|_| !env_has_credentials);
+        let timeout = api_timeout()?;
+        if let Some(auth) = federated_auth()? {
+            return Ok(Self {
+                base_url,
+                tailnet,
+                auth: Some(auth),
+                timeout,
+            });
+        }
         let secret = match env::var(env::TAILSCALE_OAUTH_CLIENT_SECRET) {
             Some(v) => Some((
                 Secret::new(v),
@@ -358,21 +503,6 @@ impl ApiSettings {
                     .transpose()?,
             }
         };
-        let timeout = env::var(env::TSROTATE_API_TIMEOUT)
-            .map(|v| {
-                v.trim()
-                    .parse::<f64>()
-                    .ok()
-                    .filter(|s| s.is_finite() && *s > 0.0 && *s <= 3600.0)
-                    .map(std::time::Duration::from_secs_f64)
-                    .ok_or_else(|| {
-                        UserError::new(format!(
-                            "{} must be a number of seconds between 0 and 3600",
-                            env::TSROTATE_API_TIMEOUT
-                        ))
-                    })
-            })
-            .transpose()?;
         Ok(Self {
             base_url,
             tailnet,
@@ -409,9 +539,13 @@ impl ApiSettings {
         }
         self.client()?.ok_or_else(|| {
             let mut hint = format!(
-                "set {} and {} (an OAuth client, recommended) or {} (a personal API access token), or name them in the configuration's [tailscale] section",
+                "set {} and {} (an OAuth client, recommended), {} with {}, {} or {} (a federated identity: no stored secret), or {} (a personal API access token), or name them in the configuration's [tailscale] section",
                 env::TAILSCALE_OAUTH_CLIENT_ID,
                 env::TAILSCALE_OAUTH_CLIENT_SECRET,
+                env::TAILSCALE_OAUTH_CLIENT_ID,
+                env::TAILSCALE_IDENTITY_TOKEN_FILE,
+                env::TAILSCALE_IDENTITY_TOKEN,
+                env::TAILSCALE_AUDIENCE,
                 env::TAILSCALE_API_KEY
             );
             if let Some(local) = unread_local_hint() {

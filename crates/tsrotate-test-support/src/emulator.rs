@@ -121,3 +121,39 @@ pub fn use_key(base_url: &str, key_id: &str) -> Value {
 pub fn create_api_token(base_url: &str, body: &Value) -> Value {
     expect_ok(base_url, "POST", "/_emulator/api-tokens", Some(body))
 }
+
+/// Creates a federated identity through the API with the bootstrap API key, e.g.
+/// `{"scopes": ["all"], "tags": ["tag:ci"], "issuer": issuer.url(), "subject": "repo:acme/infra:*"}`
+/// (`keyType` is added; an absent `audience` is generated). Returns the key JSON.
+///
+/// # Panics
+///
+/// If the emulator refuses it.
+#[must_use]
+pub fn create_federated_identity(server: &ThreadServer, body: &Value) -> Value {
+    let mut body = body.clone();
+    body["keyType"] = json!("federated");
+    let auth = format!("Bearer {}", server.bootstrap().api_key);
+    let response = http::send(
+        server.url(),
+        "POST",
+        "/api/v2/tailnet/-/keys",
+        &[("Authorization", &auth)],
+        Some(&body),
+    )
+    .unwrap_or_else(|e| panic!("creating a federated identity failed: {e}"));
+    let value = response.json();
+    assert_eq!(
+        response.status, 200,
+        "creating a federated identity: {value}"
+    );
+    value
+}
+
+/// `GET /_emulator/token-exchanges`: every identity token exchange (client ID, accepted,
+/// why refused), never tokens.
+#[must_use]
+pub fn token_exchanges(base_url: &str) -> Vec<Value> {
+    let value = expect_ok(base_url, "GET", "/_emulator/token-exchanges", None);
+    value["exchanges"].as_array().cloned().unwrap_or_default()
+}

@@ -20,6 +20,7 @@ mod contain;
 mod crash;
 mod escaping;
 mod fault_matrix;
+mod federated;
 mod fields;
 mod human;
 mod kinds;

@@ -96,6 +96,25 @@ pub enum Error {
     /// The client was configured wrongly; nothing was sent.
     #[error("{0}")]
     Config(String),
+    /// No identity token could be had for a federated identity (a file that cannot be read,
+    /// GitHub Actions' endpoint refusing); nothing was sent to Tailscale.
+    #[error("cannot get an identity token: {problem}")]
+    IdentityToken {
+        /// What went wrong, in words; never the token.
+        problem: String,
+    },
+    /// The token exchange refused the identity token (Tailscale does not say which rule
+    /// failed: issuer, audience, subject pattern, claim rules, expiry or signature).
+    #[error(
+        "the token exchange refused {what} ({status}); the identity's issuer, audience and subject pattern must match these, and the token must not have expired"
+    )]
+    ExchangeRefused {
+        /// The HTTP status.
+        status: u16,
+        /// The identity, where the token came from, the API's message and the token's
+        /// `iss`, `sub`, `aud` and expiry, in words; never the token.
+        what: String,
+    },
 }
 
 impl Error {
@@ -112,7 +131,9 @@ impl Error {
             | Self::UnexpectedStatus { .. }
             | Self::OutcomeUnknown { .. }
             | Self::Decode { .. }
-            | Self::Config(_) => false,
+            | Self::Config(_)
+            | Self::IdentityToken { .. }
+            | Self::ExchangeRefused { .. } => false,
         }
     }
 
@@ -131,9 +152,12 @@ impl Error {
             Self::Forbidden { .. } => Some(403),
             Self::BadRequest { .. } => Some(400),
             Self::RateLimited { .. } => Some(429),
-            Self::Server { status, .. } | Self::UnexpectedStatus { status, .. } => Some(*status),
+            Self::Server { status, .. }
+            | Self::UnexpectedStatus { status, .. }
+            | Self::ExchangeRefused { status, .. } => Some(*status),
             Self::DeadlineExceeded { last, .. } => last.status(),
-            Self::Transport { .. }
+            Self::IdentityToken { .. }
+            | Self::Transport { .. }
             | Self::OutcomeUnknown { .. }
             | Self::Decode { .. }
             | Self::Config(_) => None,

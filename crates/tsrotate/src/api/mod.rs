@@ -18,6 +18,7 @@
 
 mod devices;
 mod error;
+mod federated;
 mod identity;
 mod oauth;
 mod wire;
@@ -36,6 +37,7 @@ pub use devices::{
     scope_for,
 };
 pub use error::Error;
+pub use federated::{GitHubActions, IdentityToken, ShownClaims};
 pub use identity::{FederatedIdentity, FederatedIdentityRequest};
 pub use wire::{
     CreateAuthKey, CreatedKey, DeviceCapabilities, DeviceCreateCapabilities, Key, KeyCapabilities,
@@ -63,6 +65,14 @@ pub enum Auth {
         /// Scopes to ask for; empty asks for all of the client's scopes.
         scopes: Vec<String>,
     },
+    /// A federated identity: tsrotate exchanges an OIDC identity token from the platform it
+    /// runs on for hour-long access tokens, getting a fresh identity token for each exchange.
+    Federated {
+        /// The federated identity's ID (`TAILSCALE_OAUTH_CLIENT_ID`).
+        client_id: String,
+        /// Where the identity tokens come from.
+        identity: IdentityToken,
+    },
 }
 
 impl Auth {
@@ -72,6 +82,29 @@ impl Auth {
         match self {
             Self::ApiAccessToken(s) => format!("API access token {}", s.redacted()),
             Self::OAuthClient { client_id, .. } => format!("OAuth client {client_id}"),
+            Self::Federated {
+                client_id,
+                identity,
+            } => format!("federated identity {client_id} ({})", identity.describe()),
+        }
+    }
+
+    /// The long-lived secrets this credential holds, e.g. to redact them from a child's
+    /// output. (Access tokens minted from it stay inside the client.)
+    #[must_use]
+    pub fn secrets(&self) -> Vec<&Secret> {
+        match self {
+            Self::ApiAccessToken(token) => vec![token],
+            Self::OAuthClient { client_secret, .. } => vec![client_secret],
+            Self::Federated { identity, .. } => identity.secrets(),
+        }
+    }
+
+    /// Whether access tokens are minted from this credential (and so cached and renewed).
+    fn mints_tokens(&self) -> bool {
+        match self {
+            Self::OAuthClient { .. } | Self::Federated { .. } => true,
+            Self::ApiAccessToken(_) => false,
         }
     }
 }
@@ -159,11 +192,20 @@ impl ClientBuilder {
                 self.tailnet
             )));
         }
+        if let Auth::Federated {
+            client_id,
+            identity,
+        } = &self.auth
+        {
+            if client_id.is_empty() {
+                return Err(Error::Config(
+                    "a federated identity needs its ID (TAILSCALE_OAUTH_CLIENT_ID)".to_owned(),
+                ));
+            }
+            identity.check()?;
+        }
         let http = http::client(self.timeout).map_err(Error::Config)?;
-        let tokens = match &self.auth {
-            Auth::OAuthClient { .. } => Some(TokenCache::default()),
-            Auth::ApiAccessToken(_) => None,
-        };
+        let tokens = self.auth.mints_tokens().then(TokenCache::default);
         Ok(Client {
             inner: Arc::new(Inner {
                 server_time: std::sync::Mutex::new(None),
@@ -222,10 +264,7 @@ impl Client {
     /// replacement without losing the settings it was given.
     #[must_use]
     pub fn with_auth(&self, auth: Auth) -> Self {
-        let tokens = match &auth {
-            Auth::OAuthClient { .. } => Some(TokenCache::default()),
-            Auth::ApiAccessToken(_) => None,
-        };
+        let tokens = auth.mints_tokens().then(TokenCache::default);
         Self {
             inner: Arc::new(Inner {
                 server_time: std::sync::Mutex::new(None),
@@ -484,7 +523,26 @@ impl Client {
                     .as_ref()
                     .expect("OAuth clients have a token cache");
                 cache
-                    .get_or_refresh(|| self.exchange(client_id, client_secret, scopes))
+                    .get_or_refresh(
+                        || self.server_now(),
+                        || self.exchange(client_id, client_secret, scopes),
+                    )
+                    .await
+            }
+            Auth::Federated {
+                client_id,
+                identity,
+            } => {
+                let cache = self
+                    .inner
+                    .tokens
+                    .as_ref()
+                    .expect("federated identities have a token cache");
+                cache
+                    .get_or_refresh(
+                        || self.server_now(),
+                        || self.exchange_identity(client_id, identity),
+                    )
                     .await
             }
         }
@@ -577,29 +635,87 @@ impl Client {
         secret: &Secret,
         scopes: &[String],
     ) -> Result<wire::TokenResponse, Error> {
-        let url = self.url("/api/v2/oauth/token");
+        let scope = scopes.join(" ");
+        let mut form: Vec<(&str, &str)> = vec![
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id),
+            ("client_secret", secret.expose_secret()),
+        ];
+        if !scope.is_empty() {
+            form.push(("scope", &scope));
+        }
+        self.post_token("/api/v2/oauth/token", &form, "the OAuth token exchange")
+            .await
+    }
+
+    /// `POST /api/v2/oauth/token-exchange`: a fresh identity token from `identity`, exchanged
+    /// for an access token of the federated identity `client_id`.
+    async fn exchange_identity(
+        &self,
+        client_id: &str,
+        identity: &IdentityToken,
+    ) -> Result<wire::TokenResponse, Error> {
+        let token = identity.fetch(&self.inner.http).await?;
+        let form = [("client_id", client_id), ("jwt", token.expose_secret())];
+        let outcome = self
+            .post_token(
+                "/api/v2/oauth/token-exchange",
+                &form,
+                "the identity token exchange",
+            )
+            .await;
+        match outcome {
+            Ok(answer) => {
+                tracing::debug!(client_id, "exchanged an identity token");
+                Ok(answer)
+            }
+            Err(
+                ref error @ (Error::BadRequest { ref message }
+                | Error::Unauthorized { ref message }
+                | Error::Forbidden { ref message }
+                | Error::NotFound { ref message }),
+            ) => {
+                let claims = ShownClaims::of(&token).map_or_else(
+                    || "its claims could not be read".to_owned(),
+                    |c| c.describe(self.server_now()),
+                );
+                Err(Error::ExchangeRefused {
+                    status: error.status().unwrap_or_default(),
+                    what: format!(
+                        "{} for federated identity {client_id} (`{message}`): {claims}",
+                        identity.describe()
+                    ),
+                })
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    /// A form POST to a token endpoint, retried like a safe call (a token exchange has no
+    /// effect besides the token it answers).
+    async fn post_token(
+        &self,
+        path: &str,
+        form: &[(&str, &str)],
+        context: &'static str,
+    ) -> Result<wire::TokenResponse, Error> {
+        let url = self.url(path);
         let policy = self.inner.retry;
         let started = Instant::now();
-        let scope = scopes.join(" ");
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut form: Vec<(&str, &str)> = vec![
-                ("grant_type", "client_credentials"),
-                ("client_id", client_id),
-                ("client_secret", secret.expose_secret()),
-            ];
-            if !scope.is_empty() {
-                form.push(("scope", &scope));
-            }
             let request = self
                 .inner
                 .http
                 .post(url.clone())
-                .form(&form)
+                .form(form)
                 .header(reqwest::header::ACCEPT, "application/json");
             let outcome = match request.send().await {
-                Ok(response) => read_response(response, "the OAuth token exchange").await,
+                Ok(response) => {
+                    self.note_server_time(&response);
+                    read_response(response, context).await
+                }
                 Err(e) => Err(transport_error(&url, e, Idempotency::Safe)),
             };
             let error = match outcome {

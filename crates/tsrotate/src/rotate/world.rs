@@ -238,6 +238,9 @@ impl ApiWorld {
                 crate::key::Credential::parse(token.expose_secret())
                     .is_ok_and(|c| c.key_id() == key_id)
             }
+            // A federated identity has no secret to rotate; revoking another key never
+            // touches it.
+            api::Auth::Federated { .. } => false,
         };
         if !uses_it {
             return Ok(());
@@ -264,6 +267,7 @@ impl ApiWorld {
                     )));
                 }
             },
+            api::Auth::Federated { .. } => return Ok(()),
         };
         self.client = self.client.with_auth(auth);
         tracing::info!("switched the API client away from {key_id} before revoking it");
@@ -326,11 +330,8 @@ impl ApiWorld {
     /// Every secret this world holds besides `value`: tsrotate's own API credential, the
     /// places' credentials, keys it minted. All are redacted from a child's output.
     fn secrets_in_play<'a>(&'a self, value: &'a Secret) -> Vec<&'a Secret> {
-        let own = match self.client.auth() {
-            api::Auth::ApiAccessToken(token) => token,
-            api::Auth::OAuthClient { client_secret, .. } => client_secret,
-        };
-        let mut secrets = vec![value, own];
+        let mut secrets = vec![value];
+        secrets.extend(self.client.auth().secrets());
         secrets.extend(self.minted_secrets.values());
         secrets.extend(self.new_token.as_ref());
         secrets.extend(&self.also_redacted);

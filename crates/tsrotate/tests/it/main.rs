@@ -9,6 +9,7 @@
 
 mod api;
 mod contain;
+mod federated;
 mod files;
 mod sink_aws;
 mod sink_command;

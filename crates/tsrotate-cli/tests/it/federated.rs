@@ -1,0 +1,267 @@
+//! tsrotate authenticated by a federated identity (issue 14): `TAILSCALE_OAUTH_CLIENT_ID` with
+//! `TAILSCALE_IDENTITY_TOKEN_FILE`, or `TAILSCALE_AUDIENCE` and GitHub Actions' ID-token
+//! endpoint (the test issuer's fake), against the emulator over loopback. The identity
+//! tokens, the Actions request token, the API access tokens and the keys are canaries.
+
+use serde_json::json;
+use tsrotate_test_support::emulator;
+use tsrotate_test_support::oidc_issuer::{
+    ACTIONS_REQUEST_TOKEN, DEFAULT_ACTIONS_SUBJECT, TestIssuer,
+};
+
+use crate::support::{Run, TestEnv, credentials_in, values_of};
+
+/// A federated identity that may do everything, for keys tagged `tag:server`.
+fn identity(env: &TestEnv, issuer: &TestIssuer, subject: &str) -> (String, String) {
+    let key = emulator::create_federated_identity(
+        &env.emu,
+        &json!({"scopes": ["all"], "tags": ["tag:server"], "issuer": issuer.url(),
+            "subject": subject, "description": "tsrotate in CI"}),
+    );
+    (
+        key["id"].as_str().unwrap().to_owned(),
+        key["audience"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// `tsrotate` with no credential but the federated identity's ID.
+fn cmd_federated(env: &TestEnv, client_id: &str) -> assert_cmd::Command {
+    let mut cmd = env.cmd();
+    cmd.env_remove("TAILSCALE_API_KEY")
+        .env("TAILSCALE_OAUTH_CLIENT_ID", client_id);
+    cmd
+}
+
+/// The IDs of the API access tokens the emulator issued to `identity`.
+fn access_tokens(env: &TestEnv, identity: &str) -> Vec<String> {
+    env.keys()
+        .into_iter()
+        .filter(|k| k["issuedBy"] == identity)
+        .map(|k| k["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// No access token of `ids` appears as a value (its redacted form, `tskey-api-ID-…`, may).
+#[track_caller]
+fn assert_no_access_token(ids: &[String], texts: &[&str]) {
+    for id in ids {
+        let prefix = format!("tskey-api-{id}-");
+        for text in texts {
+            for (at, _) in text.match_indices(&prefix) {
+                let next = text[at + prefix.len()..].chars().next();
+                assert!(
+                    !next.is_some_and(|c| c.is_ascii_alphanumeric()),
+                    "an access token leaked:\n{text}"
+                );
+            }
+        }
+    }
+}
+
+fn plant(env: &TestEnv, key: &str) {
+    env.write("app/.env", format!("APP=1\nTS_AUTHKEY={key}\n"));
+    env.write(
+        "deploy/values.yaml",
+        format!("tailscale:\n  authKey: \"{key}\"\n"),
+    );
+}
+
+/// The one key the files hold now, not `old_id`.
+fn new_value(env: &TestEnv, old_id: &str) -> String {
+    let found = credentials_in(env.work.path());
+    let ids: std::collections::BTreeSet<&String> = found.iter().map(|(_, id)| id).collect();
+    assert_eq!(ids.len(), 1, "files hold different keys: {ids:?}");
+    let (path, id) = &found[0];
+    assert_ne!(id, old_id, "files still hold the old key");
+    values_of(&std::fs::read(path).unwrap(), id).pop().unwrap()
+}
+
+fn accepted_exchanges(env: &TestEnv) -> usize {
+    emulator::token_exchanges(env.url())
+        .iter()
+        .filter(|e| e["accepted"] == true)
+        .count()
+}
+
+/// A command line that moves the emulator's clock forward by `seconds`, for a `--verify-cmd`
+/// (a point in the middle of a rotation). CI guarantees Python; the interpreter is named by
+/// its full path because children get a clean environment.
+fn advance_clock_command(env: &TestEnv, seconds: u64) -> String {
+    let python = std::process::Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .expect("python3 runs");
+    let python = String::from_utf8(python.stdout).unwrap().trim().to_owned();
+    format!(
+        "{python} -c \"import urllib.request as u; u.urlopen(u.Request('{}/_emulator/clock', data=b'{{\\\"advance_seconds\\\": {seconds}}}', headers={{'Content-Type': 'application/json'}}, method='POST')).read()\"",
+        env.url()
+    )
+}
+
+#[test]
+fn rotation_authenticated_by_an_identity_token_file() {
+    let mut env = TestEnv::new();
+    let issuer = TestIssuer::start();
+    let subject = "system:serviceaccount:ops:tsrotate";
+    let (identity_id, audience) = identity(&env, &issuer, subject);
+    let token = issuer.token(subject, &audience, 600);
+    env.canary(&token);
+    let token_file = env.write_aside("identity-token", format!("{token}\n"));
+    let (old_id, old) = env.mint_default();
+    plant(&env, &old);
+
+    let run = env
+        .run(
+            cmd_federated(&env, &identity_id)
+                .env("TAILSCALE_IDENTITY_TOKEN_FILE", &token_file)
+                .args(["rotate", &old_id, "--yes", "--in"])
+                .arg(env.work.path()),
+        )
+        .expect(0);
+    let new = new_value(&env, &old_id);
+    env.canary(&new);
+    env.assert_clean(&run.stdout);
+    env.assert_clean(&run.stderr);
+    assert_eq!(env.key(&old_id)["invalid"], true, "the old key is revoked");
+    let new_id = new.split('-').nth(2).unwrap();
+    assert_eq!(
+        env.key(new_id)["userId"],
+        "",
+        "keys minted by a federated identity are tailnet-owned"
+    );
+    assert_eq!(
+        accepted_exchanges(&env),
+        1,
+        "one exchange for the whole run"
+    );
+    let tokens = access_tokens(&env, &identity_id);
+    assert_eq!(tokens.len(), 1);
+    assert_no_access_token(&tokens, &[&run.stdout, &run.stderr]);
+    env.assert_state_clean();
+}
+
+#[test]
+fn rotation_through_github_actions_exchanges_again_when_its_token_expires_mid_run() {
+    let mut env = TestEnv::new();
+    let issuer = TestIssuer::start();
+    env.canary(ACTIONS_REQUEST_TOKEN);
+    // Identity tokens outlive the clock jump below (the issuer's clock does not jump).
+    issuer.set_actions_lifetime(86_400);
+    let (identity_id, audience) = identity(&env, &issuer, DEFAULT_ACTIONS_SUBJECT);
+    let (old_id, old) = env.mint_default();
+    plant(&env, &old);
+
+    // Verification runs between distribution and revocation: two hours pass there on the
+    // control plane, so the hour-long access token dies in the middle of the run.
+    let run = env
+        .run(
+            cmd_federated(&env, &identity_id)
+                .env("TAILSCALE_AUDIENCE", &audience)
+                .env("ACTIONS_ID_TOKEN_REQUEST_URL", issuer.actions_request_url())
+                .env("ACTIONS_ID_TOKEN_REQUEST_TOKEN", ACTIONS_REQUEST_TOKEN)
+                .args(["rotate", &old_id, "--yes", "--verify-cmd"])
+                .arg(advance_clock_command(&env, 2 * 3600))
+                .arg("--in")
+                .arg(env.work.path()),
+        )
+        .expect(0);
+    let new = new_value(&env, &old_id);
+    env.canary(&new);
+    env.assert_clean(&run.stdout);
+    env.assert_clean(&run.stderr);
+    assert_eq!(env.key(&old_id)["invalid"], true, "the old key is revoked");
+    assert_eq!(
+        accepted_exchanges(&env),
+        2,
+        "exchanged at the start and again after the token expired"
+    );
+    assert_eq!(
+        issuer.actions_requests(),
+        2,
+        "a fresh identity token from GitHub Actions for each exchange"
+    );
+    let tokens = access_tokens(&env, &identity_id);
+    assert_eq!(tokens.len(), 2);
+    assert_no_access_token(&tokens, &[&run.stdout, &run.stderr]);
+    env.assert_state_clean();
+}
+
+#[test]
+fn federated_settings_that_cannot_work_are_explained_and_change_nothing() {
+    let mut env = TestEnv::new();
+    let issuer = TestIssuer::start();
+    let (identity_id, audience) = identity(&env, &issuer, DEFAULT_ACTIONS_SUBJECT);
+    let token = issuer.token(DEFAULT_ACTIONS_SUBJECT, &audience, 600);
+    env.canary(&token);
+    let wrong = issuer.token("repo:acme/infra:pull_request", &audience, 600);
+    env.canary(&wrong);
+    let (old_id, old) = env.mint_default();
+    plant(&env, &old);
+    let before = env.keys().len();
+
+    let check = |run: Run, says: &[&str]| {
+        let run = run.expect(2);
+        for words in says {
+            assert!(run.stderr.contains(words), "{words:?} in:\n{}", run.stderr);
+        }
+    };
+    let rotate = |cmd: &mut assert_cmd::Command| {
+        cmd.args(["rotate", &old_id, "--yes", "--in"])
+            .arg(env.work.path());
+        env.run(cmd)
+    };
+    // An identity token without the identity's ID.
+    check(
+        rotate(
+            env.cmd()
+                .env_remove("TAILSCALE_API_KEY")
+                .env("TAILSCALE_IDENTITY_TOKEN", &token),
+        ),
+        &["TAILSCALE_IDENTITY_TOKEN is set but TAILSCALE_OAUTH_CLIENT_ID is not"],
+    );
+    // Two credentials at once.
+    check(
+        rotate(
+            cmd_federated(&env, &identity_id)
+                .env("TAILSCALE_IDENTITY_TOKEN", &token)
+                .env("TAILSCALE_API_KEY", &env.emu.bootstrap().api_key),
+        ),
+        &["TAILSCALE_IDENTITY_TOKEN and TAILSCALE_API_KEY are both set"],
+    );
+    check(
+        rotate(
+            cmd_federated(&env, &identity_id)
+                .env("TAILSCALE_IDENTITY_TOKEN", &token)
+                .env("TAILSCALE_AUDIENCE", &audience),
+        ),
+        &["TAILSCALE_IDENTITY_TOKEN and TAILSCALE_AUDIENCE are both set"],
+    );
+    // GitHub Actions without `permissions: id-token: write`.
+    check(
+        rotate(cmd_federated(&env, &identity_id).env("TAILSCALE_AUDIENCE", &audience)),
+        &["ACTIONS_ID_TOKEN_REQUEST_URL is not set", "id-token: write"],
+    );
+    check(
+        rotate(cmd_federated(&env, &identity_id).env(
+            "TAILSCALE_IDENTITY_TOKEN_FILE",
+            env.aside.path().join("missing"),
+        )),
+        &["TAILSCALE_IDENTITY_TOKEN_FILE", "missing"],
+    );
+    // A token the identity does not accept: the exchange's refusal, in words.
+    let run =
+        rotate(cmd_federated(&env, &identity_id).env("TAILSCALE_IDENTITY_TOKEN", &wrong)).expect(2);
+    assert!(
+        run.stderr.contains("refused") && run.stderr.contains("sub `repo:acme/infra:pull_request`"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(env.keys().len(), before, "nothing was minted");
+    assert_eq!(env.key(&old_id)["invalid"], false);
+    assert!(
+        env.read("app/.env")
+            .windows(old.len())
+            .any(|w| w == old.as_bytes())
+    );
+    env.assert_state_clean();
+}
