@@ -98,19 +98,13 @@ pub(crate) fn stdin_error(error: &std::io::Error, what: &str) -> anyhow::Error {
     }
 }
 
-/// Read a secret from a file (`-` for standard input): its first line.
+/// Read a secret from a file (`-` for standard input): its first line
+/// ([`tsrotate::key::read_secret_file`]).
 pub(crate) fn read_secret_file(path: &std::path::Path, what: &str) -> anyhow::Result<Secret> {
     if path.as_os_str() == "-" {
         return read_secret_stdin(what);
     }
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        UserError::new(format!("cannot read {what} from `{}`: {e}", path.display()))
-    })?;
-    let value = text.lines().next().unwrap_or_default().trim().to_owned();
-    if value.is_empty() {
-        return Err(UserError::new(format!("`{}` holds no {what}", path.display())).into());
-    }
-    Ok(Secret::new(value))
+    tsrotate::key::read_secret_file(path, what).map_err(|e| UserError::new(e.to_string()).into())
 }
 
 /// Parse a `<KEY | KEY_ID | ->` argument. `-` reads the key from standard input, which keeps
@@ -147,32 +141,9 @@ pub(crate) fn confirm(question: &str, yes: bool) -> anyhow::Result<bool> {
     Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
 }
 
-/// Parse a duration such as `90d`, `12h`, `30m`, `45s` or a number of seconds.
-pub(crate) fn parse_duration(s: &str) -> Result<i64, String> {
-    let s = s.trim();
-    let (number, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => (&s[..i], &s[i..]),
-        None => (s, "s"),
-    };
-    let n: i64 = number
-        .parse()
-        .map_err(|_| format!("invalid duration `{s}`: expected e.g. 90d, 12h, 30m or 3600"))?;
-    let factor = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
-        _ => {
-            return Err(format!(
-                "invalid duration unit in `{s}`: use s, m, h, d or w"
-            ));
-        }
-    };
-    n.checked_mul(factor)
-        .filter(|v| *v > 0)
-        .ok_or_else(|| format!("invalid duration `{s}`"))
-}
+/// Durations in arguments (`--older-than 90d`) follow the configuration's rule
+/// (`rotate_before = "14d"`): one parser, in the library.
+pub(crate) use tsrotate::config::parse_duration;
 
 /// Device tags from `--tags` (a newtype so that clap takes one comma-separated value).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,16 +166,6 @@ pub(crate) fn parse_tags(s: &str) -> Result<Tags, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("90d"), Ok(90 * 86_400));
-        assert_eq!(parse_duration("3600"), Ok(3600));
-        assert_eq!(parse_duration("12h"), Ok(43_200));
-        assert!(parse_duration("0").is_err());
-        assert!(parse_duration("5y").is_err());
-        assert!(parse_duration("").is_err());
-    }
 
     #[test]
     fn tags() {

@@ -100,15 +100,10 @@ use tsrotate::key::{Credential, KeyKind, Secret};
 use crate::args::GlobalArgs;
 use crate::exit::UserError;
 
-/// The first line of a file holding a secret.
+/// The first line of a file holding tsrotate's own credential
+/// ([`tsrotate::key::read_secret_file`]).
 fn read_secret_file(path: &Path) -> Result<Secret, UserError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| UserError::new(format!("cannot read `{}`: {e}", path.display())))?;
-    let value = text.lines().next().unwrap_or_default().trim().to_owned();
-    if value.is_empty() {
-        return Err(UserError::new(format!("`{}` is empty", path.display())));
-    }
-    Ok(Secret::new(value))
+    tsrotate::key::read_secret_file(path, "credential").map_err(|e| UserError::new(e.to_string()))
 }
 
 /// `TSROTATE_API_TIMEOUT`, when set.

@@ -204,7 +204,12 @@ struct RawCredential {
     sinks: Vec<toml::Table>,
 }
 
-/// Parse a duration such as `90d`, `12h`, `30m`, `45s`, `2w` or a number of seconds.
+/// Parse a duration such as `90d`, `12h`, `30m`, `45s`, `2w` or a number of seconds: the
+/// one rule for durations in the configuration and on the command line.
+///
+/// # Errors
+///
+/// A message in words when `s` is not a positive whole number with one of those units.
 pub fn parse_duration(s: &str) -> Result<i64, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -548,6 +553,17 @@ fn validate_sink(spec: &SinkSpec) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90d"), Ok(90 * 86_400));
+        assert_eq!(parse_duration("3600"), Ok(3600));
+        assert_eq!(parse_duration("12h"), Ok(43_200));
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("5y").is_err());
+        assert!(parse_duration("").is_err());
+        assert_eq!(parse_duration("2w"), Ok(14 * 86_400));
+    }
 
     fn parse(text: &str) -> Result<Config, Error> {
         Config::parse(text, Path::new("tsrotate.toml"))

@@ -613,20 +613,8 @@ fn aws_credentials(
     }
 }
 
-/// The first line of a token file.
+/// The first line of a token file ([`crate::key::read_secret_file`]).
 fn read_token_file(spec: &SinkSpec, path: &std::path::Path) -> Result<Secret, Error> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Error::config(
-            describe(spec),
-            format!("cannot read the token file `{}`: {e}", path.display()),
-        )
-    })?;
-    let token = text.lines().next().unwrap_or_default().trim().to_owned();
-    if token.is_empty() {
-        return Err(Error::config(
-            describe(spec),
-            format!("the token file `{}` is empty", path.display()),
-        ));
-    }
-    Ok(Secret::new(token))
+    crate::key::read_secret_file(path, "token")
+        .map_err(|e| Error::config(describe(spec), e.to_string()))
 }
