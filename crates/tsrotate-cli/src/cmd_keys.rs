@@ -200,7 +200,7 @@ fn human(listing: &Listing) -> String {
             ]
         })
         .collect();
-    let mut out = table(&header, &cells);
+    let mut out = crate::table::render(&header, &cells);
     let soon = listing.keys.iter().filter(|r| r.expiring_soon).count();
     let minted = listing.keys.iter().filter(|r| r.minted_by_tsrotate).count();
     let _ = write!(
@@ -223,42 +223,6 @@ fn dash_if_empty(s: &str) -> String {
     } else {
         s.to_owned()
     }
-}
-
-/// Columns padded to their widest cell, two spaces apart; the last column is not padded.
-fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    // Descriptions and tags come from the API: whoever made a key chose them.
-    let rows: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| {
-            r.iter()
-                .map(|c| tsrotate::text::escape(c).into_owned())
-                .collect()
-        })
-        .collect();
-    let rows = rows.as_slice();
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let header: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
-    for row in std::iter::once(&header).chain(rows) {
-        let last = row.len().saturating_sub(1);
-        let mut line = String::new();
-        for (i, (cell, width)) in row.iter().zip(&widths).enumerate() {
-            if i == last {
-                line.push_str(cell);
-            } else {
-                let _ = write!(line, "{cell:<width$}  ");
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
 }
 
 /// `2026-12-01`, for tables.

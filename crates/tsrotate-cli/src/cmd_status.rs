@@ -54,46 +54,50 @@ pub(crate) async fn run(global: &GlobalArgs, _args: &Args) -> anyhow::Result<Exi
     )
     .await;
     if global.format == Format::Human {
-        println!(
-            "{:<16} {:<13} {:<14} {:<11} {:>5} {:<10} {:<7} {:<22} {:<11} STATE",
-            "CREDENTIAL",
-            "KIND",
-            "KEY",
-            "EXPIRES",
-            "LEFT",
-            "",
-            "IN SYNC",
-            "LAST ROTATION",
-            "NEXT DUE"
+        let cells: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| {
+                let next = match &r.due {
+                    Due::NotDue { next: Some(n) } => n.date().to_string(),
+                    Due::NotDue { next: None } => "never".into(),
+                    _ => "now".into(),
+                };
+                vec![
+                    r.name.clone(),
+                    crate::cmd_rotate::config_kind(r.kind).slug().to_owned(),
+                    r.key_id
+                        .as_ref()
+                        .map_or("?".to_owned(), ToString::to_string),
+                    r.expires.map_or("-".to_owned(), |e| e.date().to_string()),
+                    r.days_left.map_or("-".to_owned(), |d| format!("{d}d")),
+                    bar(r.days_left),
+                    if r.in_sync { "yes" } else { "NO" }.to_owned(),
+                    r.last_rotation.as_ref().map_or("never".to_owned(), |l| {
+                        format!("{} {}", l.started.date(), l.outcome)
+                    }),
+                    next,
+                    state_word(&r.due),
+                ]
+            })
+            .collect();
+        print!(
+            "{}",
+            crate::table::render(
+                &[
+                    "CREDENTIAL",
+                    "KIND",
+                    "KEY",
+                    "EXPIRES",
+                    "LEFT",
+                    "",
+                    "IN SYNC",
+                    "LAST ROTATION",
+                    "NEXT DUE",
+                    "STATE",
+                ],
+                &cells,
+            )
         );
-        for r in &rows {
-            let next = match &r.due {
-                Due::NotDue { next: Some(n) } => n.date().to_string(),
-                Due::NotDue { next: None } => "never".into(),
-                _ => "now".into(),
-            };
-            println!(
-                "{:<16} {:<13} {:<14} {:<11} {:>5} {} {:<7} {:<22} {:<11} {}",
-                tsrotate::text::escape(&r.name),
-                crate::cmd_rotate::config_kind(r.kind).slug(),
-                r.key_id
-                    .as_ref()
-                    .map_or("?".to_owned(), ToString::to_string),
-                r.expires.map_or("-".to_owned(), |e| e.date().to_string()),
-                r.days_left.map_or("-".to_owned(), |d| format!("{d}d")),
-                bar(r.days_left),
-                if r.in_sync { "yes" } else { "NO" },
-                r.last_rotation
-                    .as_ref()
-                    .map_or("never".to_owned(), |l| format!(
-                        "{} {}",
-                        l.started.date(),
-                        l.outcome
-                    )),
-                next,
-                state_word(&r.due)
-            );
-        }
     } else {
         serde_json::to_writer_pretty(std::io::stdout().lock(), &rows)?;
         println!();

@@ -100,14 +100,17 @@ pub(crate) async fn rotate_due(
         .collect()
         .await;
     if human {
-        for r in &results {
-            println!(
-                "{:<16} {:<8} {}",
-                tsrotate::text::escape(&r.credential),
-                r.action,
-                tsrotate::text::escape(r.detail.as_deref().unwrap_or(""))
-            );
-        }
+        let cells: Vec<Vec<String>> = results
+            .iter()
+            .map(|r| {
+                vec![
+                    r.credential.clone(),
+                    r.action.to_string(),
+                    r.detail.clone().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        print!("{}", crate::table::render(&[], &cells));
     } else {
         serde_json::to_writer_pretty(std::io::stdout().lock(), &results)?;
         println!();

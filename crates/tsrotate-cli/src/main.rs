@@ -30,6 +30,7 @@ mod exit;
 mod logging;
 mod rotation;
 mod settings;
+mod table;
 
 use std::process::ExitCode;
 
