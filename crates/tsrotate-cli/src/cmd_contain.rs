@@ -168,18 +168,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
     let state_dir = context::state_dir(global).ok();
     let report = contain::investigate(&client, state_dir.as_deref(), &id, since, &expected)
         .await
-        .map_err(|e| match e {
-            contain::Error::Api { what, source, .. } if source.status() != Some(403) => {
-                api_error(what, source)
-            }
-            contain::Error::UnknownKey(_) | contain::Error::NotAuthKey(_) => {
-                UserError::new(e.to_string()).into()
-            }
-            contain::Error::Api { .. } => UserError::new(e.to_string())
-                .hint("tsrotate contain needs devices:core:read, and reads logs:configuration:read and users:read when it may")
-                .into(),
-            other @ contain::Error::Journal(_) => anyhow::Error::from(other),
-        })?;
+        .map_err(investigate_error)?;
     let targets: Vec<&contain::Candidate> = report
         .analysis
         .candidates
@@ -213,6 +202,22 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
         (Some(state), _) if state.is_finished() => ExitStatus::Success,
         _ => ExitStatus::Incomplete,
     })
+}
+
+/// An investigation's failure: a 403 names the scope.
+fn investigate_error(e: contain::Error) -> anyhow::Error {
+    match e {
+        contain::Error::Api { what, source, .. } if source.status() != Some(403) => {
+            api_error(what, source)
+        }
+        contain::Error::UnknownKey(_) | contain::Error::NotAuthKey(_) => {
+            UserError::new(e.to_string()).into()
+        }
+        contain::Error::Api { .. } => UserError::new(e.to_string())
+            .hint("tsrotate contain needs devices:core:read, and reads logs:configuration:read and users:read when it may")
+            .into(),
+        other @ contain::Error::Journal(_) => anyhow::Error::from(other),
+    }
 }
 
 /// A containment's refusal or failure, worded for the person (exit 2 when they must fix
@@ -381,6 +386,39 @@ fn print_progress(state: &act::State) {
         ),
         None => println!("Containment {id} is not finished: `tsrotate resume {id}` finishes it."),
     }
+}
+
+/// `rotate --contain`: the report of `tsrotate contain OLD_KEY_ID` with the defaults, after the
+/// rotation. Returns whether devices rank at or above `strong` (someone has to act).
+pub(crate) async fn after_rotation(
+    global: &GlobalArgs,
+    old_key: &tsrotate::key::KeyId,
+) -> anyhow::Result<bool> {
+    // Its own token: the rotation's asked only for the scopes a rotation needs.
+    let client = ApiSettings::configured(global, &[])?.require_client()?;
+    let state_dir = context::state_dir(global).ok();
+    println!();
+    println!("Devices key {old_key} may have joined:");
+    let report = contain::investigate(
+        &client,
+        state_dir.as_deref(),
+        old_key,
+        None,
+        &Expected::default(),
+    )
+    .await
+    .map_err(investigate_error)?;
+    let findings = report
+        .analysis
+        .candidates
+        .iter()
+        .filter(|c| c.confidence >= Confidence::Strong)
+        .count();
+    print_human(&report, Confidence::Strong, findings, false);
+    for note in &report.notes {
+        eprintln!("note: {}", tsrotate::text::escape(note));
+    }
+    Ok(findings > 0)
 }
 
 /// `tsrotate resume` of a containment: acts on the devices not acted on yet, never twice.

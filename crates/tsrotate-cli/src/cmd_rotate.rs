@@ -91,6 +91,10 @@ pub(crate) struct Args {
     /// input), each in its own rotation, with the files it was found in as its places.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["key", "credential", "due"])]
     from_scan: Option<PathBuf>,
+    /// Then look for the devices the old key may have joined (as `tsrotate contain OLD_KEY_ID`
+    /// does, report only): exit 1 when some rank strong or exact.
+    #[arg(long, conflicts_with_all = ["due", "from_scan", "dry_run"])]
+    contain: bool,
     /// Webhook secrets: the webhook's endpoint ID; default: the tailnet's only webhook.
     #[arg(long, value_name = "ID")]
     webhook_endpoint: Option<String>,
@@ -131,6 +135,13 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
         return from_scan(global, args, file).await;
     }
     let key = args.key.as_deref().map(context::key_arg).transpose()?;
+    if args.contain && global.format == Format::Json {
+        return Err(UserError::new(
+            "--contain adds a second report, which --format json cannot hold",
+        )
+        .hint("run `tsrotate --format json contain OLD_KEY_ID` after the rotation")
+        .into());
+    }
     let config = settings::load_config(
         global,
         if args.credential.is_some() {
@@ -228,7 +239,17 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
         new_key_file: args.new_key_file.clone(),
         json_into: None,
     };
-    rotate(global, &client, request, options, credentials).await
+    let old_key = request.key.key_id().clone();
+    let status = rotate(global, &client, request, options, credentials).await?;
+    if !args.contain {
+        return Ok(status);
+    }
+    let found = crate::cmd_contain::after_rotation(global, &old_key).await?;
+    Ok(if found && status == ExitStatus::Success {
+        ExitStatus::Incomplete
+    } else {
+        status
+    })
 }
 
 /// The key credential `name` holds now (see `tsrotate::schedule::current_key`), or why it

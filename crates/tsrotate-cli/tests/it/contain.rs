@@ -509,3 +509,46 @@ fn sigkill_during_the_actions_then_resume_does_nothing_twice() {
     let killed = (2..=7).filter(|&n| kill_then_resume(n)).count();
     assert!(killed >= 4, "only {killed} kills landed mid-containment");
 }
+
+#[test]
+fn rotate_with_contain_rotates_then_reports_the_devices_the_old_key_joined() {
+    let mut env = TestEnv::new();
+    let (id, secret) = env.mint_default();
+    env.write("app/.env", format!("TS_AUTHKEY={secret}\n"));
+    join(
+        &env,
+        &json!({"auth_key_id": id, "hostname": "intruder", "audit_actor": "key"}),
+    );
+    let refused = env
+        .run(
+            env.cmd()
+                .args([
+                    "--format",
+                    "json",
+                    "rotate",
+                    &id,
+                    "--yes",
+                    "--contain",
+                    "--in",
+                ])
+                .arg(env.work.path()),
+        )
+        .expect(2);
+    assert!(refused.stderr.contains("--contain"), "{}", refused.stderr);
+    assert_eq!(
+        env.key(&id)["invalid"],
+        false,
+        "a refusal changed something"
+    );
+
+    let run = env
+        .run(
+            env.cmd()
+                .args(["rotate", &id, "--yes", "--contain", "--in"])
+                .arg(env.work.path()),
+        )
+        .expect(1);
+    assert_eq!(env.key(&id)["invalid"], true, "the rotation did not finish");
+    assert!(run.stdout.contains("exact    intruder"), "{}", run.stdout);
+    env.assert_state_clean();
+}
