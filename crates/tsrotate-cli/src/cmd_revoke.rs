@@ -34,6 +34,12 @@ struct Report {
 pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitStatus> {
     let key = context::key_arg(&args.key)?;
     let id = key.key_id().clone();
+    // The state directory is checked before anything changes: an error after the revoke
+    // would claim (exit 2) that nothing was changed (red-team finding).
+    let state_dir = context::state_dir(global)?;
+    let mut audit_log = AuditLog::open(&state_dir)
+        .inspect_err(|e| tracing::warn!("cannot open the audit log: {e}"))
+        .ok();
     let client =
         ApiSettings::configured(global, &["auth_keys", "oauth_keys", "api_access_tokens"])?
             .require_client()?;
@@ -81,18 +87,14 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
     if after.is_live() {
         anyhow::bail!("the API still reports key {id} as live after deleting it");
     }
-    let state_dir = context::state_dir(global)?;
-    match AuditLog::open(&state_dir) {
-        Ok(mut log) => {
-            let event = Event::Revoked {
-                key_id: id.clone(),
-                already: !revoked,
-            };
-            if let Err(e) = log.append(&context::os_user(), None, &event) {
-                tracing::warn!("cannot write the audit log: {e}");
-            }
+    if let Some(log) = audit_log.as_mut() {
+        let event = Event::Revoked {
+            key_id: id.clone(),
+            already: !revoked,
+        };
+        if let Err(e) = log.append(&context::os_user(), None, &event) {
+            tracing::warn!("cannot write the audit log: {e}");
         }
-        Err(e) => tracing::warn!("cannot open the audit log: {e}"),
     }
     if human {
         if revoked {

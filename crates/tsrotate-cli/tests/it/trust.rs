@@ -436,3 +436,26 @@ fn advice_follows_the_kind_of_failure() {
     );
     env.assert_state_clean();
 }
+
+/// Red-team finding: `revoke` checked the state directory only after revoking, then exited 2
+/// ("nothing was changed") without a word about the revoked key. An untrusted state
+/// directory now stops it before the key is touched.
+#[test]
+fn revoke_checks_the_state_directory_before_revoking() {
+    let mut env = TestEnv::new();
+    let (id, key) = env.mint_default();
+    env.canary(&key);
+    let elsewhere = env.write_aside("elsewhere", "");
+    std::fs::create_dir_all(env.state.path()).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, env.state.path().join("audit.jsonl")).unwrap();
+    let run = env
+        .run(
+            env.cmd()
+                .args(["revoke", "-", "--yes"])
+                .write_stdin(key.clone()),
+        )
+        .expect(2);
+    assert!(run.stderr.contains("audit.jsonl"), "{}", run.stderr);
+    assert_eq!(env.key(&id)["invalid"], false, "nothing was changed");
+    assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "");
+}
