@@ -78,7 +78,7 @@ pub(crate) enum Command {
     /// to a federated identity that stores no secret; dry run unless --apply.
     #[command(
         name = "migrate-to-federated",
-        after_help = "Exit codes: 0 done (the dry run shown, switched and waiting for --confirmed, or finished); 1 the sample token would be refused or the verification failed (the old credential is kept); 2 usage or input error, nothing changed; 3 unexpected failure."
+        after_help = "Exit codes: 0 done (the dry run shown, switched and waiting for --confirmed, or finished); 1 the sample token would be refused, the verification failed or the identity's creation got no answer (the old credential is kept: run again); 2 usage or input error, nothing changed; 3 unexpected failure."
     )]
     MigrateToFederated(crate::cmd_migrate_federated::Args),
     /// Each managed credential: current key, expiry, places in sync, last rotation, next due.

@@ -26,7 +26,8 @@
 //!
 //! Exit codes: 0 the dry run was shown, or everything asked was done (including "switched,
 //! waiting for confirmation"); 1 the sample token would be refused, its issuer is not
-//! reachable, or the verification command failed (the old credential is kept); 2 usage or
+//! reachable, the verification command failed, or the identity's creation got no answer
+//! (the old credential is kept; run again); 2 usage or
 //! input error (nothing passes the credential, ambiguous secret, malformed token file, no
 //! GitHub token to delete the secret with); 3 unexpected failure.
 
@@ -503,7 +504,14 @@ async fn apply(
         let created = client
             .create_federated_identity(&request)
             .await
-            .map_err(|e| api_error("creating the federated identity", e))?;
+            .map_err(|e| match e {
+                api::Error::OutcomeUnknown { .. } => Stopped::new(format!(
+                    "creating the federated identity: {e}; nothing was rewritten, deleted or revoked"
+                ))
+                .hint("run the same command again: it finds an identity this run created by its description")
+                .into(),
+                e => api_error("creating the federated identity", e),
+            })?;
         if human {
             println!();
             println!(

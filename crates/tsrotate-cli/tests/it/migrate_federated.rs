@@ -403,6 +403,70 @@ fn other_consumers_get_the_exact_change_and_keep_the_old_key_until_told() {
     env.assert_state_clean();
 }
 
+/// The answer to the identity's creation is lost after the API acted: the run stops with the
+/// old key untouched, and running it again finds that identity instead of making a second.
+#[test]
+fn a_lost_creation_answer_is_found_again_not_duplicated() {
+    let s = setup();
+    emulator::add_fault(
+        s.env.url(),
+        &json!({"method": "POST", "path_prefix": "/api/v2/tailnet/-/keys", "drop_connection": true, "count": 1}),
+    );
+    let run = s.cmd(&["--apply"]);
+    assert_ne!(run.code, 0, "{}", run.stdout);
+    assert!(
+        run.stderr.contains("run the same command again"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(s.federated().len(), 1);
+    assert_eq!(
+        s.workflow("deploy.yml"),
+        read(&fixtures().join("input"), "deploy.yml")
+    );
+    assert!(s.secret_present() && !s.key_invalid());
+
+    let run = s.cmd(&["--apply"]).expect(0);
+    assert!(
+        run.stdout.contains("created by an earlier run"),
+        "{}",
+        run.stdout
+    );
+    let federated = s.federated();
+    assert_eq!(federated.len(), 1);
+    let id = federated[0]["id"].as_str().unwrap();
+    let audience = federated[0]["audience"].as_str().unwrap();
+    assert_eq!(s.workflow("deploy.yml"), golden("deploy.yml", id, audience));
+}
+
+/// The revocation fails after the secret was deleted: the old key still works (nothing reads
+/// the secret any more), and the same command finishes the job.
+#[test]
+fn a_failed_revocation_is_finished_by_running_again() {
+    let s = setup();
+    s.cmd(&["--apply"]).expect(0);
+    emulator::add_fault(
+        s.env.url(),
+        &json!({"method": "DELETE", "path_prefix": format!("/api/v2/tailnet/-/keys/{}", s.key_id), "status": 500}),
+    );
+    let run = s.cmd(&["--apply", "--confirmed", "--secret", SECRET]);
+    assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains(&format!("revoking key {}", s.key_id)),
+        "{}",
+        run.stderr
+    );
+    assert!(!s.secret_present());
+    assert!(!s.key_invalid());
+    emulator::clear_faults(s.env.url());
+    let run = s
+        .cmd(&["--apply", "--confirmed", "--secret", SECRET])
+        .expect(0);
+    assert!(run.stdout.contains("already gone"), "{}", run.stdout);
+    assert!(s.key_invalid());
+    assert_eq!(s.federated().len(), 1);
+}
+
 #[test]
 fn usage_errors_exit_2_before_anything_changes() {
     let s = setup();

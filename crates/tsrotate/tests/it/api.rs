@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tsrotate::api::{
-    self, Auth, Client, ClientBuilder, CreateAuthKey, DeviceCreateCapabilities, KeyType,
-    OAuthClientRequest, RetryPolicy,
+    self, Auth, Client, ClientBuilder, CreateAuthKey, DeviceCreateCapabilities,
+    FederatedIdentityRequest, KeyType, OAuthClientRequest, RetryPolicy,
 };
 use tsrotate::key::Secret;
 use tsrotate_test_support::emulator::{self, ThreadServer};
@@ -519,6 +519,41 @@ fn request_bodies_match_the_openapi_description() {
     let wrong =
         json!({"keyType": "auth", "expirySeconds": "soon", "capabilities": {"devices": {}}});
     assert!(openapi::validate_request("POST", "/tailnet/{tailnet}/keys", &wrong).is_err());
+}
+
+/// A federated identity: the request body is the spec's, the emulator generates the audience
+/// when none is sent, and reading it back gives the issuer, subject and audience.
+#[tokio::test]
+async fn federated_identities_are_created_and_read_back() {
+    let request = FederatedIdentityRequest {
+        key_type: KeyType::Federated,
+        scopes: vec!["auth_keys".into()],
+        tags: vec!["tag:ci".into()],
+        description: Some("tsrotate federated from kOLD1CNTRL".into()),
+        issuer: "https://token.actions.githubusercontent.com".into(),
+        subject: "repo:acme/app:ref:refs/heads/main".into(),
+        audience: None,
+        custom_claim_rules: [("repository_owner".to_owned(), "acme".to_owned())].into(),
+    };
+    let body = serde_json::to_value(&request).unwrap();
+    openapi::validate_request("POST", "/tailnet/{tailnet}/keys", &body).unwrap();
+    assert!(body.get("audience").is_none(), "{body}");
+
+    let emu = emulator::start();
+    let client = api_key_client(&emu);
+    let created = client.create_federated_identity(&request).await.unwrap();
+    assert!(
+        created.audience.ends_with(&format!("-{}", created.id)),
+        "{created:?}"
+    );
+    assert_eq!(created.subject, request.subject);
+    let read = client.get_federated_identity(&created.id).await.unwrap();
+    assert_eq!(read, created);
+    assert_eq!(read.custom_claim_rules["repository_owner"], "acme");
+    let listed = client.list_keys(true).await.unwrap();
+    assert!(listed.iter().any(|k| k.id == created.id
+        && k.key_type == Some(KeyType::Federated)
+        && k.description == request.description));
 }
 
 /// The responses the client parses come from the spec's own examples too.
