@@ -21,8 +21,10 @@ pub(crate) struct Args {
 
 #[derive(Debug, clap::Subcommand)]
 enum Command {
-    /// Validate the file and read every place it names, changing nothing. Exit 1 when a place
-    /// cannot be read or the API cannot be reached.
+    /// Validate the file, read every place it names and check that each could be written,
+    /// changing nothing. Exit 2 when a place cannot be written as configured (a missing
+    /// folder, a field that cannot be added), else 1 when a place cannot be read or the API
+    /// cannot be reached.
     Check,
     /// Print the settings tsrotate resolves, with where each comes from; secrets redacted.
     Show,
@@ -32,7 +34,7 @@ enum Command {
 struct PlaceCheck {
     credential: String,
     place: String,
-    /// `ok`, `write-only`, `empty` or `error`.
+    /// `ok`, `write-only`, `empty`, `unwritable` or `error`.
     state: &'static str,
     key_id: Option<KeyId>,
     key_status: Option<KeyStatus>,
@@ -90,6 +92,12 @@ async fn check(global: &GlobalArgs) -> anyhow::Result<ExitStatus> {
                 }) => ("write-only", None),
                 Err(e) => ("error", Some(e.to_string())),
             };
+            // A place that cannot be written (or, in a file, read) stops every rotation of
+            // it before a key is minted: say so here first.
+            let (state, error) = match reading.unwritable() {
+                Some(e) => ("unwritable", Some(e.to_string())),
+                None => (state, error),
+            };
             checks.push(PlaceCheck {
                 credential: credential.name.clone(),
                 place,
@@ -100,6 +108,7 @@ async fn check(global: &GlobalArgs) -> anyhow::Result<ExitStatus> {
             });
         }
     }
+    let unwritable = checks.iter().any(|c| c.state == "unwritable");
     let failed = !api_ok || checks.iter().any(|c| c.state == "error");
     let report = CheckReport {
         config: path,
@@ -117,6 +126,7 @@ async fn check(global: &GlobalArgs) -> anyhow::Result<ExitStatus> {
         for c in &report.places {
             let detail = match (c.state, &c.key_id, &c.error) {
                 ("error", _, Some(e)) => format!("ERROR: {e}"),
+                ("unwritable", _, Some(e)) => format!("CANNOT BE WRITTEN: {e}"),
                 ("ok", Some(id), _) => format!(
                     "holds key {id}{}",
                     c.key_status.map(|s| format!(" ({s})")).unwrap_or_default()
@@ -137,6 +147,18 @@ async fn check(global: &GlobalArgs) -> anyhow::Result<ExitStatus> {
     } else {
         serde_json::to_writer_pretty(std::io::stdout().lock(), &report)?;
         println!();
+    }
+    if unwritable {
+        let count = report
+            .places
+            .iter()
+            .filter(|c| c.state == "unwritable")
+            .count();
+        return Err(UserError::new(format!(
+            "{count} place(s) cannot be written as configured; a rotation of their credential would stop before minting a key"
+        ))
+        .hint("create the missing folders or fields, or fix the places in the configuration")
+        .into());
     }
     Ok(if failed {
         ExitStatus::Incomplete

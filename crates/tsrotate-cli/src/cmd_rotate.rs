@@ -648,6 +648,9 @@ pub(crate) fn plan_error(e: plan::Error) -> anyhow::Error {
         plan::Error::CannotUpdate { .. } => Stopped::new(e.to_string())
             .hint("update those files by hand after the rotation and rerun with --skip-unwritable, or make them readable text and rerun")
             .into(),
+        plan::Error::Unwritable { .. } => UserError::new(e.to_string())
+            .hint("create the missing folders or fields, or fix the places in the configuration, then run again; `tsrotate config check` checks every place")
+            .into(),
         plan::Error::Unreadable(message) => anyhow::anyhow!("{message}")
             .context("a configured place cannot be read; nothing was changed"),
     }

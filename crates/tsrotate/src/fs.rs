@@ -29,11 +29,16 @@
 //! a whole file: the secrets in such files are high-entropy, so the hash reveals nothing
 //! usable, and it lets the journal prove which version of a file a plan was made against.
 
+use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
+
+use rustix::fs::{AtFlags, CWD, Mode, OFlags};
+use rustix::io::Errno;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -124,6 +129,43 @@ pub enum Error {
         path: PathBuf,
         /// What it is instead.
         kind: &'static str,
+    },
+    /// A folder on the way to a file whose path was resolved when the rotation was planned
+    /// is now a symbolic link, or gone: the path no longer leads to the planned file.
+    #[error(
+        "a folder on the way to `{}` was replaced (by a symbolic link, or removed) since the plan; nothing was written there",
+        path.display()
+    )]
+    Redirected {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The folder a file is to be written in does not exist, or is not a folder. tsrotate
+    /// does not create folders: a missing one usually means a wrong path.
+    #[error(
+        "folder `{}` does not exist, so `{}` cannot be written (tsrotate does not create folders)",
+        folder.display(), path.display()
+    )]
+    MissingFolder {
+        /// The file.
+        path: PathBuf,
+        /// The folder it should be in.
+        folder: PathBuf,
+    },
+    /// New files cannot be made in the file's folder: every write makes its lock and
+    /// temporary files there, and renames over the file.
+    #[error(
+        "cannot create files in folder `{}`, which writing `{}` needs",
+        folder.display(), path.display()
+    )]
+    FolderNotWritable {
+        /// The file.
+        path: PathBuf,
+        /// Its folder.
+        folder: PathBuf,
+        /// What the system said.
+        #[source]
+        source: io::Error,
     },
     /// [`write_new_private`] found the path taken.
     #[error("`{}` already exists", path.display())]
@@ -401,11 +443,33 @@ pub fn rewrite<T>(
     expected: &ContentHash,
     transform: impl FnOnce(&mut dyn Read, &mut dyn Write) -> io::Result<T>,
 ) -> Result<Rewritten<T>, Error> {
-    let mut lock = LockGuard::acquire(path)?;
-    let source = open_regular(path)?;
+    rewrite_via(path, Route::Configured, expected, transform)
+}
+
+/// [`rewrite`], reaching the file's directory by `route`.
+///
+/// The directory is opened once; the lock file, the file itself, the temporary file, the
+/// rename and the directory fsync are all relative to that handle, so a folder on the path
+/// swapped for a symbolic link halfway through cannot send any of them elsewhere. With
+/// [`Route::Resolved`], no link is followed anywhere on the path ([`Error::Redirected`]),
+/// and the file must be the one planned ([`Error::Changed`]).
+pub fn rewrite_via<T>(
+    path: &Path,
+    route: Route,
+    expected: &ContentHash,
+    transform: impl FnOnce(&mut dyn Read, &mut dyn Write) -> io::Result<T>,
+) -> Result<Rewritten<T>, Error> {
+    let (dir, name) = Dir::of(path, route)?;
+    let mut lock = LockGuard::acquire(&dir, path, name)?;
+    let source = dir.open_regular(name, path)?;
     let before = source.metadata().map_err(io_err(Action::Read, path))?;
-    let temp = TempFile::create_beside(path)?;
-    lock.note_temp(&temp.path);
+    if let Route::Resolved { file: Some(id) } = route
+        && FileId::of(&before) != id
+    {
+        return Err(changed(path));
+    }
+    let temp = TempFile::create_in(&dir, path)?;
+    lock.note_temp(&temp.name);
 
     let mut input = HashingReader::new(io::BufReader::with_capacity(STREAM_BUFFER, source));
     let mut output = io::BufWriter::with_capacity(
@@ -429,14 +493,14 @@ pub fn rewrite<T>(
     drained.map_err(io_err(Action::Read, path))?;
     let written = output
         .into_inner()
-        .map_err(|e| io_err(Action::Write, temp.path())(e.into_error()))?;
+        .map_err(|e| io_err(Action::Write, &temp.path())(e.into_error()))?;
     let (hash, len) = (ContentHash(written.hasher.finalize().into()), written.len);
 
     temp.copy_owner_and_mode(path, &before)?;
     temp.sync()?;
-    ensure_unchanged(path, &before)?;
-    temp.persist_over(path)?;
-    sync_parent(path)?;
+    ensure_unchanged(&dir, name, path, &before)?;
+    temp.persist_over(name, path)?;
+    dir.sync()?;
     Ok(Rewritten {
         hash,
         len,
@@ -455,15 +519,266 @@ pub fn atomic_write(
     rewrite(path, expected, |_, output| output.write_all(bytes))
 }
 
+/// [`atomic_write`], reaching the file's directory by `route` (see [`rewrite_via`]).
+pub fn atomic_write_via(
+    path: &Path,
+    route: Route,
+    expected: &ContentHash,
+    bytes: &[u8],
+) -> Result<Rewritten<()>, Error> {
+    rewrite_via(path, route, expected, |_, output| output.write_all(bytes))
+}
+
+/// How [`rewrite_via`] reaches a file's directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// As configured: symbolic links on the path are the configuration's, followed once
+    /// when the directory is opened; every later step is relative to that handle.
+    Configured,
+    /// The path was resolved to its canonical form when the rotation was planned: a
+    /// symbolic link anywhere on it now means it was swapped since, and is refused. With
+    /// `file`, the file must also still be that one.
+    Resolved {
+        /// The planned file's identity, when known.
+        file: Option<FileId>,
+    },
+}
+
+/// A file's identity: device and inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileId {
+    /// The device.
+    pub dev: u64,
+    /// The inode.
+    pub ino: u64,
+}
+
+impl FileId {
+    /// The identity of the file `meta` describes.
+    #[must_use]
+    pub fn of(meta: &fs::Metadata) -> Self {
+        Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        }
+    }
+}
+
+/// A directory handle: everything done to a file in it is done relative to this handle
+/// (`openat`, `renameat`, `linkat`, `unlinkat`), never by path again.
+struct Dir {
+    file: File,
+    path: PathBuf,
+}
+
+/// Flags for opening a directory to work in.
+fn dir_flags() -> OFlags {
+    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC
+}
+
+impl Dir {
+    /// The directory of `path`, opened by `route`, and the file's name in it.
+    fn of(path: &Path, route: Route) -> Result<(Self, &OsStr), Error> {
+        let name = path.file_name().ok_or_else(|| Error::NotARegularFile {
+            path: path.to_owned(),
+            kind: "not a file name",
+        })?;
+        let dir = parent_dir(path);
+        let opened = match route {
+            Route::Configured => {
+                rustix::fs::openat(CWD, dir, dir_flags(), Mode::empty()).map_err(|e| {
+                    if e == Errno::NOENT || e == Errno::NOTDIR {
+                        Error::MissingFolder {
+                            path: path.to_owned(),
+                            folder: dir.to_owned(),
+                        }
+                    } else {
+                        io_err(Action::Read, dir)(e.into())
+                    }
+                })?
+            }
+            Route::Resolved { .. } => Self::walk(dir, path)?,
+        };
+        Ok((
+            Self {
+                file: File::from(opened),
+                path: dir.to_owned(),
+            },
+            name,
+        ))
+    }
+
+    /// Open `dir` one component at a time, following no symbolic link.
+    fn walk(dir: &Path, target: &Path) -> Result<OwnedFd, Error> {
+        let flags = dir_flags() | OFlags::NOFOLLOW;
+        let start = if dir.is_absolute() { "/" } else { "." };
+        let mut at = rustix::fs::openat(CWD, start, flags, Mode::empty())
+            .map_err(|e| io_err(Action::Read, dir)(e.into()))?;
+        for component in dir.components() {
+            let name = match component {
+                Component::Normal(name) => name,
+                Component::ParentDir => OsStr::new(".."),
+                Component::RootDir | Component::CurDir | Component::Prefix(_) => continue,
+            };
+            at = rustix::fs::openat(&at, name, flags, Mode::empty()).map_err(|e| {
+                if e == Errno::LOOP || e == Errno::NOTDIR || e == Errno::NOENT {
+                    Error::Redirected {
+                        path: target.to_owned(),
+                    }
+                } else {
+                    io_err(Action::Read, dir)(e.into())
+                }
+            })?;
+        }
+        Ok(at)
+    }
+
+    /// What `name` is, without following it if it is a link (`lstat`, through an `O_PATH`
+    /// handle so that it stays relative to this directory).
+    fn lstat(&self, name: &OsStr) -> io::Result<fs::Metadata> {
+        let fd = rustix::fs::openat(
+            &self.file,
+            name,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        File::from(fd).metadata()
+    }
+
+    /// Open `name` for reading if it is a regular file (checked first: opening a FIFO
+    /// blocks until a writer appears), and check that what opened is what was checked.
+    fn open_regular(&self, name: &OsStr, target: &Path) -> Result<File, Error> {
+        let meta = self.lstat(name).map_err(io_err(Action::Read, target))?;
+        if let Some(kind) = not_regular(&meta.file_type()) {
+            return Err(Error::NotARegularFile {
+                path: target.to_owned(),
+                kind,
+            });
+        }
+        let fd = rustix::fs::openat(
+            &self.file,
+            name,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| io_err(Action::Read, target)(e.into()))?;
+        let file = File::from(fd);
+        let opened = file.metadata().map_err(io_err(Action::Read, target))?;
+        if FileId::of(&opened) != FileId::of(&meta) {
+            return Err(changed(target));
+        }
+        Ok(file)
+    }
+
+    /// Create `name` exclusively (never through a link), mode 0600.
+    fn create_new(&self, name: &OsStr, read: bool) -> io::Result<File> {
+        let access = if read { OFlags::RDWR } else { OFlags::WRONLY };
+        let fd = rustix::fs::openat(
+            &self.file,
+            name,
+            access | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )?;
+        Ok(File::from(fd))
+    }
+
+    fn remove(&self, name: &OsStr) -> io::Result<()> {
+        Ok(rustix::fs::unlinkat(&self.file, name, AtFlags::empty())?)
+    }
+
+    /// fsync the directory, so that a rename or a new entry survives a crash.
+    fn sync(&self) -> Result<(), Error> {
+        self.file
+            .sync_all()
+            .map_err(io_err(Action::Sync, &self.path))
+    }
+}
+
+/// Whether [`rewrite_via`] (or [`write_new_private`], for a file that does not exist yet)
+/// could write `path` now, reached by `route`. Changes nothing: a rotation asks this of
+/// every place before it mints a key, so that a place that cannot be written stops it while
+/// nothing has happened yet.
+///
+/// Checked: the folder exists ([`Error::MissingFolder`]) and takes new files
+/// ([`Error::FolderNotWritable`]); an existing file is a regular file whose owner tsrotate
+/// can keep ([`Error::NotARegularFile`], [`Error::Owner`]); `<file>.lock` is free or a
+/// tsrotate lock ([`Error::LockPathTaken`]: a lock of another run is passing, an unrelated
+/// file of that name is not). Not checked: free space, quotas, a read-only bind mount that
+/// `access` does not see.
+pub fn check_writable(path: &Path, route: Route) -> Result<(), Error> {
+    let (dir, name) = Dir::of(path, route)?;
+    rustix::fs::accessat(
+        &dir.file,
+        ".",
+        rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK,
+        AtFlags::empty(),
+    )
+    .map_err(|e| Error::FolderNotWritable {
+        path: path.to_owned(),
+        folder: dir.path.clone(),
+        source: e.into(),
+    })?;
+    match dir.lstat(name) {
+        Ok(meta) => {
+            if let Some(kind) = not_regular(&meta.file_type()) {
+                return Err(Error::NotARegularFile {
+                    path: path.to_owned(),
+                    kind,
+                });
+            }
+            if !can_keep_owner(&meta) {
+                return Err(Error::Owner {
+                    path: path.to_owned(),
+                    uid: meta.uid(),
+                    gid: meta.gid(),
+                    source: io::Error::from(io::ErrorKind::PermissionDenied),
+                });
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(Action::Read, path)(e)),
+    }
+    let mut lock = name.to_owned();
+    lock.push(".lock");
+    if dir.lstat(&lock).is_ok() && !is_our_lock(&dir, &lock) {
+        return Err(Error::LockPathTaken {
+            path: path.to_owned(),
+            lock: lock_path(path),
+        });
+    }
+    Ok(())
+}
+
+/// Whether a file with this owner can be replaced by one with the same owner: root can give
+/// a file to anyone; others only keep their own user, and a group they are in.
+fn can_keep_owner(meta: &fs::Metadata) -> bool {
+    use rustix::process::{getegid, geteuid, getgroups};
+    let euid = geteuid();
+    if euid.is_root() {
+        return true;
+    }
+    if meta.uid() != euid.as_raw() {
+        return false;
+    }
+    let gid = meta.gid();
+    getegid().as_raw() == gid
+        || getgroups().is_ok_and(|groups| groups.iter().any(|g| g.as_raw() == gid))
+}
+
 fn changed(path: &Path) -> Error {
     Error::Changed {
         path: path.to_owned(),
     }
 }
 
-/// Whether `path` is still the file we opened, as we opened it.
-fn ensure_unchanged(path: &Path, before: &fs::Metadata) -> Result<(), Error> {
-    let now = fs::symlink_metadata(path).map_err(io_err(Action::Read, path))?;
+/// Whether `name` is still the file we opened, as we opened it.
+fn ensure_unchanged(
+    dir: &Dir,
+    name: &OsStr,
+    path: &Path,
+    before: &fs::Metadata,
+) -> Result<(), Error> {
+    let now = dir.lstat(name).map_err(io_err(Action::Read, path))?;
     let same = now.file_type().is_file()
         && (now.dev(), now.ino(), now.len()) == (before.dev(), before.ino(), before.len())
         && (now.mtime(), now.mtime_nsec()) == (before.mtime(), before.mtime_nsec());
@@ -477,14 +792,16 @@ fn lock_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// The `O_EXCL` lock [`rewrite`] holds: created on acquire, removed on drop.
+/// The `O_EXCL` lock [`rewrite`] holds: created on acquire, removed on drop, relative to the
+/// directory handle of the file it guards.
 ///
 /// It records who holds it (`pid`, `host`) and the temporary file being written (`temp`), so
 /// that a lock left by a process that was killed (SIGKILL, power loss) is recognised as stale
 /// on the same host, and removed with its half-written temporary file, instead of blocking
 /// `resume` until a person cleans up.
-struct LockGuard {
-    path: PathBuf,
+struct LockGuard<'a> {
+    dir: &'a Dir,
+    name: OsString,
     file: Option<File>,
 }
 
@@ -495,48 +812,59 @@ fn host_name() -> String {
         .unwrap_or_default()
 }
 
-impl LockGuard {
-    fn acquire(target: &Path) -> Result<Self, Error> {
-        match Self::try_acquire(target) {
-            Err(Error::Locked { lock, .. }) if clear_if_stale(&lock) => Self::try_acquire(target),
+impl<'a> LockGuard<'a> {
+    fn acquire(dir: &'a Dir, target: &Path, name: &OsStr) -> Result<Self, Error> {
+        let mut lock = name.to_owned();
+        lock.push(".lock");
+        match Self::try_acquire(dir, target, lock.clone()) {
+            Err(Error::Locked { .. }) if clear_if_stale(dir, &lock) => {
+                Self::try_acquire(dir, target, lock)
+            }
             other => other,
         }
     }
 
-    fn try_acquire(target: &Path) -> Result<Self, Error> {
+    fn try_acquire(dir: &'a Dir, target: &Path, name: OsString) -> Result<Self, Error> {
         let path = lock_path(target);
         // The lock appears with its holder already written in it (written beside it, then
         // hard-linked into place, which fails if a lock exists): a process killed at any
         // moment never leaves an anonymous lock that nobody can tell is stale.
         let note = format!("pid {}\nhost {}\n", std::process::id(), host_name());
-        let staging = path.with_file_name(format!(".tsrotate-lock-{:016x}", rand::random::<u64>()));
-        let staged = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&staging)
-            .and_then(|mut f| {
-                f.write_all(LOCK_MARKER)
-                    .and_then(|()| f.write_all(note.as_bytes()))
-            });
+        let staging = OsString::from(format!(".tsrotate-lock-{:016x}", rand::random::<u64>()));
+        let staged = dir.create_new(&staging, false).and_then(|mut f| {
+            f.write_all(LOCK_MARKER)
+                .and_then(|()| f.write_all(note.as_bytes()))
+        });
         let linked = match staged {
             Ok(()) => {
-                let linked = fs::hard_link(&staging, &path);
-                let _ = fs::remove_file(&staging);
+                let linked =
+                    rustix::fs::linkat(&dir.file, &staging, &dir.file, &name, AtFlags::empty())
+                        .map_err(io::Error::from);
+                let _ = dir.remove(&staging);
                 linked
             }
             Err(e) => {
-                let _ = fs::remove_file(&staging);
+                let _ = dir.remove(&staging);
                 Err(e)
             }
         };
-        let opened = linked.and_then(|()| OpenOptions::new().append(true).open(&path));
+        let opened = linked.and_then(|()| {
+            rustix::fs::openat(
+                &dir.file,
+                &name,
+                OFlags::WRONLY | OFlags::APPEND | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map(File::from)
+            .map_err(io::Error::from)
+        });
         match opened {
             Ok(file) => Ok(Self {
-                path,
+                dir,
+                name,
                 file: Some(file),
             }),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(if is_our_lock(&path) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(if is_our_lock(dir, &name) {
                 Error::Locked {
                     path: target.to_owned(),
                     lock: path,
@@ -554,22 +882,34 @@ impl LockGuard {
             }),
         }
     }
-}
 
-impl LockGuard {
     /// Record the temporary file, for whoever finds this lock stale.
-    fn note_temp(&mut self, temp: &Path) {
-        if let (Some(file), Some(name)) = (&mut self.file, temp.file_name()) {
-            let _ = file.write_all(format!("temp {}\n", name.to_string_lossy()).as_bytes());
+    fn note_temp(&mut self, temp: &OsStr) {
+        if let Some(file) = &mut self.file {
+            let _ = file.write_all(format!("temp {}\n", temp.to_string_lossy()).as_bytes());
         }
     }
+}
+
+/// Read a small file of `dir` without following a link.
+fn read_in(dir: &Dir, name: &OsStr, limit: u64) -> io::Result<Vec<u8>> {
+    let fd = rustix::fs::openat(
+        &dir.file,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut out = Vec::new();
+    File::from(fd).take(limit).read_to_end(&mut out)?;
+    Ok(out)
 }
 
 /// Remove a lock of ours whose process is gone (same host, no such pid), and the temporary
 /// file it was writing. Returns whether it did. A lock from another host, or whose process
 /// lives, is left alone.
-fn clear_if_stale(lock: &Path) -> bool {
-    let Ok(text) = fs::read_to_string(lock) else {
+fn clear_if_stale(dir: &Dir, lock: &OsStr) -> bool {
+    let Ok(text) = read_in(dir, lock, 4096).map(|b| String::from_utf8_lossy(&b).into_owned())
+    else {
         return false;
     };
     let field = |name: &str| {
@@ -584,56 +924,45 @@ fn clear_if_stale(lock: &Path) -> bool {
         return false;
     }
     if let Some(temp) = field("temp ").filter(|t| t.starts_with(".tsrotate-") && !t.contains('/')) {
-        let _ = fs::remove_file(lock.with_file_name(temp));
+        let _ = dir.remove(OsStr::new(&temp));
     }
-    fs::remove_file(lock).is_ok()
+    dir.remove(lock).is_ok()
 }
 
 /// Whether the existing lock file looks like ours: it starts with the marker, or is empty
 /// (its writer died, or is just about to write the marker).
-fn is_our_lock(path: &Path) -> bool {
-    let mut head = Vec::with_capacity(LOCK_MARKER.len());
-    let read = File::open(path).and_then(|f| {
-        f.take(LOCK_MARKER.len() as u64)
-            .read_to_end(&mut head)
-            .map(drop)
-    });
-    read.is_ok() && LOCK_MARKER.starts_with(&head)
+fn is_our_lock(dir: &Dir, lock: &OsStr) -> bool {
+    read_in(dir, lock, LOCK_MARKER.len() as u64).is_ok_and(|head| LOCK_MARKER.starts_with(&head))
 }
 
-impl Drop for LockGuard {
+impl Drop for LockGuard<'_> {
     fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
+        let _ = self.dir.remove(&self.name);
     }
 }
 
-/// A temporary file beside a target, removed on drop unless persisted.
-struct TempFile {
-    path: PathBuf,
+/// A temporary file in a directory, removed on drop unless persisted.
+struct TempFile<'a> {
+    dir: &'a Dir,
+    name: OsString,
     file: File,
     persisted: bool,
 }
 
-impl TempFile {
-    /// Create `.tsrotate-<random>.tmp` in the target's directory, mode 0600 so the secret is
-    /// never readable by others while it is written. The name does not derive from the
-    /// target's, so that it fits any name length and matches no `*.conf`-style glob of a
-    /// directory that loads every file in it.
-    fn create_beside(target: &Path) -> Result<Self, Error> {
-        let dir = parent_dir(target);
+impl<'a> TempFile<'a> {
+    /// Create `.tsrotate-<random>.tmp` in `dir`, mode 0600 so the secret is never readable
+    /// by others while it is written. The name does not derive from the target's, so that it
+    /// fits any name length and matches no `*.conf`-style glob of a directory that loads
+    /// every file in it.
+    fn create_in(dir: &'a Dir, target: &Path) -> Result<Self, Error> {
         let mut last_err = None;
         for _ in 0..8 {
-            let path = dir.join(format!(".tsrotate-{:016x}.tmp", rand::random::<u64>()));
-            match OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-            {
+            let name = OsString::from(format!(".tsrotate-{:016x}.tmp", rand::random::<u64>()));
+            match dir.create_new(&name, true) {
                 Ok(file) => {
                     return Ok(Self {
-                        path,
+                        dir,
+                        name,
                         file,
                         persisted: false,
                     });
@@ -647,8 +976,8 @@ impl TempFile {
         )))
     }
 
-    fn path(&self) -> &Path {
-        &self.path
+    fn path(&self) -> PathBuf {
+        self.dir.path.join(&self.name)
     }
 
     fn file(&self) -> &File {
@@ -661,7 +990,7 @@ impl TempFile {
         let mine = self
             .file
             .metadata()
-            .map_err(io_err(Action::Read, &self.path))?;
+            .map_err(io_err(Action::Read, &self.path()))?;
         if (mine.uid(), mine.gid()) != (original.uid(), original.gid()) {
             std::os::unix::fs::fchown(&self.file, Some(original.uid()), Some(original.gid()))
                 .map_err(|source| Error::Owner {
@@ -679,24 +1008,22 @@ impl TempFile {
     fn sync(&self) -> Result<(), Error> {
         self.file
             .sync_all()
-            .map_err(io_err(Action::Sync, &self.path))
+            .map_err(io_err(Action::Sync, &self.path()))
     }
 
-    fn persist_over(mut self, target: &Path) -> Result<(), Error> {
-        #[allow(
-            clippy::disallowed_methods,
-            reason = "tsrotate::fs is where renames over consumers' files live"
-        )]
-        fs::rename(&self.path, target).map_err(io_err(Action::Replace, target))?;
+    /// Rename over `name` in the same directory (`renameat`, both sides relative to it).
+    fn persist_over(mut self, name: &OsStr, target: &Path) -> Result<(), Error> {
+        rustix::fs::renameat(&self.dir.file, &self.name, &self.dir.file, name)
+            .map_err(|e| io_err(Action::Replace, target)(e.into()))?;
         self.persisted = true;
         Ok(())
     }
 }
 
-impl Drop for TempFile {
+impl Drop for TempFile<'_> {
     fn drop(&mut self) {
         if !self.persisted {
-            let _ = fs::remove_file(&self.path);
+            let _ = self.dir.remove(&self.name);
         }
     }
 }
@@ -757,22 +1084,23 @@ pub fn append_durable(file: &mut File, path: &Path, bytes: &[u8]) -> Result<(), 
 /// The bytes go to a temporary file that is then hard-linked into place, because `link`,
 /// unlike `rename`, fails when the name is taken.
 pub fn write_new_private(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let temp = TempFile::create_beside(path)?;
+    let (dir, name) = Dir::of(path, Route::Configured)?;
+    let temp = TempFile::create_in(&dir, path)?;
     temp.file()
         .write_all(bytes)
-        .map_err(io_err(Action::Write, temp.path()))?;
+        .map_err(io_err(Action::Write, &temp.path()))?;
     temp.sync()?;
-    match fs::hard_link(temp.path(), path) {
+    match rustix::fs::linkat(&dir.file, &temp.name, &dir.file, name, AtFlags::empty()) {
         Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+        Err(Errno::EXIST) => {
             return Err(Error::AlreadyExists {
                 path: path.to_owned(),
             });
         }
-        Err(e) => return Err(io_err(Action::Write, path)(e)),
+        Err(e) => return Err(io_err(Action::Write, path)(e.into())),
     }
     drop(temp);
-    sync_parent(path)
+    dir.sync()
 }
 
 /// When [`FileLock::acquire`] gives up.

@@ -67,3 +67,147 @@ fn a_binary_file_holding_the_key_stops_the_rotation_unless_skipped_and_is_never_
     assert_ne!(env.read("app/.env"), dotenv.as_bytes());
     env.assert_state_clean();
 }
+
+/// Issue 11 item 8: every configured place is checked for writability while planning. A
+/// missing folder, a YAML field that is not there, a JSON or TOML field under a value that
+/// is not an object, and a lock path taken by an unrelated file each stop the rotation with
+/// exit 2 before a key is minted; `config check` names the same places, exit 2.
+#[test]
+fn issue_11_places_that_cannot_be_written_stop_the_rotation_before_minting() {
+    let mut env = TestEnv::new();
+    let (id, old) = env.mint_default();
+    let w = env.work.path().display().to_string();
+    let files = [
+        ("app/.env", format!("TS_AUTHKEY={old}\n")),
+        ("app/authkey", format!("{old}\n")),
+        (
+            "app/authkey.lock",
+            "held by a tool of someone else\n".to_owned(),
+        ),
+        ("app/config.yaml", "other: 1\n".to_owned()),
+        (
+            "app/settings.json",
+            "{\"tailscale\": \"not an object\"}\n".to_owned(),
+        ),
+        (
+            "app/config.toml",
+            "tailscale = \"not a table\"\n".to_owned(),
+        ),
+    ];
+    for (rel, text) in &files {
+        env.write(rel, text);
+    }
+    let config = env.write_aside(
+        "config.toml",
+        format!(
+            r#"
+[[credential]]
+name = "web"
+kind = "auth-key"
+
+[[credential.sink]]
+type = "dotenv"
+path = "{w}/app/.env"
+field = "TS_AUTHKEY"
+
+[[credential.sink]]
+type = "dotenv"
+path = "{w}/missing/.env"
+field = "TS_AUTHKEY"
+
+[[credential.sink]]
+type = "file"
+path = "{w}/app/authkey"
+
+[[credential.sink]]
+type = "yaml"
+path = "{w}/app/config.yaml"
+field = "tailscale.authkey"
+
+[[credential.sink]]
+type = "json"
+path = "{w}/app/settings.json"
+field = "tailscale.authkey"
+
+[[credential.sink]]
+type = "toml"
+path = "{w}/app/config.toml"
+field = "tailscale.authkey"
+"#
+        ),
+    );
+    let keys_before = env.keys().len();
+    let unwritable = [
+        "missing/.env",
+        "authkey.lock",
+        "config.yaml",
+        "settings.json",
+        "config.toml",
+    ];
+
+    let run = env
+        .run(env.cmd().arg("--config").arg(&config).args([
+            "rotate",
+            "--credential",
+            "web",
+            "--yes",
+        ]))
+        .expect(2);
+    for place in unwritable {
+        assert!(run.stderr.contains(place), "{place}:\n{}", run.stderr);
+    }
+    assert!(
+        run.stderr.contains("5 place(s) cannot be written"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("nothing was changed"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("missing` does not exist"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("is not a tsrotate lock file"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(env.keys().len(), keys_before, "no key was minted");
+    assert_eq!(env.key(&id)["invalid"], false);
+    for (rel, text) in &files {
+        assert!(env.read(rel) == text.as_bytes(), "{rel} changed");
+    }
+    assert!(!env.work.path().join("missing").exists());
+
+    let run = env
+        .run(
+            env.cmd()
+                .arg("--config")
+                .arg(&config)
+                .args(["config", "check"]),
+        )
+        .expect(2);
+    let cannot: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.contains("CANNOT BE WRITTEN"))
+        .collect();
+    assert_eq!(cannot.len(), 5, "{}", run.stdout);
+    for place in unwritable {
+        assert!(
+            cannot.iter().any(|l| l.contains(place)),
+            "{place}:\n{}",
+            run.stdout
+        );
+    }
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l.contains("app/.env") && l.contains(&id)),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stderr.contains("cannot be written"), "{}", run.stderr);
+    assert_eq!(env.keys().len(), keys_before);
+    env.assert_state_clean();
+}

@@ -241,6 +241,20 @@ pub trait World {
         replace: &[KeyId],
         value: &Secret,
     ) -> Result<(), StepError>;
+    /// Put `old_value` back into sink `index` where it holds a key of `minted` (a rollback).
+    /// A place that holds none of them was not written, or is already restored, and is left
+    /// as it is: a rollback undoes exactly what the rotation wrote, and a place that could
+    /// not be written does not stop it from revoking the minted key. The default writes,
+    /// for worlds that cannot tell.
+    async fn restore(
+        &self,
+        index: usize,
+        sink: &SinkPlan,
+        minted: &[KeyId],
+        old_value: &Secret,
+    ) -> Result<(), StepError> {
+        self.write(index, sink, minted, old_value).await
+    }
     /// Run the verification commands with `value`, in order; the first failure stops.
     async fn verify(&mut self, commands: &[VerifyCommand], value: &Secret)
     -> Result<(), StepError>;
@@ -540,7 +554,15 @@ impl<'a, W: World, R: Recorder, O: Observer> Executor<'a, W, R, O> {
                         sink,
                         key_id: self.state.old_key_id().clone(),
                     })?;
-                    match write_with_retries(&*self.world, sink, &plan, &minted, old_value).await {
+                    let put = write_with_retries(
+                        &*self.world,
+                        Put::Back,
+                        sink,
+                        &plan,
+                        &minted,
+                        old_value,
+                    );
+                    match put.await {
                         Ok(()) => self.record(Event::Restored { sink })?,
                         Err(error) => {
                             self.record(Event::WriteFailed {
@@ -624,7 +646,7 @@ impl<'a, W: World, R: Recorder, O: Observer> Executor<'a, W, R, O> {
                 async move {
                     (
                         *i,
-                        write_with_retries(world, *i, plan, replace, value).await,
+                        write_with_retries(world, Put::New, *i, plan, replace, value).await,
                     )
                 }
             })
@@ -749,11 +771,21 @@ impl<'a, W: World, R: Recorder, O: Observer> Executor<'a, W, R, O> {
     }
 }
 
+/// What a write puts in a place.
+#[derive(Debug, Clone, Copy)]
+enum Put {
+    /// The replacement ([`World::write`]).
+    New,
+    /// The old value, where the replacement stands ([`World::restore`]).
+    Back,
+}
+
 /// Write one place, trying again (a bounded number of times, with a growing pause) when it
 /// failed for a passing reason. Writes are check-and-set and read back, so a write that
 /// took effect without an answer is found as ours on the next attempt.
 async fn write_with_retries<W: World>(
     world: &W,
+    put: Put,
     index: usize,
     plan: &SinkPlan,
     replace: &[KeyId],
@@ -762,7 +794,11 @@ async fn write_with_retries<W: World>(
     let mut pause = WRITE_BACKOFF;
     let mut attempt = 1;
     loop {
-        match world.write(index, plan, replace, value).await {
+        let written = match put {
+            Put::New => world.write(index, plan, replace, value).await,
+            Put::Back => world.restore(index, plan, replace, value).await,
+        };
+        match written {
             Ok(()) => return Ok(()),
             Err(error) if error.is_retryable() && attempt < WRITE_ATTEMPTS => {
                 tracing::info!(

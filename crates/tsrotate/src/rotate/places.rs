@@ -4,7 +4,7 @@ use futures_util::StreamExt as _;
 
 use crate::config;
 use crate::key::{Credential, KeyId};
-use crate::sink::{self, Credentials, Snapshot};
+use crate::sink::{self, Credentials, SinkSpec, Snapshot};
 
 /// What one configured place held when it was read.
 #[derive(Debug)]
@@ -19,6 +19,9 @@ pub struct Reading {
     /// What it holds, or why it could not be read. Write-only places answer
     /// [`sink::ErrorKind::WriteOnly`].
     pub snapshot: Result<Snapshot, sink::Error>,
+    /// Whether it could be written now, checked without writing (files only: a remote
+    /// store cannot be asked without a write). `Ok` when it could not be read.
+    pub writable: Result<(), sink::Error>,
 }
 
 impl Reading {
@@ -29,6 +32,17 @@ impl Reading {
         Credential::parse(value.expose_secret())
             .ok()
             .map(|c| c.key_id().clone())
+    }
+
+    /// Why the place cannot be written: the check says so, or it is in a file that could not
+    /// be read (a file tsrotate cannot read or make sense of, it cannot edit either).
+    #[must_use]
+    pub fn unwritable(&self) -> Option<&sink::Error> {
+        match (&self.writable, &self.snapshot) {
+            (Err(e), _) => Some(e),
+            (Ok(()), Err(e)) if in_file(&self.sink.spec) => Some(e),
+            (Ok(()), _) => None,
+        }
     }
 
     /// Whether the place could not be read for a reason other than being write-only.
@@ -57,16 +71,55 @@ pub async fn read(credential: &config::Credential, credentials: &Credentials) ->
                 Ok(s) => Err(sink::Error::write_only(s.describe())),
                 Err(e) => Err(e),
             };
+            let writable = match &snapshot {
+                Ok(_) => check_writable(&place.spec),
+                Err(_) => Ok(()),
+            };
             Reading {
                 sink: place,
                 credential: Some(credential.name.clone()),
                 credential_verify: credential.verify.clone(),
                 snapshot,
+                writable,
             }
         })
         .buffered(READ_CONCURRENCY)
         .collect::<Vec<_>>()
         .await
+}
+
+/// Whether the place is in a local file.
+fn in_file(spec: &SinkSpec) -> bool {
+    matches!(
+        spec,
+        SinkSpec::File { .. }
+            | SinkSpec::Dotenv { .. }
+            | SinkSpec::Json { .. }
+            | SinkSpec::Yaml { .. }
+            | SinkSpec::Toml { .. }
+    )
+}
+
+/// Whether a place in a file could be written now ([`FieldSink::check_writable`]); other
+/// places are taken as writable.
+///
+/// [`FieldSink::check_writable`]: sink::structured::FieldSink::check_writable
+pub fn check_writable(spec: &SinkSpec) -> Result<(), sink::Error> {
+    use sink::structured::{FieldSink, Format};
+    let (format, path, field) = match spec {
+        SinkSpec::File { path } => (Format::Whole, path, ""),
+        SinkSpec::Dotenv { path, field } => (Format::Dotenv, path, field.as_str()),
+        SinkSpec::Json { path, field } => (Format::Json, path, field.as_str()),
+        SinkSpec::Yaml { path, field } => (Format::Yaml, path, field.as_str()),
+        SinkSpec::Toml { path, field } => (Format::Toml, path, field.as_str()),
+        SinkSpec::VaultKv { .. }
+        | SinkSpec::AwsSecretsmanager { .. }
+        | SinkSpec::AwsSsm { .. }
+        | SinkSpec::GithubActions { .. }
+        | SinkSpec::KubernetesSecret { .. }
+        | SinkSpec::Command { .. } => return Ok(()),
+    };
+    FieldSink::new(format, path, field)?.check_writable()
 }
 
 /// The distinct key IDs the places hold, most common first.

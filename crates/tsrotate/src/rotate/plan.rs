@@ -231,6 +231,18 @@ fn not_updatable(discovery: &Discovery) -> Vec<String> {
     binary.chain(problems).collect()
 }
 
+/// An error and its causes on one line (the OS's reason is in the source).
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        source = e.source();
+    }
+    out
+}
+
 /// Why a rotation cannot be planned.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -291,6 +303,16 @@ pub enum Error {
     CannotUpdate {
         /// The key.
         key_id: KeyId,
+        /// Each place, with why.
+        places: Vec<String>,
+    },
+    /// Configured places cannot be written as they stand (a missing folder, a field that
+    /// cannot be added, a folder that takes no new files); nothing was changed.
+    #[error(
+        "{} place(s) cannot be written: {}; nothing was changed",
+        places.len(), places.join("; ")
+    )]
+    Unwritable {
         /// Each place, with why.
         places: Vec<String>,
     },
@@ -445,7 +467,30 @@ pub async fn plan_rotation(
     } else {
         file::locate(&request.roots, std::slice::from_ref(&key_id))?
     };
-    let files: Vec<FileMatch> = discovery.matches.clone();
+    // A file that cannot be written is one more file the rotation cannot update (item 7).
+    let mut files: Vec<FileMatch> = Vec::with_capacity(discovery.matches.len());
+    let mut unwritable_files = Vec::new();
+    for m in &discovery.matches {
+        match crate::fs::check_writable(&m.path, m.route()) {
+            Ok(()) => files.push(m.clone()),
+            Err(e) => unwritable_files.push(format!(
+                "{} (cannot be written: {})",
+                m.display_path.display(),
+                error_chain(&e)
+            )),
+        }
+    }
+    // Every place must be writable before anything is minted: finding out after leaves a
+    // live key that the places do not hold.
+    let unwritable: Vec<String> = request
+        .configured
+        .iter()
+        .filter_map(super::places::Reading::unwritable)
+        .map(ToString::to_string)
+        .collect();
+    if !unwritable.is_empty() {
+        return Err(Error::Unwritable { places: unwritable });
+    }
     if let Some(failed) = request
         .configured
         .iter()
@@ -461,7 +506,7 @@ pub async fn plan_rotation(
             ));
         }
     }
-    if files.is_empty() && request.configured.is_empty() {
+    if discovery.matches.is_empty() && request.configured.is_empty() {
         return Err(Error::NotFoundInFiles {
             key_id,
             roots: request.roots,
@@ -488,7 +533,8 @@ pub async fn plan_rotation(
     {
         warnings.push("the old key is tailnet-lock wrapped; the new key is written unwrapped: sign it with `tailscale lock sign` if your tailnet requires it".into());
     }
-    let not_updated = not_updatable(&discovery);
+    let mut not_updated = not_updatable(&discovery);
+    not_updated.extend(unwritable_files);
     if !not_updated.is_empty() && !request.skip_unwritable {
         return Err(Error::CannotUpdate {
             key_id,

@@ -291,9 +291,11 @@ impl ApiWorld {
         {
             let display = sinks::describe(spec);
             let (path, ids, owned) = (path.clone(), replace.to_vec(), value.clone());
-            tokio::task::spawn_blocking(move || write_file(&path, &display, None, &ids, &owned))
-                .await
-                .map_err(|e| StepError::new(format!("writing a file panicked: {e}")))??;
+            tokio::task::spawn_blocking(move || {
+                write_file(&path, &display, None, false, &ids, &owned)
+            })
+            .await
+            .map_err(|e| StepError::new(format!("writing a file panicked: {e}")))??;
             return self.run_after(after, value).await;
         }
         let sink = self.sink(index, spec)?;
@@ -489,12 +491,50 @@ impl World for ApiWorld {
                 let value = value.clone();
                 let shown = display.clone();
                 tokio::task::spawn_blocking(move || {
-                    write_file(&path, &display, planned, &replace, &value)
+                    write_file(&path, &display, planned, true, &replace, &value)
                 })
                 .await
                 .map_err(|e| StepError::new(format!("writing {shown} panicked: {e}")))?
             }
         }
+    }
+
+    async fn restore(
+        &self,
+        index: usize,
+        sink: &SinkPlan,
+        minted: &[KeyId],
+        old_value: &Secret,
+    ) -> Result<(), StepError> {
+        let holds_minted = match sink {
+            SinkPlan::File { path, .. }
+            | SinkPlan::Configured {
+                spec: SinkSpec::File { path },
+                ..
+            } => file_holds_any(path, minted)
+                .map_err(|e| StepError::new(format!("{}: {e}", sink.describe())))?,
+            SinkPlan::Configured { spec, .. } => {
+                let place = self.sink(index, spec)?;
+                if place.readable() {
+                    let snapshot = place.read().await.map_err(StepError::sink)?;
+                    snapshot
+                        .value
+                        .and_then(|v| crate::key::Credential::parse(v.expose_secret()).ok())
+                        .is_some_and(|c| minted.contains(c.key_id()))
+                } else {
+                    // A write-only place cannot say what it holds: put the old value back.
+                    true
+                }
+            }
+        };
+        if !holds_minted {
+            tracing::info!(
+                "{} holds no key this rotation minted; left as it is",
+                sink.describe()
+            );
+            return Ok(());
+        }
+        self.write(index, sink, minted, old_value).await
     }
 
     async fn verify(
@@ -618,10 +658,15 @@ impl World for ApiWorld {
 }
 
 /// Replace the credentials of `replace` in one file with `value`, then read the file back.
+///
+/// `resolved`: `path` is the canonical path a plan found (`--in`), so it must still be the
+/// canonical path of the file written: a folder on the way swapped for a link since (which
+/// re-resolving would follow) is refused rather than written through.
 fn write_file(
     path: &std::path::Path,
     display: &str,
     planned: Option<FileMatch>,
+    resolved: bool,
     replace: &[KeyId],
     value: &Secret,
 ) -> Result<(), StepError> {
@@ -633,6 +678,14 @@ fn write_file(
         let found = file::locate(&[path.to_path_buf()], replace)
             .map_err(|e| StepError::new(format!("{display}: {e}")))?;
         match found.matches.into_iter().next() {
+            Some(m) if resolved && m.path != path => {
+                return Err(StepError::new(format!(
+                    "{display}: {}",
+                    crate::fs::Error::Redirected {
+                        path: path.to_owned()
+                    }
+                )));
+            }
             Some(m) => m,
             // Nothing of ours left to replace: the read-back decides whether that is fine.
             None => return read_back(path, display, replace, value),
@@ -646,10 +699,24 @@ fn write_file(
         .ok()
         .filter(|c| c.kind() == &crate::key::KeyKind::OAuthClientSecret);
     if let Some(c) = client {
-        replace_bare_ids(path, replace, c.key_id())
+        replace_bare_ids(&target.path, replace, c.key_id())
             .map_err(|e| StepError::new(format!("{display}: {e}")))?;
     }
     read_back(path, display, replace, value)
+}
+
+/// Whether the file at `path` holds a credential of `ids`; a file that is not there holds
+/// none.
+fn file_holds_any(path: &std::path::Path, ids: &[KeyId]) -> Result<bool, file::Error> {
+    match file::holds(path, ids) {
+        Ok(found) => Ok(!found.is_empty()),
+        Err(file::Error::Fs(crate::fs::Error::Io { source, .. }))
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// The largest file in which bare client IDs are replaced.
@@ -698,7 +765,9 @@ fn replace_bare_ids(
         i += 1;
     }
     if changed {
-        crate::fs::atomic_write(path, &crate::fs::ContentHash::of(&bytes), &out)?;
+        // The path is the canonical one the plan resolved: no link is followed on the way.
+        let route = crate::fs::Route::Resolved { file: None };
+        crate::fs::atomic_write_via(path, route, &crate::fs::ContentHash::of(&bytes), &out)?;
     }
     Ok(())
 }

@@ -150,6 +150,19 @@ pub struct FileMatch {
     pub binary: bool,
     /// Every credential of the keys searched for, in file order.
     pub occurrences: Vec<Occurrence>,
+    /// The file's device and inode when it was searched: [`replace`] refuses a path that
+    /// leads to another file now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_id: Option<fs::FileId>,
+}
+
+impl FileMatch {
+    /// How the file is reached when it is written: its canonical path walked without
+    /// following any link, to the file that was searched.
+    #[must_use]
+    pub fn route(&self) -> fs::Route {
+        fs::Route::Resolved { file: self.file_id }
+    }
 }
 
 /// A path that [`locate`] did not search, on purpose.
@@ -477,6 +490,7 @@ impl Discovery {
         let Searched {
             hash,
             len,
+            file_id,
             findings,
         } = searched;
         if !findings.too_long.is_empty() {
@@ -494,6 +508,7 @@ impl Discovery {
             len,
             binary: findings.binary,
             occurrences: findings.occurrences,
+            file_id: Some(file_id),
         };
         if found.binary {
             self.binary.push(found);
@@ -507,6 +522,7 @@ impl Discovery {
 struct Searched {
     hash: ContentHash,
     len: u64,
+    file_id: fs::FileId,
     findings: Findings,
 }
 
@@ -554,12 +570,15 @@ fn search(path: &Path, ids: &[KeyId]) -> Result<Option<Searched>, ProblemKind> {
     if unhashed.map_err(|err| unreadable(&err))?.is_empty() {
         return Ok(None);
     }
-    let mut reader = HashingReader::new(open_for_search(path)?);
+    let file = open_for_search(path)?;
+    let file_id = fs::FileId::of(&file.metadata().map_err(|err| unreadable(&err))?);
+    let mut reader = HashingReader::new(file);
     let findings = Findings::collect(&mut reader, ids).map_err(|err| unreadable(&err))?;
     let (hash, len) = reader.finish();
     Ok((!findings.is_empty()).then_some(Searched {
         hash,
         len,
+        file_id,
         findings,
     }))
 }
@@ -592,7 +611,9 @@ pub fn replace(m: &FileMatch, ids: &[KeyId], new_value: &Secret) -> Result<Repla
     if value.len() > MAX_CREDENTIAL_LEN || key::credential_len_at(value) != Some(value.len()) {
         return Err(Error::InvalidReplacement);
     }
-    let written = fs::rewrite(&m.path, &m.hash, |input, output| {
+    // The path is canonical (resolved by `locate`): it is walked without following any link,
+    // and must still lead to the file that was searched.
+    let written = fs::rewrite_via(&m.path, m.route(), &m.hash, |input, output| {
         let mut count = 0;
         scan(input, ids, &mut |event| match event {
             Event::Bytes(bytes) => output.write_all(bytes),

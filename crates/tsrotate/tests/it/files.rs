@@ -903,3 +903,55 @@ fn file_matches_round_trip_through_json() {
     assert_eq!(serde_json::from_str::<Discovery>(&json).unwrap(), found);
     assert!(json.contains(&only_match(&found).hash.to_string()));
 }
+
+#[test]
+fn a_parent_folder_swapped_for_a_link_after_locate_sends_nothing_outside_the_tree() {
+    let root = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let original = format!("K={}\n", old());
+    fs::create_dir(root.path().join("app")).unwrap();
+    write(&root.path().join("app/.env"), original.as_bytes());
+    // Someone else's file with the very same bytes: the content hash alone cannot tell.
+    write(&outside.path().join(".env"), original.as_bytes());
+    let m = locate(&[root.path().to_path_buf()], &ids())
+        .unwrap()
+        .matches;
+    assert_eq!(m.len(), 1);
+
+    fs::rename(root.path().join("app"), root.path().join("app.moved")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), root.path().join("app")).unwrap();
+    let err = replace(&m[0], &ids(), &new_value()).unwrap_err();
+    assert!(
+        matches!(err, Error::Fs(FsError::Redirected { ref path }) if path == &m[0].path),
+        "{err:?}"
+    );
+    assert_eq!(
+        fs::read_to_string(outside.path().join(".env")).unwrap(),
+        original
+    );
+    assert_eq!(
+        listing(outside.path()),
+        [".env"],
+        "no lock or temporary file"
+    );
+    assert_eq!(
+        fs::read_to_string(root.path().join("app.moved/.env")).unwrap(),
+        original
+    );
+}
+
+#[test]
+fn a_file_swapped_for_an_identical_copy_after_locate_is_not_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("env");
+    let original = format!("K={}\n", old());
+    write(&path, original.as_bytes());
+    let m = locate(std::slice::from_ref(&path), &ids()).unwrap().matches;
+    let copy = dir.path().join("copy");
+    write(&copy, original.as_bytes());
+    fs::rename(&copy, &path).unwrap();
+    let err = replace(&m[0], &ids(), &new_value()).unwrap_err();
+    assert!(err.is_changed(), "{err:?}");
+    assert_eq!(fs::read_to_string(&path).unwrap(), original);
+    assert_eq!(listing(dir.path()), ["env"]);
+}

@@ -11,6 +11,7 @@ mod api;
 mod contain;
 mod federated;
 mod files;
+mod rotation;
 mod sink_aws;
 mod sink_command;
 mod sink_github;
