@@ -22,9 +22,8 @@ pub(crate) struct Args {
 #[derive(Debug, clap::Subcommand)]
 enum Command {
     /// Validate the file, read every place it names and check that each could be written,
-    /// changing nothing. Exit 2 when a place cannot be written as configured (a missing
-    /// folder, a field that cannot be added), else 1 when a place cannot be read or the API
-    /// cannot be reached.
+    /// changing nothing. Exit 1 when a place cannot be read or written (a missing folder, a
+    /// field that cannot be added) or the API cannot be reached.
     Check,
     /// Print the settings tsrotate resolves, with where each comes from; secrets redacted.
     Show,
@@ -92,11 +91,11 @@ async fn check(global: &GlobalArgs) -> anyhow::Result<ExitStatus> {
                 }) => ("write-only", None),
                 Err(e) => ("error", Some(e.to_string())),
             };
-            // A place that cannot be written (or, in a file, read) stops every rotation of
-            // it before a key is minted: say so here first.
-            let (state, error) = match reading.unwritable() {
-                Some(e) => ("unwritable", Some(e.to_string())),
-                None => (state, error),
+            // A place that cannot be written stops every rotation of it before a key is
+            // minted: say so here first.
+            let (state, error) = match &reading.writable {
+                Err(e) => ("unwritable", Some(e.to_string())),
+                Ok(()) => (state, error),
             };
             checks.push(PlaceCheck {
                 credential: credential.name.clone(),
@@ -108,8 +107,10 @@ async fn check(global: &GlobalArgs) -> anyhow::Result<ExitStatus> {
             });
         }
     }
-    let unwritable = checks.iter().any(|c| c.state == "unwritable");
-    let failed = !api_ok || checks.iter().any(|c| c.state == "error");
+    let failed = !api_ok
+        || checks
+            .iter()
+            .any(|c| c.state == "error" || c.state == "unwritable");
     let report = CheckReport {
         config: path,
         api: api_line,
@@ -147,18 +148,6 @@ async fn check(global: &GlobalArgs) -> anyhow::Result<ExitStatus> {
     } else {
         serde_json::to_writer_pretty(std::io::stdout().lock(), &report)?;
         println!();
-    }
-    if unwritable {
-        let count = report
-            .places
-            .iter()
-            .filter(|c| c.state == "unwritable")
-            .count();
-        return Err(UserError::new(format!(
-            "{count} place(s) cannot be written as configured; a rotation of their credential would stop before minting a key"
-        ))
-        .hint("create the missing folders or fields, or fix the places in the configuration")
-        .into());
     }
     Ok(if failed {
         ExitStatus::Incomplete

@@ -925,6 +925,8 @@ fn a_parent_folder_swapped_for_a_link_after_locate_sends_nothing_outside_the_tre
         matches!(err, Error::Fs(FsError::Redirected { ref path }) if path == &m[0].path),
         "{err:?}"
     );
+    let shown = format!("{err} {err:?}");
+    assert!(!shown.contains(&old()) && !shown.contains(new_value().expose_secret()));
     assert_eq!(
         fs::read_to_string(outside.path().join(".env")).unwrap(),
         original
