@@ -552,3 +552,51 @@ fn rotate_with_contain_rotates_then_reports_the_devices_the_old_key_joined() {
     assert!(run.stdout.contains("exact    intruder"), "{}", run.stdout);
     env.assert_state_clean();
 }
+
+#[test]
+fn an_action_the_credential_may_not_take_names_the_scope_and_resume_finishes_it() {
+    let mut env = TestEnv::new();
+    let (id, _secret) = fleet(&mut env, "key");
+    let read_only = env.mint(json!({"keyType": "client", "tags": ["tag:server"],
+        "scopes": ["devices:core:read", "auth_keys:read", "logs:configuration:read"]}));
+    let run = env
+        .run(
+            env.cmd()
+                .env_remove("TAILSCALE_API_KEY")
+                .env("TAILSCALE_OAUTH_CLIENT_ID", &read_only.0)
+                .env("TAILSCALE_OAUTH_CLIENT_SECRET", &read_only.1)
+                .args([
+                    "contain",
+                    &id,
+                    "--since",
+                    "1d",
+                    "--action",
+                    "deauthorize",
+                    "--yes",
+                ]),
+        )
+        .expect(2);
+    assert!(
+        run.stderr.contains("`devices:core` scope"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("tsrotate resume"), "{}", run.stderr);
+    assert!(!run.stderr.contains("{ "), "debug output: {}", run.stderr);
+    assert!(devices(&env).iter().all(|d| d["authorized"] == true));
+    let journal = containment_journal(&env);
+    let containment = journal[0]["event"]["containment_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // With a credential that may, resume finishes it.
+    env.run(env.cmd().args(["resume", &containment])).expect(0);
+    let deauthorized: Vec<String> = devices(&env)
+        .iter()
+        .filter(|d| d["authorized"] == false)
+        .map(|d| d["hostname"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(deauthorized.len(), 3, "{deauthorized:?}");
+    assert!(deauthorized.iter().all(|h| h.starts_with("evil-")));
+    env.assert_state_clean();
+}
