@@ -66,6 +66,24 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
         }
         unfinished
     };
+    if args.rotation_id.is_none() {
+        // Containments are resumed by ID: they change devices, so each is named on purpose.
+        match tsrotate::contain::act::unfinished(&state_dir) {
+            Ok(containments) => {
+                for c in containments {
+                    eprintln!(
+                        "note: containment {id} of key {key} is not finished: `tsrotate resume {id}` finishes it, `tsrotate rollback {id}` undoes it",
+                        id = c.plan.containment_id,
+                        key = c.plan.key_id
+                    );
+                }
+            }
+            Err(e) => eprintln!(
+                "warning: {}; skipped",
+                tsrotate::text::escape(&e.to_string())
+            ),
+        }
+    }
     let human = global.format == Format::Human;
     if ids.is_empty() {
         if human {

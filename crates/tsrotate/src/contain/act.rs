@@ -736,6 +736,8 @@ impl Containment {
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
 
+    use std::os::unix::fs::PermissionsExt as _;
+
     use super::*;
 
     fn device(node: &str, authorized: bool) -> Device {
@@ -812,6 +814,14 @@ mod tests {
             Err(Error::External(_))
         ));
         assert!(!exists(dir.path(), "c../../etc/passwd"));
+        // The folder is under the state directory's trust rule, as rotations are.
+        std::fs::create_dir_all(super::dir(dir.path())).unwrap();
+        std::fs::set_permissions(
+            super::dir(dir.path()),
+            std::fs::Permissions::from_mode(0o777),
+        )
+        .unwrap();
+        assert!(StateDir::open(dir.path()).is_err());
         assert!(!exists(dir.path(), "r2030"));
         assert!(new_id(time::OffsetDateTime::now_utc()).starts_with('c'));
     }
