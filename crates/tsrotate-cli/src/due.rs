@@ -254,7 +254,7 @@ async fn resume(
     let authority = Authority {
         config: Some(config),
         verify_cmd: None,
-        purpose: Purpose::Finish,
+        purpose: Purpose::FinishScheduled,
     };
     let mut session = Session::reopen(dir, rotation_id, &context::os_user(), &authority)
         .map_err(rotation::admission_error)?;

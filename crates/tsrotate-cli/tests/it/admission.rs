@@ -2,7 +2,7 @@
 //! only its user can change, and no command that a journal alone names.
 
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::support::{Run, TestEnv};
 
@@ -328,5 +328,149 @@ fn a_configuration_others_can_change_is_refused() {
     rotate(&env).expect(0);
     assert!(ran.exists());
     assert_eq!(env.key(&old_id)["invalid"], true);
+    env.assert_state_clean();
+}
+
+/// A rotation whose configured credential has a `verify` that fails until `ok` exists: it
+/// stops before revocation, leaving an unfinished journal. Returns (config, old key ID,
+/// rotation ID, journal path).
+fn unfinished_configured_rotation(
+    env: &mut TestEnv,
+    ok: &Path,
+) -> (PathBuf, String, String, PathBuf) {
+    let (old_id, old) = env.mint_default();
+    env.write("app/.env", format!("TS_AUTHKEY={old}\n"));
+    let w = env.work.path().display().to_string();
+    let config = env.write_aside(
+        "tsrotate.toml",
+        format!(
+            "[[credential]]\nname = \"web\"\nkind = \"auth-key\"\nrotate_before = \"30d\"\nverify = [\"test\", \"-e\", \"{}\"]\n\n[[credential.sink]]\ntype = \"dotenv\"\npath = \"{w}/app/.env\"\nfield = \"TS_AUTHKEY\"\n",
+            ok.display()
+        ),
+    );
+    env.run(env.cmd().arg("--config").arg(&config).args([
+        "rotate",
+        "--credential",
+        "web",
+        "--yes",
+    ]))
+    .expect(1);
+    let id = env.only_rotation();
+    let journal = env
+        .state
+        .path()
+        .join("rotations")
+        .join(format!("{id}.jsonl"));
+    (config, old_id, id, journal)
+}
+
+/// Red-team finding: a `minted` record appended to a journal named a key the rotation never
+/// minted (here another live production key), and `resume` revoked it as a leftover of an
+/// earlier attempt. A journal's word that a key was minted here is now checked against the
+/// API's description of the key: the rotation stops and the key stays live.
+#[test]
+fn a_journal_cannot_make_resume_revoke_a_key_the_rotation_did_not_mint() {
+    let mut env = TestEnv::new();
+    let ok = env.aside.path().join("consumer-ok");
+    let (config, old_id, id, journal) = unfinished_configured_rotation(&mut env, &ok);
+    let (victim_id, victim) = env.mint_default();
+    env.canary(&victim);
+    let mut text = std::fs::read_to_string(&journal).unwrap();
+    let seq = text.lines().count();
+    text.push_str(&format!(
+        "{{\"v\":1,\"seq\":{seq},\"at\":\"2026-12-04T00:00:00Z\",\"event\":{{\"type\":\"mint_intent\",\"attempt\":9,\"description\":\"tsrotate {id}\"}}}}\n{{\"v\":1,\"seq\":{},\"at\":\"2026-12-04T00:00:00Z\",\"event\":{{\"type\":\"minted\",\"attempt\":9,\"key_id\":\"{victim_id}\",\"fingerprint\":\"111111111111\",\"metadata\":null}}}}\n",
+        seq + 1
+    ));
+    std::fs::write(&journal, text).unwrap();
+    std::fs::write(&ok, "").unwrap();
+    let run = env.run(
+        env.cmd()
+            .arg("--config")
+            .arg(&config)
+            .args(["resume", &id, "--yes"]),
+    );
+    assert_eq!(
+        env.key(&victim_id)["invalid"],
+        false,
+        "the victim key stays live"
+    );
+    let run = run.expect(1);
+    assert!(
+        run.stderr.contains("does not name rotation")
+            || run.stdout.contains("does not name rotation"),
+        "{}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    // The rotation's own work (verified now) went on: the old key is replaced, not lost.
+    let held = std::fs::read_to_string(env.work.path().join("app/.env")).unwrap();
+    assert!(!held.contains(&old_id), "{held}");
+    env.assert_state_clean();
+}
+
+/// Red-team finding: `rotate --due` (unattended, in cron or CI) finished a journal that named
+/// a file outside the configuration, writing a fresh key there. An unattended run now writes
+/// only configured places and leaves such a journal to a person.
+#[test]
+fn rotate_due_never_writes_a_place_only_a_journal_names() {
+    let mut env = TestEnv::new();
+    let ok = env.aside.path().join("consumer-ok");
+    let (config, old_id, _, journal) = unfinished_configured_rotation(&mut env, &ok);
+    let loot = env.write_aside(
+        "loot.env",
+        format!("X=tskey-auth-{old_id}-AAAAAAAAAAAAAAAAAAAAAAAA\n"),
+    );
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let end = text.find('\n').unwrap();
+    let first = text[..end].replacen(
+        "\"sinks\":[",
+        &format!(
+            "\"sinks\":[{{\"type\":\"file\",\"path\":\"{}\",\"display\":\"loot.env\"}},",
+            loot.display()
+        ),
+        1,
+    );
+    assert_ne!(first, text[..end], "the fixture changed nothing");
+    // The file place goes first: every later record's place index moves by one.
+    let rest: Vec<String> = text[end + 1..]
+        .lines()
+        .map(|line| {
+            let mut record: serde_json::Value = serde_json::from_str(line).unwrap();
+            for field in ["sink", "index"] {
+                if let Some(n) = record["event"][field].as_u64() {
+                    record["event"][field] = serde_json::json!(n + 1);
+                }
+            }
+            if let Some(sinks) = record["event"]["sinks"].as_array_mut() {
+                for n in sinks.iter_mut() {
+                    *n = serde_json::json!(n.as_u64().unwrap() + 1);
+                }
+            }
+            record.to_string()
+        })
+        .collect();
+    std::fs::write(&journal, format!("{first}\n{}\n", rest.join("\n"))).unwrap();
+    std::fs::write(&ok, "").unwrap();
+    let before = std::fs::read_to_string(&loot).unwrap();
+    let run = env
+        .run(
+            env.cmd()
+                .arg("--config")
+                .arg(&config)
+                .args(["rotate", "--due", "--yes"]),
+        )
+        .expect(1);
+    assert_eq!(
+        std::fs::read_to_string(&loot).unwrap(),
+        before,
+        "the journal's file was not written"
+    );
+    assert!(
+        run.stdout.contains("configured places") || run.stderr.contains("configured places"),
+        "{}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    assert_eq!(env.key(&old_id)["invalid"], false, "nothing was revoked");
     env.assert_state_clean();
 }

@@ -262,6 +262,11 @@ pub trait World {
     async fn revoke(&mut self, key_id: &KeyId) -> Result<Revocation, StepError>;
     /// Ask the API whether `key_id` works now.
     async fn liveness(&mut self, key_id: &KeyId) -> Result<Liveness, StepError>;
+    /// Whether the API's record of `key_id` carries this rotation's marker (see
+    /// [`minted_by`]), or the API no longer knows the key. A journal's word that a key was
+    /// minted here is checked before that key is revoked or reused: a planted record must not
+    /// turn a rotation against a key it never minted.
+    async fn minted_here(&mut self, key_id: &KeyId, rotation_id: &str) -> Result<bool, StepError>;
     /// The value of minted key `key_id` as place `index` holds it, if the place can be read
     /// and holds a value with this fingerprint. Lets a later run reuse a key an earlier one
     /// minted (the API shows a secret only once) instead of minting one more.
@@ -328,6 +333,17 @@ pub trait Observer {
 /// An observer that does nothing.
 pub struct Quiet;
 impl Observer for Quiet {}
+
+/// Whether `description` (of a key, as the API has it) is one [`mint_description`] made
+/// for `rotation_id`: its marker, alone or at the end.
+#[must_use]
+pub fn minted_by(description: &str, rotation_id: &str) -> bool {
+    let marker = format!("tsrotate {rotation_id}");
+    description == marker
+        || description
+            .strip_suffix(&marker)
+            .is_some_and(|rest| rest.ends_with(' '))
+}
 
 /// The description of a key minted by a rotation: the old description, shortened, and the
 /// rotation's ID, within Tailscale's 50 characters of letters, digits, hyphens and spaces.
@@ -448,6 +464,7 @@ impl<'a, W: World, R: Recorder, O: Observer> Executor<'a, W, R, O> {
                 Step::Finish { key_id } => self.record(Event::Done { key_id })?,
                 Step::RevokeOld => self.revoke_old().await?,
                 Step::RevokeMinted { key_id } => {
+                    self.check_minted_here(&key_id).await?;
                     self.revoke(key_id, "revoking a key minted by an interrupted run")
                         .await?;
                 }
@@ -491,6 +508,7 @@ impl<'a, W: World, R: Recorder, O: Observer> Executor<'a, W, R, O> {
                     }
                 };
                 let Some(secret) = found else { continue };
+                self.check_minted_here(&key_id).await?;
                 // Only a key the API still calls live is worth reusing.
                 match self.world.liveness(&key_id).await {
                     Ok(Liveness::Live) => {
@@ -580,6 +598,7 @@ impl<'a, W: World, R: Recorder, O: Observer> Executor<'a, W, R, O> {
                 }
                 RollbackStep::Sweep => self.sweep().await?,
                 RollbackStep::RevokeMinted { key_id } => {
+                    self.check_minted_here(&key_id).await?;
                     self.revoke(key_id, "revoking a key minted by this rotation")
                         .await?;
                 }
@@ -729,6 +748,27 @@ impl<'a, W: World, R: Recorder, O: Observer> Executor<'a, W, R, O> {
                 already: outcome != Revocation::Revoked,
             }),
             Err(error) => self.revoke_failed(key_id, "revoking the old key", error),
+        }
+    }
+
+    /// Stop unless the API says `key_id` was minted by this rotation (or is gone).
+    async fn check_minted_here(&mut self, key_id: &KeyId) -> Result<(), Stop> {
+        let rotation_id = self.state.rotation_id().to_owned();
+        let step = format!("checking that key {key_id} was minted by rotation {rotation_id}");
+        match self.world.minted_here(key_id, &rotation_id).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Stop::Failed {
+                step,
+                error: StepError::new(format!(
+                    "the journal says this rotation minted key {key_id}, but the API's description of that key does not name rotation {rotation_id}; the journal may have been changed by someone else, so nothing was done to the key"
+                )),
+                also: Vec::new(),
+            }),
+            Err(error) => Err(Stop::Failed {
+                step,
+                error,
+                also: Vec::new(),
+            }),
         }
     }
 

@@ -361,6 +361,11 @@ pub struct Authority<'a> {
 pub enum Purpose {
     /// `resume`: writes places (their `after` too) and runs every verification.
     Finish,
+    /// `rotate --due`: as [`Purpose::Finish`], but unattended, so only with configured
+    /// places: files that a journal names (from a `--in` search) are not written. Nobody is
+    /// there to see where the key goes, and the state directory may be restored from
+    /// somewhere else (a red-team finding).
+    FinishScheduled,
     /// `rollback`: writes places (their `after` too), verifies nothing.
     Undo,
     /// `abandon`: runs nothing.
@@ -394,6 +399,18 @@ impl Authority<'_> {
                 ..
             } = sink
             else {
+                if self.purpose == Purpose::FinishScheduled {
+                    return Err(refuse(
+                        format!(
+                            "writes {}, which the configuration does not name; an unattended run writes only configured places",
+                            sink.describe()
+                        ),
+                        format!(
+                            "look at the journal, then finish it yourself with `tsrotate resume {}`, or settle it with `tsrotate abandon`",
+                            started.rotation_id
+                        ),
+                    ));
+                }
                 continue;
             };
             let configured = self.config.is_some_and(|config| {

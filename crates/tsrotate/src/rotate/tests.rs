@@ -187,6 +187,13 @@ impl World for FakeWorld {
         }
     }
 
+    async fn minted_here(&mut self, key_id: &KeyId, rotation_id: &str) -> Result<bool, StepError> {
+        Ok(self
+            .keys
+            .get(key_id)
+            .is_none_or(|k| super::engine::minted_by(&k.description, rotation_id)))
+    }
+
     async fn liveness(&mut self, key_id: &KeyId) -> Result<Liveness, StepError> {
         Ok(match self.keys.get(key_id) {
             Some(k) if k.live => Liveness::Live,

@@ -445,6 +445,17 @@ impl World for ApiWorld {
         }
     }
 
+    async fn minted_here(&mut self, key_id: &KeyId, rotation_id: &str) -> Result<bool, StepError> {
+        match self.client.get_key(key_id).await {
+            Ok(key) => Ok(key
+                .description
+                .as_deref()
+                .is_some_and(|d| super::engine::minted_by(d, rotation_id))),
+            Err(e) if e.is_not_found() => Ok(true),
+            Err(e) => Err(api_step_error(e)),
+        }
+    }
+
     async fn find_minted(&mut self, rotation_id: &str) -> Result<Vec<KeyId>, StepError> {
         let keys = self.client.list_keys(true).await.map_err(api_step_error)?;
         let mut found = Vec::new();
@@ -463,7 +474,7 @@ impl World for ApiWorld {
                 && key
                     .description
                     .as_deref()
-                    .is_some_and(|d| d.contains(rotation_id))
+                    .is_some_and(|d| super::engine::minted_by(d, rotation_id))
             {
                 found.push(key.id);
             }
