@@ -414,38 +414,81 @@ fn choose_subject(
     needs: &[Need],
     report: &mut Report,
 ) -> anyhow::Result<String> {
-    let subject = if let Some(e) = existing {
-        check_covers(
-            &e.subject,
-            needs,
-            &format!("federated identity {} (made by an earlier run)", e.id),
-            "delete it with `tsrotate revoke` and run again",
-        )?;
-        report.issuer.clone_from(&e.issuer);
-        report.scopes.clone_from(&e.scopes);
-        report.tags.clone_from(&e.tags);
-        e.subject.clone()
-    } else if let Some(s) = &args.subject {
+    let wanted = if let Some(s) = &args.subject {
         check_covers(
             s,
             needs,
             "--subject",
             "widen it, or leave it out to get the narrowest pattern the workflows allow",
         )?;
-        s.clone()
+        Some(s.clone())
     } else if let Some(folded) = subject::fold(needs) {
         report.subject_broad_because = folded.reasons;
-        folded.pattern
+        Some(folded.pattern)
     } else {
-        return Err(UserError::new(
-            "no subject pattern: no workflow says which tokens its consumers present",
-        )
-        .hint(
-            "pass --subject (a Kubernetes service account: `system:serviceaccount:NAMESPACE:NAME`)",
-        )
-        .into());
+        None
     };
-    Ok(subject)
+    if let Some(e) = existing {
+        adopt(e, args, wanted.as_deref(), report)?;
+        return Ok(e.subject.clone());
+    }
+    wanted.ok_or_else(|| {
+        UserError::new("no subject pattern: no workflow says which tokens its consumers present")
+            .hint(
+                "pass --subject (a Kubernetes service account: `system:serviceaccount:NAMESPACE:NAME`)",
+            )
+            .into()
+    })
+}
+
+/// An identity found by its description is used only if it is what this run would create:
+/// anyone who may create keys could have named one so, with a subject or issuer of their own.
+fn adopt(
+    e: &FederatedIdentity,
+    args: &Args,
+    subject: Option<&str>,
+    report: &Report,
+) -> Result<(), UserError> {
+    let sorted = |v: &[String]| {
+        let mut v = v.to_vec();
+        v.sort();
+        v
+    };
+    let rules: BTreeMap<String, String> = args.claims.iter().cloned().collect();
+    let differs: Option<(&str, String, String)> = if e.issuer != report.issuer {
+        Some(("issuer", e.issuer.clone(), report.issuer.clone()))
+    } else if subject.is_some_and(|s| s != e.subject) {
+        Some((
+            "subject",
+            e.subject.clone(),
+            subject.unwrap_or_default().to_owned(),
+        ))
+    } else if sorted(&e.scopes) != sorted(&report.scopes) {
+        Some(("scopes", e.scopes.join(","), report.scopes.join(",")))
+    } else if sorted(&e.tags) != sorted(&report.tags) {
+        Some(("tags", e.tags.join(","), report.tags.join(",")))
+    } else if e.custom_claim_rules != rules {
+        let show = |m: &BTreeMap<String, String>| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        Some(("claim rules", show(&e.custom_claim_rules), show(&rules)))
+    } else {
+        None
+    };
+    if let Some((what, theirs, ours)) = differs {
+        return Err(UserError::new(format!(
+            "federated identity {} is described as this migration's, but its {what} is `{theirs}` where this run would set `{ours}`; it is not used",
+            e.id
+        ))
+        .hint(format!(
+            "if an earlier run made it with other options, repeat them; otherwise delete it (`tsrotate revoke {}`) and run again",
+            e.id
+        )));
+    }
+    Ok(())
 }
 
 fn identity_of(e: &FederatedIdentity) -> Identity {
