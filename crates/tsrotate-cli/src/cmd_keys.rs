@@ -36,6 +36,8 @@ pub(crate) struct Args {
 enum Command {
     /// Every key you may see: kind, ID, owner, tags, expiry and days left, and whether a
     /// tsrotate rotation minted it. Sorted by expiry; `!` marks keys expiring within 14 days.
+    /// Federated identities follow with the issuer, subject pattern, audience and claim rules
+    /// they accept.
     List(ListArgs),
 }
 
@@ -80,6 +82,9 @@ struct Row {
     expired: bool,
     minted_by_tsrotate: bool,
     rotation_id: Option<String>,
+    /// Federated identities only: the tokens they accept (none of it is a secret).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    federation: Option<api::Federation>,
 }
 
 #[derive(Serialize)]
@@ -160,6 +165,7 @@ fn row(key: &Key, now: OffsetDateTime, window: time::Duration) -> Row {
         expired: key.is_dead_at(now),
         minted_by_tsrotate: rotation_id.is_some(),
         rotation_id,
+        federation: (kind == Kind::FederatedIdentity).then(|| key.federation.clone()),
     }
 }
 
@@ -201,6 +207,7 @@ fn human(listing: &Listing) -> String {
         })
         .collect();
     let mut out = crate::table::render(&header, &cells);
+    out.push_str(&federated(listing));
     let soon = listing.keys.iter().filter(|r| r.expiring_soon).count();
     let minted = listing.keys.iter().filter(|r| r.minted_by_tsrotate).count();
     let _ = write!(
@@ -215,6 +222,43 @@ fn human(listing: &Listing) -> String {
         listing.expiring_within_days,
     );
     out
+}
+
+/// Federated identities: which tokens each accepts, below the keys (they have no expiry or
+/// secret, so the key table says little about them).
+fn federated(listing: &Listing) -> String {
+    let cells: Vec<Vec<String>> = listing
+        .keys
+        .iter()
+        .filter_map(|r| Some((r, r.federation.as_ref()?)))
+        .map(|(r, f)| {
+            let rules = f
+                .custom_claim_rules
+                .iter()
+                .flatten()
+                .map(|(claim, pattern)| format!("{claim}={pattern}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            vec![
+                r.key_id.to_string(),
+                dash_if_empty(f.issuer.as_deref().unwrap_or_default()),
+                dash_if_empty(f.subject.as_deref().unwrap_or_default()),
+                dash_if_empty(f.audience.as_deref().unwrap_or_default()),
+                dash_if_empty(&rules),
+            ]
+        })
+        .collect();
+    if cells.is_empty() {
+        return String::new();
+    }
+    let header = [
+        "FEDERATED IDENTITY",
+        "ISSUER",
+        "SUBJECT",
+        "AUDIENCE",
+        "CLAIM RULES",
+    ];
+    format!("\n{}", crate::table::render(&header, &cells))
 }
 
 fn dash_if_empty(s: &str) -> String {
@@ -307,6 +351,7 @@ mod tests {
             scopes: Vec::new(),
             tags: Vec::new(),
             user_id: Some("uAlice1CNTRL".to_owned()),
+            federation: api::Federation::default(),
         }
     }
 
@@ -369,6 +414,50 @@ mod tests {
             lines.last().copied(),
             Some("2 keys; 1 expiring within 14 days (marked !); 0 minted by tsrotate.")
         );
+    }
+
+    #[test]
+    fn federated_identities_show_what_they_accept() {
+        let mut identity = key("kFed1CNTRL", KeyType::Federated, None);
+        identity.federation = api::Federation {
+            issuer: Some("https://token.actions.githubusercontent.com".to_owned()),
+            subject: Some("repo:acme/infra:ref:refs/heads/main".to_owned()),
+            audience: Some("api.tailscale.com/abc".to_owned()),
+            custom_claim_rules: Some([("repository_owner".to_owned(), "acme".to_owned())].into()),
+        };
+        let keys = [key("kSoon1CNTRL", KeyType::Auth, Some(2)), identity];
+        let listing = Listing {
+            tailnet: "-".to_owned(),
+            all: true,
+            as_of: NOW,
+            expiring_within_days: 14,
+            keys: rows(&keys, NOW, Duration::days(14)),
+        };
+        let text = human(&listing);
+        let lines: Vec<&str> = text.lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| l.starts_with("FEDERATED IDENTITY"))
+            .expect(&text);
+        assert_eq!(
+            lines[at + 1],
+            "kFed1CNTRL          https://token.actions.githubusercontent.com  repo:acme/infra:ref:refs/heads/main  api.tailscale.com/abc  repository_owner=acme"
+        );
+        let json = serde_json::to_value(&listing.keys).unwrap();
+        assert_eq!(
+            json[1]["federation"]["subject"],
+            "repo:acme/infra:ref:refs/heads/main"
+        );
+        assert!(
+            json[0].get("federation").is_none(),
+            "only federated identities"
+        );
+        // Without federated identities the table is as before.
+        let plain = Listing {
+            keys: rows(&keys[..1], NOW, Duration::days(14)),
+            ..listing
+        };
+        assert!(!human(&plain).contains("FEDERATED"));
     }
 
     #[test]

@@ -706,6 +706,7 @@ mod tests {
             scopes: Vec::new(),
             tags: Vec::new(),
             user_id: None,
+            federation: crate::api::Federation::default(),
         }
     }
 

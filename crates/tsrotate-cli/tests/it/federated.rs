@@ -265,3 +265,84 @@ fn federated_settings_that_cannot_work_are_explained_and_change_nothing() {
     );
     env.assert_state_clean();
 }
+
+#[test]
+fn keys_list_shows_federated_identities_and_scan_leaves_their_ids_alone() {
+    let mut env = TestEnv::new();
+    let issuer = TestIssuer::start();
+    let key = emulator::create_federated_identity(
+        &env.emu,
+        &json!({"scopes": ["auth_keys"], "tags": ["tag:ci"], "issuer": issuer.url(),
+            "subject": "repo:acme/infra:ref:refs/heads/main",
+            "customClaimRules": {"repository_owner": "acme"}, "description": "deploy"}),
+    );
+    let id = key["id"].as_str().unwrap();
+    let audience = key["audience"].as_str().unwrap();
+
+    let human = env.run(env.cmd().args(["keys", "list", "--all"])).expect(0);
+    let line = human
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(id))
+        .unwrap_or_else(|| panic!("no row for {id}:\n{}", human.stdout));
+    for shown in [
+        issuer.url(),
+        "repo:acme/infra:ref:refs/heads/main",
+        audience,
+        "repository_owner=acme",
+    ] {
+        assert!(line.contains(shown), "{shown:?} in {line:?}");
+    }
+    let json = env
+        .run(
+            env.cmd()
+                .args(["--format", "json", "keys", "list", "--all"]),
+        )
+        .expect(0)
+        .json();
+    let row = json["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["key_id"] == id)
+        .unwrap()
+        .clone();
+    assert_eq!(row["kind"], "federated-identity");
+    assert_eq!(row["federation"]["issuer"], issuer.url());
+    assert_eq!(
+        row["federation"]["subject"],
+        "repo:acme/infra:ref:refs/heads/main"
+    );
+
+    // A migrated workflow names the identity and its audience: nothing to report.
+    let workflow = format!(
+        "jobs:\n  deploy:\n    permissions:\n      id-token: write\n    steps:\n      - uses: tailscale/github-action@v4\n        with:\n          oauth-client-id: {id}\n          audience: {audience}\n          tags: tag:ci\n    env:\n      TAILSCALE_OAUTH_CLIENT_ID: {id}\n      TAILSCALE_AUDIENCE: {audience}\n"
+    );
+    env.write(".github/workflows/deploy.yml", &workflow);
+    let clean = env
+        .run(
+            env.cmd()
+                .args(["--format", "json", "scan"])
+                .arg(env.work.path()),
+        )
+        .expect(0);
+    assert_eq!(clean.json(), json!([]));
+    // The same workflow still passing a client secret is reported, and only the secret.
+    let (_, secret) =
+        env.mint(json!({"keyType": "client", "scopes": ["auth_keys"], "tags": ["tag:ci"]}));
+    env.write(
+        ".github/workflows/deploy.yml",
+        format!("{workflow}      TS_OAUTH_SECRET: {secret}\n"),
+    );
+    let found = env
+        .run(
+            env.cmd()
+                .args(["--format", "json", "scan"])
+                .arg(env.work.path()),
+        )
+        .expect(1)
+        .json();
+    let found = found.as_array().unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["type"], "client");
+}

@@ -40,8 +40,8 @@ pub use error::Error;
 pub use federated::{GitHubActions, IdentityToken, ShownClaims};
 pub use identity::{FederatedIdentity, FederatedIdentityRequest};
 pub use wire::{
-    CreateAuthKey, CreatedKey, DeviceCapabilities, DeviceCreateCapabilities, Key, KeyCapabilities,
-    KeyType, OAuthClientRequest, Webhook,
+    CreateAuthKey, CreatedKey, DeviceCapabilities, DeviceCreateCapabilities, Federation, Key,
+    KeyCapabilities, KeyType, OAuthClientRequest, Webhook,
 };
 
 use crate::http;

@@ -4,6 +4,8 @@
 //! bare `{"id": ...}` objects from the key list in the past (tailscale-api.md §4.1), and
 //! fields were added over time. Request bodies follow what the official Go client sends.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -101,6 +103,27 @@ pub struct Key {
     /// The user who created it; empty for keys created by an OAuth client (tailnet-owned).
     #[serde(default)]
     pub user_id: Option<String>,
+    /// Federated identities: the tokens they accept. Empty for other keys.
+    #[serde(flatten)]
+    pub federation: Federation,
+}
+
+/// What a federated identity accepts (`keyType: federated`): nothing in it is a secret.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Federation {
+    /// The OIDC issuer whose tokens are accepted (`iss`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// The pattern the `sub` claim must match; `*` is any run of characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// The `aud` tokens must carry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    /// Claim name to pattern, for claims beyond `sub`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom_claim_rules: Option<BTreeMap<String, String>>,
 }
 
 impl Key {
