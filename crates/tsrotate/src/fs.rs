@@ -16,8 +16,8 @@
 //!
 //! Any failure removes the temporary and lock files and leaves the target as it was.
 //!
-//! The journal's helpers live here too ([`create_private_dir_all`], [`open_append_private`],
-//! [`append_durable`], [`write_new_private`]), and [`FileLock`], the advisory lock that keeps
+//! The journal's helpers live here too, and the journal uses them ([`create_private_dir_all`],
+//! [`write_new_private`], [`append_durable`]), and [`FileLock`], the advisory lock that keeps
 //! two runs from rotating the same key at once.
 //!
 //! `clippy.toml` bans `std::fs::write` and `std::fs::rename` everywhere; this module is
@@ -1035,14 +1035,6 @@ fn parent_dir(path: &Path) -> &Path {
     }
 }
 
-/// fsync the directory holding `path`, so that a rename or a new entry survives a crash.
-fn sync_parent(path: &Path) -> Result<(), Error> {
-    let dir = parent_dir(path);
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(Action::Sync, dir))
-}
-
 /// Create a directory and its missing parents, each new one with mode 0700.
 ///
 /// Directories that already exist keep their mode: tightening a directory someone else set
@@ -1053,23 +1045,6 @@ pub fn create_private_dir_all(path: &Path) -> Result<(), Error> {
         .mode(0o700)
         .create(path)
         .map_err(io_err(Action::CreateDir, path))
-}
-
-/// Open a file for appending, creating it with mode 0600 if it is missing (and then fsyncing
-/// its directory, so the new entry is durable before the first record is).
-pub fn open_append_private(path: &Path) -> Result<File, Error> {
-    let mut options = OpenOptions::new();
-    options.append(true).mode(0o600);
-    match options.clone().create_new(true).open(path) {
-        Ok(file) => {
-            sync_parent(path)?;
-            Ok(file)
-        }
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => options
-            .open(path)
-            .map_err(io_err(Action::OpenForAppend, path)),
-        Err(e) => Err(io_err(Action::OpenForAppend, path)(e)),
-    }
 }
 
 /// Append `bytes` and wait until they are on disk (`fdatasync`). `path` is only for errors.
@@ -1330,10 +1305,8 @@ mod tests {
             assert_eq!(fs::metadata(&d).unwrap().mode() & 0o777, 0o700);
         }
         let log = nested.join("log");
-        let mut file = open_append_private(&log).unwrap();
-        append_durable(&mut file, &log, b"one\n").unwrap();
-        drop(file);
-        let mut file = open_append_private(&log).unwrap();
+        write_new_private(&log, b"one\n").unwrap();
+        let mut file = OpenOptions::new().append(true).open(&log).unwrap();
         append_durable(&mut file, &log, b"two\n").unwrap();
         assert_eq!(fs::read(&log).unwrap(), b"one\ntwo\n");
         assert_eq!(fs::metadata(&log).unwrap().mode() & 0o777, 0o600);

@@ -23,7 +23,6 @@ mod index;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use time::OffsetDateTime;
@@ -72,6 +71,10 @@ pub enum Error {
     /// No rotation with that ID.
     #[error("no rotation `{0}` in the journal")]
     UnknownRotation(String),
+    /// Creating the journal's folder or file, or appending to it, failed (through
+    /// [`crate::fs`], which names the file and what was being done).
+    #[error("journal: {0}")]
+    File(#[from] crate::fs::Error),
 }
 
 /// What one kind of journal records: a rotation's [`Event`]s, or another operation's that
@@ -159,47 +162,20 @@ impl<E: Entry> Journal<E> {
     /// Start journal `<dir>/<id>.jsonl` with its first record (the plan), creating `dir`
     /// private if needed.
     pub fn create_in(dir: &Path, id: &str, first: E) -> Result<Self, Error> {
-        let dir = dir.to_owned();
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)
-            .map_err(|source| Error::Io {
-                path: dir.clone(),
-                source,
-            })?;
+        crate::fs::create_private_dir_all(dir)?;
         let path = dir.join(format!("{id}.jsonl"));
         // The journal appears with its `started` record already in it (written and synced
-        // beside it, then hard-linked into place): a process killed at any moment never
-        // leaves an empty journal that `resume` could not make sense of.
-        let staging = dir.join(format!(".{id}.jsonl.new"));
-        let io = |path: &Path| {
-            let path = path.to_owned();
-            move |source| Error::Io { path, source }
-        };
-        let mut journal = Self {
-            path: staging.clone(),
-            file: OpenOptions::new()
-                .append(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&staging)
-                .map_err(io(&staging))?,
-            next_seq: 0,
-            kind: std::marker::PhantomData,
-        };
-        let written = journal.append(first);
-        let linked = written.and_then(|()| std::fs::hard_link(&staging, &path).map_err(io(&path)));
-        let _ = std::fs::remove_file(&staging);
-        linked?;
-        // The new entry must survive a crash too, not only its contents.
-        File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io(&dir))?;
+        // beside it, then hard-linked into place, never over an existing journal): a process
+        // killed at any moment never leaves an empty journal that `resume` could not make
+        // sense of.
+        crate::fs::write_new_private(&path, &line_bytes(&path, 0, first)?)?;
         let file = OpenOptions::new()
             .append(true)
             .open(&path)
-            .map_err(io(&path))?;
+            .map_err(|source| Error::Io {
+                path: path.clone(),
+                source,
+            })?;
         Ok(Self {
             path,
             file,
@@ -246,24 +222,8 @@ impl<E: Entry> Journal<E> {
 
     /// Append one record and make it durable before returning.
     pub fn append(&mut self, event: E) -> Result<(), Error> {
-        let line = Line {
-            v: FORMAT_VERSION,
-            seq: self.next_seq,
-            at: OffsetDateTime::now_utc(),
-            event,
-        };
-        let mut bytes = serde_json::to_vec(&line).map_err(|e| Error::Io {
-            path: self.path.clone(),
-            source: io::Error::other(e),
-        })?;
-        bytes.push(b'\n');
-        self.file
-            .write_all(&bytes)
-            .and_then(|()| self.file.sync_data())
-            .map_err(|source| Error::Io {
-                path: self.path.clone(),
-                source,
-            })?;
+        let bytes = line_bytes(&self.path, self.next_seq, event)?;
+        crate::fs::append_durable(&mut self.file, &self.path, &bytes)?;
         self.next_seq += 1;
         Ok(())
     }
@@ -273,6 +233,22 @@ impl<E: Entry> Journal<E> {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Record `seq` of the journal at `path` (named in errors), as the line written for it.
+fn line_bytes<E: Entry>(path: &Path, seq: u64, event: E) -> Result<Vec<u8>, Error> {
+    let line = Line {
+        v: FORMAT_VERSION,
+        seq,
+        at: OffsetDateTime::now_utc(),
+        event,
+    };
+    let mut bytes = serde_json::to_vec(&line).map_err(|e| Error::Io {
+        path: path.to_owned(),
+        source: io::Error::other(e),
+    })?;
+    bytes.push(b'\n');
+    Ok(bytes)
 }
 
 /// Read every record of a journal file.
