@@ -162,6 +162,23 @@ pub struct Failure {
     pub method: Option<String>,
 }
 
+/// When an injected dropped connection closes the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// Before the fake acts on the request.
+    Before,
+    /// After the fake acted (the secret is stored), instead of the answer.
+    After,
+}
+
+/// An injected dropped connection.
+#[derive(Debug, Clone)]
+struct Cutoff {
+    cut: Cut,
+    count: usize,
+    method: Option<String>,
+}
+
 struct KeyPair {
     id: String,
     secret: crypto_box::SecretKey,
@@ -183,6 +200,7 @@ struct Inner {
     token: String,
     scopes: BTreeMap<Scope, ScopeState>,
     failures: VecDeque<Failure>,
+    drops: VecDeque<Cutoff>,
     requests: Vec<RecordedRequest>,
     next_key_id: u64,
     clock: u64,
@@ -247,6 +265,7 @@ impl GithubFake {
             token: token.to_owned(),
             scopes: BTreeMap::new(),
             failures: VecDeque::new(),
+            drops: VecDeque::new(),
             requests: Vec::new(),
             next_key_id: 0,
             clock: 0,
@@ -381,9 +400,21 @@ impl GithubFake {
         lock(&self.state).failures.push_back(failure);
     }
 
-    /// Drops every queued failure (the outage is over).
+    /// The next `count` requests with `method` (any when `None`) lose their connection
+    /// before or after the fake acts: the client sees the connection close, no answer.
+    pub fn drop_next(&self, cut: Cut, count: usize, method: Option<&str>) {
+        lock(&self.state).drops.push_back(Cutoff {
+            cut,
+            count,
+            method: method.map(str::to_owned),
+        });
+    }
+
+    /// Drops every queued failure and dropped connection (the outage is over).
     pub fn clear_failures(&self) {
-        lock(&self.state).failures.clear();
+        let mut inner = lock(&self.state);
+        inner.failures.clear();
+        inner.drops.clear();
     }
 
     /// Every request received so far.
@@ -510,10 +541,17 @@ async fn gate(State(state): State<Shared>, request: Request, next: Next) -> Resp
     let method = request.method().to_string();
     let path = request.uri().path().to_owned();
     let headers = request.headers().clone();
+    let cut = take_drop(&state, &method);
+    if cut == Some(Cut::Before) {
+        close_connection();
+    }
     let response = match check(&state, &method, &headers) {
         Some(refused) => refused,
         None => next.run(request).await,
     };
+    if cut == Some(Cut::After) {
+        close_connection();
+    }
     let mut inner = lock(&state);
     inner.requests.push(RecordedRequest {
         method,
@@ -523,6 +561,29 @@ async fn gate(State(state): State<Shared>, request: Request, next: Next) -> Resp
         api_version: header(&headers, "x-github-api-version").map(str::to_owned),
     });
     response
+}
+
+/// The next queued dropped connection for `method`, counted down.
+fn take_drop(state: &Shared, method: &str) -> Option<Cut> {
+    let mut inner = lock(state);
+    let at = inner
+        .drops
+        .iter()
+        .position(|d| d.method.as_deref().is_none_or(|m| m == method))?;
+    let drop = &mut inner.drops[at];
+    drop.count = drop.count.saturating_sub(1);
+    let cut = drop.cut;
+    if drop.count == 0 {
+        inner.drops.remove(at);
+    }
+    Some(cut)
+}
+
+/// Close the connection without an answer: unwinding out of the request ends the connection's
+/// task, and hyper closes the socket. `resume_unwind` skips the panic hook, so nothing is
+/// printed; the runtime keeps serving other connections.
+fn close_connection() -> ! {
+    std::panic::resume_unwind(Box::new("dropped connection (injected)"))
 }
 
 fn check(state: &Shared, method: &str, headers: &HeaderMap) -> Option<Response> {

@@ -20,7 +20,7 @@
 use rand::seq::SliceRandom as _;
 use rand::{Rng as _, SeedableRng as _};
 use serde_json::{Value, json};
-use tsrotate_test_support::github_fake::{self, Failure, GithubFake, Scope};
+use tsrotate_test_support::github_fake::{self, Cut, Failure, GithubFake, Scope};
 use tsrotate_test_support::{emulator, http};
 
 use crate::support::{Run, TestEnv, credentials_in, values_of};
@@ -44,8 +44,8 @@ enum Kind {
 enum Call {
     /// Creating the replacement: `POST /keys`.
     Mint,
-    /// Writing a place: the GitHub Actions secret (faults injected by the GitHub fake, which
-    /// can answer a status but not cut a connection or stall).
+    /// Writing a place: the GitHub Actions secret (faults injected by the GitHub fake: a
+    /// status or a dropped connection; places have a fixed 30 s timeout, so no latency).
     Write,
     /// The new OAuth client proving it can get a token: `POST /oauth/token`.
     Verify,
@@ -319,17 +319,30 @@ fn run_case(kind: Kind, call: Call, fault: Fault, lasting: bool, seed: u64) {
     let count = (!lasting).then(|| rng.random_range(1..=2));
     match (call, &github) {
         (Call::Write, Some(fake)) => {
+            let count = count.map_or(1_000, |c| c as usize);
             let (status, headers) = match fault {
                 Fault::Unavailable => (503, vec![("retry-after".to_owned(), "1".to_owned())]),
                 Fault::RateLimited => (429, vec![("retry-after".to_owned(), "1".to_owned())]),
-                other => panic!("the GitHub fake cannot inject {other:?}"),
+                // The secret's PUT loses its connection, before or after GitHub stored it.
+                Fault::DropBefore | Fault::DropAfter => {
+                    let cut = if matches!(fault, Fault::DropBefore) {
+                        Cut::Before
+                    } else {
+                        Cut::After
+                    };
+                    fake.drop_next(cut, count, Some("PUT"));
+                    (0, Vec::new())
+                }
+                Fault::Latency => panic!("places have no timeout setting to exceed"),
             };
-            fake.fail_next_with(Failure {
-                status,
-                count: count.map_or(1_000, |c| c as usize),
-                headers,
-                method: None,
-            });
+            if status != 0 {
+                fake.fail_next_with(Failure {
+                    status,
+                    count,
+                    headers,
+                    method: None,
+                });
+            }
         }
         _ => emulator::add_fault(env.url(), &rule(call, fault, &old_id, count)),
     }
@@ -442,7 +455,7 @@ fn every_fault_of_every_api_call_ends_safe_with_true_advice() {
                 lasting,
                 rng.random::<u64>(),
             ));
-            if matches!(fault, Fault::Unavailable | Fault::RateLimited) {
+            if !matches!(fault, Fault::Latency) {
                 let seed = rng.random::<u64>();
                 cases.push((Kind::GithubPlace, Call::Write, fault, lasting, seed));
             }
