@@ -11,7 +11,7 @@ use std::io::Write as _;
 use anyhow::Context as _;
 use serde::Serialize;
 use time::OffsetDateTime;
-use tsrotate::hygiene::{self, Finding, Rotations, Severity};
+use tsrotate::hygiene::{self, Finding, PlaceFinding, Rotations, Severity};
 
 use crate::args::{Format, GlobalArgs};
 use crate::cmd_keys;
@@ -75,10 +75,10 @@ struct Counts {
 }
 
 impl Counts {
-    fn of(findings: &[Finding]) -> Self {
+    fn of(severities: impl IntoIterator<Item = Severity>) -> Self {
         let mut counts = Self::default();
-        for f in findings {
-            *match f.severity {
+        for severity in severities {
+            *match severity {
                 Severity::Critical => &mut counts.critical,
                 Severity::High => &mut counts.high,
                 Severity::Medium => &mut counts.medium,
@@ -101,6 +101,10 @@ struct Report<'a> {
     /// Whether a finding is at or above `--fail-on` (and the exit code is 1).
     failed: bool,
     findings: &'a [Finding],
+    /// Findings about configured places rather than keys (`could-federate`); absent when
+    /// there are none.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    place_findings: &'a [PlaceFinding],
 }
 
 pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitStatus> {
@@ -113,7 +117,18 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
     let (client, keys) = cmd_keys::fetch(global, true).await?;
     let now = as_of(args.as_of, &client);
     let findings = hygiene::audit(&keys, now, &options, &rotations);
-    let failing = findings.iter().filter(|f| f.severity >= fail_on).count();
+    // The configuration names where managed credentials are kept: those in GitHub Actions
+    // secrets could be no secret at all.
+    let place_findings = crate::settings::load_config(global, crate::settings::Need::ApiOnly)?
+        .map(|config| hygiene::could_federate(&config))
+        .unwrap_or_default();
+    let severities = || {
+        findings
+            .iter()
+            .map(|f| f.severity)
+            .chain(place_findings.iter().map(|f| f.severity))
+    };
+    let failing = severities().filter(|s| *s >= fail_on).count();
     let report = Report {
         tailnet: client.tailnet(),
         as_of: now,
@@ -123,9 +138,10 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
             fail_on,
         },
         keys_checked: keys.len(),
-        counts: Counts::of(&findings),
+        counts: Counts::of(severities()),
         failed: failing > 0,
         findings: &findings,
+        place_findings: &place_findings,
     };
     if global.format == Format::Human {
         let descriptions: HashMap<_, _> = keys
@@ -182,8 +198,21 @@ fn human(
             f.fix
         );
     }
+    for f in report.place_findings {
+        let _ = write!(
+            out,
+            "[{}] {}: credential {} in {}\n    {}\n    fix: {}\n\n",
+            f.severity.as_str().to_uppercase(),
+            f.rule,
+            f.credential,
+            f.place,
+            f.summary,
+            f.fix
+        );
+    }
     let keys = plural(report.keys_checked, "key", "keys");
-    if report.findings.is_empty() {
+    let total = report.findings.len() + report.place_findings.len();
+    if total == 0 {
         let _ = writeln!(out, "No findings in {keys}.");
     } else {
         let c = &report.counts;
@@ -201,7 +230,7 @@ fn human(
         let _ = writeln!(
             out,
             "{} in {keys}: {}.",
-            plural(report.findings.len(), "finding", "findings"),
+            plural(total, "finding", "findings"),
             by_severity.join(", ")
         );
     }

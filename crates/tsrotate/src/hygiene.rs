@@ -19,6 +19,9 @@
 //! | `broad-scopes` | high | an OAuth client or federated identity has `all` | it never expires, changes anything, assigns any tag and covers APIs that do not exist yet: a leak is a tailnet takeover |
 //! | `reusable-untagged-auth-key` | high | an auth key is reusable, not ephemeral and untagged | whoever holds it adds any number of lasting devices under a person's identity and ACL rights |
 //! | `personal-api-token` | medium | an API access token belongs to a user | a person's full rights for up to 90 days, unscoped, and gone when they leave; it is bounded in time and sometimes the only option, so a migration target rather than an emergency |
+//! | `broad-subject` | high | a federated identity accepts any subject (`*`), or any repository of a GitHub owner (`repo:acme/*`) | any workload of that issuer, or of that organization (a fork's pull request, a new repository), gets the identity's access |
+//! | `broad-subject` | medium | a federated identity for GitHub Actions accepts any ref, pull request or environment of one repository (`repo:acme/infra:*`) | a branch anyone with push access creates, or a pull request, runs with production access |
+//! | `reused-audience` | medium | two live federated identities expect the same audience | a token minted for one workload is accepted by the other identity wherever issuer and subject match too: the audience no longer tells them apart |
 //! | `broad-scopes` | medium | a trust credential can both write credentials (`auth_keys`, `oauth_keys`, `federated_keys`, `api_access_tokens`, legacy `devices`) and administer the tailnet (any other write scope except device scopes) | two unrelated jobs share one secret, so a leak of either gives both |
 //! | `expiring-soon` | medium | a key expires within the window (default 14 days) | whatever uses it breaks on that day unless it is rotated |
 //! | `old-key` | medium | a key was created longer ago than the maximum age (default 180 days) | the longer a secret lives the more places it has been copied to; OAuth clients never expire, so age is their only bound |
@@ -27,6 +30,16 @@
 //! | `broad-scopes` | low | a trust credential has `all:read` | reads everything (policy file, users, logs) yet changes nothing |
 //! | `user-owned-auth-key` | low | an untagged auth key belongs to a user (and `reusable-untagged-auth-key` does not already report it) | the key and its devices go when that person is offboarded; a person's own single-use key for a laptop is fine, so it is only worth a look |
 //! | `unknown-rotation` | low | a live key was minted by a rotation this machine has no journal of | most likely run from another machine or CI job; it may also be an orphan of a lost state directory |
+//!
+//! A custom claim rule that pins the same thing without a wildcard (`repository`,
+//! `repository_owner`, `ref`, `environment`) narrows the subject, so `broad-subject` then
+//! stays quiet about that part.
+//!
+//! [`could_federate`] judges the configuration rather than the key list: a managed credential
+//! kept in a GitHub Actions secret (`could-federate`, low) could be no secret at all, because
+//! a workflow can present its own identity token to a federated identity; the fix is
+//! `tsrotate migrate-to-federated`. Low: the secret is as safe as GitHub keeps it, this is a
+//! migration target, not a leak.
 //!
 //! No rule reports `info` or `critical` yet: the scale is fixed so that `--fail-on` values stay
 //! meaningful when rules are added (a credential found leaked would be critical).
@@ -83,10 +96,19 @@ pub mod rule {
     pub const UNKNOWN_ROTATION: &str = "unknown-rotation";
     /// A live key minted by a rotation that finished without it.
     pub const STRAY_ROTATION_KEY: &str = "stray-rotation-key";
+    /// A federated identity whose subject pattern accepts more workloads than one job.
+    pub const BROAD_SUBJECT: &str = "broad-subject";
+    /// Two federated identities that expect the same audience.
+    pub const REUSED_AUDIENCE: &str = "reused-audience";
+    /// A managed credential kept in a GitHub Actions secret, which federation could replace.
+    pub const COULD_FEDERATE: &str = "could-federate";
 
     /// Every rule, in the order of the module documentation.
-    pub const ALL: [&str; 9] = [
+    pub const ALL: [&str; 12] = [
         BROAD_SCOPES,
+        BROAD_SUBJECT,
+        REUSED_AUDIENCE,
+        COULD_FEDERATE,
         REUSABLE_UNTAGGED_AUTH_KEY,
         PERSONAL_API_TOKEN,
         EXPIRING_SOON,
@@ -350,6 +372,15 @@ pub fn audit(
     rotations: &Rotations,
 ) -> Vec<Finding> {
     let mut findings = Vec::new();
+    // Audience -> the live federated identities that expect it.
+    let mut audiences: BTreeMap<&str, Vec<&KeyId>> = BTreeMap::new();
+    for key in keys.iter().filter(|k| !k.is_dead_at(now)) {
+        if Kind::of(key) == Kind::FederatedIdentity
+            && let Some(audience) = key.federation.audience.as_deref().filter(|a| !a.is_empty())
+        {
+            audiences.entry(audience).or_default().push(&key.id);
+        }
+    }
     for key in keys.iter().filter(|k| !k.is_dead_at(now)) {
         let kind = Kind::of(key);
         let mut report = |rule: &'static str, severity: Severity, summary: String, fix: String| {
@@ -368,6 +399,10 @@ pub fn audit(
             auth_key_tags(key, kind, &mut report);
             old_key(key, kind, now, options, &mut report);
             broad_scopes(key, kind, &mut report);
+        }
+        if kind == Kind::FederatedIdentity {
+            broad_subject(key, &mut report);
+            reused_audience(key, &audiences, &mut report);
         }
         minted_by_rotation(key, rotations, &mut report);
     }
@@ -600,6 +635,165 @@ fn broad_scopes(key: &Key, kind: Kind, report: &mut Report<'_>) {
             ),
         );
     }
+}
+
+/// A claim rule that pins `claim` to one value (no wildcard).
+fn pinned(key: &Key, claim: &str) -> bool {
+    key.federation
+        .custom_claim_rules
+        .as_ref()
+        .and_then(|rules| rules.get(claim))
+        .is_some_and(|p| !p.is_empty() && !p.contains('*'))
+}
+
+fn broad_subject(key: &Key, report: &mut Report<'_>) {
+    // An answer without the field says nothing of the pattern.
+    let Some(subject) = key.federation.subject.as_deref() else {
+        return;
+    };
+    let fix = format!(
+        "narrow the subject of {} to the one repository and branch or environment that need it (e.g. `repo:OWNER/REPO:ref:refs/heads/main`) in the admin console's Trust credentials, or add a claim rule that pins it",
+        key.id
+    );
+    if subject.chars().all(|c| c == '*') {
+        if !pinned(key, "repository") && !pinned(key, "repository_owner") {
+            report(
+                rule::BROAD_SUBJECT,
+                Severity::High,
+                format!(
+                    "accepts any subject (`{}`): every workload its issuer vouches for gets this identity's access",
+                    if subject.is_empty() {
+                        "(empty)"
+                    } else {
+                        subject
+                    }
+                ),
+                fix,
+            );
+        }
+        return;
+    }
+    // GitHub Actions: `repo:OWNER/REPO:KIND:VALUE` (ref, pull_request, environment).
+    let Some(rest) = subject.strip_prefix("repo:") else {
+        return;
+    };
+    let (repository, context) = rest.split_once(':').unwrap_or((rest, ""));
+    let (owner, name) = repository.split_once('/').unwrap_or((repository, ""));
+    if owner.contains('*') || name.contains('*') || (context.is_empty() && rest.ends_with('*')) {
+        if pinned(key, "repository") {
+            return;
+        }
+        let whom = if owner.contains('*') {
+            "any GitHub repository of any owner that matches".to_owned()
+        } else {
+            format!("any repository of `{owner}`")
+        };
+        report(
+            rule::BROAD_SUBJECT,
+            Severity::High,
+            format!(
+                "subject `{subject}` accepts {whom}: a new repository or a fork's workflow gets this identity's access"
+            ),
+            fix,
+        );
+        return;
+    }
+    if context.starts_with('*') && !pinned(key, "ref") && !pinned(key, "environment") {
+        report(
+            rule::BROAD_SUBJECT,
+            Severity::Medium,
+            format!(
+                "subject `{subject}` accepts any branch, tag, pull request or environment of {repository}: a branch anyone with push access creates runs with this identity's access"
+            ),
+            fix,
+        );
+    }
+}
+
+fn reused_audience(key: &Key, audiences: &BTreeMap<&str, Vec<&KeyId>>, report: &mut Report<'_>) {
+    let Some(audience) = key.federation.audience.as_deref() else {
+        return;
+    };
+    let others: Vec<String> = audiences
+        .get(audience)
+        .into_iter()
+        .flatten()
+        .filter(|id| **id != &key.id)
+        .map(ToString::to_string)
+        .collect();
+    if others.is_empty() {
+        return;
+    }
+    report(
+        rule::REUSED_AUDIENCE,
+        Severity::Medium,
+        format!(
+            "expects audience `{audience}`, as {} also does{}: a token minted for one is accepted by the other wherever issuer and subject match too",
+            others.join(", "),
+            if others.len() == 1 { "" } else { " all" }
+        ),
+        format!(
+            "give each identity its own audience: recreate {} without an `audience` (Tailscale then generates a unique one) and update its workload",
+            key.id
+        ),
+    );
+}
+
+/// One problem with a configured place rather than a key: the configuration names the
+/// credential, not its current key ID.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlaceFinding {
+    /// The rule's stable ID (see [`rule`]).
+    pub rule: &'static str,
+    /// How bad it is.
+    pub severity: Severity,
+    /// The credential's name in the configuration.
+    pub credential: String,
+    /// The place, as the configuration describes it.
+    pub place: String,
+    /// What is wrong, in one line.
+    pub summary: String,
+    /// What to do about it, in one line.
+    pub fix: String,
+}
+
+/// `could-federate`: managed credentials kept in GitHub Actions secrets. A workflow can
+/// present its own OIDC token to a federated identity, so the secret need not exist at all.
+/// Webhook secrets are left out: Tailscale signs with them, no workflow presents them.
+#[must_use]
+pub fn could_federate(config: &crate::config::Config) -> Vec<PlaceFinding> {
+    let mut findings = Vec::new();
+    for credential in &config.credentials {
+        let what = match credential.kind {
+            crate::config::Kind::AuthKey => "an auth key",
+            crate::config::Kind::OauthClient => "an OAuth client secret",
+            crate::config::Kind::ApiToken => "an API access token",
+            crate::config::Kind::WebhookSecret => continue,
+        };
+        for sink in &credential.sinks {
+            let crate::sink::SinkSpec::GithubActions {
+                repository, secret, ..
+            } = &sink.spec
+            else {
+                continue;
+            };
+            let repo = repository.as_deref().unwrap_or("OWNER/REPO");
+            findings.push(PlaceFinding {
+                rule: rule::COULD_FEDERATE,
+                severity: Severity::Low,
+                credential: credential.name.clone(),
+                place: crate::sink::describe(&sink.spec),
+                summary: format!(
+                    "{what} stored as GitHub Actions secret {secret}: the workflows that read it could present their own identity token instead, and then there is no secret to leak"
+                ),
+                fix: format!(
+                    "`tsrotate migrate-to-federated KEY_ID --repo {repo} --repo-dir CHECKOUT --secret {secret}` (KEY_ID: the key `{}` holds now)",
+                    credential.name
+                ),
+            });
+        }
+    }
+    findings
 }
 
 fn minted_by_rotation(key: &Key, rotations: &Rotations, report: &mut Report<'_>) {
@@ -1181,5 +1375,212 @@ mod tests {
             Some(&RotationOutcome::Unreadable)
         );
         assert_eq!(rotations.0.len(), 1, "{rotations:?}");
+    }
+
+    fn federated(key_id: &str, subject: &str, audience: &str, claims: &[(&str, &str)]) -> Key {
+        Key {
+            scopes: vec!["auth_keys".to_owned()],
+            tags: vec!["tag:ci".to_owned()],
+            federation: crate::api::Federation {
+                issuer: Some("https://token.actions.githubusercontent.com".to_owned()),
+                subject: Some(subject.to_owned()),
+                audience: Some(audience.to_owned()),
+                custom_claim_rules: Some(
+                    claims
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                        .collect(),
+                ),
+            },
+            ..base(key_id, KeyType::Federated)
+        }
+    }
+
+    #[test]
+    fn broad_subjects_are_reported_by_how_much_they_accept() {
+        let keys = [
+            federated("kAny1CNTRL", "*", "a1", &[]),
+            federated("kOrg1CNTRL", "repo:acme/*", "a2", &[]),
+            federated(
+                "kOrgRef1CNTRL",
+                "repo:acme/*:ref:refs/heads/main",
+                "a3",
+                &[],
+            ),
+            federated("kOwner1CNTRL", "repo:*/infra:*", "a4", &[]),
+            federated("kAnyRef1CNTRL", "repo:acme/infra:*", "a5", &[]),
+            // Narrow enough: one branch, one environment, or pinned by a claim rule.
+            federated(
+                "kMain1CNTRL",
+                "repo:acme/infra:ref:refs/heads/main",
+                "a6",
+                &[],
+            ),
+            federated("kEnv1CNTRL", "repo:acme/infra:environment:prod", "a7", &[]),
+            federated(
+                "kPinnedRef1CNTRL",
+                "repo:acme/infra:*",
+                "a8",
+                &[("ref", "refs/heads/main")],
+            ),
+            federated(
+                "kPinnedRepo1CNTRL",
+                "*",
+                "a9",
+                &[("repository", "acme/infra")],
+            ),
+            federated(
+                "kK8s1CNTRL",
+                "system:serviceaccount:ops:tsrotate",
+                "a10",
+                &[],
+            ),
+        ];
+        let found: Vec<_> = run(&keys, &Rotations::new())
+            .into_iter()
+            .filter(|(rule, ..)| *rule == rule::BROAD_SUBJECT)
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                (rule::BROAD_SUBJECT, "kAny1CNTRL".to_owned(), Severity::High),
+                (rule::BROAD_SUBJECT, "kOrg1CNTRL".to_owned(), Severity::High),
+                (
+                    rule::BROAD_SUBJECT,
+                    "kOrgRef1CNTRL".to_owned(),
+                    Severity::High
+                ),
+                (
+                    rule::BROAD_SUBJECT,
+                    "kOwner1CNTRL".to_owned(),
+                    Severity::High
+                ),
+                (
+                    rule::BROAD_SUBJECT,
+                    "kAnyRef1CNTRL".to_owned(),
+                    Severity::Medium
+                ),
+            ]
+        );
+        let any_ref = audit(&keys, NOW, &Options::default(), &Rotations::new())
+            .into_iter()
+            .find(|f| f.key_id.as_str() == "kAnyRef1CNTRL")
+            .unwrap();
+        assert!(
+            any_ref.summary.contains("any branch"),
+            "{}",
+            any_ref.summary
+        );
+        assert!(!any_ref.fix.contains('\n') && any_ref.fix.contains("repo:OWNER/REPO"));
+    }
+
+    #[test]
+    fn an_audience_shared_by_live_identities_is_reported_on_each() {
+        let mut dead = federated(
+            "kDead1CNTRL",
+            "repo:acme/c:ref:refs/heads/main",
+            "shared-2",
+            &[],
+        );
+        dead.invalid = true;
+        let keys = [
+            federated(
+                "kOne1CNTRL",
+                "repo:acme/a:ref:refs/heads/main",
+                "shared",
+                &[],
+            ),
+            federated(
+                "kTwo1CNTRL",
+                "repo:acme/b:ref:refs/heads/main",
+                "shared",
+                &[],
+            ),
+            federated(
+                "kOwn1CNTRL",
+                "repo:acme/c:ref:refs/heads/main",
+                "shared-2",
+                &[],
+            ),
+            dead,
+        ];
+        let findings: Vec<Finding> = audit(&keys, NOW, &Options::default(), &Rotations::new())
+            .into_iter()
+            .filter(|f| f.rule == rule::REUSED_AUDIENCE)
+            .collect();
+        let ids: Vec<&str> = findings.iter().map(|f| f.key_id.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["kOne1CNTRL", "kTwo1CNTRL"],
+            "a dead identity shares nothing"
+        );
+        assert_eq!(findings[0].severity, Severity::Medium);
+        assert!(
+            findings[0].summary.contains("kTwo1CNTRL"),
+            "{}",
+            findings[0].summary
+        );
+        assert!(findings[0].fix.contains("without an `audience`"));
+    }
+
+    #[test]
+    fn a_federated_identity_with_all_scopes_is_broad_scopes_high() {
+        let mut key = federated(
+            "kAllFed1CNTRL",
+            "repo:acme/infra:ref:refs/heads/main",
+            "a",
+            &[],
+        );
+        key.scopes = vec!["all".to_owned()];
+        let findings = audit(&[key], NOW, &Options::default(), &Rotations::new());
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        assert_eq!(
+            (findings[0].rule, findings[0].severity, findings[0].kind),
+            (rule::BROAD_SCOPES, Severity::High, Kind::FederatedIdentity)
+        );
+        assert!(findings[0].fix.contains("only the scopes"));
+    }
+
+    #[test]
+    fn credentials_kept_in_github_actions_secrets_could_federate() {
+        let config = crate::config::Config::parse(
+            r#"
+[[credential]]
+name = "ci-runners"
+kind = "auth-key"
+[[credential.sink]]
+type = "github-actions"
+repository = "acme/deploy"
+secret = "TS_AUTHKEY"
+[[credential.sink]]
+type = "file"
+path = "/etc/tailscale/authkey"
+
+[[credential]]
+name = "alerts"
+kind = "webhook-secret"
+webhook_endpoint_id = "e1"
+[[credential.sink]]
+type = "github-actions"
+repository = "acme/deploy"
+secret = "TS_WEBHOOK"
+"#,
+            std::path::Path::new("test.toml"),
+        )
+        .unwrap();
+        let findings = could_federate(&config);
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        let f = &findings[0];
+        assert_eq!(
+            (f.rule, f.severity, f.credential.as_str()),
+            (rule::COULD_FEDERATE, Severity::Low, "ci-runners")
+        );
+        assert_eq!(f.place, "github-actions acme/deploy secret TS_AUTHKEY");
+        assert!(
+            f.fix
+                .starts_with("`tsrotate migrate-to-federated KEY_ID --repo acme/deploy"),
+            "{}",
+            f.fix
+        );
     }
 }

@@ -291,7 +291,7 @@ fn seed(env: &mut TestEnv) -> Seeded {
         &personal,
         json!({"keyType": "federated", "scopes": ["auth_keys"], "tags": ["tag:ci"],
                "issuer": "https://token.actions.githubusercontent.com",
-               "subject": "repo:org/repo:*", "description": "gha deploy"}),
+               "subject": "repo:org/repo:ref:refs/heads/main", "description": "gha deploy"}),
     );
 
     Seeded {

@@ -346,3 +346,100 @@ fn keys_list_shows_federated_identities_and_scan_leaves_their_ids_alone() {
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0]["type"], "client");
 }
+
+#[test]
+fn audit_reports_broad_subjects_shared_audiences_and_secrets_that_could_federate() {
+    let env = TestEnv::new();
+    let issuer = TestIssuer::start();
+    let create = |subject: &str, audience: Option<&str>| {
+        let mut body = json!({"scopes": ["auth_keys"], "tags": ["tag:ci"], "issuer": issuer.url(),
+            "subject": subject});
+        if let Some(audience) = audience {
+            body["audience"] = json!(audience);
+        }
+        emulator::create_federated_identity(&env.emu, &body)["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let org = create("repo:acme/*", None);
+    let any_ref = create("repo:acme/infra:*", None);
+    let first = create("repo:acme/a:ref:refs/heads/main", Some("shared-audience"));
+    let second = create("repo:acme/b:ref:refs/heads/main", Some("shared-audience"));
+    let narrow = create("repo:acme/c:environment:prod", None);
+    let config = env.write_aside(
+        "tsrotate.toml",
+        "[[credential]]\nname = \"ci\"\nkind = \"oauth-client\"\n\n[[credential.sink]]\ntype = \"github-actions\"\nrepository = \"acme/deploy\"\nsecret = \"TS_OAUTH_SECRET\"\n",
+    );
+
+    let run = env
+        .run(
+            env.cmd()
+                .arg("--config")
+                .arg(&config)
+                .args(["--format", "json", "audit"]),
+        )
+        .expect(1);
+    let report = run.json();
+    let findings: Vec<(String, String, String)> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| {
+            [
+                org.as_str(),
+                any_ref.as_str(),
+                first.as_str(),
+                second.as_str(),
+                narrow.as_str(),
+            ]
+            .contains(&f["key_id"].as_str().unwrap())
+        })
+        .map(|f| {
+            (
+                f["rule"].as_str().unwrap().to_owned(),
+                f["key_id"].as_str().unwrap().to_owned(),
+                f["severity"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expect = |rule: &str, id: &str, severity: &str| {
+        assert!(
+            findings.contains(&(rule.to_owned(), id.to_owned(), severity.to_owned())),
+            "{rule} {id} {severity} in {findings:?}"
+        );
+    };
+    expect("broad-subject", &org, "high");
+    expect("broad-subject", &any_ref, "medium");
+    expect("reused-audience", &first, "medium");
+    expect("reused-audience", &second, "medium");
+    assert!(
+        !findings.iter().any(|(_, id, _)| *id == narrow),
+        "{findings:?}"
+    );
+    let place = &report["place_findings"][0];
+    assert_eq!(place["rule"], "could-federate");
+    assert_eq!(place["credential"], "ci");
+    assert_eq!(
+        place["place"],
+        "github-actions acme/deploy secret TS_OAUTH_SECRET"
+    );
+
+    let human = env
+        .run(env.cmd().arg("--config").arg(&config).arg("audit"))
+        .expect(1);
+    assert!(
+        human
+            .stdout
+            .contains("[LOW] could-federate: credential ci in github-actions acme/deploy secret TS_OAUTH_SECRET"),
+        "{}",
+        human.stdout
+    );
+    assert!(
+        human
+            .stdout
+            .contains(&format!("broad-subject: federated identity {org}")),
+        "{}",
+        human.stdout
+    );
+}
