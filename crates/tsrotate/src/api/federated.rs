@@ -94,7 +94,7 @@ impl IdentityToken {
             Self::Given(token) => Ok(token.clone()),
             Self::File(path) => {
                 let problem = |what: String| Error::IdentityToken { problem: what };
-                let text = fs_err::read_to_string(path).map_err(|e| {
+                let text = std::fs::read_to_string(path).map_err(|e| {
                     problem(format!("cannot read `{}`: {}", path.display(), e.kind()))
                 })?;
                 if text.len() > MAX_TOKEN_BYTES {

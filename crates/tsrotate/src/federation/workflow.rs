@@ -172,7 +172,7 @@ pub struct Discovery {
 pub fn discover(root: &Path) -> Result<Discovery, Error> {
     let dir = root.join(WORKFLOWS_DIR);
     let mut found = Discovery::default();
-    let entries = match fs_err::read_dir(&dir) {
+    let entries = match std::fs::read_dir(&dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
         Err(source) => return Err(Error::Read { path: dir, source }),
@@ -197,7 +197,7 @@ pub fn discover(root: &Path) -> Result<Discovery, Error> {
             continue;
         }
         let relative = format!("{WORKFLOWS_DIR}/{name}");
-        let meta = fs_err::symlink_metadata(&path).map_err(|source| Error::Read {
+        let meta = std::fs::symlink_metadata(&path).map_err(|source| Error::Read {
             path: path.clone(),
             source,
         })?;
@@ -207,7 +207,7 @@ pub fn discover(root: &Path) -> Result<Discovery, Error> {
                 .push((relative, format!("{what}: not followed")));
             continue;
         }
-        let bytes = fs_err::read(&path).map_err(|source| Error::Read {
+        let bytes = std::fs::read(&path).map_err(|source| Error::Read {
             path: path.clone(),
             source,
         })?;

@@ -200,8 +200,11 @@ impl Cluster {
                 .unwrap_or_else(|| Path::new("."))
                 .to_path_buf(),
         };
-        let text =
-            Zeroizing::new(fs_err::read_to_string(path).map_err(|e| loader.fail(e.to_string()))?);
+        let text = Zeroizing::new(
+            std::fs::read_to_string(path)
+                // The loader's name says which file; the error says why.
+                .map_err(|e| loader.fail(format!("could not read the file: {e}")))?,
+        );
         let config: Kubeconfig = serde_yaml_ng::from_str(&text)
             .map_err(|e| loader.fail(format!("not a valid kubeconfig: {e}")))?;
 
@@ -277,12 +280,18 @@ impl Cluster {
         } else {
             host.to_owned()
         };
-        let token = Zeroizing::new(
-            fs_err::read_to_string(dir.join("token"))
-                .map_err(|e| fail(format!("could not read the service account token: {e}")))?,
-        );
-        let ca = fs_err::read(dir.join("ca.crt"))
-            .map_err(|e| fail(format!("could not read the service account CA: {e}")))?;
+        let token = Zeroizing::new(std::fs::read_to_string(dir.join("token")).map_err(|e| {
+            fail(format!(
+                "could not read the service account token `{}`: {e}",
+                dir.join("token").display()
+            ))
+        })?);
+        let ca = std::fs::read(dir.join("ca.crt")).map_err(|e| {
+            fail(format!(
+                "could not read the service account CA `{}`: {e}",
+                dir.join("ca.crt").display()
+            ))
+        })?;
         Ok(Cluster {
             server: format!("https://{host}:{port}"),
             token: Some(Secret::new(token.trim().to_owned())),
@@ -358,7 +367,12 @@ impl Loader {
         } else {
             self.base.join(path)
         };
-        fs_err::read(&path).map_err(|e| self.fail(format!("could not read the {what}: {e}")))
+        std::fs::read(&path).map_err(|e| {
+            self.fail(format!(
+                "could not read the {what} `{}`: {e}",
+                path.display()
+            ))
+        })
     }
 
     fn decode(&self, what: &str, data: &str) -> Result<Vec<u8>, Error> {
