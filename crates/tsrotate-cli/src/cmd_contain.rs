@@ -301,8 +301,7 @@ fn emit(
                 },
             }),
         };
-        serde_json::to_writer_pretty(std::io::stdout().lock(), &json)?;
-        println!();
+        write_json(&json)?;
     } else {
         let findings = report
             .analysis
@@ -331,6 +330,17 @@ fn emit(
     for note in &report.notes {
         eprintln!("note: {}", tsrotate::text::escape(note));
     }
+    Ok(())
+}
+
+/// Pretty JSON and a newline on stdout, buffered: stdout flushes at every newline otherwise,
+/// a write per line for thousands of candidates.
+fn write_json(value: &impl Serialize) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    out.flush()?;
     Ok(())
 }
 
@@ -475,8 +485,7 @@ fn finish(
     outcome: Result<(), act::Error>,
 ) -> anyhow::Result<ExitStatus> {
     if global.format == Format::Json {
-        serde_json::to_writer_pretty(std::io::stdout().lock(), &JsonContainment::of(state))?;
-        println!();
+        write_json(&JsonContainment::of(state))?;
     } else {
         print_progress(state);
     }
