@@ -334,6 +334,44 @@ fn a_sample_token_with_another_subject_is_refused_naming_the_claim() {
     );
 }
 
+/// An issuer that does not answer: the token is refused before anything changes, and the
+/// message names the issuer and the claim.
+#[test]
+fn an_unreachable_issuer_is_reported_before_anything_changes() {
+    let mut s = setup();
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/oidc", listener.local_addr().unwrap())
+    };
+    let (status, answer) = emulator::admin(
+        s.env.url(),
+        "POST",
+        "/_emulator/oidc/token",
+        Some(
+            &json!({"sub": "repo:acme/app:ref:refs/heads/main", "aud": "x", "claims": {"iss": closed}}),
+        ),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let token = answer["token"].as_str().unwrap().to_owned();
+    s.env.canary(&token);
+    let file = s.env.write_aside("closed.jwt", &token);
+    s.issuer.clone_from(&closed);
+    let run = s
+        .cmd(&["--apply", "--id-token-file", file.to_str().unwrap()])
+        .expect(1);
+    assert!(
+        run.stdout
+            .contains(&format!("issuer {closed} is not reachable")),
+        "{}",
+        run.stdout
+    );
+    assert!(s.federated().is_empty());
+    assert_eq!(
+        s.workflow("deploy.yml"),
+        read(&fixtures().join("input"), "deploy.yml")
+    );
+}
+
 #[test]
 fn a_failing_verification_keeps_the_secret_and_the_old_key() {
     let s = setup();
