@@ -749,6 +749,31 @@ pub fn check_writable(path: &Path, route: Route) -> Result<(), Error> {
     Ok(())
 }
 
+/// `path` with its folder resolved to its canonical form (every link followed); the file
+/// itself need not exist. A plan keeps this for each configured place in a file, so that a
+/// write can walk it later without following any link ([`Route::Resolved`]).
+pub fn resolve_folder(path: &Path) -> Result<PathBuf, Error> {
+    let name = path.file_name().ok_or_else(|| Error::NotARegularFile {
+        path: path.to_owned(),
+        kind: "not a file name",
+    })?;
+    let folder = parent_dir(path);
+    let resolved = fs::canonicalize(folder).map_err(|e| {
+        if matches!(
+            e.kind(),
+            io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+        ) {
+            Error::MissingFolder {
+                path: path.to_owned(),
+                folder: folder.to_owned(),
+            }
+        } else {
+            io_err(Action::Read, folder)(e)
+        }
+    })?;
+    Ok(resolved.join(name))
+}
+
 /// Whether a file with this owner can be replaced by one with the same owner: root can give
 /// a file to anyone; others only keep their own user, and a group they are in.
 fn can_keep_owner(meta: &fs::Metadata) -> bool {
@@ -1059,7 +1084,12 @@ pub fn append_durable(file: &mut File, path: &Path, bytes: &[u8]) -> Result<(), 
 /// The bytes go to a temporary file that is then hard-linked into place, because `link`,
 /// unlike `rename`, fails when the name is taken.
 pub fn write_new_private(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let (dir, name) = Dir::of(path, Route::Configured)?;
+    write_new_private_via(path, Route::Configured, bytes)
+}
+
+/// [`write_new_private`], reaching the file's directory by `route` (see [`rewrite_via`]).
+pub fn write_new_private_via(path: &Path, route: Route, bytes: &[u8]) -> Result<(), Error> {
+    let (dir, name) = Dir::of(path, route)?;
     let temp = TempFile::create_in(&dir, path)?;
     temp.file()
         .write_all(bytes)

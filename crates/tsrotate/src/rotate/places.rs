@@ -40,7 +40,7 @@ impl Reading {
     pub fn unwritable(&self) -> Option<&sink::Error> {
         match (&self.writable, &self.snapshot) {
             (Err(e), _) => Some(e),
-            (Ok(()), Err(e)) if in_file(&self.sink.spec) => Some(e),
+            (Ok(()), Err(e)) if sink::file_path(&self.sink.spec).is_some() => Some(e),
             (Ok(()), _) => None,
         }
     }
@@ -88,38 +88,15 @@ pub async fn read(credential: &config::Credential, credentials: &Credentials) ->
         .await
 }
 
-/// Whether the place is in a local file.
-fn in_file(spec: &SinkSpec) -> bool {
-    matches!(
-        spec,
-        SinkSpec::File { .. }
-            | SinkSpec::Dotenv { .. }
-            | SinkSpec::Json { .. }
-            | SinkSpec::Yaml { .. }
-            | SinkSpec::Toml { .. }
-    )
-}
-
 /// Whether a place in a file could be written now ([`FieldSink::check_writable`]); other
 /// places are taken as writable.
 ///
 /// [`FieldSink::check_writable`]: sink::structured::FieldSink::check_writable
 pub fn check_writable(spec: &SinkSpec) -> Result<(), sink::Error> {
-    use sink::structured::{FieldSink, Format};
-    let (format, path, field) = match spec {
-        SinkSpec::File { path } => (Format::Whole, path, ""),
-        SinkSpec::Dotenv { path, field } => (Format::Dotenv, path, field.as_str()),
-        SinkSpec::Json { path, field } => (Format::Json, path, field.as_str()),
-        SinkSpec::Yaml { path, field } => (Format::Yaml, path, field.as_str()),
-        SinkSpec::Toml { path, field } => (Format::Toml, path, field.as_str()),
-        SinkSpec::VaultKv { .. }
-        | SinkSpec::AwsSecretsmanager { .. }
-        | SinkSpec::AwsSsm { .. }
-        | SinkSpec::GithubActions { .. }
-        | SinkSpec::KubernetesSecret { .. }
-        | SinkSpec::Command { .. } => return Ok(()),
-    };
-    FieldSink::new(format, path, field)?.check_writable()
+    match sink::structured::FieldSink::for_spec(spec) {
+        Some(place) => place?.check_writable(),
+        None => Ok(()),
+    }
 }
 
 /// The distinct key IDs the places hold, most common first.

@@ -29,6 +29,9 @@ pub struct ApiWorld {
     planned: Mutex<HashMap<PathBuf, FileMatch>>,
     /// What each configured place looked like at the plan, by sink index; used once.
     planned_versions: Mutex<HashMap<usize, Expect>>,
+    /// The canonical path the plan resolved for each configured place in a file, by sink
+    /// index: written without following any link.
+    planned_paths: HashMap<usize, PathBuf>,
     /// Credentials for the services configured places live in.
     credentials: Credentials,
     /// Configured places, built on first use.
@@ -54,6 +57,7 @@ impl ApiWorld {
             client,
             planned: Mutex::new(planned.into_iter().map(|m| (m.path.clone(), m)).collect()),
             planned_versions: Mutex::new(HashMap::new()),
+            planned_paths: HashMap::new(),
             credentials: Credentials::default(),
             built: Mutex::new(HashMap::new()),
             new_token: None,
@@ -122,6 +126,15 @@ impl ApiWorld {
     ) -> Self {
         self.credentials = credentials;
         self.planned_versions = Mutex::new(planned_versions);
+        self
+    }
+
+    /// With the canonical paths the plan resolved for configured places in files
+    /// ([`super::plan::Plan::planned_paths`]): a folder on the way swapped for a link since
+    /// the plan is refused instead of written through.
+    #[must_use]
+    pub fn with_planned_paths(mut self, planned_paths: HashMap<usize, PathBuf>) -> Self {
+        self.planned_paths = planned_paths;
         self
     }
 
@@ -286,19 +299,37 @@ impl ApiWorld {
     ) -> Result<(), StepError> {
         // A `type = "file"` place that holds the key among other text is edited in place, by
         // key ID, like a file found with `--in`.
+        let pinned = self.planned_paths.get(&index);
         if let SinkSpec::File { path } = spec
             && holds_key_inside(path, replace)
         {
             let display = sinks::describe(spec);
-            let (path, ids, owned) = (path.clone(), replace.to_vec(), value.clone());
+            let (target, resolved) = match pinned {
+                Some(canonical) => {
+                    if crate::fs::resolve_folder(path).ok().as_ref() != Some(canonical) {
+                        return Err(StepError::new(format!(
+                            "{display}: {}",
+                            crate::fs::Error::Redirected { path: path.clone() }
+                        )));
+                    }
+                    (canonical.clone(), true)
+                }
+                None => (path.clone(), false),
+            };
+            let (ids, owned) = (replace.to_vec(), value.clone());
             tokio::task::spawn_blocking(move || {
-                write_file(&path, &display, None, false, &ids, &owned)
+                write_file(&target, &display, None, resolved, &ids, &owned)
             })
             .await
             .map_err(|e| StepError::new(format!("writing a file panicked: {e}")))??;
             return self.run_after(after, value).await;
         }
-        let sink = self.sink(index, spec)?;
+        let sink: Arc<dyn Sink> = match (pinned, sinks::structured::FieldSink::for_spec(spec)) {
+            (Some(canonical), Some(place)) => {
+                Arc::new(place.map_err(StepError::sink)?.pinned(canonical.clone()))
+            }
+            _ => self.sink(index, spec)?,
+        };
         let planned = self
             .planned_versions
             .lock()

@@ -402,6 +402,24 @@ impl Credentials {
     }
 }
 
+/// The file a configured place lives in, if it is in a local file.
+#[must_use]
+pub fn file_path(spec: &SinkSpec) -> Option<&std::path::Path> {
+    match spec {
+        SinkSpec::File { path }
+        | SinkSpec::Dotenv { path, .. }
+        | SinkSpec::Json { path, .. }
+        | SinkSpec::Yaml { path, .. }
+        | SinkSpec::Toml { path, .. } => Some(path),
+        SinkSpec::VaultKv { .. }
+        | SinkSpec::AwsSecretsmanager { .. }
+        | SinkSpec::AwsSsm { .. }
+        | SinkSpec::GithubActions { .. }
+        | SinkSpec::KubernetesSecret { .. }
+        | SinkSpec::Command { .. } => None,
+    }
+}
+
 /// A human description of a configured place, without secrets.
 #[must_use]
 pub fn describe(spec: &SinkSpec) -> String {

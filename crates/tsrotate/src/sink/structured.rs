@@ -69,8 +69,14 @@ type Loaded = (Zeroizing<Vec<u8>>, ContentHash);
 /// A field of a file.
 pub struct FieldSink {
     format: Format,
+    /// The path as configured, for messages.
     path: PathBuf,
     field: String,
+    /// Where the file is read and written: the configured path, or the canonical path a
+    /// plan resolved ([`FieldSink::pinned`]).
+    at: PathBuf,
+    /// How the file's folder is reached when writing.
+    route: fs::Route,
 }
 
 impl FieldSink {
@@ -80,6 +86,8 @@ impl FieldSink {
             format,
             path: path.to_owned(),
             field: field.to_owned(),
+            at: path.to_owned(),
+            route: fs::Route::Configured,
         };
         if format != Format::Whole && (field.is_empty() || field.split('.').any(str::is_empty)) {
             return Err(Error::config(
@@ -98,6 +106,53 @@ impl FieldSink {
             ));
         }
         Ok(sink)
+    }
+
+    /// The sink a configured place in a file names; `None` for a place elsewhere.
+    #[must_use]
+    pub fn for_spec(spec: &super::SinkSpec) -> Option<Result<Self, Error>> {
+        use super::SinkSpec;
+        let (format, path, field) = match spec {
+            SinkSpec::File { path } => (Format::Whole, path, ""),
+            SinkSpec::Dotenv { path, field } => (Format::Dotenv, path, field.as_str()),
+            SinkSpec::Json { path, field } => (Format::Json, path, field.as_str()),
+            SinkSpec::Yaml { path, field } => (Format::Yaml, path, field.as_str()),
+            SinkSpec::Toml { path, field } => (Format::Toml, path, field.as_str()),
+            SinkSpec::VaultKv { .. }
+            | SinkSpec::AwsSecretsmanager { .. }
+            | SinkSpec::AwsSsm { .. }
+            | SinkSpec::GithubActions { .. }
+            | SinkSpec::KubernetesSecret { .. }
+            | SinkSpec::Command { .. } => return None,
+        };
+        Some(Self::new(format, path, field))
+    }
+
+    /// Read and write `canonical`, the path a plan resolved the configured one to
+    /// ([`fs::resolve_folder`]), walking it without following any link: a folder on the way
+    /// swapped for a link since the plan is refused ([`fs::Error::Redirected`]), and so is a
+    /// configured path that no longer resolves to it.
+    #[must_use]
+    pub fn pinned(mut self, canonical: PathBuf) -> Self {
+        self.at = canonical;
+        self.route = fs::Route::Resolved { file: None };
+        self
+    }
+
+    /// A pinned sink's configured path must still lead to the planned file.
+    fn check_pin(&self) -> Result<(), Error> {
+        if self.at == self.path {
+            return Ok(());
+        }
+        match fs::resolve_folder(&self.path) {
+            Ok(now) if now == self.at => Ok(()),
+            _ => Err(self.err(
+                fs::Error::Redirected {
+                    path: self.path.clone(),
+                }
+                .to_string(),
+            )),
+        }
     }
 
     fn err(&self, message: impl Into<String>) -> Error {
@@ -122,7 +177,7 @@ impl FieldSink {
 
     /// The file's bytes and hash, or `None` when it does not exist.
     fn load(&self) -> Result<Option<Loaded>, Error> {
-        let meta = match std::fs::metadata(&self.path) {
+        let meta = match std::fs::metadata(&self.at) {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(self.err(format!("cannot read: {e}"))),
@@ -137,7 +192,7 @@ impl FieldSink {
             )));
         }
         let bytes = Zeroizing::new(
-            std::fs::read(&self.path).map_err(|e| self.err(format!("cannot read: {e}")))?,
+            std::fs::read(&self.at).map_err(|e| self.err(format!("cannot read: {e}")))?,
         );
         let hash = ContentHash::of(&bytes);
         Ok(Some((bytes, hash)))
@@ -245,19 +300,21 @@ impl FieldSink {
     /// under a value that is not an object, cannot). A rotation asks this of every place
     /// before it mints a key.
     pub fn check_writable(&self) -> Result<(), Error> {
-        fs::check_writable(&self.path, fs::Route::Configured)
+        fs::check_writable(&self.at, self.route)
             .map_err(|e| Error::config(self.describe(), super::http::error_chain(&e)))?;
         let bytes = self.load()?.map(|(bytes, _)| bytes).unwrap_or_default();
         self.with_value(&bytes, PLACEHOLDER).map(drop)
     }
 
     fn write_now(&self, value: &Secret, expect: &Expect) -> Result<Option<Version>, Error> {
+        self.check_pin()?;
         let current = self.load()?;
         match (expect, current) {
             (Expect::Absent, None) => {
                 let empty: &[u8] = b"";
                 let bytes = self.with_value(empty, value.expose_secret())?;
-                fs::write_new_private(&self.path, &bytes).map_err(|e| self.err(e.to_string()))?;
+                fs::write_new_private_via(&self.at, self.route, &bytes)
+                    .map_err(|e| self.err(e.to_string()))?;
                 Ok(Some(Version(ContentHash::of(&bytes).to_string())))
             }
             (Expect::Absent, Some(_)) | (Expect::Version(_), None) => {
@@ -268,7 +325,7 @@ impl FieldSink {
             }
             (Expect::Version(_) | Expect::Unchecked, Some((bytes, hash))) => {
                 let new = self.with_value(&bytes, value.expose_secret())?;
-                fs::atomic_write(&self.path, &hash, &new).map_err(|e| match e {
+                fs::atomic_write_via(&self.at, self.route, &hash, &new).map_err(|e| match e {
                     fs::Error::Changed { .. } => Error::conflict(self.describe()),
                     e => self.err(e.to_string()),
                 })?;
@@ -277,7 +334,8 @@ impl FieldSink {
             (Expect::Unchecked, None) => {
                 let empty: &[u8] = b"";
                 let bytes = self.with_value(empty, value.expose_secret())?;
-                fs::write_new_private(&self.path, &bytes).map_err(|e| self.err(e.to_string()))?;
+                fs::write_new_private_via(&self.at, self.route, &bytes)
+                    .map_err(|e| self.err(e.to_string()))?;
                 Ok(Some(Version(ContentHash::of(&bytes).to_string())))
             }
         }

@@ -274,3 +274,63 @@ async fn issue_11_rollback_undoes_the_places_written_and_revokes_the_minted_key(
     let journal = fs::read_to_string(session.journal_path()).unwrap();
     assert!(!journal.contains("tskey-auth-"), "{journal}");
 }
+
+/// Issue 11 item 3, for a configured place: its folder swapped for a link to someone else's
+/// folder after the plan. The plan resolved the place's path; the write walks it without
+/// following links and refuses, so the other file keeps its bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_11_a_configured_place_whose_folder_became_a_link_gets_no_key() {
+    let emu = emulator::start();
+    let client = client(&emu);
+    let (old_id, old) = mint_old(&client).await;
+    let tree = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let state_dir = tempfile::tempdir().unwrap();
+    let original = format!("TS_AUTHKEY={old}\n");
+    fs::create_dir(tree.path().join("app")).unwrap();
+    fs::write(tree.path().join("app/.env"), &original).unwrap();
+    fs::write(outside.path().join(".env"), &original).unwrap();
+    let places = vec![dotenv_place(&tree.path().join("app/.env"), &old)];
+    let plan = plan::plan_rotation(
+        &client,
+        request(&old, Vec::new(), places),
+        None,
+        client.server_now(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(plan.planned_paths.len(), 1);
+    let dir = StateDir::open(state_dir.path()).unwrap();
+    let mut session = Admission::check(&dir, &old_id, None, Lock::Take)
+        .unwrap()
+        .begin(plan.started.clone())
+        .unwrap();
+    let mut world = ApiWorld::new(client.clone(), plan.files.clone())
+        .with_configured(
+            tsrotate::sink::Credentials::default(),
+            plan.planned_versions.clone(),
+        )
+        .with_planned_paths(plan.planned_paths.clone());
+    let (app, moved) = (tree.path().join("app"), tree.path().join("app.moved"));
+    let target = outside.path().to_owned();
+    let mut swap = AfterMint(Some(|| {
+        fs::rename(&app, &moved).unwrap();
+        std::os::unix::fs::symlink(&target, &app).unwrap();
+    }));
+    let state = session.state().clone();
+    let mut executor = Executor::new(state, &mut world, &mut session, &mut swap);
+    let stop = executor.run().await.unwrap_err();
+    let message = stop.to_string();
+    assert!(matches!(stop, Stop::Failed { .. }), "{message}");
+    assert!(
+        message.contains("replaced (by a symbolic link, or removed) since the plan"),
+        "{message}"
+    );
+    assert!(!message.contains(&old), "{message}");
+    drop(executor);
+    assert!(fs::read_to_string(outside.path().join(".env")).unwrap() == original);
+    assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 1);
+    assert!(fs::read_to_string(moved.join(".env")).unwrap() == original);
+    let journal = fs::read_to_string(session.journal_path()).unwrap();
+    assert!(!journal.contains("tskey-auth-"), "{journal}");
+}
