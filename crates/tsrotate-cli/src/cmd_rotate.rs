@@ -113,15 +113,6 @@ pub(crate) fn scopes_for(kind: Option<&KeyKind>) -> &'static [&'static str] {
     }
 }
 
-pub(crate) fn config_kind(kind: tsrotate::config::Kind) -> KeyKind {
-    match kind {
-        tsrotate::config::Kind::AuthKey => KeyKind::AuthKey,
-        tsrotate::config::Kind::OauthClient => KeyKind::OAuthClientSecret,
-        tsrotate::config::Kind::ApiToken => KeyKind::ApiAccessToken,
-        tsrotate::config::Kind::WebhookSecret => KeyKind::Webhook,
-    }
-}
-
 #[allow(
     clippy::too_many_lines,
     reason = "one branch per way of naming what to rotate"
@@ -159,7 +150,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
         tracing::warn!("the places ./tsrotate.toml names are not updated: {hint}");
     }
     let managed_kind = match (&args.credential, config.as_ref()) {
-        (Some(name), Some(config)) => config.credential(name).map(|c| config_kind(c.kind)),
+        (Some(name), Some(config)) => config.credential(name).map(|c| KeyKind::from(c.kind)),
         _ => None,
     };
     let kind = managed_kind.clone().or_else(|| {

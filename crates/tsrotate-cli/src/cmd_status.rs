@@ -64,7 +64,7 @@ pub(crate) async fn run(global: &GlobalArgs, _args: &Args) -> anyhow::Result<Exi
                 };
                 vec![
                     r.name.clone(),
-                    crate::cmd_rotate::config_kind(r.kind).slug().to_owned(),
+                    tsrotate::key::KeyKind::from(r.kind).slug().to_owned(),
                     r.key_id
                         .as_ref()
                         .map_or("?".to_owned(), ToString::to_string),

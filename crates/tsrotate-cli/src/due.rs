@@ -222,7 +222,7 @@ async fn fresh(
         verify_cmd: None,
         user: context::os_user(),
         credential: Some(credential.name.clone()),
-        kind_hint: Some(crate::cmd_rotate::config_kind(credential.kind)),
+        kind_hint: Some(credential.kind.into()),
         migrate_to: None,
         webhook_endpoint: credential.webhook_endpoint_id.clone(),
         looked_up: observed.looked_up,

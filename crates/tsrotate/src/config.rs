@@ -98,6 +98,18 @@ pub enum Kind {
     WebhookSecret,
 }
 
+impl From<Kind> for crate::key::KeyKind {
+    /// The credential kind a `[[credential]]` of this kind holds.
+    fn from(kind: Kind) -> Self {
+        match kind {
+            Kind::AuthKey => Self::AuthKey,
+            Kind::OauthClient => Self::OAuthClientSecret,
+            Kind::ApiToken => Self::ApiAccessToken,
+            Kind::WebhookSecret => Self::Webhook,
+        }
+    }
+}
+
 /// `[credential.template]`: the properties of new keys. Absent fields copy the current key.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
