@@ -957,3 +957,72 @@ fn a_file_swapped_for_an_identical_copy_after_locate_is_not_written() {
     assert_eq!(fs::read_to_string(&path).unwrap(), original);
     assert_eq!(listing(dir.path()), ["env"]);
 }
+
+// Writability checked before a rotation mints (issue 11 item 8). Root may write anywhere, so
+// as root the checks run as uid 65534, like the unreadable-file checks above.
+
+fn unwritable_setup(dir: &Path) {
+    fs::create_dir(dir.join("closed")).unwrap();
+    write(
+        &dir.join("closed/.env"),
+        format!("K={}\n", old()).as_bytes(),
+    );
+    fs::set_permissions(dir.join("closed"), fs::Permissions::from_mode(0o555)).unwrap();
+    // Someone else's file in a folder everyone may write: replacing it would change its owner.
+    fs::create_dir(dir.join("shared")).unwrap();
+    write(
+        &dir.join("shared/.env"),
+        format!("K={}\n", old()).as_bytes(),
+    );
+    fs::set_permissions(dir.join("shared"), fs::Permissions::from_mode(0o777)).unwrap();
+    fs::set_permissions(dir.join("shared/.env"), fs::Permissions::from_mode(0o666)).unwrap();
+}
+
+fn unwritable_checks(dir: &Path, other_owner: bool) {
+    use tsrotate::fs::{Route, check_writable};
+    let closed = dir.join("closed/.env");
+    let err = check_writable(&closed, Route::Configured).unwrap_err();
+    assert!(
+        matches!(err, FsError::FolderNotWritable { ref folder, .. } if folder == &dir.join("closed")),
+        "{err:?}"
+    );
+    assert!(
+        std::error::Error::source(&err).is_some_and(|s| s.to_string().contains("ermission")),
+        "the system's reason is kept: {err:?}"
+    );
+    let err = check_writable(&dir.join("closed/new.env"), Route::Configured).unwrap_err();
+    assert!(matches!(err, FsError::FolderNotWritable { .. }), "{err:?}");
+    let shared = dir.join("shared/.env");
+    if other_owner {
+        let err = check_writable(&shared, Route::Configured).unwrap_err();
+        assert!(matches!(err, FsError::Owner { uid: 0, .. }), "{err:?}");
+    } else {
+        check_writable(&shared, Route::Configured).unwrap();
+    }
+    // Nothing was created by a check.
+    assert_eq!(listing(&dir.join("closed")), [".env"]);
+    assert_eq!(listing(&dir.join("shared")), [".env"]);
+}
+
+#[test]
+fn issue_11_a_folder_that_takes_no_new_files_or_an_owner_that_cannot_be_kept_is_unwritable() {
+    let dir = tempfile::tempdir().unwrap();
+    unwritable_setup(dir.path());
+    if is_root() {
+        run_as_nobody(
+            "files::unwritable_places_as_an_unprivileged_user",
+            dir.path(),
+        );
+    } else {
+        unwritable_checks(dir.path(), false);
+    }
+    fs::set_permissions(dir.path().join("closed"), fs::Permissions::from_mode(0o700)).unwrap();
+}
+
+#[test]
+#[ignore = "run by issue_11_a_folder_that_takes_no_new_files_or_an_owner_that_cannot_be_kept_is_unwritable as uid 65534"]
+fn unwritable_places_as_an_unprivileged_user() {
+    let Some(dir) = handed_over_dir() else { return };
+    unwritable_checks(&dir, true);
+    write(&dir.join(DONE), b"");
+}
