@@ -172,6 +172,28 @@ pub struct Discovery {
 pub fn discover(root: &Path) -> Result<Discovery, Error> {
     let dir = root.join(WORKFLOWS_DIR);
     let mut found = Discovery::default();
+    // A checkout can carry a `.github` (or `workflows`) that is a link to somewhere else;
+    // following it would rewrite files outside the repository (red-team finding).
+    for folder in [root.join(".github"), dir.clone()] {
+        match std::fs::symlink_metadata(&folder) {
+            Ok(meta) if meta.file_type().is_symlink() || !meta.is_dir() => {
+                return Err(Error::Read {
+                    path: folder,
+                    source: std::io::Error::other(
+                        "it is not a folder of the repository (a symbolic link, or a file); not followed, so that nothing outside the repository is rewritten",
+                    ),
+                });
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
+            Err(source) => {
+                return Err(Error::Read {
+                    path: folder,
+                    source,
+                });
+            }
+        }
+    }
     let entries = match std::fs::read_dir(&dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),

@@ -296,6 +296,29 @@ fn discover_reads_workflows_and_reports_links() {
     assert!(discover(&dir.path().join("none")).unwrap().files.is_empty());
 }
 
+/// Red-team finding: a `.github` (or `.github/workflows`) that links elsewhere was followed,
+/// and the workflows there were rewritten as the repository's own.
+#[test]
+fn discover_refuses_workflow_folders_that_link_elsewhere() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let theirs = elsewhere.path().join("workflows");
+    std::fs::create_dir_all(&theirs).unwrap();
+    std::fs::write(theirs.join("ci.yml"), "on: push\n").unwrap();
+    let linked_github = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), linked_github.path().join(".github")).unwrap();
+    let linked_workflows = tempfile::tempdir().unwrap();
+    std::fs::create_dir(linked_workflows.path().join(".github")).unwrap();
+    std::os::unix::fs::symlink(&theirs, linked_workflows.path().join(WORKFLOWS_DIR)).unwrap();
+    for repo in [linked_github.path(), linked_workflows.path()] {
+        let error = discover(repo).unwrap_err();
+        assert!(
+            format!("{error}: {}", std::error::Error::source(&error).unwrap())
+                .contains("not followed"),
+            "{error}"
+        );
+    }
+}
+
 #[test]
 fn repositories_parse_strictly() {
     assert_eq!("acme/app".parse::<Repo>().unwrap().to_string(), "acme/app");
