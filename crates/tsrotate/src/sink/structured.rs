@@ -198,7 +198,9 @@ impl FieldSink {
         Ok(Some((bytes, hash)))
     }
 
-    fn value_in(&self, bytes: &[u8]) -> Result<Option<String>, Error> {
+    /// The field's value in a file's bytes, `None` when the field is absent. The reading half
+    /// of the sink, without the file (public for the fuzz targets).
+    pub fn value_in(&self, bytes: &[u8]) -> Result<Option<String>, Error> {
         let text = std::str::from_utf8(bytes).map_err(|_| self.err("not UTF-8 text"))?;
         match self.format {
             Format::Whole => {
@@ -247,8 +249,9 @@ impl FieldSink {
         }
     }
 
-    /// The file's new bytes with the field set to `value`.
-    fn with_value(&self, bytes: &[u8], value: &str) -> Result<Zeroizing<Vec<u8>>, Error> {
+    /// The file's new bytes with the field set to `value`. The editing half of the sink,
+    /// without the file (public for the fuzz targets).
+    pub fn with_value(&self, bytes: &[u8], value: &str) -> Result<Zeroizing<Vec<u8>>, Error> {
         let text = std::str::from_utf8(bytes).map_err(|_| self.err("not UTF-8 text"))?;
         if self.format == Format::Whole {
             let newline = &text[text.trim_end_matches(['\n', '\r']).len()..];
@@ -265,14 +268,17 @@ impl FieldSink {
                 .map(|t| Zeroizing::new(t.into_bytes()))
                 .map_err(|e| self.json_err(e));
         }
-        // Where the old value stands exactly once, replace just those bytes.
+        // Where the old value stands exactly once, replace just those bytes, if that is what
+        // changed the field: a value written with escapes (`"\x41B"` is `AB`) does not stand
+        // in the file as it reads, and the one `AB` may be in a comment or another field.
         if let Some(old) = self.value_in(bytes)?
             && !old.is_empty()
             && text.matches(old.as_str()).count() == 1
         {
-            return Ok(Zeroizing::new(
-                text.replacen(old.as_str(), value, 1).into_bytes(),
-            ));
+            let replaced = Zeroizing::new(text.replacen(old.as_str(), value, 1).into_bytes());
+            if self.value_in(&replaced).ok().flatten().as_deref() == Some(value) {
+                return Ok(replaced);
+            }
         }
         match self.format {
             Format::Toml => {
@@ -287,7 +293,7 @@ impl FieldSink {
                 Ok(Zeroizing::new(doc.to_string().into_bytes()))
             }
             Format::Yaml => Err(self.err(format!(
-                "field `{}` is not in the file (or its value stands more than once); add it by hand: tsrotate does not restructure YAML",
+                "field `{}` is not in the file as plain text (absent, written with escapes, or its value stands more than once); add it by hand: tsrotate does not restructure YAML",
                 self.field
             ))),
             Format::Dotenv | Format::Whole | Format::Json => unreachable!("handled above"),
@@ -574,6 +580,27 @@ mod tests {
         assert_eq!(
             roundtrip(Format::Toml, "ts.authkey", &toml).1,
             toml.replace(OLD, NEW)
+        );
+    }
+
+    /// Found while writing the `editor` fuzz target (whose read-back invariant catches it): a
+    /// value written with escapes does not stand in the file as it reads, and the one place
+    /// its text did stand (a comment) was rewritten instead, with success reported and the
+    /// field unchanged.
+    #[test]
+    fn an_escaped_value_is_never_replaced_somewhere_else() {
+        let yaml = FieldSink::new(Format::Yaml, Path::new("f"), "k").unwrap();
+        let text = b"k: \"\\x41B\"\n# AB\n";
+        assert_eq!(yaml.value_in(text).unwrap().as_deref(), Some("AB"));
+        let refused = yaml.with_value(text, NEW).map(|_| ()).unwrap_err();
+        assert!(refused.to_string().contains("add it by hand"), "{refused}");
+        let toml = FieldSink::new(Format::Toml, Path::new("f"), "k").unwrap();
+        let text = b"k = \"\\u0041B\"\n# AB\n";
+        let edited = toml.with_value(text, NEW).unwrap();
+        assert_eq!(toml.value_in(&edited).unwrap().as_deref(), Some(NEW));
+        assert!(
+            std::str::from_utf8(&edited).unwrap().contains("# AB\n"),
+            "the comment is kept"
         );
     }
 
