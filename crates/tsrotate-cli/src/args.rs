@@ -51,6 +51,17 @@ pub(crate) enum Format {
     Sarif,
 }
 
+// Without the `emulator` feature, `demo` and `emulator` stay as hidden commands that take any
+// arguments and say they were not built in (exit 2), rather than "unrecognized subcommand".
+#[cfg(feature = "emulator")]
+type DemoArgs = crate::cmd_demo::Args;
+#[cfg(feature = "emulator")]
+type EmulatorArgs = crate::cmd_emulator::Args;
+#[cfg(not(feature = "emulator"))]
+type DemoArgs = crate::not_built::Args;
+#[cfg(not(feature = "emulator"))]
+type EmulatorArgs = crate::not_built::Args;
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Check the tailnet's credential hygiene; exit 1 on findings at or above --fail-on.
@@ -58,7 +69,8 @@ pub(crate) enum Command {
     /// Validate the configuration file and read its places (`check`), or show the settings.
     Config(crate::cmd_config::Args),
     /// Run the whole leak response against the built-in emulator: see what tsrotate does.
-    Demo(crate::cmd_demo::Args),
+    #[cfg_attr(not(feature = "emulator"), command(hide = true))]
+    Demo(DemoArgs),
     /// Which credential this is and what the API says of it. Never prints the secret.
     Inspect(crate::cmd_inspect::Args),
     /// The tailnet's keys: kind, owner, tags, expiry, and whether tsrotate minted them.
@@ -92,5 +104,6 @@ pub(crate) enum Command {
     /// Find Tailscale credentials in files and git history.
     Scan(crate::cmd_scan::Args),
     /// Serve the built-in Tailscale API emulator (for tests, demos and trying tsrotate out).
-    Emulator(crate::cmd_emulator::Args),
+    #[cfg_attr(not(feature = "emulator"), command(hide = true))]
+    Emulator(EmulatorArgs),
 }

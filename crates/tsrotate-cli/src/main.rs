@@ -12,7 +12,9 @@ mod cmd_abandon;
 mod cmd_audit;
 mod cmd_config;
 mod cmd_contain;
+#[cfg(feature = "emulator")]
 mod cmd_demo;
+#[cfg(feature = "emulator")]
 mod cmd_emulator;
 mod cmd_inspect;
 mod cmd_keys;
@@ -28,6 +30,8 @@ mod context;
 mod due;
 mod exit;
 mod logging;
+#[cfg(not(feature = "emulator"))]
+mod not_built;
 mod rotation;
 mod settings;
 mod table;
@@ -52,9 +56,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Scan(args) => cmd_scan::run(&global, &args),
         Command::Audit(args) => runtime()?.block_on(cmd_audit::run(&global, &args)),
         Command::Keys(args) => runtime()?.block_on(cmd_keys::run(&global, &args)),
+        #[cfg(feature = "emulator")]
         Command::Emulator(args) => runtime()?.block_on(cmd_emulator::run(&global, &args)),
+        #[cfg(not(feature = "emulator"))]
+        Command::Emulator(_) => not_built::run("emulator"),
         Command::Config(args) => runtime()?.block_on(cmd_config::run(&global, &args)),
+        #[cfg(feature = "emulator")]
         Command::Demo(args) => runtime()?.block_on(cmd_demo::run(&global, &args)),
+        #[cfg(not(feature = "emulator"))]
+        Command::Demo(_) => not_built::run("demo"),
         Command::MigrateToOauth(args) => runtime()?.block_on(cmd_migrate::run(&global, &args)),
         Command::MigrateToFederated(args) => {
             runtime()?.block_on(cmd_migrate_federated::run(&global, &args))
