@@ -443,3 +443,41 @@ fn audit_reports_broad_subjects_shared_audiences_and_secrets_that_could_federate
         human.stdout
     );
 }
+
+/// Red-team finding: the identity token in `TAILSCALE_IDENTITY_TOKEN_FILE` was not among the
+/// secrets redacted from a child's output, and a verify command that showed the file (folded,
+/// as logs wrap lines) put the live token on stderr.
+#[test]
+fn the_identity_token_file_is_redacted_from_a_childs_output() {
+    let mut env = TestEnv::new();
+    let issuer = TestIssuer::start();
+    let subject = "system:serviceaccount:ops:tsrotate";
+    let (identity_id, audience) = identity(&env, &issuer, subject);
+    let token = issuer.token(subject, &audience, 600);
+    env.canary(&token);
+    let token_file = env.write_aside("identity-token", format!("{token}\n"));
+    let (old_id, old) = env.mint_default();
+    plant(&env, &old);
+    let script = format!("fold -w 70 {} >&2; exit 1", token_file.display());
+    let run = env
+        .run(
+            cmd_federated(&env, &identity_id)
+                .env("TAILSCALE_IDENTITY_TOKEN_FILE", &token_file)
+                .args(["rotate", &old_id, "--yes", "--verify-cmd", &script, "--in"])
+                .arg(env.work.path()),
+        )
+        .expect(1);
+    let joined: String = run.stderr.split_whitespace().collect();
+    let signature = token.rsplit('.').next().unwrap();
+    for n in 0..=signature.len() - 16 {
+        assert!(
+            !joined.contains(&signature[n..n + 16]),
+            "a piece of the identity token is shown:\n{}",
+            run.stderr
+        );
+    }
+    env.assert_clean(&run.stdout);
+    env.assert_clean(&run.stderr);
+    assert_eq!(env.key(&old_id)["invalid"], false, "the old key stays live");
+    env.assert_state_clean();
+}

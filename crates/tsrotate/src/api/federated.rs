@@ -79,6 +79,22 @@ impl IdentityToken {
         }
     }
 
+    /// The token its file holds now, for redaction only (best effort: an unreadable or
+    /// oversized file gives nothing). A child can read the same file, so while a rotation
+    /// runs the token is a secret in play like the others (red-team finding).
+    pub(super) fn read_now(&self) -> Option<Secret> {
+        use std::io::Read as _;
+        let Self::File(path) = self else { return None };
+        let mut text = zeroize::Zeroizing::new(String::new());
+        std::fs::File::open(path)
+            .ok()?
+            .take(MAX_TOKEN_BYTES as u64 + 1)
+            .read_to_string(&mut text)
+            .ok()?;
+        let token = text.trim();
+        (!token.is_empty() && text.len() <= MAX_TOKEN_BYTES).then(|| Secret::new(token.to_owned()))
+    }
+
     /// Refuse what cannot work before anything is sent.
     pub(super) fn check(&self) -> Result<(), Error> {
         match self {

@@ -100,6 +100,16 @@ impl Auth {
         }
     }
 
+    /// Secrets of this credential that live outside it and are read when needed: the
+    /// identity token in `TAILSCALE_IDENTITY_TOKEN_FILE`, as the file holds it now.
+    #[must_use]
+    pub fn secrets_read_now(&self) -> Vec<Secret> {
+        match self {
+            Self::Federated { identity, .. } => identity.read_now().into_iter().collect(),
+            Self::ApiAccessToken(_) | Self::OAuthClient { .. } => Vec::new(),
+        }
+    }
+
     /// Whether access tokens are minted from this credential (and so cached and renewed).
     fn mints_tokens(&self) -> bool {
         match self {

@@ -378,7 +378,8 @@ impl ApiWorld {
         program: crate::child::Program<'_>,
         value: &Secret,
     ) -> Result<(), StepError> {
-        let others = self.credentials.secrets();
+        let mut others = self.credentials.secrets();
+        others.extend(self.client.auth().secrets_read_now());
         let redactor =
             crate::child::Redactor::new(self.secrets_in_play(value).into_iter().chain(&others));
         // Boxed: a child's future is large, and every step that may run one awaits it.
