@@ -282,6 +282,17 @@ fn read_with_tail<E: Entry>(path: &Path) -> Result<(Vec<Record<E>>, Tail), Error
         path: path.to_owned(),
         source,
     })?;
+    parse_with_tail(&bytes, path)
+}
+
+/// Every record of a journal's bytes; `path` names it in errors. What [`read_as`] does after
+/// reading the file (public for the fuzz target: the journal is read from a state directory,
+/// so its bytes are input).
+pub fn parse<E: Entry>(bytes: &[u8], path: &Path) -> Result<Vec<Record<E>>, Error> {
+    parse_with_tail(bytes, path).map(|(records, _)| records)
+}
+
+fn parse_with_tail<E: Entry>(bytes: &[u8], path: &Path) -> Result<(Vec<Record<E>>, Tail), Error> {
     let ends_whole = bytes.last().is_none_or(|&b| b == b'\n');
     let mut lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
     if ends_whole {
