@@ -89,7 +89,7 @@ async fn check(global: &GlobalArgs) -> anyhow::Result<ExitStatus> {
                     kind: tsrotate::sink::ErrorKind::WriteOnly,
                     ..
                 }) => ("write-only", None),
-                Err(e) => ("error", Some(e.to_string())),
+                Err(e) => ("error", Some(with_hint(e))),
             };
             // A place that cannot be written stops every rotation of it before a key is
             // minted: say so here first.
@@ -250,4 +250,12 @@ fn show(global: &GlobalArgs) -> anyhow::Result<ExitStatus> {
         println!();
     }
     Ok(ExitStatus::Success)
+}
+
+/// A place's error with its advice, on the one line a check shows.
+fn with_hint(error: &tsrotate::sink::Error) -> String {
+    match &error.hint {
+        Some(hint) => format!("{error} (hint: {hint})"),
+        None => error.to_string(),
+    }
 }

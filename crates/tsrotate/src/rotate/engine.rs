@@ -98,7 +98,11 @@ impl StepError {
     /// A failure of a place.
     #[must_use]
     pub fn sink(error: sink::Error) -> Self {
-        Self::from(Cause::Sink(error))
+        let hint = error.hint.clone();
+        Self {
+            hint,
+            ..Self::from(Cause::Sink(error))
+        }
     }
 
     /// A verification or `after` command that failed.

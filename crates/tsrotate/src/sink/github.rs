@@ -301,10 +301,8 @@ impl ActionsSecretSink {
         check_secret_name(secret_name).map_err(config)?;
         let base = parse_endpoint(api_url, "the GitHub API URL").map_err(config)?;
         if token.expose_secret().trim().is_empty() {
-            return Err(config(
-                "no GitHub token\nhint: set GITHUB_TOKEN to a token that may write Actions secrets"
-                    .to_owned(),
-            ));
+            return Err(config("no GitHub token".to_owned())
+                .with_hint("set GITHUB_TOKEN to a token that may write Actions secrets"));
         }
         let http = http_client().map_err(config)?;
         Ok(Self {
@@ -548,12 +546,15 @@ impl ActionsSecretSink {
             );
         }
         if status.is_redirection() {
-            return self.error(ErrorKind::Other,
-                format!(
-                    "GitHub answered a redirect ({}); not followed while carrying the token\nhint: check the API URL",
-                    status.as_u16()
-                ),
-            );
+            return self
+                .error(
+                    ErrorKind::Other,
+                    format!(
+                        "GitHub answered a redirect ({}); not followed while carrying the token",
+                        status.as_u16()
+                    ),
+                )
+                .with_hint("check the API URL");
         }
         let message = self.message(response, value).await;
         let code = status.as_u16();

@@ -215,10 +215,9 @@ impl Cluster {
                 .clone()
                 .filter(|c| !c.is_empty())
                 .ok_or_else(|| {
-                    loader.fail(
-                        "no `current-context` is set\nhint: name a context in the sink's configuration"
-                            .to_owned(),
-                    )
+                    loader
+                        .fail("no `current-context` is set".to_owned())
+                        .with_hint("name a context in the sink's configuration")
                 })?,
         };
         let ctx = config
@@ -271,9 +270,8 @@ impl Cluster {
     fn in_cluster_at(dir: &Path, host: &str, port: &str) -> Result<Cluster, Error> {
         let fail = |message: String| Error::config("kubernetes in-cluster configuration", message);
         if host.is_empty() || port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(fail(format!(
-                "invalid service address `{host}:{port}`\nhint: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are set in pods"
-            )));
+            return Err(fail(format!("invalid service address `{host}:{port}`"))
+                .with_hint("KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are set in pods"));
         }
         let host = if host.contains(':') && !host.starts_with('[') {
             format!("[{host}]")
@@ -432,8 +430,9 @@ impl Loader {
         let u = &named.user;
         let unsupported = |what: &str, hint: &str| {
             self.fail(format!(
-                "user `{name}` authenticates with {what}, which tsrotate does not support\nhint: {hint}"
+                "user `{name}` authenticates with {what}, which tsrotate does not support"
             ))
+            .with_hint(hint)
         };
         let token_hint = "use a context whose user has a `token`, a `tokenFile` or client certificates (for example a service account token from `kubectl create token`)";
         if u.exec.is_some() {

@@ -89,8 +89,10 @@ pub struct Error {
     pub sink: String,
     /// What kind of failure.
     pub kind: ErrorKind,
-    /// What happened and, where there is one, what to do.
+    /// What happened.
     pub message: String,
+    /// What a person can do about it, shown on its own line (never inside `message`).
+    pub hint: Option<String>,
 }
 
 /// What kind of failure a sink met. Only [`ErrorKind::is_retryable`] kinds are worth trying
@@ -139,7 +141,15 @@ impl Error {
             sink: sink.into(),
             kind,
             message: message.into(),
+            hint: None,
         }
+    }
+
+    /// With advice for people, shown on its own line.
+    #[must_use]
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
     }
 
     /// The place changed since it was read; the write was refused.
@@ -635,4 +645,24 @@ fn aws_credentials(
 fn read_token_file(spec: &SinkSpec, path: &std::path::Path) -> Result<Secret, Error> {
     crate::key::read_secret_file(path, "token")
         .map_err(|e| Error::config(describe(spec), e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 12: a hint is a field, shown on its own line, never text inside the message;
+    /// it reaches the engine's step error, which decides what the report advises.
+    #[test]
+    fn a_hint_is_a_field_that_the_step_error_keeps() {
+        let error = Error::config("Vault secret kv/app", "not found (404)")
+            .with_hint("is the mount a KV version 2 secrets engine?");
+        assert_eq!(error.to_string(), "Vault secret kv/app: not found (404)");
+        let step = crate::rotate::StepError::sink(error);
+        assert_eq!(
+            step.hint.as_deref(),
+            Some("is the mount a KV version 2 secrets engine?")
+        );
+        assert!(!step.to_string().contains("hint"), "{step}");
+    }
 }

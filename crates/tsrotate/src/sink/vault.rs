@@ -202,11 +202,8 @@ impl VaultKvSink {
                 if message.is_empty() {
                     Ok(None)
                 } else {
-                    Err(Error::config(
-                        &self.name,
-                        format!(
-                            "{message}\nhint: is the mount a KV version 2 secrets engine, and does the token's policy allow reading it?"
-                        ),
+                    Err(Error::config(&self.name, message).with_hint(
+                        "is the mount a KV version 2 secrets engine, and does the token's policy allow reading it?",
                     ))
                 }
             }
@@ -262,8 +259,9 @@ impl VaultKvSink {
             // Only KV version 1 answers a write with no body.
             return Err(Error::config(
                 &self.name,
-                "the server stored the write as a KV version 1 secret; the mount is not KV version 2\nhint: delete the secret it created at `<mount>/data/<path>`, and point the sink at a KV version 2 mount",
-            ));
+                "the server stored the write as a KV version 1 secret; the mount is not KV version 2",
+            )
+            .with_hint("delete the secret it created at `<mount>/data/<path>`, and point the sink at a KV version 2 mount"));
         }
         if status.is_success() {
             let written: KvWritten = serde_json::from_slice(&bytes).map_err(|e| self.decode(&e))?;
@@ -353,13 +351,12 @@ impl VaultKvSink {
             300..=399 => Error::config(
                 sink,
                 format!(
-                    "{shown}: the server redirected; redirects are not followed so that the token goes nowhere else\nhint: use the active node's address, or a load balancer that forwards"
+                    "{shown}: the server redirected; redirects are not followed so that the token goes nowhere else"
                 ),
-            ),
-            404 | 405 => Error::config(
-                sink,
-                format!("{shown}\nhint: is the mount a KV version 2 secrets engine?"),
-            ),
+            )
+            .with_hint("use the active node's address, or a load balancer that forwards"),
+            404 | 405 => Error::config(sink, shown)
+                .with_hint("is the mount a KV version 2 secrets engine?"),
             _ => Error::other(sink, shown),
         }
     }

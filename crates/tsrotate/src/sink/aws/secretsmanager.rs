@@ -130,8 +130,9 @@ impl SecretsManagerSink {
             // serde's message could quote the secret: say only what is wrong.
             _ => Err(Error::config(
                 &self.name,
-                "the secret is not a JSON object, so it has no fields\nhint: leave out `json_field` to replace the whole secret",
-            )),
+                "the secret is not a JSON object, so it has no fields",
+            )
+            .with_hint("leave out `json_field` to replace the whole secret")),
         }
     }
 
@@ -202,8 +203,9 @@ impl SecretsManagerSink {
             if self.secret_id.starts_with("arn:") {
                 return Err(Error::config(
                     &self.name,
-                    "the secret does not exist, and a secret cannot be created from an ARN\nhint: name the secret by its name to have it created",
-                ));
+                    "the secret does not exist, and a secret cannot be created from an ARN",
+                )
+                .with_hint("name the secret by its name to have it created"));
             }
             let body = json!({
                 "Name": self.secret_id,
