@@ -530,8 +530,8 @@ mod tests {
     use super::*;
     use crate::sink::ErrorKind;
 
-    /// Found by the `editor` fuzz target in CI: toml_edit 0.23 panicked ("all items have
-    /// spans") on this file, so a crafted TOML place could crash a rotation. toml_edit 0.25
+    /// Found by the `editor` fuzz target in CI: `toml_edit` 0.23 panicked ("all items have
+    /// spans") on this file, so a crafted TOML place could crash a rotation. `toml_edit` 0.25
     /// answers an error; this keeps it so.
     #[test]
     fn a_toml_file_that_crashed_the_parser_is_an_error_not_a_panic() {
