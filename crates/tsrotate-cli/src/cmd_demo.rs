@@ -128,9 +128,9 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
             json_into: None,
         },
         // No place credentials of the person's; children get the usual cleaned environment.
-        tsrotate::sink::Credentials {
+        tsrotate::sink::Logins {
             child_env: crate::settings::child_env(),
-            ..tsrotate::sink::Credentials::default()
+            ..tsrotate::sink::Logins::default()
         },
     )
     .await?;

@@ -178,7 +178,7 @@ async fn resume_one(
     }
     let mut world = ApiWorld::new(client, Vec::new())
         .with_configured(
-            crate::settings::sink_credentials(),
+            crate::settings::sink_logins(),
             std::collections::HashMap::new(),
         )
         .with_verify_cmd(authority.verify_cmd.map(str::to_owned))

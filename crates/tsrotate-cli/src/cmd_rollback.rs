@@ -58,7 +58,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
     };
     let client = settings.require_client()?;
     let mut world = ApiWorld::new(client, Vec::new()).with_configured(
-        crate::settings::sink_credentials(),
+        crate::settings::sink_logins(),
         std::collections::HashMap::new(),
     );
     // Ask the API before asking for the old key: a key that is not confirmed live is never
@@ -112,7 +112,7 @@ async fn old_value(state: &State, args: &Args) -> anyhow::Result<Secret> {
     let id = state.old_key_id();
     let expected = state.started.old.fingerprint;
     let matches = |s: &Secret| expected.is_none_or(|f| s.fingerprint() == f);
-    let credentials = settings::sink_credentials();
+    let credentials = settings::sink_logins();
     for sink in &state.sinks {
         let found = match sink {
             SinkPlan::File { path, .. } => world::read_value(path, id),

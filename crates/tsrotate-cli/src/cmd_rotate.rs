@@ -150,7 +150,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
         tracing::warn!("the places ./tsrotate.toml names are not updated: {hint}");
     }
     let managed_kind = match (&args.credential, config.as_ref()) {
-        (Some(name), Some(config)) => config.credential(name).map(|c| KeyKind::from(c.kind)),
+        (Some(name), Some(config)) => config.credential(name).map(|c| c.kind.clone()),
         _ => None,
     };
     let kind = managed_kind.clone().or_else(|| {
@@ -159,7 +159,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
     });
     let client =
         ApiSettings::resolve(scopes_for(kind.as_ref()), config.as_ref())?.require_client()?;
-    let credentials = settings::sink_credentials();
+    let credentials = settings::sink_logins();
     let mut overrides = Overrides {
         reusable: args.reusable,
         ephemeral: args.ephemeral,
@@ -273,7 +273,7 @@ async fn current_key(
 async fn places_holding(
     config: &tsrotate::config::Config,
     key_id: &tsrotate::key::KeyId,
-    credentials: &tsrotate::sink::Credentials,
+    credentials: &tsrotate::sink::Logins,
 ) -> Vec<places::Reading> {
     let mut holding = Vec::new();
     for credential in &config.credentials {
@@ -366,7 +366,7 @@ async fn from_scan(
     // Like `rotate KEY`: the places a named or the user's configuration lists are updated too.
     let config = settings::load_config(global, Need::Optional)?;
     let client = ApiSettings::resolve(&[], config.as_ref())?.require_client()?;
-    let credentials = settings::sink_credentials();
+    let credentials = settings::sink_logins();
     let mut status = ExitStatus::Success;
     let mut summary = FromScan::default();
     for (key_id, paths, scanned_status, in_history) in keys {
@@ -506,7 +506,7 @@ pub(crate) async fn rotate(
     client: &api::Client,
     request: Request,
     mut options: Options<'_>,
-    credentials: tsrotate::sink::Credentials,
+    credentials: tsrotate::sink::Logins,
 ) -> anyhow::Result<ExitStatus> {
     for root in &request.roots {
         if std::fs::symlink_metadata(root).is_err() {
@@ -586,8 +586,8 @@ pub(crate) async fn rotate(
 
 /// What a new rotation's world needs besides the plan.
 pub(crate) struct Started {
-    /// Credentials (and the children's environment) for configured places.
-    pub(crate) credentials: tsrotate::sink::Credentials,
+    /// Logins to the services of configured places (and the children's environment).
+    pub(crate) credentials: tsrotate::sink::Logins,
     /// API access tokens: the replacement a person made.
     pub(crate) new_token: Option<tsrotate::key::Secret>,
     /// `--verify-cmd`: the journal keeps only its digest.

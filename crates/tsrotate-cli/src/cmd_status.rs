@@ -44,7 +44,7 @@ pub(crate) async fn run(global: &GlobalArgs, _args: &Args) -> anyhow::Result<Exi
     )?
     .require_client()?;
     let journals = context::trusted_state_dir(global)?.journals();
-    let credentials = settings::sink_credentials();
+    let credentials = settings::sink_logins();
     let rows = observe_all(
         &client,
         &config,
@@ -64,7 +64,7 @@ pub(crate) async fn run(global: &GlobalArgs, _args: &Args) -> anyhow::Result<Exi
                 };
                 vec![
                     r.name.clone(),
-                    tsrotate::key::KeyKind::from(r.kind).slug().to_owned(),
+                    r.kind.slug().to_owned(),
                     r.key_id
                         .as_ref()
                         .map_or("?".to_owned(), ToString::to_string),

@@ -53,7 +53,7 @@ pub(crate) async fn rotate_due(
     let client = ApiSettings::resolve(&[], Some(&config))?.require_client()?;
     let dir = context::trusted_state_dir(global)?;
     let journals = dir.journals();
-    let credentials = settings::sink_credentials();
+    let credentials = settings::sink_logins();
     let notify = match notify {
         Some(url) => Some(url),
         None => notify_url(&config)?,
@@ -133,7 +133,7 @@ async fn rotate_one(
     config: &Config,
     credential: &Credential,
     earlier: &Observed,
-    credentials: &tsrotate::sink::Credentials,
+    credentials: &tsrotate::sink::Logins,
     dir: &StateDir,
     journals: &journal::Index,
 ) -> DueResult {
@@ -197,7 +197,7 @@ async fn rotate_one(
 async fn fresh(
     client: &api::Client,
     credential: &Credential,
-    credentials: &tsrotate::sink::Credentials,
+    credentials: &tsrotate::sink::Logins,
     dir: &StateDir,
     observed: Observed,
     readings: Vec<Reading>,
@@ -222,7 +222,7 @@ async fn fresh(
         verify_cmd: None,
         user: context::os_user(),
         credential: Some(credential.name.clone()),
-        kind_hint: Some(credential.kind.into()),
+        kind_hint: Some(credential.kind.clone()),
         migrate_to: None,
         webhook_endpoint: credential.webhook_endpoint_id.clone(),
         looked_up: observed.looked_up,
@@ -245,7 +245,7 @@ async fn fresh(
 async fn resume(
     client: &api::Client,
     config: &Config,
-    credentials: &tsrotate::sink::Credentials,
+    credentials: &tsrotate::sink::Logins,
     dir: &StateDir,
     rotation_id: &str,
 ) -> anyhow::Result<Outcome> {

@@ -355,8 +355,8 @@ pub(crate) fn load_config(global: &GlobalArgs, need: Need) -> anyhow::Result<Opt
     }
 }
 
-/// Credentials for the services sinks write to, from their usual environment variables.
-pub(crate) fn sink_credentials() -> tsrotate::sink::Credentials {
+/// Logins to the services places live in, from their usual environment variables.
+pub(crate) fn sink_logins() -> tsrotate::sink::Logins {
     let kubeconfig = env::var(env::KUBECONFIG)
         .and_then(|v| v.split(':').find(|p| !p.is_empty()).map(PathBuf::from))
         .or_else(|| {
@@ -364,7 +364,7 @@ pub(crate) fn sink_credentials() -> tsrotate::sink::Credentials {
                 .map(|h| PathBuf::from(h).join(".kube/config"))
                 .filter(|p| p.exists())
         });
-    tsrotate::sink::Credentials {
+    tsrotate::sink::Logins {
         vault_addr: env::var(env::VAULT_ADDR),
         vault_token: env::var(env::VAULT_TOKEN).map(Secret::new),
         aws_access_key_id: env::var(env::AWS_ACCESS_KEY_ID),

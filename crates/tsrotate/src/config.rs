@@ -31,7 +31,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::key::redact_in;
+use crate::key::{KeyKind, redact_in};
 use crate::sink::SinkSpec;
 
 /// The shortest `rotate_before`: a day.
@@ -84,30 +84,28 @@ pub struct Notify {
     pub url_file: Option<std::path::PathBuf>,
 }
 
-/// What kind of credential is managed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Kind {
-    /// An auth key (`tskey-auth-`).
-    AuthKey,
-    /// An OAuth client (`tskey-client-`).
-    OauthClient,
-    /// A personal API access token (`tskey-api-`).
-    ApiToken,
-    /// A webhook secret (`tskey-webhook-`).
-    WebhookSecret,
-}
+/// The kinds of credential a `[[credential]]` can manage, by their names in the
+/// configuration ([`KeyKind::slug`]). SCIM keys are made in the admin console only.
+pub const MANAGED_KINDS: [KeyKind; 4] = [
+    KeyKind::AuthKey,
+    KeyKind::OAuthClientSecret,
+    KeyKind::ApiAccessToken,
+    KeyKind::Webhook,
+];
 
-impl From<Kind> for crate::key::KeyKind {
-    /// The credential kind a `[[credential]]` of this kind holds.
-    fn from(kind: Kind) -> Self {
-        match kind {
-            Kind::AuthKey => Self::AuthKey,
-            Kind::OauthClient => Self::OAuthClientSecret,
-            Kind::ApiToken => Self::ApiAccessToken,
-            Kind::WebhookSecret => Self::Webhook,
-        }
-    }
+/// Reads `kind = "…"`: one of [`MANAGED_KINDS`] by its slug.
+fn managed_kind<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<KeyKind, D::Error> {
+    let name = String::deserialize(deserializer)?;
+    MANAGED_KINDS
+        .into_iter()
+        .find(|k| k.slug() == name)
+        .ok_or_else(|| {
+            let expected: Vec<&str> = MANAGED_KINDS.iter().map(KeyKind::slug).collect();
+            serde::de::Error::custom(format!(
+                "unknown kind `{name}`: expected one of {}",
+                expected.join(", ")
+            ))
+        })
 }
 
 /// `[credential.template]`: the properties of new keys. Absent fields copy the current key.
@@ -153,8 +151,8 @@ pub struct Sink {
 pub struct Credential {
     /// A unique name.
     pub name: String,
-    /// What it is.
-    pub kind: Kind,
+    /// What it holds: one of [`MANAGED_KINDS`].
+    pub kind: KeyKind,
     /// Properties of new keys.
     pub template: TemplateConfig,
     /// Rotate this long before expiry, in seconds.
@@ -203,7 +201,8 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawCredential {
     name: String,
-    kind: Kind,
+    #[serde(deserialize_with = "managed_kind")]
+    kind: KeyKind,
     #[serde(default)]
     template: TemplateConfig,
     #[serde(default)]
@@ -292,13 +291,13 @@ impl Config {
             if rotate_before_seconds < MIN_ROTATE_BEFORE_SECONDS {
                 return Err(at("rotate_before must be at least a day (`1d`)".into()));
             }
-            check_template(c.kind, &c.template).map_err(&at)?;
-            if c.kind != Kind::WebhookSecret && c.webhook_endpoint_id.is_some() {
+            check_template(&c.kind, &c.template).map_err(&at)?;
+            if c.kind != KeyKind::Webhook && c.webhook_endpoint_id.is_some() {
                 return Err(at(
                     "webhook_endpoint_id applies to webhook secrets only".into()
                 ));
             }
-            if c.kind == Kind::WebhookSecret && c.webhook_endpoint_id.is_none() {
+            if c.kind == KeyKind::Webhook && c.webhook_endpoint_id.is_none() {
                 return Err(at(
                     "kind = \"webhook-secret\" needs webhook_endpoint_id".into()
                 ));
@@ -414,7 +413,7 @@ fn hide_values(message: &str) -> String {
 }
 
 /// A template's values, and that each field applies to the kind.
-fn check_template(kind: Kind, template: &TemplateConfig) -> Result<(), String> {
+fn check_template(kind: &KeyKind, template: &TemplateConfig) -> Result<(), String> {
     if let Some(e) = &template.expiry {
         let secs = parse_duration(e)?;
         if secs > 90 * 86_400 {
@@ -434,7 +433,7 @@ fn check_template(kind: Kind, template: &TemplateConfig) -> Result<(), String> {
 
 /// Why a template field given for `kind` would be accepted and ignored, if one is: every
 /// field must have an effect.
-fn template_fields_unused_by(kind: Kind, t: &TemplateConfig) -> Option<String> {
+fn template_fields_unused_by(kind: &KeyKind, t: &TemplateConfig) -> Option<String> {
     let TemplateConfig {
         reusable,
         ephemeral,
@@ -454,7 +453,7 @@ fn template_fields_unused_by(kind: Kind, t: &TemplateConfig) -> Option<String> {
         ("description", description.is_some()),
     ];
     let (applies, why): (&[&str], &str) = match kind {
-        Kind::AuthKey => (
+        KeyKind::AuthKey => (
             &[
                 "reusable",
                 "ephemeral",
@@ -465,15 +464,16 @@ fn template_fields_unused_by(kind: Kind, t: &TemplateConfig) -> Option<String> {
             ],
             "an auth key has no scopes",
         ),
-        Kind::OauthClient => (
+        KeyKind::OAuthClientSecret => (
             &["scopes", "tags", "description"],
             "an OAuth client has scopes, tags and a description only",
         ),
-        Kind::ApiToken => (
+        KeyKind::ApiAccessToken => (
             &[],
             "a person makes the new API access token in the admin console",
         ),
-        Kind::WebhookSecret => (&[], "the webhook's rotate endpoint makes the new secret"),
+        KeyKind::Webhook => (&[], "the webhook's rotate endpoint makes the new secret"),
+        KeyKind::Scim | KeyKind::Other(_) => (&[], "tsrotate does not manage this kind"),
     };
     given
         .iter()
@@ -646,7 +646,7 @@ run = ["systemctl", "restart", "tailscaled"]
     fn the_documented_example_parses() {
         let config = parse(FULL).unwrap();
         let c = config.credential("ci-runners").unwrap();
-        assert_eq!(c.kind, Kind::AuthKey);
+        assert_eq!(c.kind, KeyKind::AuthKey);
         assert_eq!(c.rotate_before_seconds, 10 * 86_400);
         assert_eq!(c.sinks.len(), 8);
         assert_eq!(c.sinks[1].after, vec!["systemctl", "reload", "app"]);

@@ -765,10 +765,10 @@ pub fn could_federate(config: &crate::config::Config) -> Vec<PlaceFinding> {
     let mut findings = Vec::new();
     for credential in &config.credentials {
         let what = match credential.kind {
-            crate::config::Kind::AuthKey => "an auth key",
-            crate::config::Kind::OauthClient => "an OAuth client secret",
-            crate::config::Kind::ApiToken => "an API access token",
-            crate::config::Kind::WebhookSecret => continue,
+            crate::key::KeyKind::AuthKey => "an auth key",
+            crate::key::KeyKind::OAuthClientSecret => "an OAuth client secret",
+            crate::key::KeyKind::ApiAccessToken => "an API access token",
+            _ => continue,
         };
         for sink in &credential.sinks {
             let crate::sink::SinkSpec::GithubActions {

@@ -89,6 +89,13 @@ impl KeyKind {
     }
 }
 
+impl serde::Serialize for KeyKind {
+    /// By [`KeyKind::slug`], the name JSON output and the configuration use.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.slug())
+    }
+}
+
 impl fmt::Display for KeyKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -18,15 +18,15 @@
 //! - A **credential** is the secret string of a key, `tskey-<type>-<key ID>-<secret>`:
 //!   [`key::Credential`] is one parsed, [`key::Secret`] holds its value so it cannot print,
 //!   and [`key::KeyKind`] is its kind, read from its prefix. In the configuration a
-//!   `[[credential]]` ([`config::Credential`], kind [`config::Kind`]) is one credential that
-//!   tsrotate manages: which key it is now, where it lives, how to replace it; the kinds map
-//!   one to one onto [`key::KeyKind`] (`From`).
+//!   `[[credential]]` ([`config::Credential`]) is one credential that tsrotate manages: which
+//!   key it is now, where it lives, how to replace it; its `kind` is a [`key::KeyKind`] too,
+//!   named by [`key::KeyKind::slug`] (one of [`config::MANAGED_KINDS`]).
 //! - A **place** is where a credential is kept for whoever uses it: a file, a field of a
 //!   dotenv/JSON/YAML/TOML file, a Vault secret, an AWS secret or parameter, a Kubernetes
 //!   Secret, a GitHub Actions secret, a command. [`sink`] is the code that reads and writes
 //!   places (a [`sink::Sink`] is one place); the word "sink" stays inside the code, people
-//!   read "place". [`sink::Credentials`] are not credentials in the sense above but tsrotate's
-//!   own logins to the services that hold places (Vault token, AWS keys, GitHub token).
+//!   read "place". [`sink::Logins`] are tsrotate's own logins to the services that hold
+//!   places (Vault token, AWS keys, GitHub token): never called credentials.
 //! - **Rotation** replaces the credential every place holds with a new one and revokes the
 //!   old key ([`rotate`]); each step is recorded first in the rotation's [`journal`].
 //! - The **audit log** ([`audit`]) is tsrotate's own record of what it did, one line per

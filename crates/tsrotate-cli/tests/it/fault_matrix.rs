@@ -135,9 +135,9 @@ fn github_write(fake: &GithubFake, value: &str) {
         secret: "TS_AUTHKEY".into(),
         api_url: Some(fake.url().to_owned()),
     };
-    let credentials = tsrotate::sink::Credentials {
+    let credentials = tsrotate::sink::Logins {
         github_token: Some(tsrotate::key::Secret::new(github_fake::TOKEN.to_owned())),
-        ..tsrotate::sink::Credentials::default()
+        ..tsrotate::sink::Logins::default()
     };
     let place = tsrotate::sink::build(&spec, &credentials).unwrap();
     tokio::runtime::Builder::new_current_thread()

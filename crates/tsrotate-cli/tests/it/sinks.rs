@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use assert_cmd::Command;
 use tsrotate::key::{Credential, Secret};
-use tsrotate::sink::{self, Credentials, Expect, SinkSpec};
+use tsrotate::sink::{self, Expect, Logins, SinkSpec};
 use tsrotate_test_support::github_fake::{self, GithubFake, Scope};
 use tsrotate_test_support::services::{self, Service};
 
@@ -36,14 +36,14 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 }
 
 impl Places {
-    fn credentials(&self) -> Credentials {
-        Credentials {
+    fn credentials(&self) -> Logins {
+        Logins {
             vault_token: Some(Secret::new(self.bao.root_token().to_owned())),
             aws_access_key_id: Some(AWS_KEY_ID.to_owned()),
             aws_secret_access_key: Some(Secret::new(AWS_SECRET.to_owned())),
             aws_region: Some("us-east-1".to_owned()),
             github_token: Some(Secret::new(github_fake::TOKEN.to_owned())),
-            ..Credentials::default()
+            ..Logins::default()
         }
     }
 

@@ -4,7 +4,7 @@ use futures_util::StreamExt as _;
 
 use crate::config;
 use crate::key::{Credential, KeyId};
-use crate::sink::{self, Credentials, SinkSpec, Snapshot};
+use crate::sink::{self, Logins, SinkSpec, Snapshot};
 
 /// What one configured place held when it was read.
 #[derive(Debug)]
@@ -63,7 +63,7 @@ impl Reading {
 const READ_CONCURRENCY: usize = 8;
 
 /// Read every place of `credential` concurrently.
-pub async fn read(credential: &config::Credential, credentials: &Credentials) -> Vec<Reading> {
+pub async fn read(credential: &config::Credential, credentials: &Logins) -> Vec<Reading> {
     futures_util::stream::iter(credential.sinks.iter().cloned())
         .map(|place| async move {
             let snapshot = match sink::build(&place.spec, credentials) {

@@ -10,7 +10,7 @@ use crate::api::{self, CreateAuthKey, DeviceCreateCapabilities};
 use crate::journal::{SinkPlan, Template};
 use crate::key::{Fingerprint, KeyId, Secret};
 use crate::sink::file::{self, FileMatch};
-use crate::sink::{self as sinks, Credentials, Expect, Sink, SinkSpec};
+use crate::sink::{self as sinks, Expect, Logins, Sink, SinkSpec};
 
 use super::engine::{Liveness, MintedKey, Revocation, StepError, World};
 use super::state::VerifyCommand;
@@ -32,8 +32,8 @@ pub struct ApiWorld {
     /// The canonical path the plan resolved for each configured place in a file, by sink
     /// index: written without following any link.
     planned_paths: HashMap<usize, PathBuf>,
-    /// Credentials for the services configured places live in.
-    credentials: Credentials,
+    /// Logins to the services configured places live in.
+    credentials: Logins,
     /// Configured places, built on first use.
     built: Mutex<HashMap<usize, Arc<dyn Sink>>>,
     /// An API access token a person made to replace the old one.
@@ -58,7 +58,7 @@ impl ApiWorld {
             planned: Mutex::new(planned.into_iter().map(|m| (m.path.clone(), m)).collect()),
             planned_versions: Mutex::new(HashMap::new()),
             planned_paths: HashMap::new(),
-            credentials: Credentials::default(),
+            credentials: Logins::default(),
             built: Mutex::new(HashMap::new()),
             new_token: None,
             old_key_id: None,
@@ -121,7 +121,7 @@ impl ApiWorld {
     #[must_use]
     pub fn with_configured(
         mut self,
-        credentials: Credentials,
+        credentials: Logins,
         planned_versions: HashMap<usize, Expect>,
     ) -> Self {
         self.credentials = credentials;

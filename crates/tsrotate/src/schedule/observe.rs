@@ -8,9 +8,9 @@ use time::OffsetDateTime;
 
 use super::{Due, Observation};
 use crate::api;
-use crate::config::{Config, Credential, Kind as ConfigKind};
+use crate::config::{Config, Credential};
 use crate::journal;
-use crate::key::KeyId;
+use crate::key::{KeyId, KeyKind};
 use crate::rotate::places::{self, Reading};
 use crate::rotate::plan::{self, KeyStatus};
 use crate::rotate::{End, State};
@@ -28,7 +28,7 @@ pub struct LastRotation {
 #[derive(Debug, Serialize)]
 pub struct Observed {
     pub name: String,
-    pub kind: ConfigKind,
+    pub kind: KeyKind,
     pub key_id: Option<KeyId>,
     pub key_status: Option<KeyStatus>,
     #[serde(with = "time::serde::rfc3339::option")]
@@ -86,7 +86,7 @@ fn rotations_of(journals: &journal::Index, name: &str) -> Vec<(String, State, Of
 pub async fn observe(
     client: &api::Client,
     credential: &Credential,
-    credentials: &crate::sink::Credentials,
+    credentials: &crate::sink::Logins,
     journals: &journal::Index,
     earlier: Option<&Observed>,
 ) -> (Observed, Vec<Reading>) {
@@ -153,7 +153,7 @@ pub async fn observe(
     let due = super::due(&observation, credential.rotate_before_seconds, now);
     let observed = Observed {
         name: credential.name.clone(),
-        kind: credential.kind,
+        kind: credential.kind.clone(),
         days_left: expires.map(|e| (e - now).whole_days()),
         key_id,
         key_status,
@@ -192,7 +192,7 @@ async fn find_key(
             None => (status, meta),
         });
         Ok((earlier.key_id.clone(), looked_up))
-    } else if credential.kind == ConfigKind::WebhookSecret {
+    } else if credential.kind == KeyKind::Webhook {
         // The keys API does not know webhook secrets, and they do not expire: such a
         // credential is due only when its places disagree or a rotation is unfinished.
         let key_id = held
@@ -313,7 +313,7 @@ fn outcome_word(state: &State) -> &'static str {
 pub async fn observe_all(
     client: &api::Client,
     config: &Config,
-    credentials: &crate::sink::Credentials,
+    credentials: &crate::sink::Logins,
     journals: &journal::Index,
     concurrency: usize,
 ) -> Vec<Observed> {
@@ -427,7 +427,7 @@ mod tests {
         .base_url(emu.url())
         .build()
         .unwrap();
-        let creds = crate::sink::Credentials::default();
+        let creds = crate::sink::Logins::default();
         let state_dir = dir.path().join("state");
         let journals = journal::Index::new(&state_dir);
         let _ = emulator::advance_clock(emu.url(), 80 * 86_400);

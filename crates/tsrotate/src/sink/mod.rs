@@ -365,11 +365,11 @@ impl SinkSpec {
     }
 }
 
-/// Credentials and endpoints for the services sinks write to, resolved by the caller (the
-/// CLI reads `VAULT_ADDR`, `VAULT_TOKEN`, `AWS_*`, `GITHUB_TOKEN`, `KUBECONFIG`); the library
-/// never reads the environment.
+/// tsrotate's own logins to the services places live in (and their endpoints), resolved by
+/// the caller (the CLI reads `VAULT_ADDR`, `VAULT_TOKEN`, `AWS_*`, `GITHUB_TOKEN`,
+/// `KUBECONFIG`); the library never reads the environment.
 #[derive(Clone, Default)]
-pub struct Credentials {
+pub struct Logins {
     /// `VAULT_ADDR`.
     pub vault_addr: Option<String>,
     /// `VAULT_TOKEN`.
@@ -395,7 +395,7 @@ pub struct Credentials {
     pub child_env: crate::child::Environment,
 }
 
-impl Credentials {
+impl Logins {
     /// The secrets held here: redacted from children's output with the new key.
     #[must_use]
     pub fn secrets(&self) -> Vec<Secret> {
@@ -480,7 +480,7 @@ pub fn describe(spec: &SinkSpec) -> String {
 
 /// Build the sink a configuration entry names, with the credentials its service needs.
 #[allow(clippy::too_many_lines, reason = "one arm per sink type, each short")]
-pub fn build(spec: &SinkSpec, credentials: &Credentials) -> Result<Box<dyn Sink>, Error> {
+pub fn build(spec: &SinkSpec, credentials: &Logins) -> Result<Box<dyn Sink>, Error> {
     use structured::{FieldSink, Format};
     let missing = |what: &str| Error::config(describe(spec), format!("{what} is not set"));
     Ok(match spec {
@@ -621,10 +621,7 @@ pub fn build(spec: &SinkSpec, credentials: &Credentials) -> Result<Box<dyn Sink>
 }
 
 /// AWS credentials from the usual variables.
-fn aws_credentials(
-    spec: &SinkSpec,
-    credentials: &Credentials,
-) -> Result<aws::AwsCredentials, Error> {
+fn aws_credentials(spec: &SinkSpec, credentials: &Logins) -> Result<aws::AwsCredentials, Error> {
     match (
         &credentials.aws_access_key_id,
         &credentials.aws_secret_access_key,

@@ -237,7 +237,7 @@ async fn issue_11_rollback_undoes_the_places_written_and_revokes_the_minted_key(
         .begin(plan.started.clone())
         .unwrap();
     let mut world = ApiWorld::new(client.clone(), plan.files.clone()).with_configured(
-        tsrotate::sink::Credentials::default(),
+        tsrotate::sink::Logins::default(),
         plan.planned_versions.clone(),
     );
     let doomed = gone.clone();
@@ -307,7 +307,7 @@ async fn issue_11_a_configured_place_whose_folder_became_a_link_gets_no_key() {
         .unwrap();
     let mut world = ApiWorld::new(client.clone(), plan.files.clone())
         .with_configured(
-            tsrotate::sink::Credentials::default(),
+            tsrotate::sink::Logins::default(),
             plan.planned_versions.clone(),
         )
         .with_planned_paths(plan.planned_paths.clone());
