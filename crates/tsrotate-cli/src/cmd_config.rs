@@ -5,12 +5,12 @@ use tsrotate::api::Auth;
 use tsrotate::key::KeyId;
 use tsrotate::rotate::places;
 use tsrotate::rotate::plan::{self, KeyStatus};
-use tsrotate::text::escape;
 
 use crate::args::{Format, GlobalArgs};
 use crate::context;
 use crate::exit::{ExitStatus, UserError};
 use crate::settings::{self, ApiSettings, Need, env};
+use crate::table;
 
 /// Arguments of `tsrotate config`.
 #[derive(Debug, clap::Args)]
@@ -118,33 +118,7 @@ async fn check(global: &GlobalArgs) -> anyhow::Result<ExitStatus> {
         places: checks,
     };
     if global.format == Format::Human {
-        println!(
-            "configuration  {} (valid, {} credential(s))",
-            escape(&report.config),
-            config.credentials.len()
-        );
-        println!("Tailscale API  {}", report.api);
-        for c in &report.places {
-            let detail = match (c.state, &c.key_id, &c.error) {
-                ("error", _, Some(e)) => format!("ERROR: {e}"),
-                ("unwritable", _, Some(e)) => format!("CANNOT BE WRITTEN: {e}"),
-                ("ok", Some(id), _) => format!(
-                    "holds key {id}{}",
-                    c.key_status.map(|s| format!(" ({s})")).unwrap_or_default()
-                ),
-                ("ok", None, _) => "holds a value that is not a Tailscale credential".to_owned(),
-                ("write-only", _, _) => {
-                    "reachable only by writing (its value cannot be read back)".to_owned()
-                }
-                _ => "empty: the first rotation fills it".to_owned(),
-            };
-            println!(
-                "  {:<16} {:<50} {}",
-                escape(&c.credential),
-                escape(&c.place),
-                escape(&detail)
-            );
-        }
+        print!("{}", render_check(&report, config.credentials.len()));
     } else {
         serde_json::to_writer_pretty(std::io::stdout().lock(), &report)?;
         println!();
@@ -242,14 +216,55 @@ fn show(global: &GlobalArgs) -> anyhow::Result<ExitStatus> {
         },
     ];
     if global.format == Format::Human {
-        for s in &settings {
-            println!("{:<12} {:<60} ({})", s.name, escape(&s.value), s.source);
-        }
+        let rows: Vec<Vec<String>> = settings
+            .iter()
+            .map(|s| vec![s.name.to_owned(), s.value.clone(), s.source.clone()])
+            .collect();
+        print!("{}", table::render(&["SETTING", "VALUE", "SOURCE"], &rows));
     } else {
         serde_json::to_writer_pretty(std::io::stdout().lock(), &settings)?;
         println!();
     }
     Ok(ExitStatus::Success)
+}
+
+/// `config check` as people read it: what was checked, then one row per place, laid out by
+/// the CLI's one table renderer (which escapes every cell: place names and errors come from
+/// the configuration and the files).
+fn render_check(report: &CheckReport, credentials: usize) -> String {
+    let summary = vec![
+        vec![
+            "configuration".to_owned(),
+            format!("{} (valid, {credentials} credential(s))", report.config),
+        ],
+        vec!["Tailscale API".to_owned(), report.api.clone()],
+    ];
+    let rows: Vec<Vec<String>> = report
+        .places
+        .iter()
+        .map(|c| {
+            let detail = match (c.state, &c.key_id, &c.error) {
+                ("error", _, Some(e)) => format!("ERROR: {e}"),
+                ("unwritable", _, Some(e)) => format!("CANNOT BE WRITTEN: {e}"),
+                ("ok", Some(id), _) => format!(
+                    "holds key {id}{}",
+                    c.key_status.map(|s| format!(" ({s})")).unwrap_or_default()
+                ),
+                ("ok", None, _) => "holds a value that is not a Tailscale credential".to_owned(),
+                ("write-only", _, _) => {
+                    "reachable only by writing (its value cannot be read back)".to_owned()
+                }
+                _ => "empty: the first rotation fills it".to_owned(),
+            };
+            vec![c.credential.clone(), c.place.clone(), detail]
+        })
+        .collect();
+    let mut out = table::render(&[], &summary);
+    if !rows.is_empty() {
+        out.push('\n');
+        out.push_str(&table::render(&["CREDENTIAL", "PLACE", "STATE"], &rows));
+    }
+    out
 }
 
 /// A place's error with its advice, on the one line a check shows.

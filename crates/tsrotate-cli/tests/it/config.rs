@@ -468,3 +468,71 @@ fn a_configuration_is_read_only_where_the_person_put_or_named_it() {
     assert!(rotate.stderr.contains("--config FILE"), "{}", rotate.stderr);
     assert_eq!(env.key(&second)["invalid"], false);
 }
+
+/// Issue 12 (one table renderer): `config check` and `config show` lay out their rows with the
+/// CLI's table renderer, so a place or value longer than a fixed width no longer pushes its
+/// row's last column out of line with the others.
+#[test]
+fn config_check_and_show_keep_their_columns_in_line() {
+    let mut env = TestEnv::new();
+    let (_, old) = env.mint_default();
+    let config = setup(&env, &old);
+    // A place far longer than any fixed column width.
+    let deep = format!("{}/authkey", "a-rather-long-folder-name".repeat(4));
+    env.write(&deep, format!("{old}\n"));
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "{text}\n[[credential.sink]]\ntype = \"file\"\npath = \"{}\"\n",
+            env.work.path().join(&deep).display()
+        ),
+    )
+    .unwrap();
+    let column_of = |line: &str, word: &str| line.find(word).map(|i| line[..i].chars().count());
+
+    let run = env
+        .run(
+            env.cmd()
+                .arg("--config")
+                .arg(&config)
+                .args(["config", "check"]),
+        )
+        .expect(0);
+    let rows: Vec<&str> = run
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("CREDENTIAL"))
+        .collect();
+    assert_eq!(rows.len(), 7, "a header and six places:\n{}", run.stdout);
+    let state = column_of(rows[0], "STATE").unwrap();
+    for row in &rows[1..] {
+        assert_eq!(column_of(row, "holds key "), Some(state), "{}", run.stdout);
+    }
+    assert!(rows.iter().any(|r| r.contains(&deep)), "{}", run.stdout);
+
+    let run = env
+        .run(
+            env.cmd()
+                .arg("--config")
+                .arg(&config)
+                .args(["config", "show"]),
+        )
+        .expect(0);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    let source = column_of(lines[0], "SOURCE").unwrap();
+    let config_line = lines.iter().find(|l| l.starts_with("config ")).unwrap();
+    assert_eq!(
+        column_of(config_line, "--config"),
+        Some(source),
+        "{}",
+        run.stdout
+    );
+    let base_url = lines.iter().find(|l| l.starts_with("base_url ")).unwrap();
+    assert_eq!(
+        column_of(base_url, "env TAILSCALE_BASE_URL"),
+        Some(source),
+        "{}",
+        run.stdout
+    );
+}
