@@ -145,6 +145,7 @@ pub(crate) fn routes() -> Router<EmulatorState> {
         .route("/api/v2/device/{device_id}", get(get_device).delete(delete))
         .route("/api/v2/device/{device_id}/expire", post(expire))
         .route("/api/v2/device/{device_id}/authorized", post(authorize))
+        .route("/api/v2/device/{device_id}/key", post(set_key_expiry))
         .route(
             "/api/v2/device/{device_id}/routes",
             get(get_routes).post(set_routes),
@@ -328,6 +329,51 @@ async fn expire(
         };
         tracing::info!(node_id = %device.node_id, "device key expired");
         store.audit.push(event);
+        Ok(StatusCode::OK)
+    })
+}
+
+#[derive(Deserialize)]
+struct KeyBody {
+    #[serde(rename = "keyExpiryDisabled")]
+    key_expiry_disabled: Option<serde_json::Value>,
+}
+
+/// `POST /device/{id}/key {"keyExpiryDisabled": bool}`. The expiry time itself is kept, as
+/// the spec says. Disabling makes an expired node key usable again without a new login (what
+/// the admin console's "Disable key expiry" does on an expired machine); enabling again makes
+/// the key expire at that time, which may be past.
+async fn set_key_expiry(
+    State(state): State<EmulatorState>,
+    caller: Caller,
+    ApiPath(device_id): ApiPath<String>,
+    JsonBody(body): JsonBody<KeyBody>,
+) -> Result<StatusCode, ApiError> {
+    let Some(serde_json::Value::Bool(disabled)) = body.key_expiry_disabled else {
+        return Err(ApiError::bad_request(
+            "the keyExpiryDisabled field is missing or not a boolean",
+        ));
+    };
+    state.mutate(|store, now| {
+        caller.require("devices:core", Access::Write)?;
+        let index = owned_device(store, &device_id, not_owned())?;
+        let tailnet = store.tailnet.clone();
+        let device = &mut store.devices[index];
+        if device.key_expiry_disabled != disabled {
+            let old = device.key_expiry_disabled;
+            device.key_expiry_disabled = disabled;
+            store.audit.push(AuditEvent {
+                event_time: now,
+                event_group_id: audit_log::new_group_id(),
+                origin: "CONFIG_API".to_owned(),
+                actor: Actor::of_caller(&caller, &tailnet),
+                target: device.target(&tailnet, Some("KEY_EXPIRY_DISABLED")),
+                action: "UPDATE".to_owned(),
+                old: Some(old.into()),
+                new: Some(disabled.into()),
+            });
+        }
+        tracing::info!(node_id = %device_id, disabled, "device key expiry set");
         Ok(StatusCode::OK)
     })
 }
@@ -1101,6 +1147,54 @@ mod tests {
         assert_eq!(deleted.status, 200);
         let gone = app.send("GET", &base, Some(&writer), None).await;
         assert_eq!(gone.status, 404);
+    }
+
+    /// Disabling key expiry keeps the expiry time (the spec), so it is what brings back a
+    /// device whose node key was expired; it needs `devices:core` and a boolean.
+    #[tokio::test]
+    async fn key_expiry_is_disabled_with_its_time_kept() {
+        let app = TestApp::new();
+        let admin = app.boot.api_key.clone();
+        let key = auth_key(&app, &admin, &json!({"reusable": true})).await;
+        let device = join(&app, &json!({"auth_key_id": key, "hostname": "k"})).await;
+        let base = format!("/api/v2/device/{}", device["nodeId"].as_str().expect("id"));
+        let path = format!("{base}/key");
+        let reader = oauth_token(&app, &["devices:core:read"]);
+        let refused = app
+            .send(
+                "POST",
+                &path,
+                Some(&reader),
+                Some(&json!({"keyExpiryDisabled": true})),
+            )
+            .await;
+        assert_eq!(refused.status, 403);
+        let writer = oauth_token(&app, &["devices:core"]);
+        for bad in [json!({"keyExpiryDisabled": "yes"}), json!({})] {
+            let answer = app.send("POST", &path, Some(&writer), Some(&bad)).await;
+            assert_eq!(answer.status, 400, "{bad}");
+        }
+        let expired = app
+            .send("POST", &format!("{base}/expire"), Some(&writer), None)
+            .await;
+        assert_eq!(expired.status, 200);
+        let done = app
+            .send(
+                "POST",
+                &path,
+                Some(&writer),
+                Some(&json!({"keyExpiryDisabled": true})),
+            )
+            .await;
+        TestApp::assert_per_spec("POST", &path, &done);
+        assert_eq!(done.status, 200, "{}", done.body);
+        let fetched = app.send("GET", &base, Some(&writer), None).await;
+        assert_eq!(fetched.body["keyExpiryDisabled"], true);
+        let (now, joined) = (
+            fetched.body["expires"].as_str().expect("expires"),
+            device["expires"].as_str().expect("expires at join"),
+        );
+        assert!(now < joined, "expired at {now}, joined with {joined}");
     }
 
     #[tokio::test]

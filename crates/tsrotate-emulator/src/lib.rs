@@ -41,6 +41,7 @@
 //! | `GET /api/v2/tailnet/{tailnet}/devices[?fields=all\|default][&<field>=<value>…]` | token | Devices (`devices:core:read`). Filters are exact matches on top-level simple or list properties (a list must contain every value given), all of them must hold; other names are 400 |
 //! | `GET/DELETE /api/v2/device/{deviceId}[?fields=]` | token | One device (node ID or numeric ID) / delete it (`devices:core`); a shared-in device answers 501 |
 //! | `POST /api/v2/device/{deviceId}/expire` | token | The node key expires now (`devices:core`) |
+//! | `POST /api/v2/device/{deviceId}/key` `{"keyExpiryDisabled": bool}` | token | Disable / enable node-key expiry (`devices:core`); the expiry time is kept, so disabling brings an expired device back without a new login and enabling again makes it expire at that time |
 //! | `POST /api/v2/device/{deviceId}/authorized` `{"authorized": bool}` | token | (De)authorize (`devices:core`); a missing or non-boolean field is 400 |
 //! | `GET/POST /api/v2/device/{deviceId}/routes` `{"routes": [...]}` | token | Advertised and enabled routes / replace the enabled ones (`devices:routes`) |
 //! | `GET /api/v2/tailnet/{tailnet}/logging/configuration?start=&end=[&event=][&actor=][&target=]` | token | Configuration audit log (`logs:configuration:read`), chronological, 90 days; `start`/`end` RFC 3339 are required; `event[]` etc. are accepted too |
@@ -112,7 +113,8 @@
 //!   spec. The emulator implements the shapes observed (tailscale-api.md §5.1, §3). Bad client
 //!   credentials are 401 `{"message"}` (`OAuth2` would say `invalid_client`). Requesting `tags`
 //!   without a devices scope is not refused (upstream's behaviour here is unclear, #8299 vs
-//!   #15456). `/oauth/token-exchange` (workload identity federation) is not implemented.
+//!   #15456). `/oauth/token-exchange` (workload identity federation) is implemented
+//!   as Tailscale documents workload identity federation: see `exchange`.
 //! - **Invalid keys: `invalid: true` or 404.** The spec says a revoked or expired key answers
 //!   200 with `invalid: true`; in practice Tailscale sometimes answers 404 (notably for used
 //!   single-use keys). Default is `invalid: true` (with `revoked` set when deleted);

@@ -190,6 +190,12 @@ struct AuthorizedBody {
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct KeyExpiryBody {
+    key_expiry_disabled: bool,
+}
+
+#[derive(Serialize)]
 struct RoutesBody<'a> {
     routes: &'a [String],
 }
@@ -249,6 +255,30 @@ impl Client {
                 None::<&()>,
                 Idempotency::Creates,
                 "the device expiry",
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// `POST /device/{deviceId}/key {"keyExpiryDisabled": …}`. Needs `devices:core`. The
+    /// expiry time is kept: disabling expiry is the one way the API offers to bring back a
+    /// device whose node key was expired (without it logging in again).
+    #[tracing::instrument(skip_all, fields(device = %id, disabled))]
+    pub async fn set_device_key_expiry_disabled(
+        &self,
+        id: &str,
+        disabled: bool,
+    ) -> Result<(), Error> {
+        let _: serde::de::IgnoredAny = self
+            .call(
+                Method::POST,
+                &Self::device_path(id, "/key"),
+                &[],
+                Some(&KeyExpiryBody {
+                    key_expiry_disabled: disabled,
+                }),
+                Idempotency::Safe,
+                "the device key expiry",
             )
             .await?;
         Ok(())
