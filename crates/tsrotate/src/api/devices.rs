@@ -210,6 +210,22 @@ impl Client {
         format!("/api/v2/device/{}{action}", encode_segment(id))
     }
 
+    /// One action on a device whose answer carries nothing we need.
+    async fn act_on_device<B: Serialize + Sync>(
+        &self,
+        method: Method,
+        (id, action): (&str, &str),
+        body: Option<&B>,
+        idempotency: Idempotency,
+        what: &'static str,
+    ) -> Result<(), Error> {
+        let path = Self::device_path(id, action);
+        let _: serde::de::IgnoredAny = self
+            .call(method, &path, &[], body, idempotency, what)
+            .await?;
+        Ok(())
+    }
+
     /// `GET /tailnet/{tailnet}/devices?fields=all`, with exact-match `filters`
     /// (`("tags", "tag:ci")`, …). Needs `devices:core:read`.
     #[tracing::instrument(skip_all)]
@@ -247,17 +263,14 @@ impl Client {
     /// `POST /device/{deviceId}/expire`: its node key expires now. Needs `devices:core`.
     #[tracing::instrument(skip_all, fields(device = %id))]
     pub async fn expire_device(&self, id: &str) -> Result<(), Error> {
-        let _: serde::de::IgnoredAny = self
-            .call(
-                Method::POST,
-                &Self::device_path(id, "/expire"),
-                &[],
-                None::<&()>,
-                Idempotency::Creates,
-                "the device expiry",
-            )
-            .await?;
-        Ok(())
+        self.act_on_device(
+            Method::POST,
+            (id, "/expire"),
+            None::<&()>,
+            Idempotency::Creates,
+            "the device expiry",
+        )
+        .await
     }
 
     /// `POST /device/{deviceId}/key {"keyExpiryDisabled": …}`. Needs `devices:core`. The
@@ -269,35 +282,30 @@ impl Client {
         id: &str,
         disabled: bool,
     ) -> Result<(), Error> {
-        let _: serde::de::IgnoredAny = self
-            .call(
-                Method::POST,
-                &Self::device_path(id, "/key"),
-                &[],
-                Some(&KeyExpiryBody {
-                    key_expiry_disabled: disabled,
-                }),
-                Idempotency::Safe,
-                "the device key expiry",
-            )
-            .await?;
-        Ok(())
+        let body = KeyExpiryBody {
+            key_expiry_disabled: disabled,
+        };
+        self.act_on_device(
+            Method::POST,
+            (id, "/key"),
+            Some(&body),
+            Idempotency::Safe,
+            "the device key expiry",
+        )
+        .await
     }
 
     /// `POST /device/{deviceId}/authorized`. Needs `devices:core`.
     #[tracing::instrument(skip_all, fields(device = %id, authorized))]
     pub async fn set_device_authorized(&self, id: &str, authorized: bool) -> Result<(), Error> {
-        let _: serde::de::IgnoredAny = self
-            .call(
-                Method::POST,
-                &Self::device_path(id, "/authorized"),
-                &[],
-                Some(&AuthorizedBody { authorized }),
-                Idempotency::Safe,
-                "the device authorization",
-            )
-            .await?;
-        Ok(())
+        self.act_on_device(
+            Method::POST,
+            (id, "/authorized"),
+            Some(&AuthorizedBody { authorized }),
+            Idempotency::Safe,
+            "the device authorization",
+        )
+        .await
     }
 
     /// `POST /device/{deviceId}/routes`: replaces the enabled routes. Needs `devices:routes`.
@@ -321,17 +329,14 @@ impl Client {
     /// `DELETE /device/{deviceId}`. Needs `devices:core`. Cannot be undone.
     #[tracing::instrument(skip_all, fields(device = %id))]
     pub async fn delete_device(&self, id: &str) -> Result<(), Error> {
-        let _: serde::de::IgnoredAny = self
-            .call(
-                Method::DELETE,
-                &Self::device_path(id, ""),
-                &[],
-                None::<&()>,
-                Idempotency::Safe,
-                "the device deletion",
-            )
-            .await?;
-        Ok(())
+        self.act_on_device(
+            Method::DELETE,
+            (id, ""),
+            None::<&()>,
+            Idempotency::Safe,
+            "the device deletion",
+        )
+        .await
     }
 
     /// `GET /tailnet/{tailnet}/logging/configuration` between `start` and `end`, limited to
