@@ -6,10 +6,9 @@
 
 use std::path::PathBuf;
 
-use tsrotate::journal::SinkPlan;
 use tsrotate::key::{Credential, Secret};
 use tsrotate::rotate::session::{Authority, Purpose};
-use tsrotate::rotate::world::{self, ApiWorld};
+use tsrotate::rotate::world::ApiWorld;
 use tsrotate::rotate::{Liveness, RollbackRefused, State, World as _};
 
 use crate::args::{Format, GlobalArgs};
@@ -64,7 +63,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
     // Ask the API before asking for the old key: a key that is not confirmed live is never
     // put back (the executor asks again, and journals a death it hears of).
     refuse_unless_live(&state, &mut world).await?;
-    let old = old_value(&state, args).await?;
+    let old = old_value(&state, &world, args).await?;
     if !context::confirm(
         &format!(
             "Put key {} back everywhere and revoke the keys this rotation minted?",
@@ -108,24 +107,14 @@ async fn refuse_unless_live(state: &State, world: &mut ApiWorld) -> anyhow::Resu
 
 /// The old key's value: from a place that still holds it, else from the person. Checked
 /// against the key ID and, when the journal has it, the fingerprint.
-async fn old_value(state: &State, args: &Args) -> anyhow::Result<Secret> {
+async fn old_value(state: &State, world: &ApiWorld, args: &Args) -> anyhow::Result<Secret> {
     let id = state.old_key_id();
     let expected = state.started.old.fingerprint;
     let matches = |s: &Secret| expected.is_none_or(|f| s.fingerprint() == f);
-    let credentials = settings::sink_logins();
-    for sink in &state.sinks {
-        let found = match sink {
-            SinkPlan::File { path, .. } => world::read_value(path, id),
-            // A readable configured place that was not overwritten yet.
-            SinkPlan::Configured { spec, .. } => match tsrotate::sink::build(spec, &credentials) {
-                Ok(place) if place.readable() => {
-                    place.read().await.ok().and_then(|s| s.value).filter(|v| {
-                        Credential::parse(v.expose_secret()).is_ok_and(|c| c.key_id() == id)
-                    })
-                }
-                _ => None,
-            },
-        };
+    // A place that was not overwritten yet, read the way the rotation reads it (a file by
+    // the path its plan resolved, following no link).
+    for (index, sink) in state.sinks.iter().enumerate() {
+        let found = world.value_held(index, sink, id).await.ok().flatten();
         if let Some(value) = found.filter(matches) {
             return Ok(value);
         }

@@ -609,7 +609,6 @@ pub(crate) async fn start(
         .map_err(rotation::admission_error)?;
     let mut world = ApiWorld::new(client.clone(), plan.files.clone())
         .with_configured(with.credentials, plan.planned_versions.clone())
-        .with_planned_paths(plan.planned_paths.clone())
         .with_verify_cmd(with.verify_cmd)
         .with_redacted(with.known_values)
         .redacting_old_values(&plan.started.old.key_id, &plan.started.sinks);

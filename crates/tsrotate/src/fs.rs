@@ -140,6 +140,26 @@ pub enum Error {
         /// The file.
         path: PathBuf,
     },
+    /// A folder on the way to a file whose path was resolved when the rotation was planned
+    /// is gone: the place no longer exists where the plan found it.
+    #[error(
+        "a folder on the way to `{}` was removed since the plan; nothing was written there",
+        path.display()
+    )]
+    FolderGone {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A configured path that went through a link when the rotation was planned resolves to
+    /// another file now: the link was changed since, so the place is not the one planned.
+    #[error(
+        "`{}` leads to another file than when the rotation began (a link on the way was redirected since the rotation began); nothing was written there",
+        path.display()
+    )]
+    Repointed {
+        /// The path as configured.
+        path: PathBuf,
+    },
     /// The folder a file is to be written in does not exist, or is not a folder. tsrotate
     /// does not create folders: a missing one usually means a wrong path.
     #[error(
@@ -181,6 +201,19 @@ pub enum Error {
         /// What the transform returned.
         source: io::Error,
     },
+}
+
+impl Error {
+    /// Whether the file (or a folder on the way to it) does not exist: a place that holds
+    /// nothing, for a caller that only asks what a place holds.
+    #[must_use]
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            Self::Io { source, .. } => source.kind() == io::ErrorKind::NotFound,
+            Self::FolderGone { .. } | Self::MissingFolder { .. } => true,
+            _ => false,
+        }
+    }
 }
 
 /// What a failed system call was doing, for [`Error::Io`].
@@ -377,6 +410,23 @@ pub fn open_regular(path: &Path) -> Result<File, Error> {
         return Err(Error::Changed {
             path: path.to_owned(),
         });
+    }
+    Ok(file)
+}
+
+/// [`open_regular`], reaching the file by `route`: with [`Route::Resolved`] no link is
+/// followed anywhere on the path ([`Error::Redirected`] for a folder, [`Error::NotARegularFile`]
+/// for the file itself), and with a planned [`FileId`] the file must still be that one
+/// ([`Error::Changed`]). Reads of a planned file go this way, so that what is read is what a
+/// later write through the same route would replace.
+pub fn open_regular_via(path: &Path, route: Route) -> Result<File, Error> {
+    let (dir, name) = Dir::of(path, route)?;
+    let file = dir.open_regular(name, path)?;
+    if let Route::Resolved { file: Some(id) } = route {
+        let meta = file.metadata().map_err(io_err(Action::Read, path))?;
+        if FileId::of(&meta) != id {
+            return Err(changed(path));
+        }
     }
     Ok(file)
 }
@@ -621,8 +671,12 @@ impl Dir {
                 Component::RootDir | Component::CurDir | Component::Prefix(_) => continue,
             };
             at = rustix::fs::openat(&at, name, flags, Mode::empty()).map_err(|e| {
-                if e == Errno::LOOP || e == Errno::NOTDIR || e == Errno::NOENT {
+                if e == Errno::LOOP || e == Errno::NOTDIR {
                     Error::Redirected {
+                        path: target.to_owned(),
+                    }
+                } else if e == Errno::NOENT {
+                    Error::FolderGone {
                         path: target.to_owned(),
                     }
                 } else {

@@ -202,6 +202,10 @@ pub struct AuthKeyTemplate {
 /// One place that holds the credential.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a handful per rotation, read from the journal once"
+)]
 pub enum SinkPlan {
     /// A file in which the credential string is replaced where it stands.
     File {
@@ -226,6 +230,11 @@ pub enum SinkPlan {
         /// The key this place held when the rotation was planned, if it could be read.
         #[serde(default)]
         held_at_plan: Option<KeyId>,
+        /// For a place in a file: the canonical path the plan resolved its path to. Every
+        /// later run reads and writes that path without following any link, and refuses
+        /// when the configured path no longer resolves to it (issue 11 item 3).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resolved: Option<PathBuf>,
     },
 }
 

@@ -205,10 +205,6 @@ pub struct Plan {
     pub warnings: Vec<String>,
     /// What each configured place looked like, by sink index, for check-and-set.
     pub planned_versions: std::collections::HashMap<usize, Expect>,
-    /// The canonical path of each configured place in a file, by sink index: written later
-    /// without following any link, so that a folder swapped for a link since cannot send
-    /// the new key elsewhere.
-    pub planned_paths: std::collections::HashMap<usize, PathBuf>,
 }
 
 /// The files a rotation would leave holding the old key: binary files that hold it, and files
@@ -577,7 +573,6 @@ pub async fn plan_rotation(
     }
 
     let mut planned_versions = std::collections::HashMap::new();
-    let mut planned_paths = std::collections::HashMap::new();
     let mut sinks: Vec<SinkPlan> = Vec::new();
     // Each credential whose places are written has its `verify` run, whichever way the
     // rotation was asked for (`--credential`, a key its places hold, `--due`).
@@ -594,18 +589,19 @@ pub async fn plan_rotation(
         }
         if let Ok(snapshot) = &reading.snapshot {
             planned_versions.insert(sinks.len(), Expect::from_snapshot(snapshot));
-            if let Some(path) = crate::sink::file_path(&reading.sink.spec)
-                && let Ok(canonical) = crate::fs::resolve_folder(path)
-            {
-                planned_paths.insert(sinks.len(), canonical);
-            }
         }
+        // A place in a file is pinned to the file its path resolves to now, in this run and
+        // every later one (the journal records it): a folder swapped for a link since is
+        // refused instead of written through.
+        let resolved = crate::sink::file_path(&reading.sink.spec)
+            .and_then(|path| crate::fs::resolve_folder(path).ok());
         sinks.push(SinkPlan::Configured {
             spec: reading.sink.spec.clone(),
             credential: reading.credential.clone(),
             after: reading.sink.after.clone(),
             verify: reading.sink.verify.clone(),
             held_at_plan: reading.key_id(),
+            resolved,
         });
     }
     sinks.extend(files.iter().map(|m| SinkPlan::File {
@@ -644,7 +640,6 @@ pub async fn plan_rotation(
         discovery,
         warnings,
         planned_versions,
-        planned_paths,
     })
 }
 

@@ -778,6 +778,7 @@ mod tests {
             after: vec![after.into()],
             verify: Vec::new(),
             held_at_plan: None,
+            resolved: None,
         }
     }
 

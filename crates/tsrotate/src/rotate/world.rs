@@ -2,14 +2,16 @@
 //! verification commands.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::api::{self, CreateAuthKey, DeviceCreateCapabilities};
 use crate::journal::{SinkPlan, Template};
 use crate::key::{Fingerprint, KeyId, Secret};
-use crate::sink::file::{self, FileMatch};
+use crate::sink::file::FileMatch;
+use crate::sink::keyed::KeyedFile;
+use crate::sink::structured::FieldSink;
 use crate::sink::{self as sinks, Expect, Logins, Sink, SinkSpec};
 
 use super::engine::{Liveness, MintedKey, Revocation, StepError, World};
@@ -29,9 +31,6 @@ pub struct ApiWorld {
     planned: Mutex<HashMap<PathBuf, FileMatch>>,
     /// What each configured place looked like at the plan, by sink index; used once.
     planned_versions: Mutex<HashMap<usize, Expect>>,
-    /// The canonical path the plan resolved for each configured place in a file, by sink
-    /// index: written without following any link.
-    planned_paths: HashMap<usize, PathBuf>,
     /// Logins to the services configured places live in.
     credentials: Logins,
     /// Configured places, built on first use.
@@ -57,7 +56,6 @@ impl ApiWorld {
             client,
             planned: Mutex::new(planned.into_iter().map(|m| (m.path.clone(), m)).collect()),
             planned_versions: Mutex::new(HashMap::new()),
-            planned_paths: HashMap::new(),
             credentials: Logins::default(),
             built: Mutex::new(HashMap::new()),
             new_token: None,
@@ -81,15 +79,10 @@ impl ApiWorld {
     #[must_use]
     pub fn redacting_old_values(mut self, old: &KeyId, sinks: &[SinkPlan]) -> Self {
         for sink in sinks {
-            let path = match sink {
-                SinkPlan::File { path, .. }
-                | SinkPlan::Configured {
-                    spec: SinkSpec::File { path },
-                    ..
-                } => path,
-                SinkPlan::Configured { .. } => continue,
+            let Some(place) = keyed(sink) else {
+                continue;
             };
-            if let Some(value) = read_value(path, old)
+            if let Ok(Some(value)) = place.value_of(old)
                 && !self
                     .also_redacted
                     .iter()
@@ -129,24 +122,66 @@ impl ApiWorld {
         self
     }
 
-    /// With the canonical paths the plan resolved for configured places in files
-    /// ([`super::plan::Plan::planned_paths`]): a folder on the way swapped for a link since
-    /// the plan is refused instead of written through.
-    #[must_use]
-    pub fn with_planned_paths(mut self, planned_paths: HashMap<usize, PathBuf>) -> Self {
-        self.planned_paths = planned_paths;
-        self
-    }
-
-    fn sink(&self, index: usize, spec: &SinkSpec) -> Result<Arc<dyn Sink>, StepError> {
+    /// The configured place `index`, built on first use. A place in a file is pinned to the
+    /// canonical path its plan resolved (`resolved`, from the journal): read and written
+    /// without following any link, in this run and every later one.
+    fn sink(
+        &self,
+        index: usize,
+        spec: &SinkSpec,
+        resolved: Option<&Path>,
+    ) -> Result<Arc<dyn Sink>, StepError> {
         let mut built = self.built.lock().expect("sink cache lock");
         if let Some(s) = built.get(&index) {
             return Ok(s.clone());
         }
-        let sink: Arc<dyn Sink> =
-            Arc::from(sinks::build(spec, &self.credentials).map_err(StepError::sink)?);
+        let sink: Arc<dyn Sink> = match (FieldSink::for_spec(spec), resolved) {
+            (Some(place), Some(canonical)) => {
+                Arc::new(place.map_err(StepError::sink)?.pinned(canonical.to_owned()))
+            }
+            _ => Arc::from(sinks::build(spec, &self.credentials).map_err(StepError::sink)?),
+        };
         built.insert(index, sink.clone());
         Ok(sink)
+    }
+
+    /// The place a file found with `--in` is: as the plan found it, the first time in the
+    /// process that planned it; by the canonical path its journal records otherwise.
+    fn found_file(&self, path: &Path, display: &str) -> KeyedFile {
+        match self.planned.lock().expect("plan lock").remove(path) {
+            Some(planned) => KeyedFile::found(planned),
+            None => KeyedFile::planned(path.to_owned(), display.to_owned()),
+        }
+    }
+
+    /// What key `key_id`'s value is in a place now, if the place can say; `None` when it
+    /// holds another key or nothing. `rollback` asks this for the old key's value before
+    /// asking a person.
+    pub async fn value_held(
+        &self,
+        index: usize,
+        sink: &SinkPlan,
+        key_id: &KeyId,
+    ) -> Result<Option<Secret>, StepError> {
+        if let Some(place) = keyed(sink) {
+            let id = key_id.clone();
+            return blocking(move || place.value_of(&id)).await;
+        }
+        let SinkPlan::Configured { spec, resolved, .. } = sink else {
+            return Ok(None);
+        };
+        let place = self.sink(index, spec, resolved.as_deref())?;
+        if !place.readable() {
+            return Ok(None);
+        }
+        Ok(place
+            .read()
+            .await
+            .map_err(StepError::sink)?
+            .value
+            .filter(|v| {
+                crate::key::Credential::parse(v.expose_secret()).is_ok_and(|c| c.key_id() == key_id)
+            }))
     }
 
     /// Take the API access token a person made in the admin console, and check that it works
@@ -292,44 +327,31 @@ impl ApiWorld {
     async fn write_configured(
         &self,
         index: usize,
-        spec: &SinkSpec,
-        after: &[String],
+        sink: &SinkPlan,
         replace: &[KeyId],
         value: &Secret,
     ) -> Result<(), StepError> {
+        let SinkPlan::Configured {
+            spec,
+            after,
+            resolved,
+            ..
+        } = sink
+        else {
+            unreachable!("called for configured places only");
+        };
         // A `type = "file"` place that holds the key among other text is edited in place, by
         // key ID, like a file found with `--in`.
-        let pinned = self.planned_paths.get(&index);
-        if let SinkSpec::File { path } = spec
-            && holds_key_inside(path, replace)
-        {
-            let display = sinks::describe(spec);
-            let (target, resolved) = match pinned {
-                Some(canonical) => {
-                    if crate::fs::resolve_folder(path).ok().as_ref() != Some(canonical) {
-                        return Err(StepError::new(format!(
-                            "{display}: {}",
-                            crate::fs::Error::Redirected { path: path.clone() }
-                        )));
-                    }
-                    (canonical.clone(), true)
-                }
-                None => (path.clone(), false),
-            };
-            let (ids, owned) = (replace.to_vec(), value.clone());
-            tokio::task::spawn_blocking(move || {
-                write_file(&target, &display, None, resolved, &ids, &owned)
-            })
-            .await
-            .map_err(|e| StepError::new(format!("writing a file panicked: {e}")))??;
-            return self.run_after(after, value).await;
-        }
-        let sink: Arc<dyn Sink> = match (pinned, sinks::structured::FieldSink::for_spec(spec)) {
-            (Some(canonical), Some(place)) => {
-                Arc::new(place.map_err(StepError::sink)?.pinned(canonical.clone()))
+        if let Some(place) = keyed(sink) {
+            let ids = replace.to_vec();
+            let holds_inside = blocking(move || Ok((place.holds_key_inside(&ids), place))).await?;
+            if let (true, place) = holds_inside {
+                let (ids, owned) = (replace.to_vec(), value.clone());
+                blocking(move || place.write(&ids, &owned)).await?;
+                return self.run_after(after, value).await;
             }
-            _ => self.sink(index, spec)?,
-        };
+        }
+        let sink = self.sink(index, spec, resolved.as_deref())?;
         let planned = self
             .planned_versions
             .lock()
@@ -522,22 +544,11 @@ impl World for ApiWorld {
         value: &Secret,
     ) -> Result<(), StepError> {
         match sink {
-            SinkPlan::Configured { spec, after, .. } => {
-                self.write_configured(index, spec, after, replace, value)
-                    .await
-            }
+            SinkPlan::Configured { .. } => self.write_configured(index, sink, replace, value).await,
             SinkPlan::File { path, display } => {
-                let path = path.clone();
-                let display = display.clone();
-                let planned = self.planned.lock().expect("plan lock").remove(&path);
-                let replace = replace.to_vec();
-                let value = value.clone();
-                let shown = display.clone();
-                tokio::task::spawn_blocking(move || {
-                    write_file(&path, &display, planned, true, &replace, &value)
-                })
-                .await
-                .map_err(|e| StepError::new(format!("writing {shown} panicked: {e}")))?
+                let place = self.found_file(path, display);
+                let (ids, owned) = (replace.to_vec(), value.clone());
+                blocking(move || place.write(&ids, &owned)).await
             }
         }
     }
@@ -549,15 +560,13 @@ impl World for ApiWorld {
         minted: &[KeyId],
         old_value: &Secret,
     ) -> Result<(), StepError> {
-        let holds_minted = match sink {
-            SinkPlan::File { path, .. }
-            | SinkPlan::Configured {
-                spec: SinkSpec::File { path },
-                ..
-            } => file_holds_any(path, minted)
-                .map_err(|e| StepError::new(format!("{}: {e}", sink.describe())))?,
-            SinkPlan::Configured { spec, .. } => {
-                let place = self.sink(index, spec)?;
+        let holds_minted = match (keyed(sink), sink) {
+            (Some(place), _) => {
+                let ids = minted.to_vec();
+                blocking(move || place.holds_any(&ids)).await?
+            }
+            (None, SinkPlan::Configured { spec, resolved, .. }) => {
+                let place = self.sink(index, spec, resolved.as_deref())?;
                 if place.readable() {
                     let snapshot = place.read().await.map_err(StepError::sink)?;
                     snapshot
@@ -569,6 +578,7 @@ impl World for ApiWorld {
                     true
                 }
             }
+            (None, SinkPlan::File { .. }) => unreachable!("a found file is a keyed place"),
         };
         if !holds_minted {
             tracing::info!(
@@ -654,39 +664,12 @@ impl World for ApiWorld {
 
     async fn recover(
         &mut self,
-        _index: usize,
+        index: usize,
         sink: &SinkPlan,
         key_id: &KeyId,
         fingerprint: Fingerprint,
     ) -> Result<Option<Secret>, StepError> {
-        let found = match sink {
-            SinkPlan::File { path, .. } => {
-                let (path, id) = (path.clone(), key_id.clone());
-                tokio::task::spawn_blocking(move || read_value(&path, &id))
-                    .await
-                    .map_err(|e| StepError::new(format!("reading a file panicked: {e}")))?
-            }
-            SinkPlan::Configured { spec, .. } => {
-                if let SinkSpec::File { path } = spec {
-                    read_value(path, key_id)
-                } else {
-                    let place = sinks::build(spec, &self.credentials).map_err(StepError::sink)?;
-                    if place.readable() {
-                        place
-                            .read()
-                            .await
-                            .map_err(StepError::sink)?
-                            .value
-                            .filter(|v| {
-                                crate::key::Credential::parse(v.expose_secret())
-                                    .is_ok_and(|c| c.key_id() == key_id)
-                            })
-                    } else {
-                        None
-                    }
-                }
-            }
-        };
+        let found = self.value_held(index, sink, key_id).await?;
         let Some(secret) = found.filter(|s| s.fingerprint() == fingerprint) else {
             return Ok(None);
         };
@@ -700,159 +683,29 @@ impl World for ApiWorld {
     }
 }
 
-/// Replace the credentials of `replace` in one file with `value`, then read the file back.
-///
-/// `resolved`: `path` is the canonical path a plan found (`--in`), so it must still be the
-/// canonical path of the file written: a folder on the way swapped for a link since (which
-/// re-resolving would follow) is refused rather than written through.
-fn write_file(
-    path: &std::path::Path,
-    display: &str,
-    planned: Option<FileMatch>,
-    resolved: bool,
-    replace: &[KeyId],
-    value: &Secret,
-) -> Result<(), StepError> {
-    // After a restart (or a second write), the file as it is now is the baseline: it can
-    // only differ from the plan by credentials this rotation wrote.
-    let target = if let Some(m) = planned {
-        m
-    } else {
-        let found = file::locate(&[path.to_path_buf()], replace)
-            .map_err(|e| StepError::new(format!("{display}: {e}")))?;
-        match found.matches.into_iter().next() {
-            Some(m) if resolved && m.path != path => {
-                return Err(StepError::new(format!(
-                    "{display}: {}",
-                    crate::fs::Error::Redirected {
-                        path: path.to_owned()
-                    }
-                )));
-            }
-            Some(m) => m,
-            // Nothing of ours left to replace: the read-back decides whether that is fine.
-            None => return read_back(path, display, replace, value),
-        }
-    };
-    file::replace(&target, replace, value)
-        .map_err(|e| StepError::new(format!("{display}: {e}")))?;
-    // Consumers of an OAuth client (the Kubernetes operator, the GitHub action, Terraform)
-    // take its ID apart from its secret: where the old ID stands on its own, it changes too.
-    let client = crate::key::Credential::parse(value.expose_secret())
-        .ok()
-        .filter(|c| c.kind() == &crate::key::KeyKind::OAuthClientSecret);
-    if let Some(c) = client {
-        replace_bare_ids(&target.path, replace, c.key_id())
-            .map_err(|e| StepError::new(format!("{display}: {e}")))?;
-    }
-    read_back(path, display, replace, value)
-}
-
-/// Whether the file at `path` holds a credential of `ids`; a file that is not there holds
-/// none.
-fn file_holds_any(path: &std::path::Path, ids: &[KeyId]) -> Result<bool, file::Error> {
-    match file::holds(path, ids) {
-        Ok(found) => Ok(!found.is_empty()),
-        Err(file::Error::Fs(crate::fs::Error::Io { source, .. }))
-            if source.kind() == std::io::ErrorKind::NotFound =>
-        {
-            Ok(false)
-        }
-        Err(e) => Err(e),
+/// The place edited by key ID that `sink` is, if it is one: a file found with `--in`, or a
+/// configured `type = "file"` place (which holds the key inside other text, or is the value:
+/// [`KeyedFile::holds_key_inside`] tells).
+fn keyed(sink: &SinkPlan) -> Option<KeyedFile> {
+    match sink {
+        SinkPlan::File { path, display } => Some(KeyedFile::planned(path.clone(), display.clone())),
+        SinkPlan::Configured {
+            spec: SinkSpec::File { path },
+            resolved,
+            ..
+        } => KeyedFile::configured(path, resolved.as_deref()).ok(),
+        SinkPlan::Configured { .. } => None,
     }
 }
 
-/// The largest file in which bare client IDs are replaced.
-const BARE_ID_LIMIT: u64 = 16 * 1024 * 1024;
-
-/// Replace every occurrence of one of `ids` that stands on its own (not inside a longer
-/// alphanumeric run) with `new_id`.
-fn replace_bare_ids(
-    path: &std::path::Path,
-    ids: &[KeyId],
-    new_id: &KeyId,
-) -> Result<(), crate::fs::Error> {
-    let meta = std::fs::metadata(path).map_err(|e| crate::fs::Error::Io {
-        action: crate::fs::Action::Read,
-        path: path.to_owned(),
-        source: e,
-    })?;
-    if meta.len() > BARE_ID_LIMIT {
-        return Ok(());
-    }
-    let bytes = zeroize::Zeroizing::new(std::fs::read(path).map_err(|e| crate::fs::Error::Io {
-        action: crate::fs::Action::Read,
-        path: path.to_owned(),
-        source: e,
-    })?);
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    let mut changed = false;
-    'scan: while i < bytes.len() {
-        let starts_word = i == 0 || !bytes[i - 1].is_ascii_alphanumeric();
-        if starts_word {
-            for id in ids.iter().filter(|id| *id != new_id) {
-                let id = id.as_str().as_bytes();
-                let end = i + id.len();
-                if bytes[i..].starts_with(id)
-                    && bytes.get(end).is_none_or(|b| !b.is_ascii_alphanumeric())
-                {
-                    out.extend_from_slice(new_id.as_str().as_bytes());
-                    i = end;
-                    changed = true;
-                    continue 'scan;
-                }
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    if changed {
-        // The path is the canonical one the plan resolved: no link is followed on the way.
-        let route = crate::fs::Route::Resolved { file: None };
-        crate::fs::atomic_write_via(path, route, &crate::fs::ContentHash::of(&bytes), &out)?;
-    }
-    Ok(())
-}
-
-/// The file must hold the new value, and no other credential of the rotation.
-fn read_back(
-    path: &std::path::Path,
-    display: &str,
-    replace: &[KeyId],
-    value: &Secret,
-) -> Result<(), StepError> {
-    let new_id = crate::key::Credential::parse(value.expose_secret())
-        .map(|c| c.key_id().clone())
-        .ok();
-    let mut ids: Vec<KeyId> = replace.to_vec();
-    if let Some(id) = &new_id {
-        ids.push(id.clone());
-    }
-    let occurrences = file::holds(path, &ids)
-        .map_err(|e| StepError::new(format!("reading back {display}: {e}")))?;
-    let fingerprint = value.fingerprint();
-    if occurrences.is_empty() {
-        return Err(StepError::new(format!(
-            "{display} no longer holds the credential (was it edited meanwhile?)"
-        )));
-    }
-    if let Some(stale) = occurrences.iter().find(|o| o.fingerprint != fingerprint) {
-        return Err(StepError::new(format!(
-            "{display} still holds key {} after writing",
-            stale.key_id
-        )));
-    }
-    Ok(())
-}
-
-/// Whether a file holds a credential of `ids` among other text (rather than being the value).
-fn holds_key_inside(path: &std::path::Path, ids: &[KeyId]) -> bool {
-    let holds = file::holds(path, ids).is_ok_and(|o| !o.is_empty());
-    let whole = std::fs::read_to_string(path)
-        .ok()
-        .is_some_and(|t| crate::key::Credential::parse(t.trim_end_matches(['\n', '\r'])).is_ok());
-    holds && !whole
+/// Run file work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, sinks::Error> + Send + 'static,
+) -> Result<T, StepError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| StepError::new(format!("file work panicked: {e}")))?
+        .map_err(StepError::sink)
 }
 
 /// A place that holds a credential this rotation does not know was changed by someone else
@@ -878,35 +731,4 @@ fn check_holds_ours(
         sink.describe(),
         held.key_id()
     )))
-}
-
-/// The largest file [`read_value`] reads whole.
-const READ_VALUE_LIMIT: u64 = 64 * 1024 * 1024;
-
-/// The value of key `id` as it stands in a file, if the file holds it. Used by `rollback` to
-/// recover the old value from a place the rotation did not overwrite, so that tsrotate never
-/// has to store a secret itself.
-#[must_use]
-pub fn read_value(path: &std::path::Path, id: &KeyId) -> Option<Secret> {
-    let meta = std::fs::metadata(path).ok()?;
-    if !meta.is_file() || meta.len() > READ_VALUE_LIMIT {
-        return None;
-    }
-    let bytes = zeroize::Zeroizing::new(std::fs::read(path).ok()?);
-    let needle = format!("-{id}-");
-    let mut from = 0;
-    while let Some(at) = memchr::memmem::find(&bytes[from..], b"tskey-") {
-        let start = from + at;
-        if let Some(len) = crate::key::credential_len_at(&bytes[start..]) {
-            let candidate = &bytes[start..start + len];
-            if memchr::memmem::find(candidate, needle.as_bytes()).is_some() {
-                let value = std::str::from_utf8(candidate).ok()?;
-                if crate::key::Credential::parse(value).is_ok_and(|c| c.key_id() == id) {
-                    return Some(Secret::new(value.to_owned()));
-                }
-            }
-        }
-        from = start + 6;
-    }
-    None
 }

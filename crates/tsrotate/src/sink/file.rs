@@ -570,7 +570,10 @@ fn search(path: &Path, ids: &[KeyId]) -> Result<Option<Searched>, ProblemKind> {
     if unhashed.map_err(|err| unreadable(&err))?.is_empty() {
         return Ok(None);
     }
-    let file = open_for_search(path)?;
+    // The canonical path, walked without following any link: the file hashed is the one a
+    // write through [`FileMatch::route`] would replace.
+    let file = fs::open_regular_via(path, fs::Route::Resolved { file: None })
+        .map_err(|err| fs_problem(&err))?;
     let file_id = fs::FileId::of(&file.metadata().map_err(|err| unreadable(&err))?);
     let mut reader = HashingReader::new(file);
     let findings = Findings::collect(&mut reader, ids).map_err(|err| unreadable(&err))?;
@@ -584,13 +587,60 @@ fn search(path: &Path, ids: &[KeyId]) -> Result<Option<Searched>, ProblemKind> {
 }
 
 fn open_for_search(path: &Path) -> Result<std::fs::File, ProblemKind> {
-    fs::open_regular(path).map_err(|err| match &err {
+    fs::open_regular(path).map_err(|err| fs_problem(&err))
+}
+
+fn fs_problem(err: &fs::Error) -> ProblemKind {
+    match err {
         fs::Error::Io { source, .. } => unreadable(source),
         _ => ProblemKind::Unreadable {
             error_kind: "Other".to_owned(),
             message: err.to_string(),
         },
-    })
+    }
+}
+
+/// Search one file at its canonical `path` (as a plan resolved it) for credentials of `ids`,
+/// walking the path without following any link ([`fs::open_regular_via`]); `None` when it
+/// holds none. A binary file is returned with [`FileMatch::binary`] set; a value too long
+/// to replace is [`Error::TooLong`].
+pub fn search_file(path: &Path, display: &Path, ids: &[KeyId]) -> Result<Option<FileMatch>, Error> {
+    let file = fs::open_regular_via(path, fs::Route::Resolved { file: None })?;
+    let file_id = fs::FileId::of(&file.metadata().map_err(|source| Error::Read {
+        path: path.to_owned(),
+        source,
+    })?);
+    let mut reader = HashingReader::new(file);
+    let findings = Findings::collect(&mut reader, ids).map_err(|source| Error::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    if let Some(ProblemKind::CredentialTooLong {
+        key_id,
+        line,
+        column,
+    }) = findings.too_long.into_iter().next()
+    {
+        return Err(Error::TooLong {
+            path: path.to_owned(),
+            key_id,
+            line,
+            column,
+        });
+    }
+    if findings.occurrences.is_empty() {
+        return Ok(None);
+    }
+    let (hash, len) = reader.finish();
+    Ok(Some(FileMatch {
+        path: path.to_owned(),
+        display_path: display.to_owned(),
+        hash,
+        len,
+        binary: findings.binary,
+        occurrences: findings.occurrences,
+        file_id: Some(file_id),
+    }))
 }
 
 /// Replace every credential of `ids` in the file `m` describes by `new_value`.
@@ -642,7 +692,12 @@ pub fn replace(m: &FileMatch, ids: &[KeyId], new_value: &Secret) -> Result<Repla
 /// Which values of `ids` the file at `path` holds now: to check after [`replace`] that the
 /// new value is in place and no old one is left.
 pub fn holds(path: &Path, ids: &[KeyId]) -> Result<Vec<Occurrence>, Error> {
-    let mut file = fs::open_regular(path)?;
+    holds_via(path, fs::Route::Configured, ids)
+}
+
+/// [`holds`], reaching the file by `route` ([`fs::open_regular_via`]).
+pub fn holds_via(path: &Path, route: fs::Route, ids: &[KeyId]) -> Result<Vec<Occurrence>, Error> {
+    let mut file = fs::open_regular_via(path, route)?;
     let mut occurrences = Vec::new();
     scan(&mut file, ids, &mut |event| match event {
         Event::Bytes(_) => Ok(()),

@@ -2,8 +2,9 @@
 //!
 //! Two families:
 //!
-//! - [`file`](mod@file): credentials found in text files by key ID and replaced where they stand
-//!   (`rotate --in PATH`). The rotation engine drives these directly.
+//! - [`keyed`]: a text file holding the credential among other text, edited by key ID where
+//!   the credential stands (files found with `rotate --in PATH`, configured `type = "file"`
+//!   places that hold more than the value); [`file`](mod@file) finds and replaces.
 //! - Everything named in a configuration file ([`SinkSpec`]): a field of a dotenv, JSON, YAML
 //!   or TOML file, a Vault/OpenBao KV v2 secret, an AWS Secrets Manager secret or SSM
 //!   parameter, a GitHub Actions secret, a Kubernetes Secret, a command. Each implements
@@ -25,6 +26,7 @@ pub mod command;
 pub mod file;
 pub mod github;
 mod http;
+pub mod keyed;
 pub mod kubernetes;
 pub mod structured;
 pub mod vault;

@@ -129,9 +129,10 @@ impl FieldSink {
     }
 
     /// Read and write `canonical`, the path a plan resolved the configured one to
-    /// ([`fs::resolve_folder`]), walking it without following any link: a folder on the way
-    /// swapped for a link since the plan is refused ([`fs::Error::Redirected`]), and so is a
-    /// configured path that no longer resolves to it.
+    /// ([`fs::resolve_folder`]) and its journal records, walking it without following any
+    /// link: a folder on the way swapped for a link since the plan is refused
+    /// ([`fs::Error::Redirected`]), and so is a configured path that no longer resolves to it
+    /// ([`fs::Error::Repointed`]).
     #[must_use]
     pub fn pinned(mut self, canonical: PathBuf) -> Self {
         self.at = canonical;
@@ -146,8 +147,10 @@ impl FieldSink {
         }
         match fs::resolve_folder(&self.path) {
             Ok(now) if now == self.at => Ok(()),
+            // A folder that is gone is the walk's to report.
+            Err(e) if e.is_not_found() => Ok(()),
             _ => Err(self.err(
-                fs::Error::Redirected {
+                fs::Error::Repointed {
                     path: self.path.clone(),
                 }
                 .to_string(),
@@ -177,6 +180,9 @@ impl FieldSink {
 
     /// The file's bytes and hash, or `None` when it does not exist.
     fn load(&self) -> Result<Option<Loaded>, Error> {
+        if self.route != fs::Route::Configured {
+            return self.load_pinned();
+        }
         let meta = match std::fs::metadata(&self.at) {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -298,6 +304,28 @@ impl FieldSink {
             ))),
             Format::Dotenv | Format::Whole | Format::Json => unreachable!("handled above"),
         }
+    }
+
+    /// [`FieldSink::load`] for a pinned place: the planned path, walked without following
+    /// any link, so that what is read is what the write replaces.
+    fn load_pinned(&self) -> Result<Option<Loaded>, Error> {
+        self.check_pin()?;
+        let file = match fs::open_regular_via(&self.at, self.route) {
+            Ok(file) => file,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(self.err(e.to_string())),
+        };
+        let mut bytes = Zeroizing::new(Vec::new());
+        std::io::Read::read_to_end(&mut std::io::Read::take(file, MAX_FILE + 1), &mut bytes)
+            .map_err(|e| self.err(format!("cannot read: {e}")))?;
+        if bytes.len() as u64 > MAX_FILE {
+            return Err(self.err(format!(
+                "larger than {} MiB; not a configuration file?",
+                MAX_FILE / (1024 * 1024)
+            )));
+        }
+        let hash = ContentHash::of(&bytes);
+        Ok(Some((bytes, hash)))
     }
 
     /// Whether a write could succeed now, changing nothing: the file's folder exists and

@@ -299,18 +299,21 @@ async fn issue_11_a_configured_place_whose_folder_became_a_link_gets_no_key() {
     )
     .await
     .unwrap();
-    assert_eq!(plan.planned_paths.len(), 1);
+    // The plan pins the place to the file its path resolves to, and the journal says so.
+    assert!(matches!(
+        &plan.started.sinks[0],
+        tsrotate::journal::SinkPlan::Configured { resolved: Some(path), .. }
+            if path == &fs::canonicalize(tree.path().join("app")).unwrap().join(".env")
+    ));
     let dir = StateDir::open(state_dir.path()).unwrap();
     let mut session = Admission::check(&dir, &old_id, None, Lock::Take)
         .unwrap()
         .begin(plan.started.clone())
         .unwrap();
-    let mut world = ApiWorld::new(client.clone(), plan.files.clone())
-        .with_configured(
-            tsrotate::sink::Logins::default(),
-            plan.planned_versions.clone(),
-        )
-        .with_planned_paths(plan.planned_paths.clone());
+    let mut world = ApiWorld::new(client.clone(), plan.files.clone()).with_configured(
+        tsrotate::sink::Logins::default(),
+        plan.planned_versions.clone(),
+    );
     let (app, moved) = (tree.path().join("app"), tree.path().join("app.moved"));
     let target = outside.path().to_owned();
     let mut swap = AfterMint(Some(|| {
