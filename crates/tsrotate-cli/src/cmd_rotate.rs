@@ -879,11 +879,17 @@ fn write_plan(out: &mut impl Write, plan: &Plan, dry_run: bool) -> std::io::Resu
         writeln!(out, "  warning   {}", text::escape(w))?;
     }
     for p in &plan.discovery.problems {
+        let what = match &p.kind {
+            tsrotate::sink::file::ProblemKind::Unreadable { .. } => {
+                format!("could not be read ({})", p.kind)
+            }
+            other => other.to_string(),
+        };
         writeln!(
             out,
-            "  warning   {}: could not be read ({})",
+            "  warning   {}: {}",
             text::path(&p.path),
-            p.kind
+            text::escape(&what)
         )?;
     }
     for sk in &plan.discovery.skipped {

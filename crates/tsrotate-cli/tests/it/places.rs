@@ -68,6 +68,66 @@ fn a_binary_file_holding_the_key_stops_the_rotation_unless_skipped_and_is_never_
     env.assert_state_clean();
 }
 
+/// Issue 11 item 7, a sibling: a link under `--in` to a file outside the tree that holds the
+/// key is not followed (tsrotate writes only inside the folders it was given), so the file
+/// keeps the old key. It used to be skipped without a word and the rotation ended with
+/// "every place holds the new key"; now it stops the rotation before anything changes (exit
+/// 1, with the link named) unless `--skip-unwritable` is given, and the file outside is never
+/// written.
+#[test]
+fn a_link_out_of_the_tree_to_a_file_holding_the_key_stops_the_rotation_unless_skipped() {
+    let mut env = TestEnv::new();
+    let (id, secret) = env.mint_default();
+    let dotenv = format!("TS_AUTHKEY={secret}\n");
+    env.write("app/.env", &dotenv);
+    let outside = env.write_aside("shared.env", &dotenv);
+    std::os::unix::fs::symlink(&outside, env.work.path().join("app/shared.env")).unwrap();
+    let keys_before = env.keys().len();
+
+    let run = rotate(&env, &id, &[]).expect(1);
+    assert!(run.stderr.contains("shared.env"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("outside the folders searched"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("--skip-unwritable"), "{}", run.stderr);
+    assert!(!run.stderr.contains("every place"), "{}", run.stderr);
+    assert_eq!(env.read("app/.env"), dotenv.as_bytes());
+    assert_eq!(env.keys().len(), keys_before, "nothing minted");
+    assert_eq!(env.key(&id)["invalid"], false);
+
+    // The plan names the link and what the flag does to it.
+    let run = rotate(&env, &id, &["--skip-unwritable", "--dry-run"]).expect(0);
+    assert!(
+        run.stdout.contains("--skip-unwritable") && run.stdout.contains("shared.env"),
+        "{}",
+        run.stdout
+    );
+
+    let run = rotate(&env, &id, &["--skip-unwritable"]);
+    canary_files(&mut env);
+    env.assert_clean(&run.stdout);
+    env.assert_clean(&run.stderr);
+    let run = run.expect(0);
+    assert!(!run.stderr.contains("every place holds"), "{}", run.stderr);
+    assert!(run.stderr.contains("NOT updated"), "{}", run.stderr);
+    assert!(run.stderr.contains("shared.env"), "{}", run.stderr);
+    assert_eq!(
+        std::fs::read(&outside).unwrap(),
+        dotenv.as_bytes(),
+        "nothing outside the tree is written"
+    );
+    assert!(
+        std::fs::symlink_metadata(env.work.path().join("app/shared.env"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_ne!(env.read("app/.env"), dotenv.as_bytes());
+    env.assert_state_clean();
+}
+
 /// Issue 11 item 8: every configured place is checked for writability while planning. A
 /// missing folder, a YAML field that is not there, a JSON or TOML field under a value that
 /// is not an object, and a lock path taken by an unrelated file each stop the rotation with

@@ -223,6 +223,12 @@ fn not_updatable(discovery: &Discovery) -> Vec<String> {
             "{} (could not be read: {message})",
             p.path.display()
         )),
+        file::ProblemKind::LinkOutsideRoots { target } => Some(format!(
+            "{} (a link to `{}`, outside the folders searched, which holds the key: tsrotate \
+             does not write outside them)",
+            p.path.display(),
+            target.display()
+        )),
         file::ProblemKind::CredentialTooLong { .. } => Some(format!(
             "{} (holds a value of the key too long to replace safely)",
             p.path.display()

@@ -226,6 +226,12 @@ pub enum ProblemKind {
         /// The system's message.
         message: String,
     },
+    /// A symbolic link to a file outside every root, and that file holds a credential of the
+    /// keys searched for: it is not followed (nor written), so it keeps the old key.
+    LinkOutsideRoots {
+        /// The link's canonical target.
+        target: PathBuf,
+    },
     /// A value of a key we look for is longer than [`MAX_CREDENTIAL_LEN`]. The file is not
     /// listed as a match, so that it is never half-rotated.
     CredentialTooLong {
@@ -243,6 +249,12 @@ impl std::fmt::Display for ProblemKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Unreadable { message, .. } => write!(f, "{message}"),
+            Self::LinkOutsideRoots { target } => write!(
+                f,
+                "a link to `{}`, outside the folders searched, which holds the key; not \
+                 followed, so not updated",
+                target.display()
+            ),
             Self::CredentialTooLong {
                 key_id,
                 line,
@@ -302,6 +314,7 @@ pub fn locate(roots: &[PathBuf], ids: &[KeyId]) -> Result<Discovery, Error> {
     for (path, candidate) in candidates {
         discovery.record(path, candidate.display, ids);
     }
+    discovery.links_outside_holding(ids);
     Ok(discovery)
 }
 
@@ -474,6 +487,27 @@ fn unreadable(err: &io::Error) -> ProblemKind {
 }
 
 impl Discovery {
+    /// A link that leads outside the roots is not followed, and not written through; but if
+    /// the file it leads to holds the key, whoever reads the link reads the old key, so the
+    /// rotation cannot say that every place holds the new one: it is a problem, not a skip.
+    fn links_outside_holding(&mut self, ids: &[KeyId]) {
+        let (holding, kept): (Vec<Skipped>, Vec<Skipped>) = std::mem::take(&mut self.skipped)
+            .into_iter()
+            .partition(|s| {
+                matches!(&s.reason, SkipReason::OutsideRoots { target }
+                    if holds(target, ids).is_ok_and(|found| !found.is_empty()))
+            });
+        self.skipped = kept;
+        self.problems
+            .extend(holding.into_iter().filter_map(|s| match s.reason {
+                SkipReason::OutsideRoots { target } => Some(Problem {
+                    path: s.path,
+                    kind: ProblemKind::LinkOutsideRoots { target },
+                }),
+                SkipReason::NotARegularFile { .. } => None,
+            }));
+    }
+
     /// Search one file and file the result under matches, binary or problems.
     fn record(&mut self, path: PathBuf, display_path: PathBuf, ids: &[KeyId]) {
         let searched = match search(&path, ids) {

@@ -18,8 +18,8 @@ use proptest::prelude::*;
 use tsrotate::fs::{ContentHash, Error as FsError};
 use tsrotate::key::{Fingerprint, KeyId, Secret};
 use tsrotate::sink::file::{
-    Discovery, Error, FileMatch, MAX_CREDENTIAL_LEN, ProblemKind, SkipReason, holds, locate,
-    replace,
+    Discovery, Error, FileMatch, MAX_CREDENTIAL_LEN, Problem, ProblemKind, SkipReason, holds,
+    locate, replace,
 };
 
 const OLD_ID: &str = "kOLD1CNTRL";
@@ -415,6 +415,10 @@ fn links_leaving_the_roots_are_reported_not_followed() {
     std::os::unix::fs::symlink(&secret, root.join("file-link")).unwrap();
     std::os::unix::fs::symlink(&outside, root.join("dir-link")).unwrap();
 
+    let unrelated = outside.join("other.env");
+    write(&unrelated, b"K=nothing of ours\n");
+    std::os::unix::fs::symlink(&unrelated, root.join("other-link")).unwrap();
+
     let found = locate(std::slice::from_ref(&root), &ids()).unwrap();
     assert!(found.matches.is_empty(), "{found:#?}");
     let mut skipped: Vec<_> = found
@@ -434,12 +438,23 @@ fn links_leaving_the_roots_are_reported_not_followed() {
                 }
             ),
             (
-                root.join("file-link"),
+                root.join("other-link"),
                 SkipReason::OutsideRoots {
-                    target: canonical(&secret)
+                    target: canonical(&unrelated)
                 }
             ),
         ]
+    );
+    // A link out of the tree to a file that holds the key is not followed, but it is a
+    // problem: whoever reads the link keeps reading the old key (issue 11 item 7).
+    assert_eq!(
+        found.problems,
+        [Problem {
+            path: root.join("file-link"),
+            kind: ProblemKind::LinkOutsideRoots {
+                target: canonical(&secret)
+            }
+        }]
     );
     assert_eq!(fs::read_to_string(&secret).unwrap(), content);
 }
@@ -461,7 +476,10 @@ fn link_cycles_end_and_unresolvable_links_are_problems() {
         .iter()
         .map(|p| match &p.kind {
             ProblemKind::Unreadable { error_kind, .. } => (p.path.clone(), error_kind.clone()),
-            other @ ProblemKind::CredentialTooLong { .. } => panic!("{other:?}"),
+            other @ (ProblemKind::CredentialTooLong { .. }
+            | ProblemKind::LinkOutsideRoots { .. }) => {
+                panic!("{other:?}")
+            }
         })
         .collect();
     problems.sort();
@@ -583,7 +601,10 @@ fn unreadable_checks(dir: &Path) {
         .iter()
         .map(|p| match &p.kind {
             ProblemKind::Unreadable { error_kind, .. } => (p.path.clone(), error_kind.clone()),
-            other @ ProblemKind::CredentialTooLong { .. } => panic!("{other:?}"),
+            other @ (ProblemKind::CredentialTooLong { .. }
+            | ProblemKind::LinkOutsideRoots { .. }) => {
+                panic!("{other:?}")
+            }
         })
         .collect();
     problems.sort();
