@@ -38,7 +38,12 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
     // would claim (exit 2) that nothing was changed (red-team finding).
     let state_dir = context::state_dir(global)?;
     let mut audit_log = AuditLog::open(&state_dir)
-        .inspect_err(|e| tracing::warn!("cannot open the audit log: {e}"))
+        .inspect_err(|e| {
+            tracing::warn!(
+                "cannot open the audit log `{}`: {e}; the revoke will not be recorded there (make the state directory writable by you, or give another with --state-dir)",
+                tsrotate::text::path(&AuditLog::path_in(&state_dir))
+            );
+        })
         .ok();
     let client =
         ApiSettings::configured(global, &["auth_keys", "oauth_keys", "api_access_tokens"])?

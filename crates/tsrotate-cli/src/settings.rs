@@ -339,6 +339,9 @@ pub(crate) fn load_config(global: &GlobalArgs, need: Need) -> anyhow::Result<Opt
                     "cannot read the configuration `{}`: {e}",
                     path.display()
                 ))
+                .hint(
+                    "give a configuration file you can read, with --config FILE or TSROTATE_CONFIG",
+                )
             })
         })
         .and_then(|text| Config::parse(&text, &path).map_err(|e| UserError::new(e.to_string())));

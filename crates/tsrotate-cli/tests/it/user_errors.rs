@@ -98,3 +98,107 @@ fn skipped_and_unreadable_paths_are_explained_in_words() {
     assert!(shown.contains("outside the folders searched"), "{shown}");
     assert!(shown.contains("No such file or directory"), "{shown}");
 }
+
+/// Whether the tests run as root (who may write anything, so a folder's mode stops nobody).
+fn is_root() -> bool {
+    std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap()) == 0
+}
+
+/// `tsrotate` as an unprivileged user when the tests run as root (uid 65534, whom a folder's
+/// mode does stop), else as the user running the tests; with the emulator's URL and token.
+fn unprivileged(env: &TestEnv) -> (assert_cmd::Command, u32) {
+    use std::os::unix::process::CommandExt as _;
+    #[allow(
+        deprecated,
+        reason = "the std Command is needed to run it as another user"
+    )]
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("tsrotate"));
+    cmd.env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", "/nonexistent")
+        .env("NO_COLOR", "1")
+        .env("TAILSCALE_BASE_URL", env.url())
+        .env("TAILSCALE_API_KEY", &env.emu.bootstrap().api_key);
+    let uid = if is_root() {
+        cmd.uid(65534).gid(65534);
+        65534
+    } else {
+        std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap())
+    };
+    (assert_cmd::Command::from_std(cmd), uid)
+}
+
+/// Issue 11 item 14: a state directory that cannot be written (a folder of mode 0500, one
+/// whose parent is a file) exited 3 with "could not create directory …" and nothing to do.
+/// It is the person's to fix: exit 2, the system's reason, and what to do; before anything
+/// changes.
+#[test]
+fn issue_11_14_a_state_directory_that_cannot_be_written_is_a_usage_error() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut env = TestEnv::new();
+    let (old_id, old) = env.mint_default();
+    let place = env.write("app/.env", format!("TS_AUTHKEY={old}\n"));
+    let keys_before = env.keys().len();
+    let (mut cmd, uid) = unprivileged(&env);
+    // Everything but the state directory is in order for that user.
+    let top = env.aside.path().join("top");
+    std::fs::create_dir(&top).unwrap();
+    std::fs::set_permissions(&top, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let state = top.join("state");
+    std::fs::create_dir(&state).unwrap();
+    for path in [env.aside.path(), env.work.path()] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    for path in [
+        env.work.path(),
+        &env.work.path().join("app"),
+        &place,
+        &state,
+    ] {
+        std::os::unix::fs::chown(path, Some(uid), Some(uid)).unwrap();
+    }
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o500)).unwrap();
+    let run = env
+        .run(
+            cmd.args(["rotate", &old_id, "--yes", "--in"])
+                .arg(env.work.path())
+                .env("TSROTATE_STATE_DIR", &state),
+        )
+        .expect(2);
+    assert!(
+        run.stderr.contains("cannot use the state directory")
+            && run.stderr.contains("Permission denied")
+            && run.stderr.contains("hint:")
+            && run.stderr.contains("--state-dir"),
+        "{}",
+        run.stderr
+    );
+
+    // A parent that cannot hold a folder: the same, whoever runs it.
+    let file = env.write_aside("a-file", "not a folder\n");
+    let run = env
+        .run(
+            env.cmd()
+                .args(["rotate", &old_id, "--yes", "--in"])
+                .arg(env.work.path())
+                .arg("--state-dir")
+                .arg(file.join("state")),
+        )
+        .expect(2);
+    assert!(
+        run.stderr.contains("cannot use the state directory")
+            && run.stderr.contains("Not a directory")
+            && run.stderr.contains("hint:"),
+        "{}",
+        run.stderr
+    );
+
+    // Nothing changed.
+    assert_eq!(env.keys().len(), keys_before, "no key was minted");
+    assert_eq!(env.key(&old_id)["invalid"], false);
+    assert_eq!(
+        env.read("app/.env"),
+        format!("TS_AUTHKEY={old}\n").as_bytes()
+    );
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+}

@@ -42,6 +42,17 @@ pub enum Error {
         /// What is wrong with it.
         problem: Untrusted,
     },
+    /// The system refused to let this user read or write the state directory (a folder
+    /// without write permission, a read-only file system, a parent folder that refuses a new
+    /// folder): the person can fix that or choose another, so it is not a failure of tsrotate.
+    #[error("cannot use the state directory `{}`: {source}", dir.display())]
+    Unusable {
+        /// The state directory.
+        dir: PathBuf,
+        /// What was refused, naming the file or folder and with the system's reason (a
+        /// [`crate::fs::Error`] or a [`journal::Error`]).
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// Another run holds the key's lock.
     #[error("another tsrotate run is working on key {key_id}")]
     Busy {
@@ -106,6 +117,10 @@ impl Error {
     pub fn hint(&self) -> Option<String> {
         match self {
             Self::Untrusted { path, problem } => Some(problem.hint(path)),
+            Self::Unusable { dir, .. } => Some(format!(
+                "make `{}` (or the folder it is to be made in) readable and writable by you, or use another with --state-dir or TSROTATE_STATE_DIR",
+                dir.display()
+            )),
             Self::Busy { .. } => Some(
                 "wait for it to finish; if none is running, the lock is released automatically"
                     .to_owned(),
@@ -127,6 +142,7 @@ impl Error {
     pub fn is_user_error(&self) -> bool {
         match self {
             Self::Untrusted { .. }
+            | Self::Unusable { .. }
             | Self::Busy { .. }
             | Self::Unfinished { .. }
             | Self::Damaged { .. }
@@ -200,6 +216,59 @@ impl Untrusted {
     }
 }
 
+/// Whether the system refused an operation for a reason the person can fix (permissions, a
+/// read-only file system, a path that is not a folder or leads nowhere), as opposed to the
+/// system failing.
+fn refused(error: &crate::fs::Error) -> bool {
+    match error {
+        crate::fs::Error::Io { source, .. }
+        | crate::fs::Error::FolderNotWritable { source, .. } => refused_io(source),
+        _ => false,
+    }
+}
+
+/// [`refused`], for a system error.
+fn refused_io(source: &std::io::Error) -> bool {
+    use std::io::ErrorKind as K;
+    matches!(
+        source.kind(),
+        K::PermissionDenied
+            | K::ReadOnlyFilesystem
+            | K::NotADirectory
+            | K::NotFound
+            | K::StorageFull
+            | K::QuotaExceeded
+    )
+}
+
+/// An error of a file operation in state directory `dir`: [`Error::Unusable`] when the
+/// system [`refused`] it.
+fn in_state_dir(dir: &Path) -> impl FnOnce(crate::fs::Error) -> Error + '_ {
+    move |source| {
+        if refused(&source) {
+            Error::Unusable {
+                dir: dir.to_owned(),
+                source: Box::new(source),
+            }
+        } else {
+            Error::Fs(source)
+        }
+    }
+}
+
+/// A journal error in state directory `dir`: [`Error::Unusable`] when the system refused
+/// to create or open it.
+fn journal_in_state_dir(dir: &Path) -> impl FnOnce(journal::Error) -> Error + '_ {
+    move |error| match error {
+        journal::Error::File(source) => in_state_dir(dir)(source),
+        journal::Error::Io { ref source, .. } if refused_io(source) => Error::Unusable {
+            dir: dir.to_owned(),
+            source: Box::new(error),
+        },
+        other => Error::Journal(other),
+    }
+}
+
 /// The effective user ID of this process.
 fn me() -> u32 {
     rustix::process::geteuid().as_raw()
@@ -217,21 +286,30 @@ impl StateDir {
     /// directory that does not exist yet is fine: tsrotate creates it private.
     pub fn open(path: &Path) -> Result<Self, Error> {
         let me = me();
-        check(path, Entry::Folder, me)?;
+        check(path, path, Entry::Folder, me)?;
         for folder in [
             Journal::dir(path),
             crate::contain::act::dir(path),
             path.join("locks"),
         ] {
-            check(&folder, Entry::Folder, me)?;
-            let Ok(entries) = std::fs::read_dir(&folder) else {
-                continue;
+            check(path, &folder, Entry::Folder, me)?;
+            let entries = match std::fs::read_dir(&folder) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                // A folder of ours that cannot be listed hides what is in it from the check.
+                Err(source) => {
+                    return Err(in_state_dir(path)(crate::fs::Error::Io {
+                        action: crate::fs::Action::Read,
+                        path: folder,
+                        source,
+                    }));
+                }
             };
             for entry in entries.flatten() {
-                check(&entry.path(), Entry::File, me)?;
+                check(path, &entry.path(), Entry::File, me)?;
             }
         }
-        check(&AuditLog::path_in(path), Entry::File, me)?;
+        check(path, &AuditLog::path_in(path), Entry::File, me)?;
         Ok(Self {
             path: path.to_owned(),
         })
@@ -257,7 +335,7 @@ enum Entry {
 }
 
 /// One entry: absent, or of the right kind, owned by `me`, writable by no one else.
-fn check(path: &Path, kind: Entry, me: u32) -> Result<(), Error> {
+fn check(state: &Path, path: &Path, kind: Entry, me: u32) -> Result<(), Error> {
     let untrusted = |problem| Error::Untrusted {
         path: path.to_owned(),
         problem,
@@ -267,12 +345,11 @@ fn check(path: &Path, kind: Entry, me: u32) -> Result<(), Error> {
         Ok(meta) => meta,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(source) => {
-            return Err(crate::fs::Error::Io {
+            return Err(in_state_dir(state)(crate::fs::Error::Io {
                 action: crate::fs::Action::Read,
                 path: path.to_owned(),
                 source,
-            }
-            .into());
+            }));
         }
     };
     let file_type = meta.file_type();
@@ -291,10 +368,12 @@ fn check(path: &Path, kind: Entry, me: u32) -> Result<(), Error> {
         return Err(untrusted(Untrusted::Kind { found }));
     }
     let meta = if top_link {
-        std::fs::metadata(path).map_err(|source| crate::fs::Error::Io {
-            action: crate::fs::Action::Read,
-            path: path.to_owned(),
-            source,
+        std::fs::metadata(path).map_err(|source| {
+            in_state_dir(state)(crate::fs::Error::Io {
+                action: crate::fs::Action::Read,
+                path: path.to_owned(),
+                source,
+            })
         })?
     } else {
         meta
@@ -505,14 +584,14 @@ impl CredentialLock {
     /// Take the lock of credential `name`, or `Ok(None)` when another run holds it.
     pub fn try_take(dir: &StateDir, name: &str) -> Result<Option<Self>, Error> {
         let locks = dir.path.join("locks");
-        crate::fs::create_private_dir_all(&locks)?;
+        crate::fs::create_private_dir_all(&locks).map_err(in_state_dir(&dir.path))?;
         match FileLock::acquire(
             &locks.join(format!("credential-{name}.lock")),
             Fail::Immediately,
         ) {
             Ok(lock) => Ok(Some(Self { _lock: lock })),
             Err(crate::fs::Error::Busy { .. }) => Ok(None),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(in_state_dir(&dir.path)(e)),
         }
     }
 }
@@ -520,14 +599,14 @@ impl CredentialLock {
 /// Take the per-key lock of `key_id`.
 fn lock_key(dir: &StateDir, key_id: &KeyId) -> Result<FileLock, Error> {
     let locks = dir.path.join("locks");
-    crate::fs::create_private_dir_all(&locks)?;
+    crate::fs::create_private_dir_all(&locks).map_err(in_state_dir(&dir.path))?;
     FileLock::acquire(&locks.join(format!("{key_id}.lock")), Fail::Immediately).map_err(|source| {
         match source {
             crate::fs::Error::Busy { .. } => Error::Busy {
                 key_id: key_id.clone(),
                 source,
             },
-            other => Error::Fs(other),
+            other => in_state_dir(&dir.path)(other),
         }
     })
 }
@@ -580,7 +659,8 @@ impl Admission {
         };
         let rotation_id = started.rotation_id.clone();
         let user = started.user.clone();
-        let journal = Journal::create(&self.dir.path, started.clone())?;
+        let journal = Journal::create(&self.dir.path, started.clone())
+            .map_err(journal_in_state_dir(&self.dir.path))?;
         let records = journal::read(journal.path())?;
         let state = State::replay(&records).ok_or_else(|| Error::Empty(rotation_id.clone()))?;
         let mut session = Session::recording(&self.dir, lock, journal, &user, state);
@@ -672,7 +752,8 @@ impl Session {
         let empty = || Error::Empty(rotation_id.to_owned());
         let before = State::replay(&journal::read(&path)?).ok_or_else(empty)?;
         let lock = lock_key(dir, before.old_key_id())?;
-        let (journal, records) = Journal::open(&dir.path, rotation_id)?;
+        let (journal, records) =
+            Journal::open(&dir.path, rotation_id).map_err(journal_in_state_dir(&dir.path))?;
         let state = State::replay(&records).ok_or_else(empty)?;
         if !state.is_finished() {
             authority.allows(&state.started, &state.sinks)?;
