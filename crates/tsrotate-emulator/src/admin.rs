@@ -34,6 +34,7 @@ pub(crate) fn routes() -> Router<EmulatorState> {
         .route("/_emulator/api-tokens", post(create_api_token))
         .route("/_emulator/devices", post(join_device))
         .route("/_emulator/devices/batch", post(join_devices))
+        .route("/_emulator/devices/{node_id}/advertise", post(advertise))
         .route("/_emulator/audit-noise", post(audit_noise))
         .route(
             "/_emulator/faults",
@@ -190,6 +191,16 @@ async fn join_device(
     JsonBody(body): JsonBody<devices::JoinBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     state.mutate(|store, now| devices::join(store, now, body).map(Json))
+}
+
+/// `POST /_emulator/devices/{nodeId}/advertise {"routes": [...]}`: the node advertises other
+/// routes now (see `devices::advertise`).
+async fn advertise(
+    State(state): State<EmulatorState>,
+    ApiPath(node_id): ApiPath<String>,
+    JsonBody(body): JsonBody<devices::AdvertiseBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    state.mutate(|store, _| devices::advertise(store, &node_id, body).map(Json))
 }
 
 #[derive(Deserialize)]

@@ -611,6 +611,33 @@ fn check_join(body: &JoinBody) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The body of `POST /_emulator/devices/{nodeId}/advertise`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AdvertiseBody {
+    routes: Vec<String>,
+}
+
+/// The node advertises `body.routes` from now on, as its owner would set them on the machine.
+/// Enabled routes are an admin's approval and stay as they are.
+pub(crate) fn advertise(
+    store: &mut Store,
+    node_id: &str,
+    body: AdvertiseBody,
+) -> Result<serde_json::Value, ApiError> {
+    if let Some(bad) = body.routes.iter().find(|r| !is_prefix(r)) {
+        return Err(ApiError::bad_request(format!("invalid route \"{bad}\"")));
+    }
+    let tailnet = store.tailnet.clone();
+    let device = store
+        .devices
+        .iter_mut()
+        .find(|d| d.node_id == node_id && !d.is_external)
+        .ok_or(ApiError::NotFound("device not found"))?;
+    device.advertised_routes = body.routes;
+    Ok(device.to_json(&tailnet, true))
+}
+
 /// Joins a device as a node using `body.auth_key_id` would, at `now + created_offset_seconds`.
 /// The key must have existed and been usable then; its use count goes up.
 pub(crate) fn join(
