@@ -79,7 +79,11 @@ pub(crate) enum Command {
     Rotate(crate::cmd_rotate::Args),
     /// Finish unfinished rotations after a crash, a kill or a failure.
     Resume(crate::cmd_resume::Args),
-    /// Undo a rotation that has not revoked the old key yet.
+    /// Undo a rotation that has not revoked the old key yet, or a containment's
+    /// deauthorization or dropped routes.
+    #[command(
+        after_help = "Exit codes: 0 done; 1 not complete (the output says what to run next; for a containment: a device changed since and was left alone, or a restore failed); 2 usage or input error, nothing changed (for a containment that expired or deleted devices: the API cannot undo that, and each device is named with what it needs); 3 unexpected failure."
+    )]
     Rollback(crate::cmd_rollback::Args),
     /// Give up a rotation that can be neither resumed nor rolled back; its keys stay as they are.
     Abandon(crate::cmd_abandon::Args),
@@ -100,6 +104,9 @@ pub(crate) enum Command {
     Revoke(crate::cmd_revoke::Args),
     /// Find the devices a leaked auth key may have joined, ranked with evidence. Exit 1 when
     /// some rank at or above --min-confidence.
+    #[command(
+        after_help = "Exit codes: 0 nothing at or above --min-confidence, or the --action finished on every candidate; 1 candidates and no action taken (a dry run), or an action not finished (`tsrotate resume ID`); 2 usage or input error, or a scope the credential lacks (named); 3 unexpected failure."
+    )]
     Contain(crate::cmd_contain::Args),
     /// Find Tailscale credentials in files and git history.
     Scan(crate::cmd_scan::Args),

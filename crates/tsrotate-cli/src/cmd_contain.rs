@@ -26,6 +26,17 @@ pub(crate) struct Args {
     /// The leaked auth key: the credential, its key ID, or `-` to read it from standard input.
     #[arg(value_name = "KEY | KEY_ID | -")]
     key: String,
+    #[command(flatten)]
+    options: Options,
+    /// Carry the --action out (journaled: `tsrotate rollback ID` restores authorization and
+    /// routes; expire and delete cannot be undone).
+    #[arg(long, short = 'y', requires = "action")]
+    yes: bool,
+}
+
+/// The options of a containment, the same for `tsrotate contain` and `rotate --contain`.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct Options {
     /// When the key leaked: an RFC 3339 time, or a duration before now (`36h`, `7d`). Devices
     /// that joined earlier did not use the leaked copy and are not candidates.
     #[arg(long, value_name = "TIME | DURATION")]
@@ -33,17 +44,59 @@ pub(crate) struct Args {
     /// The legitimate fleet: a file of hostnames or node IDs, one a line (`#` comments).
     #[arg(long, value_name = "FILE")]
     expected: Option<PathBuf>,
-    /// The lowest confidence that counts as a finding: exact, strong or possible.
-    #[arg(long, value_name = "LEVEL", default_value = "strong", value_parser = parse_confidence)]
-    min_confidence: Confidence,
+    /// The lowest confidence that counts as a finding: exact, strong (the default) or
+    /// possible.
+    #[arg(long, value_name = "LEVEL", value_parser = parse_confidence)]
+    min_confidence: Option<Confidence>,
     /// What to do to the devices at or above --min-confidence: expire, deauthorize,
     /// drop-routes or delete. Shows the plan only, unless --yes is given.
     #[arg(long, value_name = "ACTION", value_parser = parse_action)]
     action: Option<Action>,
-    /// Carry the --action out (journaled: `tsrotate rollback ID` restores authorization and
-    /// routes; expire and delete cannot be undone).
-    #[arg(long, short = 'y', requires = "action")]
-    yes: bool,
+}
+
+impl Options {
+    /// Whether any option was given (`rotate` takes them only with `--contain`).
+    pub(crate) fn any(&self) -> bool {
+        let Self {
+            since,
+            expected,
+            min_confidence,
+            action,
+        } = self;
+        since.is_some() || expected.is_some() || min_confidence.is_some() || action.is_some()
+    }
+
+    /// Checks and reads them (the `--expected` file too), before anything changes.
+    pub(crate) fn resolve(&self) -> Result<Resolved, UserError> {
+        let since = self.since.as_deref().map(parse_since).transpose()?;
+        let expected = match &self.expected {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    UserError::new(format!(
+                        "cannot read --expected file {}: {e}",
+                        tsrotate::text::escape(&path.display().to_string())
+                    ))
+                })?;
+                Expected::parse(&text)
+            }
+            None => Expected::default(),
+        };
+        Ok(Resolved {
+            since,
+            expected,
+            min: self.min_confidence.unwrap_or(Confidence::Strong),
+            action: self.action,
+        })
+    }
+}
+
+/// [`Options`] checked and read.
+#[derive(Debug)]
+pub(crate) struct Resolved {
+    since: Option<Since>,
+    expected: Expected,
+    min: Confidence,
+    action: Option<Action>,
 }
 
 fn parse_action(text: &str) -> Result<Action, String> {
@@ -148,36 +201,40 @@ fn rfc3339(t: OffsetDateTime) -> String {
 
 pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitStatus> {
     let key = context::key_arg(&args.key)?;
-    let id = key.key_id().clone();
-    let since = args.since.as_deref().map(parse_since).transpose()?;
-    let expected = match &args.expected {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                UserError::new(format!(
-                    "cannot read --expected file {}: {e}",
-                    path.display()
-                ))
-            })?;
-            Expected::parse(&text)
-        }
-        None => Expected::default(),
-    };
+    let options = args.options.resolve()?;
+    contain_key(global, key.key_id(), &options, args.yes).await
+}
+
+/// Investigates key `id` and, with an action and `yes`, carries the action out: `contain`'s
+/// work, and `rotate --contain`'s after the rotation.
+async fn contain_key(
+    global: &GlobalArgs,
+    id: &tsrotate::key::KeyId,
+    options: &Resolved,
+    yes: bool,
+) -> anyhow::Result<ExitStatus> {
     // No scopes asked for: the token gets all of the client's, and a missing one degrades
     // (audit log) or is explained (device list) instead of failing the token exchange.
     let client = ApiSettings::configured(global, &[])?.require_client()?;
     let state_dir = context::state_dir(global).ok();
-    let report = contain::investigate(&client, state_dir.as_deref(), &id, since, &expected)
-        .await
-        .map_err(investigate_error)?;
+    let report = contain::investigate(
+        &client,
+        state_dir.as_deref(),
+        id,
+        options.since,
+        &options.expected,
+    )
+    .await
+    .map_err(investigate_error)?;
     let targets: Vec<&contain::Candidate> = report
         .analysis
         .candidates
         .iter()
-        .filter(|c| c.confidence >= args.min_confidence && !c.device.is_external)
+        .filter(|c| c.confidence >= options.min && !c.device.is_external)
         .collect();
     let findings = targets.len();
     let mut containment = None;
-    if let (Some(action), true, false) = (args.action, args.yes, targets.is_empty()) {
+    if let (Some(action), true, false) = (options.action, yes, targets.is_empty()) {
         let dir = context::trusted_state_dir(global)?;
         let plan = Plan {
             containment_id: act::new_id(time::OffsetDateTime::now_utc()),
@@ -192,11 +249,11 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
         let outcome = running.carry_out(&client).await;
         containment = Some(running.state().clone());
         if let Err(e) = outcome {
-            emit(global, &report, containment.as_ref(), args)?;
+            emit(global, &report, containment.as_ref(), options)?;
             return Err(act_error(e));
         }
     }
-    emit(global, &report, containment.as_ref(), args)?;
+    emit(global, &report, containment.as_ref(), options)?;
     Ok(match (&containment, findings) {
         (_, 0) => ExitStatus::Success,
         (Some(state), _) if state.is_finished() => ExitStatus::Success,
@@ -239,9 +296,9 @@ fn emit(
     global: &GlobalArgs,
     report: &contain::Report,
     containment: Option<&act::State>,
-    args: &Args,
+    options: &Resolved,
 ) -> anyhow::Result<()> {
-    let min = args.min_confidence;
+    let min = options.min;
     let taken = |node_id: &str| -> Vec<&'static str> {
         containment
             .and_then(|s| {
@@ -283,7 +340,7 @@ fn emit(
                     actions_taken: taken(&c.node_id),
                 })
                 .collect(),
-            containment: args.action.map(|action| match containment {
+            containment: options.action.map(|action| match containment {
                 Some(state) => JsonContainment::of(state),
                 None => JsonContainment {
                     id: None,
@@ -309,8 +366,8 @@ fn emit(
             .iter()
             .filter(|c| c.confidence >= min)
             .count();
-        print_human(report, min, findings, args.action.is_some());
-        match (args.action, containment) {
+        print_human(report, min, findings, options.action.is_some());
+        match (options.action, containment) {
             (Some(action), None) if findings > 0 => {
                 println!(
                     "Plan: {} {findings} device(s) at or above {}. {}.",
@@ -352,43 +409,65 @@ fn capitalized(text: &str) -> String {
         .unwrap_or_default()
 }
 
+/// What happened to one device, in words.
+fn outcome(action: Action, progress: &Progress) -> String {
+    let action = action.as_str();
+    match progress {
+        Progress::Done { already: false } => format!("{action}: done"),
+        Progress::Done { already: true } => format!("{action}: done (by an interrupted run)"),
+        Progress::Gone => "no longer in the tailnet".to_owned(),
+        Progress::Failed { error } => format!("{action} failed: {error}"),
+        Progress::Pending | Progress::Intended => "not done yet".to_owned(),
+        Progress::Undone { not_restored } if not_restored.is_empty() => "restored".to_owned(),
+        Progress::Undone { not_restored } => format!(
+            "restored, except routes {} (no longer advertised)",
+            not_restored.join(",")
+        ),
+        Progress::Kept {
+            reason,
+            changed: true,
+        } => format!("left alone: {reason}"),
+        Progress::Kept {
+            reason,
+            changed: false,
+        } => reason.clone(),
+        Progress::UndoIntended => "not restored yet".to_owned(),
+        Progress::UndoFailed { error } => format!("restoring failed: {error}"),
+    }
+}
+
+/// One row per device of the plan: hostname, node ID, and the cell `what` makes of it.
+fn device_rows(state: &act::State, what: impl Fn(&Progress) -> String) -> Vec<Vec<String>> {
+    state
+        .plan
+        .devices
+        .iter()
+        .zip(&state.progress)
+        .map(|(d, p)| vec![d.hostname.clone(), d.node_id.clone(), what(p)])
+        .collect()
+}
+
 fn print_progress(state: &act::State) {
     let action = state.plan.action;
     let id = &state.plan.containment_id;
-    for (device, progress) in state.plan.devices.iter().zip(&state.progress) {
-        let what = match progress {
-            Progress::Done { already: false } => format!("{}: done", action.as_str()),
-            Progress::Done { already: true } => {
-                format!("{}: done (by an interrupted run)", action.as_str())
-            }
-            Progress::Gone => "no longer in the tailnet".to_owned(),
-            Progress::Failed { error } => {
-                format!(
-                    "{} failed: {}",
-                    action.as_str(),
-                    tsrotate::text::escape(error)
-                )
-            }
-            Progress::Pending | Progress::Intended => "not done yet".to_owned(),
-            Progress::Undone => "restored".to_owned(),
-            Progress::UndoIntended => "not restored yet".to_owned(),
-            Progress::UndoFailed { error } => {
-                format!("restoring failed: {}", tsrotate::text::escape(error))
-            }
-        };
-        println!(
-            "  {} ({}): {what}",
-            tsrotate::text::escape(&device.hostname),
-            tsrotate::text::escape(&device.node_id)
-        );
-    }
+    print!(
+        "{}",
+        crate::table::render(
+            &["DEVICE", "NODE ID", "OUTCOME"],
+            &device_rows(state, |p| outcome(action, p))
+        )
+    );
+    let changed = changed_since(state);
     match state.end {
         Some(act::End::Finished) if action.undoable() => println!(
             "Containment {id} finished. `tsrotate rollback {id}` restores the devices as they were."
         ),
         Some(act::End::Finished) => println!(
-            "Containment {id} finished. It cannot be rolled back: {}.",
-            action.permanence()
+            "Containment {id} finished. {}.",
+            capitalized(action.permanence())
+        ),
+        Some(act::End::RolledBack) if changed > 0 => println!(
+            "Containment {id} is rolled back, except {changed} device(s) that changed since it: they were left alone (see above)."
         ),
         Some(act::End::RolledBack) => println!("Containment {id} is rolled back."),
         None if state.undoing => println!(
@@ -398,58 +477,54 @@ fn print_progress(state: &act::State) {
     }
 }
 
-/// `rotate --contain`: the report of `tsrotate contain OLD_KEY_ID` with the defaults, after the
-/// rotation. Returns whether devices rank at or above `strong` (someone has to act).
+/// How many devices rollback left alone because they changed since the containment.
+fn changed_since(state: &act::State) -> usize {
+    state
+        .progress
+        .iter()
+        .filter(|p| matches!(p, Progress::Kept { changed: true, .. }))
+        .count()
+}
+
+/// `rotate --contain`: `tsrotate contain OLD_KEY_ID` with the same options after the
+/// rotation; the rotation's `--yes` also carries an `--action` out.
 pub(crate) async fn after_rotation(
     global: &GlobalArgs,
     old_key: &tsrotate::key::KeyId,
-) -> anyhow::Result<bool> {
-    // Its own token: the rotation's asked only for the scopes a rotation needs.
-    let client = ApiSettings::configured(global, &[])?.require_client()?;
-    let state_dir = context::state_dir(global).ok();
+    options: &Resolved,
+    yes: bool,
+) -> anyhow::Result<ExitStatus> {
     println!();
     println!("Devices key {old_key} may have joined:");
-    let report = contain::investigate(
-        &client,
-        state_dir.as_deref(),
-        old_key,
-        None,
-        &Expected::default(),
-    )
-    .await
-    .map_err(investigate_error)?;
-    let findings = report
-        .analysis
-        .candidates
-        .iter()
-        .filter(|c| c.confidence >= Confidence::Strong)
-        .count();
-    print_human(&report, Confidence::Strong, findings, false);
-    for note in &report.notes {
-        eprintln!("note: {}", tsrotate::text::escape(note));
-    }
-    Ok(findings > 0)
+    // Its own token (in `contain_key`): the rotation's asked only for the scopes a rotation
+    // needs.
+    contain_key(global, old_key, options, yes).await
 }
 
 /// `tsrotate resume` of a containment: acts on the devices not acted on yet, never twice.
 pub(crate) async fn resume(global: &GlobalArgs, id: &str) -> anyhow::Result<ExitStatus> {
     let dir = context::trusted_state_dir(global)?;
-    let mut running = Containment::reopen(&dir, id).map_err(act_error)?;
+    let mut running = Containment::reopen(&dir, id, &context::os_user()).map_err(act_error)?;
     let client = client_for(global, running.state())?;
     let outcome = running.carry_out(&client).await;
     finish(global, running.state(), outcome)
 }
 
-/// `tsrotate rollback` of a containment: restores authorization or routes from the snapshot.
+/// `tsrotate rollback` of a containment: restores authorization or routes from the snapshot,
+/// where the API shows the device still as the action left it. Exit 0 when every device is
+/// restored (or had nothing to restore), 1 when some changed since and were left alone, 2
+/// for an action the API cannot undo (expire, delete: nothing is changed, and each device is
+/// named with what it needs instead).
 pub(crate) async fn rollback(
     global: &GlobalArgs,
     id: &str,
     yes: bool,
 ) -> anyhow::Result<ExitStatus> {
     let dir = context::trusted_state_dir(global)?;
-    let mut running = Containment::reopen(&dir, id).map_err(act_error)?;
+    let mut running = Containment::reopen(&dir, id, &context::os_user()).map_err(act_error)?;
     let action = running.state().plan.action;
     if !action.undoable() {
+        cannot_undo(global, running.state())?;
         return Err(act_error(act::Error::CannotUndo {
             containment_id: id.to_owned(),
             action,
@@ -479,6 +554,41 @@ fn client_for(global: &GlobalArgs, state: &act::State) -> anyhow::Result<tsrotat
     .require_client()
 }
 
+/// Per device of a containment whose action the API cannot undo, what it would take (the
+/// refusal itself follows on stderr).
+fn cannot_undo(global: &GlobalArgs, state: &act::State) -> anyhow::Result<()> {
+    if global.format == Format::Json {
+        return write_json(&JsonContainment::of(state));
+    }
+    let action = state.plan.action;
+    let what = |p: &Progress| -> String {
+        match (p, action) {
+            (Progress::Done { .. }, Action::Expire) => {
+                "not undone: its node key stays expired (the API cannot renew it); its owner must log in again (`tailscale up`)".to_owned()
+            }
+            (Progress::Done { .. }, _) => {
+                "not undone: it stays deleted; it must join the tailnet again with a new auth key"
+                    .to_owned()
+            }
+            (Progress::Intended | Progress::Failed { .. }, _) => format!(
+                "not undone: `{}` may have happened (the call failed or was interrupted); `tsrotate resume {}` finds out",
+                action.as_str(),
+                state.plan.containment_id
+            ),
+            (Progress::Gone, _) => "no longer in the tailnet".to_owned(),
+            _ => "nothing to undo: this containment did not change it".to_owned(),
+        }
+    };
+    print!(
+        "{}",
+        crate::table::render(
+            &["DEVICE", "NODE ID", "ROLLBACK"],
+            &device_rows(state, what)
+        )
+    );
+    Ok(())
+}
+
 fn finish(
     global: &GlobalArgs,
     state: &act::State,
@@ -490,7 +600,7 @@ fn finish(
         print_progress(state);
     }
     outcome.map_err(act_error)?;
-    Ok(if state.is_finished() {
+    Ok(if state.is_finished() && changed_since(state) == 0 {
         ExitStatus::Success
     } else {
         ExitStatus::Incomplete
@@ -528,18 +638,26 @@ fn print_human(report: &contain::Report, min: Confidence, findings: usize, actin
     );
     if report.analysis.candidates.is_empty() {
         println!("No device looks like it joined with this key.");
-    }
-    for c in &report.analysis.candidates {
-        println!(
-            "{:<8} {} ({})",
-            c.confidence.as_str(),
-            // Hostnames, os and client versions are the attacker's to choose.
-            tsrotate::text::escape(&c.hostname),
-            tsrotate::text::escape(&c.node_id)
-        );
-        for line in &c.evidence {
-            println!("         - {}", tsrotate::text::escape(line));
+    } else {
+        // One row per candidate, then one per further piece of evidence under the first.
+        // Hostnames, os and client versions are the attacker's to choose: the table escapes.
+        let mut rows = Vec::new();
+        for c in &report.analysis.candidates {
+            let mut evidence = c.evidence.iter();
+            rows.push(vec![
+                c.confidence.as_str().to_owned(),
+                c.hostname.clone(),
+                c.node_id.clone(),
+                evidence.next().cloned().unwrap_or_default(),
+            ]);
+            rows.extend(
+                evidence.map(|e| vec![String::new(), String::new(), String::new(), e.clone()]),
+            );
         }
+        print!(
+            "{}",
+            crate::table::render(&["CONFIDENCE", "DEVICE", "NODE ID", "EVIDENCE"], &rows)
+        );
     }
     if report.analysis.expected_skipped > 0 {
         println!(

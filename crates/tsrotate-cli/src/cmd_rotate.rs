@@ -91,10 +91,14 @@ pub(crate) struct Args {
     /// input), each in its own rotation, with the files it was found in as its places.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["key", "credential", "due"])]
     from_scan: Option<PathBuf>,
-    /// Then look for the devices the old key may have joined (as `tsrotate contain OLD_KEY_ID`
-    /// does, report only): exit 1 when some rank strong or exact.
+    /// Then look for the devices the old key may have joined, as `tsrotate contain OLD_KEY_ID`
+    /// does with the same --since, --expected, --min-confidence and --action (carried out
+    /// with --yes): exit 1 when some rank at or above --min-confidence and no action was taken.
     #[arg(long, conflicts_with_all = ["due", "from_scan", "dry_run"])]
     contain: bool,
+    /// With --contain: the containment's options (see `tsrotate contain --help`).
+    #[command(flatten)]
+    contain_options: crate::cmd_contain::Options,
     /// Webhook secrets: the webhook's endpoint ID; default: the tailnet's only webhook.
     #[arg(long, value_name = "ID")]
     webhook_endpoint: Option<String>,
@@ -118,6 +122,13 @@ pub(crate) fn scopes_for(kind: Option<&KeyKind>) -> &'static [&'static str] {
     reason = "one branch per way of naming what to rotate"
 )]
 pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitStatus> {
+    if !args.contain && args.contain_options.any() {
+        return Err(UserError::new(
+            "--since, --expected, --min-confidence and --action go with --contain",
+        )
+        .hint("add --contain to look for the devices the old key joined after the rotation")
+        .into());
+    }
     if args.due {
         let notify = args.notify.clone().map(tsrotate::key::Secret::new);
         return crate::due::rotate_due(global, args.yes, args.concurrency, notify).await;
@@ -126,6 +137,8 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
         return from_scan(global, args, file).await;
     }
     let key = args.key.as_deref().map(context::key_arg).transpose()?;
+    // Checked (and --expected read) before the rotation changes anything.
+    let contain_options = args.contain_options.resolve()?;
     if args.contain && global.format == Format::Json {
         return Err(UserError::new(
             "--contain adds a second report, which --format json cannot hold",
@@ -235,9 +248,10 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
     if !args.contain {
         return Ok(status);
     }
-    let found = crate::cmd_contain::after_rotation(global, &old_key).await?;
-    Ok(if found && status == ExitStatus::Success {
-        ExitStatus::Incomplete
+    let contained =
+        crate::cmd_contain::after_rotation(global, &old_key, &contain_options, args.yes).await?;
+    Ok(if status == ExitStatus::Success {
+        contained
     } else {
         status
     })

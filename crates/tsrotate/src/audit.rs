@@ -1,5 +1,5 @@
-//! The audit log: one JSON line per step of every rotation and revocation, for the people
-//! who answer "who changed which key, when, where" after an incident.
+//! The audit log: one JSON line per step of every rotation, revocation and containment, for
+//! the people who answer "who changed which key or device, when, where" after an incident.
 //!
 //! `<state dir>/audit.jsonl`, mode 0600, appended and fsync'd. It holds what the journal holds
 //! (key IDs, fingerprints, paths, outcomes) plus who and when: never a secret.
@@ -12,8 +12,6 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::journal::Event;
-
 /// The audit log file, open for appending.
 pub struct AuditLog {
     path: PathBuf,
@@ -21,13 +19,13 @@ pub struct AuditLog {
 }
 
 #[derive(Serialize)]
-struct Entry<'a> {
+struct Entry<'a, E: Serialize + ?Sized> {
     #[serde(with = "time::serde::rfc3339")]
     at: OffsetDateTime,
     user: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     rotation_id: Option<&'a str>,
-    event: &'a Event,
+    event: &'a E,
 }
 
 impl AuditLog {
@@ -52,12 +50,13 @@ impl AuditLog {
         Ok(Self { path, file })
     }
 
-    /// Append one entry and make it durable.
+    /// Append one entry and make it durable. `event` is a rotation's journal event or a
+    /// containment's step as [`crate::contain::act`] audits it: IDs, never secrets.
     pub fn append(
         &mut self,
         user: &str,
         rotation_id: Option<&str>,
-        event: &Event,
+        event: &(impl Serialize + ?Sized),
     ) -> std::io::Result<()> {
         let entry = Entry {
             at: OffsetDateTime::now_utc(),

@@ -1,10 +1,39 @@
 //! `tsrotate contain` against the emulator: a fleet of 20 legitimate devices and 3 attackers
 //! that joined after the leak, with both audit-actor variants.
 
+use assert_cmd::Command;
 use serde_json::{Value, json};
 use tsrotate_test_support::emulator;
 
-use crate::support::TestEnv;
+use crate::support::{Run, TestEnv};
+
+/// A new environment with [`fleet`] joined; returns it and the fleet key's ID.
+fn with_fleet(actor: &str) -> (TestEnv, String) {
+    let mut env = TestEnv::new();
+    let (id, _secret) = fleet(&mut env, actor);
+    (env, id)
+}
+
+/// `contain ID --since 1d --action ACTION --yes` with `cmd` (its credential, its format): the
+/// containment of the fleet's attackers most tests start from.
+fn contain(env: &TestEnv, mut cmd: Command, id: &str, action: &str) -> Run {
+    env.run(cmd.args(["contain", id, "--since", "1d", "--action", action, "--yes"]))
+}
+
+/// `tsrotate --format json`.
+fn json_cmd(env: &TestEnv) -> Command {
+    let mut cmd = env.cmd();
+    cmd.args(["--format", "json"]);
+    cmd
+}
+
+/// Whether the candidates table lists `hostname` at `confidence`.
+fn listed(stdout: &str, confidence: &str, hostname: &str) -> bool {
+    stdout.lines().any(|line| {
+        let mut cells = line.split_whitespace();
+        cells.next() == Some(confidence) && cells.next() == Some(hostname)
+    })
+}
 
 /// Mints the fleet's key (reusable, `tag:server`), joins 20 devices ten days before the leak
 /// and 3 an hour ago (one advertising a route). Returns the key's ID and secret.
@@ -94,15 +123,14 @@ fn the_three_attackers_are_exact_when_the_audit_log_names_the_key() {
 
 #[test]
 fn with_the_owner_as_actor_they_are_possible_and_expected_devices_drop_out() {
-    let mut env = TestEnv::new();
-    let (id, _secret) = fleet(&mut env, "owner");
+    let (env, id) = with_fleet("owner");
     // Possible is below the default threshold: reported, exit 0.
     let run = env
         .run(env.cmd().args(["contain", &id, "--since", "1d"]))
         .expect(0);
     for i in 0..3 {
         assert!(
-            run.stdout.contains(&format!("possible evil-{i}")),
+            listed(&run.stdout, "possible", &format!("evil-{i}")),
             "{}",
             run.stdout
         );
@@ -134,40 +162,30 @@ fn with_the_owner_as_actor_they_are_possible_and_expected_devices_drop_out() {
 
 #[test]
 fn a_credential_without_the_audit_log_scope_degrades_and_says_so() {
-    let mut env = TestEnv::new();
-    let (id, _secret) = fleet(&mut env, "key");
+    let (mut env, id) = with_fleet("key");
     let client = env.mint(json!({"keyType": "client", "scopes": ["devices:core:read", "auth_keys:read"], "tags": ["tag:server"]}));
     let run = env
-        .run(
-            env.cmd()
-                .env_remove("TAILSCALE_API_KEY")
-                .env("TAILSCALE_OAUTH_CLIENT_ID", &client.0)
-                .env("TAILSCALE_OAUTH_CLIENT_SECRET", &client.1)
-                .args([
-                    "contain",
-                    &id,
-                    "--since",
-                    "1d",
-                    "--min-confidence",
-                    "possible",
-                ]),
-        )
+        .run(env.cmd_as(&client.0, &client.1).args([
+            "contain",
+            &id,
+            "--since",
+            "1d",
+            "--min-confidence",
+            "possible",
+        ]))
         .expect(1);
     assert!(
         run.stderr.contains("logs:configuration:read"),
         "{}",
         run.stderr
     );
-    assert!(run.stdout.contains("possible evil-2"), "{}", run.stdout);
+    assert!(listed(&run.stdout, "possible", "evil-2"), "{}", run.stdout);
 
     let keys_only = env
         .mint(json!({"keyType": "client", "scopes": ["auth_keys:read"], "tags": ["tag:server"]}));
     let run = env
         .run(
-            env.cmd()
-                .env_remove("TAILSCALE_API_KEY")
-                .env("TAILSCALE_OAUTH_CLIENT_ID", &keys_only.0)
-                .env("TAILSCALE_OAUTH_CLIENT_SECRET", &keys_only.1)
+            env.cmd_as(&keys_only.0, &keys_only.1)
                 .args(["contain", &id]),
         )
         .expect(2);
@@ -249,6 +267,14 @@ fn short(name: &str) -> String {
     name.split('.').next().unwrap().to_owned()
 }
 
+/// The ID of the only containment so far (from its journal).
+fn only_containment(env: &TestEnv) -> String {
+    containment_journal(env)[0]["event"]["containment_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 fn containment_journal(env: &TestEnv) -> Vec<Value> {
     let dir = env.state.path().join("containments");
     let mut lines = Vec::new();
@@ -267,8 +293,7 @@ fn containment_journal(env: &TestEnv) -> Vec<Value> {
 #[test]
 fn expire_is_a_dry_run_until_yes_then_expires_exactly_the_attackers_with_either_actor() {
     for (actor, min) in [("key", "strong"), ("owner", "possible")] {
-        let mut env = TestEnv::new();
-        let (id, _secret) = fleet(&mut env, actor);
+        let (env, id) = with_fleet(actor);
         let args = [
             "contain",
             &id,
@@ -285,7 +310,13 @@ fn expire_is_a_dry_run_until_yes_then_expires_exactly_the_attackers_with_either_
             "{}",
             dry.stdout
         );
-        assert!(dry.stdout.contains("log in again"), "{}", dry.stdout);
+        assert!(
+            dry.stdout
+                .contains("`tsrotate rollback` cannot undo an expiry")
+                && dry.stdout.contains("must log in again"),
+            "{}",
+            dry.stdout
+        );
         assert!(
             dry.stdout.contains("Dry run: nothing was changed"),
             "{}",
@@ -315,25 +346,44 @@ fn expire_is_a_dry_run_until_yes_then_expires_exactly_the_attackers_with_either_
         assert_eq!(planned["devices"].as_array().unwrap().len(), 3);
         assert!(planned["devices"][0]["expires"].is_string());
 
-        // Expiry cannot be undone through the API: rollback says so and changes nothing.
+        // Expiry cannot be undone through the API: rollback says so for each device, changes
+        // nothing, and exits 2.
         let containment = report["containment"]["id"].as_str().unwrap().to_owned();
         let refused = env
             .run(env.cmd().args(["rollback", &containment, "--yes"]))
             .expect(2);
         assert!(
-            refused.stderr.contains("cannot be undone"),
+            refused.stderr.contains("cannot undo an expiry"),
             "{}",
             refused.stderr
         );
+        for i in 0..3 {
+            assert!(
+                refused
+                    .stdout
+                    .lines()
+                    .any(|l| l.starts_with(&format!("evil-{i} "))
+                        && l.contains("not undone")
+                        && l.contains("must log in again")),
+                "{}",
+                refused.stdout
+            );
+        }
+        assert!(!refused.stdout.contains("web-"), "{}", refused.stdout);
         assert_eq!(expiries(&env).len(), 3);
+        assert!(
+            !std::fs::read_to_string(env.state.path().join("audit.jsonl"))
+                .unwrap()
+                .contains("rollback_started"),
+            "a refused rollback is not recorded as begun"
+        );
         env.assert_state_clean();
     }
 }
 
 #[test]
 fn deauthorize_and_drop_routes_are_rolled_back_from_the_snapshot() {
-    let mut env = TestEnv::new();
-    let (id, _secret) = fleet(&mut env, "key");
+    let (env, id) = with_fleet("key");
     // An admin had approved the attacker's route: dropping it is the containment.
     let router = devices(&env)
         .into_iter()
@@ -362,11 +412,7 @@ fn deauthorize_and_drop_routes_are_rolled_back_from_the_snapshot() {
     };
     let before = state(&env);
     for action in ["deauthorize", "drop-routes"] {
-        let run = env
-            .run(env.cmd().args([
-                "--format", "json", "contain", &id, "--since", "1d", "--action", action, "--yes",
-            ]))
-            .expect(0);
+        let run = contain(&env, json_cmd(&env), &id, action).expect(0);
         let containment = run.json()["containment"]["id"].as_str().unwrap().to_owned();
         let during = state(&env);
         for (host, authorized, routes) in &during {
@@ -400,19 +446,14 @@ fn deauthorize_and_drop_routes_are_rolled_back_from_the_snapshot() {
 
 #[test]
 fn an_expiry_whose_answer_was_lost_is_not_repeated_by_resume() {
-    let mut env = TestEnv::new();
-    let (id, _secret) = fleet(&mut env, "key");
+    let (env, id) = with_fleet("key");
     // The second expiry happens, but its answer never arrives.
     emulator::add_fault(
         env.url(),
         &json!({"method": "POST", "path_prefix": "/api/v2/device/", "drop_connection": true,
                 "skip": 1, "count": 1}),
     );
-    let run = env
-        .run(env.cmd().args([
-            "--format", "json", "contain", &id, "--since", "1d", "--action", "expire", "--yes",
-        ]))
-        .expect(1);
+    let run = contain(&env, json_cmd(&env), &id, "expire").expect(1);
     let containment = run.json()["containment"]["id"].as_str().unwrap().to_owned();
     assert_eq!(
         expiries(&env).len(),
@@ -443,8 +484,7 @@ fn kill_then_resume(records: usize) -> bool {
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
 
-    let mut env = TestEnv::new();
-    let (id, _secret) = fleet(&mut env, "key");
+    let (env, id) = with_fleet("key");
     emulator::add_fault(
         env.url(),
         &json!({"path_prefix": "/api/v2/device/", "latency_ms": 60}),
@@ -482,11 +522,7 @@ fn kill_then_resume(records: usize) -> bool {
     env.assert_clean(&std::fs::read_to_string(&err).unwrap());
     emulator::clear_faults(env.url());
 
-    let journal = containment_journal(&env);
-    let containment = journal[0]["event"]["containment_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let containment = only_containment(&env);
     let resumed = env.run(env.cmd().args(["resume", &containment, "--yes"]));
     assert_eq!(resumed.code, 0, "{}\n{}", resumed.stdout, resumed.stderr);
     let expired: Vec<String> = expiries(&env).iter().map(|n| short(n)).collect();
@@ -549,33 +585,22 @@ fn rotate_with_contain_rotates_then_reports_the_devices_the_old_key_joined() {
         )
         .expect(1);
     assert_eq!(env.key(&id)["invalid"], true, "the rotation did not finish");
-    assert!(run.stdout.contains("exact    intruder"), "{}", run.stdout);
+    assert!(listed(&run.stdout, "exact", "intruder"), "{}", run.stdout);
     env.assert_state_clean();
 }
 
 #[test]
 fn an_action_the_credential_may_not_take_names_the_scope_and_resume_finishes_it() {
-    let mut env = TestEnv::new();
-    let (id, _secret) = fleet(&mut env, "key");
+    let (mut env, id) = with_fleet("key");
     let read_only = env.mint(json!({"keyType": "client", "tags": ["tag:server"],
         "scopes": ["devices:core:read", "auth_keys:read", "logs:configuration:read"]}));
-    let run = env
-        .run(
-            env.cmd()
-                .env_remove("TAILSCALE_API_KEY")
-                .env("TAILSCALE_OAUTH_CLIENT_ID", &read_only.0)
-                .env("TAILSCALE_OAUTH_CLIENT_SECRET", &read_only.1)
-                .args([
-                    "contain",
-                    &id,
-                    "--since",
-                    "1d",
-                    "--action",
-                    "deauthorize",
-                    "--yes",
-                ]),
-        )
-        .expect(2);
+    let run = contain(
+        &env,
+        env.cmd_as(&read_only.0, &read_only.1),
+        &id,
+        "deauthorize",
+    )
+    .expect(2);
     assert!(
         run.stderr.contains("`devices:core` scope"),
         "{}",
@@ -584,11 +609,7 @@ fn an_action_the_credential_may_not_take_names_the_scope_and_resume_finishes_it(
     assert!(run.stderr.contains("tsrotate resume"), "{}", run.stderr);
     assert!(!run.stderr.contains("{ "), "debug output: {}", run.stderr);
     assert!(devices(&env).iter().all(|d| d["authorized"] == true));
-    let journal = containment_journal(&env);
-    let containment = journal[0]["event"]["containment_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let containment = only_containment(&env);
     // With a credential that may, resume finishes it.
     env.run(env.cmd().args(["resume", &containment])).expect(0);
     let deauthorized: Vec<String> = devices(&env)
@@ -598,5 +619,277 @@ fn an_action_the_credential_may_not_take_names_the_scope_and_resume_finishes_it(
         .collect();
     assert_eq!(deauthorized.len(), 3, "{deauthorized:?}");
     assert!(deauthorized.iter().all(|h| h.starts_with("evil-")));
+    env.assert_state_clean();
+}
+
+/// The containment entries of tsrotate's audit log (`audit.jsonl`), as JSON.
+fn audited(env: &TestEnv) -> Vec<Value> {
+    std::fs::read_to_string(env.state.path().join("audit.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| {
+            e["event"]["type"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("containment_"))
+        })
+        .collect()
+}
+
+/// The device called `hostname`, as the API describes it.
+fn device(env: &TestEnv, hostname: &str) -> Value {
+    devices(env)
+        .into_iter()
+        .find(|d| d["hostname"] == hostname)
+        .unwrap_or_else(|| panic!("no device {hostname}"))
+}
+
+#[test]
+fn every_containment_step_goes_to_the_audit_log_with_ids_and_hostnames_only() {
+    let (env, id) = with_fleet("key");
+    contain(&env, env.cmd(), &id, "deauthorize").expect(0);
+    let containment = only_containment(&env);
+    env.run(env.cmd().args(["rollback", &containment, "--yes"]))
+        .expect(0);
+
+    let entries = audited(&env);
+    assert!(
+        entries
+            .iter()
+            .all(|e| e["event"]["containment_id"] == containment
+                && e["user"].is_string()
+                && e["at"].is_string())
+    );
+    let steps: Vec<String> = entries
+        .iter()
+        .map(|e| {
+            let event = &e["event"];
+            match event["outcome"].as_str() {
+                Some(outcome) => format!("{} {outcome}", event["hostname"].as_str().unwrap()),
+                None => event["type"].as_str().unwrap().to_owned(),
+            }
+        })
+        .collect();
+    // Devices are acted on, and restored, in the plan's order.
+    let evil: Vec<&str> = entries[0]["event"]["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["hostname"].as_str().unwrap())
+        .collect();
+    let mut sorted = evil.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, ["evil-0", "evil-1", "evil-2"]);
+    let mut expected = vec!["containment_planned".to_owned()];
+    for host in &evil {
+        expected.extend([format!("{host} intent"), format!("{host} done")]);
+    }
+    expected.extend([
+        "containment_finished".to_owned(),
+        "containment_rollback_started".to_owned(),
+    ]);
+    for host in &evil {
+        expected.extend([format!("{host} restore_intent"), format!("{host} restored")]);
+    }
+    expected.push("containment_rolled_back".to_owned());
+    assert_eq!(steps, expected);
+
+    // The plan names the key, the action and each device by node ID and hostname: no snapshot.
+    let plan = &entries[0]["event"];
+    assert_eq!(plan["key_id"], id.as_str());
+    assert_eq!(plan["action"], "deauthorize");
+    for named in plan["devices"].as_array().unwrap() {
+        let fields: Vec<&String> = named.as_object().unwrap().keys().collect();
+        assert_eq!(fields, ["hostname", "node_id"], "{named}");
+        assert_eq!(
+            device(&env, named["hostname"].as_str().unwrap())["nodeId"],
+            named["node_id"]
+        );
+    }
+    let text = std::fs::read_to_string(env.state.path().join("audit.jsonl")).unwrap();
+    for snapshot_field in [
+        "addresses",
+        "advertised_routes",
+        "enabled_routes",
+        "client_version",
+    ] {
+        assert!(
+            !text.contains(snapshot_field),
+            "{snapshot_field} in the audit log"
+        );
+    }
+    env.assert_state_clean();
+}
+
+#[test]
+fn rollback_leaves_devices_changed_since_alone_and_enables_only_routes_still_advertised() {
+    let (env, id) = with_fleet("key");
+    let admin_routes = |host: &str, routes: &[&str]| {
+        let node = device(&env, host)["nodeId"].as_str().unwrap().to_owned();
+        api(
+            &env,
+            "POST",
+            &format!("/api/v2/device/{node}/routes"),
+            Some(&json!({ "routes": routes })),
+        );
+    };
+    let advertise = |host: &str, routes: &[&str]| {
+        let node = device(&env, host)["nodeId"].as_str().unwrap().to_owned();
+        let (status, answer) = emulator::admin(
+            env.url(),
+            "POST",
+            &format!("/_emulator/devices/{node}/advertise"),
+            Some(&json!({ "routes": routes })),
+        );
+        assert_eq!(status, 200, "{answer}");
+    };
+    // Two attackers' routes were approved before anyone noticed.
+    advertise("evil-2", &["10.9.0.0/16", "10.8.0.0/16"]);
+    admin_routes("evil-2", &["10.9.0.0/16", "10.8.0.0/16"]);
+    advertise("evil-1", &["10.7.0.0/16", "10.6.0.0/16"]);
+    admin_routes("evil-1", &["10.7.0.0/16"]);
+    contain(&env, env.cmd(), &id, "drop-routes").expect(0);
+    let routes = |host: &str| device(&env, host)["enabledRoutes"].clone();
+    for host in ["evil-0", "evil-1", "evil-2"] {
+        assert_eq!(routes(host), json!([]), "{host}");
+    }
+    // Since then: evil-2 stopped advertising one of its routes, and an admin enabled another
+    // route on evil-1 by hand.
+    advertise("evil-2", &["10.9.0.0/16"]);
+    admin_routes("evil-1", &["10.6.0.0/16"]);
+
+    let containment = only_containment(&env);
+    let run = env
+        .run(env.cmd().args(["rollback", &containment, "--yes"]))
+        .expect(1);
+    assert_eq!(
+        routes("evil-2"),
+        json!(["10.9.0.0/16"]),
+        "only what it still advertises"
+    );
+    assert_eq!(
+        routes("evil-1"),
+        json!(["10.6.0.0/16"]),
+        "the admin's change stays"
+    );
+    assert_eq!(
+        routes("evil-0"),
+        json!([]),
+        "it had none: nothing is enabled"
+    );
+    let line = |host: &str| {
+        run.stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{host} ")))
+            .unwrap_or_else(|| panic!("{host} not named:\n{}", run.stdout))
+            .to_owned()
+    };
+    assert!(line("evil-1").contains("left alone"), "{}", run.stdout);
+    assert!(line("evil-1").contains("10.6.0.0/16"), "{}", run.stdout);
+    assert!(
+        line("evil-2").contains("except routes 10.8.0.0/16"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        line("evil-0").contains("nothing to restore"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("changed since"), "{}", run.stdout);
+
+    // Deauthorized, then one authorized again by an admin: rollback leaves that one alone.
+    let (env, id) = with_fleet("key");
+    contain(&env, env.cmd(), &id, "deauthorize").expect(0);
+    let node = device(&env, "evil-0")["nodeId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    api(
+        &env,
+        "POST",
+        &format!("/api/v2/device/{node}/authorized"),
+        Some(&json!({"authorized": true})),
+    );
+    let containment = only_containment(&env);
+    let run = env
+        .run(env.cmd().args(["rollback", &containment, "--yes"]))
+        .expect(1);
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l.starts_with("evil-0 ") && l.contains("left alone")),
+        "{}",
+        run.stdout
+    );
+    assert!(devices(&env).iter().all(|d| d["authorized"] == true));
+    let left: Vec<Value> = audited(&env)
+        .into_iter()
+        .filter(|e| e["event"]["outcome"] == "left_alone")
+        .collect();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0]["event"]["hostname"], "evil-0");
+    env.assert_state_clean();
+}
+
+#[test]
+fn rotate_with_contain_takes_the_containment_options_and_acts_with_yes() {
+    let mut env = TestEnv::new();
+    let (id, secret) = env.mint_default();
+    env.write("app/.env", format!("TS_AUTHKEY={secret}\n"));
+    // The leaked key joined a fleet long ago, and three devices in the last hour.
+    let _ = emulator::advance_clock(env.url(), 20 * 86_400);
+    for i in 0..4 {
+        join(
+            &env,
+            &json!({"auth_key_id": id, "hostname": format!("app-{i}"), "audit_actor": "owner",
+                "created_offset_seconds": -10 * 86_400}),
+        );
+    }
+    for host in ["late-0", "late-1", "late-2"] {
+        join(
+            &env,
+            &json!({"auth_key_id": id, "hostname": host, "audit_actor": "owner",
+                "created_offset_seconds": -3600}),
+        );
+    }
+    let expected = env.write_aside("fleet.txt", "late-0\n");
+    let rotate = |options: &[&str]| {
+        env.run(
+            env.cmd()
+                .args(["rotate", &id, "--yes"])
+                .args(options)
+                .arg("--expected")
+                .arg(&expected)
+                .arg("--in")
+                .arg(env.work.path()),
+        )
+    };
+
+    // The options need --contain, and a bad one stops everything before the rotation.
+    let alone = rotate(&["--action", "deauthorize"]).expect(2);
+    assert!(alone.stderr.contains("--contain"), "{}", alone.stderr);
+    let bad = rotate(&["--contain", "--since", "soon"]).expect(2);
+    assert!(bad.stderr.contains("--since"), "{}", bad.stderr);
+    assert_eq!(env.key(&id)["invalid"], false, "a refusal rotated the key");
+
+    let run = rotate(&[
+        "--contain",
+        "--since",
+        "1d",
+        "--min-confidence",
+        "possible",
+        "--action",
+        "deauthorize",
+    ])
+    .expect(0);
+    assert_eq!(env.key(&id)["invalid"], true, "the rotation did not finish");
+    let deauthorized: Vec<String> = devices(&env)
+        .iter()
+        .filter(|d| d["authorized"] == false)
+        .map(|d| d["hostname"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(deauthorized, ["late-1", "late-2"], "{}", run.stdout);
+    assert!(run.stdout.contains("tsrotate rollback"), "{}", run.stdout);
     env.assert_state_clean();
 }

@@ -103,16 +103,17 @@ impl TestEnv {
 
     /// `tsrotate` authenticated as the bootstrap OAuth client.
     pub fn cmd_oauth(&self) -> Command {
+        let boot = self.emu.bootstrap();
+        self.cmd_as(&boot.oauth_client_id, &boot.oauth_client_secret)
+    }
+
+    /// `tsrotate` authenticated as OAuth client `id` (one a test minted, say with fewer
+    /// scopes) instead of the API access token.
+    pub fn cmd_as(&self, id: &str, secret: &str) -> Command {
         let mut cmd = self.cmd();
         cmd.env_remove("TAILSCALE_API_KEY")
-            .env(
-                "TAILSCALE_OAUTH_CLIENT_ID",
-                &self.emu.bootstrap().oauth_client_id,
-            )
-            .env(
-                "TAILSCALE_OAUTH_CLIENT_SECRET",
-                &self.emu.bootstrap().oauth_client_secret,
-            );
+            .env("TAILSCALE_OAUTH_CLIENT_ID", id)
+            .env("TAILSCALE_OAUTH_CLIENT_SECRET", secret);
         cmd
     }
 

@@ -13,6 +13,16 @@
 //!   snapshot has them. Expiring a node key and deleting a device cannot be undone through the
 //!   API (the device must log in again, or join again), and the plan says so up front.
 //!
+//! A journal is attack surface: whoever can write one could ask `rollback` to authorize a
+//! device or enable routes. So rollback takes a snapshot as a claim and checks it against the
+//! API's description of the device now ([`restoration`]): it restores a device only while the
+//! device is still as the action left it (still deauthorized, routes still dropped), enables
+//! only routes the device still advertises, and never turns on what the snapshot did not have.
+//! A device that changed since is left alone, and named.
+//!
+//! Every step also goes to the audit log (`audit.jsonl`, [`crate::audit`]) with the device's
+//! node ID and hostname only: never the snapshot.
+//!
 //! Admission is a rotation's: the state directory must be trusted ([`StateDir`]), a lock per
 //! key keeps two containments of one key apart, and no new containment of a key starts beside
 //! an unfinished one. Shared-in (external) devices are refused at every step: they belong to
@@ -23,6 +33,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::api::{Client, Device};
+use crate::audit::AuditLog;
 use crate::fs::{Fail, FileLock};
 use crate::journal::{self, Entry, Journal, Record};
 use crate::key::KeyId;
@@ -77,10 +88,10 @@ impl Action {
     pub fn permanence(self) -> &'static str {
         match self {
             Self::Expire => {
-                "an expired node key cannot be renewed through the API: each device must log in again (`tailscale up`) to come back"
+                "`tsrotate rollback` cannot undo an expiry: the API cannot renew a node key, so each device's owner must log in again (`tailscale up`) to bring it back"
             }
             Self::Delete => {
-                "a deleted device cannot be restored: it must join the tailnet again with a new key"
+                "`tsrotate rollback` cannot undo a deletion: each device must join the tailnet again with a new auth key"
             }
             Self::Deauthorize | Self::DropRoutes => {
                 "`tsrotate rollback` restores it from the snapshot taken before"
@@ -193,10 +204,22 @@ pub enum Step {
         /// The device.
         node_id: String,
     },
-    /// The device is as its snapshot again.
+    /// The device is as its snapshot again (as far as the API allows it now).
     Undone {
         /// The device.
         node_id: String,
+        /// Routes the snapshot had enabled that the device no longer advertises: not enabled.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        not_restored: Vec<String>,
+    },
+    /// `rollback` left the device as it is (see [`restoration`]).
+    Kept {
+        /// The device.
+        node_id: String,
+        /// Why, in words.
+        reason: String,
+        /// It changed since the action (someone else acted on it): a person should look.
+        changed: bool,
     },
     /// Restoring failed; `rollback` again tries again.
     UndoFailed {
@@ -241,7 +264,17 @@ pub enum Progress {
     /// A restore was announced.
     UndoIntended,
     /// Restored from the snapshot.
-    Undone,
+    Undone {
+        /// Routes not enabled again: the device no longer advertises them.
+        not_restored: Vec<String>,
+    },
+    /// Left as it is by `rollback`.
+    Kept {
+        /// Why.
+        reason: String,
+        /// It changed since the action.
+        changed: bool,
+    },
     /// The last restore failed.
     UndoFailed {
         /// Why.
@@ -317,7 +350,28 @@ impl State {
             ),
             Step::UndoStarted => self.undoing = true,
             Step::UndoIntent { node_id } => set(self, node_id, Progress::UndoIntended),
-            Step::Undone { node_id } => set(self, node_id, Progress::Undone),
+            Step::Undone {
+                node_id,
+                not_restored,
+            } => set(
+                self,
+                node_id,
+                Progress::Undone {
+                    not_restored: not_restored.clone(),
+                },
+            ),
+            Step::Kept {
+                node_id,
+                reason,
+                changed,
+            } => set(
+                self,
+                node_id,
+                Progress::Kept {
+                    reason: reason.clone(),
+                    changed: *changed,
+                },
+            ),
             Step::UndoFailed { node_id, error } => set(
                 self,
                 node_id,
@@ -386,7 +440,7 @@ pub enum Error {
         scope: &'static str,
     },
     /// The action cannot be undone through the API.
-    #[error("containment {containment_id} used `{}`, which cannot be undone: {}", action.as_str(), action.permanence())]
+    #[error("containment {containment_id} used `{}`: {}", action.as_str(), action.permanence())]
     CannotUndo {
         /// The containment.
         containment_id: String,
@@ -436,6 +490,8 @@ impl Error {
 pub struct Containment {
     _lock: FileLock,
     journal: Journal<Step>,
+    audit: Option<AuditLog>,
+    user: String,
     state: State,
 }
 
@@ -458,6 +514,62 @@ fn lock(dir: &StateDir, key_id: &KeyId) -> Result<FileLock, Error> {
         crate::fs::Error::Busy { .. } => Error::Busy(key_id.clone()),
         other => Error::Session(other.into()),
     })
+}
+
+/// A containment's step as the audit log keeps it: who and what (node IDs, hostnames, the
+/// outcome), never a device snapshot. Tagged `containment_*` so that it reads apart from a
+/// rotation's events in the same log.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[allow(
+    clippy::enum_variant_names,
+    reason = "the names are the audit log's `type` tags, which must read apart from a rotation's"
+)]
+enum Audited<'a> {
+    /// The plan: which devices, what action, because of which key.
+    ContainmentPlanned {
+        containment_id: &'a str,
+        key_id: &'a KeyId,
+        tailnet: &'a str,
+        action: Action,
+        devices: Vec<Named<'a>>,
+    },
+    /// One device's step: `intent`, `done`, `found_done`, `gone`, `failed`, `restore_intent`,
+    /// `restored`, `restore_failed` or `left_alone`.
+    ContainmentDevice {
+        containment_id: &'a str,
+        action: Action,
+        node_id: String,
+        hostname: String,
+        outcome: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
+    ContainmentFinished {
+        containment_id: &'a str,
+    },
+    ContainmentRollbackStarted {
+        containment_id: &'a str,
+    },
+    ContainmentRolledBack {
+        containment_id: &'a str,
+    },
+}
+
+/// A device by its IDs.
+#[derive(Serialize)]
+struct Named<'a> {
+    node_id: &'a str,
+    hostname: &'a str,
+}
+
+/// The audit log beside the journals; `None` (with a warning) when it cannot be opened.
+fn open_audit(dir: &StateDir) -> Option<AuditLog> {
+    AuditLog::open(dir.path())
+        .inspect_err(|e| {
+            tracing::warn!("cannot open the audit log in {}: {e}", dir.path().display());
+        })
+        .ok()
 }
 
 /// The IDs of every containment journal, oldest first.
@@ -501,7 +613,8 @@ pub fn unfinished(state_dir: &Path) -> Result<Vec<State>, journal::Error> {
 
 impl Containment {
     /// Locks the key's containments, checks that none of them is unfinished, and journals
-    /// the plan. Refuses a plan that names a shared-in device.
+    /// the plan (and audits it, as run by `plan.user`). Refuses a plan that names a shared-in
+    /// device.
     pub fn begin(dir: &StateDir, plan: Plan) -> Result<Self, Error> {
         if let Some(external) = plan.devices.iter().find(|d| d.is_external) {
             return Err(Error::External(external.node_id.clone()));
@@ -517,20 +630,26 @@ impl Containment {
             });
         }
         let id = plan.containment_id.clone();
-        let journal =
-            Journal::create_in(&self::dir(dir.path()), &id, Step::Planned(Box::new(plan)))?;
+        let user = plan.user.clone();
+        let first = Step::Planned(Box::new(plan));
+        let journal = Journal::create_in(&self::dir(dir.path()), &id, first.clone())?;
         let records = journal::read_as::<Step>(journal.path())?;
         let state = State::replay(&records).ok_or_else(|| Error::Unknown(id.clone()))?;
-        Ok(Self {
+        let mut containment = Self {
             _lock: held,
             journal,
+            audit: open_audit(dir),
+            user,
             state,
-        })
+        };
+        containment.audit(&first);
+        Ok(containment)
     }
 
     /// Reopens containment `id` under its key's lock (read again once the lock is held: the
-    /// run that held it may just have finished it).
-    pub fn reopen(dir: &StateDir, id: &str) -> Result<Self, Error> {
+    /// run that held it may just have finished it). `user` (who runs this) goes to the audit
+    /// log with every step from now on.
+    pub fn reopen(dir: &StateDir, id: &str, user: &str) -> Result<Self, Error> {
         if !exists(dir.path(), id) {
             return Err(Error::Unknown(id.to_owned()));
         }
@@ -546,6 +665,8 @@ impl Containment {
         Ok(Self {
             _lock: held,
             journal,
+            audit: open_audit(dir),
+            user: user.to_owned(),
             state,
         })
     }
@@ -556,10 +677,94 @@ impl Containment {
         &self.state
     }
 
+    /// The journal first (recovery relies on it), then the audit log.
     fn record(&mut self, step: Step) -> Result<(), Error> {
         self.state.apply(&step);
+        let audited = step.clone();
         self.journal.append(step)?;
+        self.audit(&audited);
         Ok(())
+    }
+
+    /// Writes `step` to the audit log as [`Audited`] (IDs and hostnames only). A log that
+    /// cannot be written is reported and the containment goes on: the journal is what counts.
+    fn audit(&mut self, step: &Step) {
+        let plan = &self.state.plan;
+        let hostname = |node_id: &str| {
+            plan.devices
+                .iter()
+                .find(|d| d.node_id == node_id)
+                .map_or("", |d| d.hostname.as_str())
+        };
+        let device = |node_id: &'_ str, outcome, detail| Audited::ContainmentDevice {
+            containment_id: &plan.containment_id,
+            action: plan.action,
+            node_id: node_id.to_owned(),
+            hostname: hostname(node_id).to_owned(),
+            outcome,
+            detail,
+        };
+        let entry = match step {
+            Step::Planned(plan) => Audited::ContainmentPlanned {
+                containment_id: &plan.containment_id,
+                key_id: &plan.key_id,
+                tailnet: &plan.tailnet,
+                action: plan.action,
+                devices: plan
+                    .devices
+                    .iter()
+                    .map(|d| Named {
+                        node_id: &d.node_id,
+                        hostname: &d.hostname,
+                    })
+                    .collect(),
+            },
+            Step::Intent { node_id } => device(node_id, "intent", None),
+            Step::Done {
+                node_id,
+                already: false,
+            } => device(node_id, "done", None),
+            Step::Done {
+                node_id,
+                already: true,
+            } => device(node_id, "found_done", None),
+            Step::Gone { node_id } => device(node_id, "gone", None),
+            Step::Failed { node_id, error } => device(node_id, "failed", Some(error.clone())),
+            Step::UndoIntent { node_id } => device(node_id, "restore_intent", None),
+            Step::Undone {
+                node_id,
+                not_restored,
+            } => device(
+                node_id,
+                "restored",
+                (!not_restored.is_empty()).then(|| {
+                    format!(
+                        "routes no longer advertised, not restored: {}",
+                        not_restored.join(",")
+                    )
+                }),
+            ),
+            Step::UndoFailed { node_id, error } => {
+                device(node_id, "restore_failed", Some(error.clone()))
+            }
+            Step::Kept {
+                node_id, reason, ..
+            } => device(node_id, "left_alone", Some(reason.clone())),
+            Step::UndoStarted => Audited::ContainmentRollbackStarted {
+                containment_id: &plan.containment_id,
+            },
+            Step::Finished => Audited::ContainmentFinished {
+                containment_id: &plan.containment_id,
+            },
+            Step::RolledBack => Audited::ContainmentRolledBack {
+                containment_id: &plan.containment_id,
+            },
+        };
+        if let Some(log) = &mut self.audit
+            && let Err(e) = log.append(&self.user, None, &entry)
+        {
+            tracing::warn!("cannot write the audit log {}: {e}", log.path().display());
+        }
     }
 
     /// Acts on every device not acted on yet. A device whose last call may have happened
@@ -657,9 +862,92 @@ impl Containment {
         Ok(())
     }
 
-    /// Restores every device acted on (or perhaps acted on) from its snapshot: authorization
-    /// for `deauthorize`, enabled routes for `drop-routes`. Refuses the actions the API cannot
-    /// undo. Journals `rolled_back` once every one is restored.
+    /// The device as the API describes it now, or `None` once its absence or the failure to
+    /// read it is journaled.
+    async fn look_before_restoring(
+        &mut self,
+        client: &Client,
+        node_id: &str,
+    ) -> Result<Option<Device>, Error> {
+        match client.get_device(node_id).await {
+            Ok(now) => Ok(Some(now)),
+            Err(e) if e.is_not_found() => {
+                self.record(Step::Kept {
+                    node_id: node_id.to_owned(),
+                    reason: "no longer in the tailnet".to_owned(),
+                    changed: true,
+                })?;
+                Ok(None)
+            }
+            Err(e) => {
+                self.undo_failed(node_id, &e, "reading", "devices:core:read")?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Puts one device back, announced and confirmed in the journal; a 403 stops the rollback.
+    async fn restore(
+        &mut self,
+        client: &Client,
+        node_id: String,
+        restore: Restore,
+    ) -> Result<(), Error> {
+        self.record(Step::UndoIntent {
+            node_id: node_id.clone(),
+        })?;
+        let (result, not_restored) = match restore {
+            Restore::Authorize => (client.set_device_authorized(&node_id, true).await, vec![]),
+            Restore::Routes {
+                routes,
+                not_restored,
+            } => (
+                client
+                    .set_device_routes(&node_id, &routes)
+                    .await
+                    .map(|_| ()),
+                not_restored,
+            ),
+        };
+        match result {
+            Ok(()) => self.record(Step::Undone {
+                node_id,
+                not_restored,
+            }),
+            Err(e) => {
+                let scope = self.state.plan.action.scope();
+                self.undo_failed(&node_id, &e, "restoring", scope)
+            }
+        }
+    }
+
+    /// Journals a failed call of `rollback`; a 403 stops it (every other call would meet it
+    /// too) and names the scope.
+    fn undo_failed(
+        &mut self,
+        node_id: &str,
+        error: &crate::api::Error,
+        what: &'static str,
+        scope: &'static str,
+    ) -> Result<(), Error> {
+        self.record(Step::UndoFailed {
+            node_id: node_id.to_owned(),
+            error: error.to_string(),
+        })?;
+        if error.status() == Some(403) {
+            return Err(Error::Forbidden {
+                what,
+                node_id: node_id.to_owned(),
+                scope,
+            });
+        }
+        Ok(())
+    }
+
+    /// Restores every device acted on (or perhaps acted on) as far as [`restoration`]
+    /// allows: each is looked up first, and one that changed since is left alone (journaled
+    /// as [`Step::Kept`]). Refuses the actions the API cannot undo. Journals `rolled_back`
+    /// once every device is restored or left alone.
     pub async fn roll_back(&mut self, client: &Client) -> Result<(), Error> {
         let id = self.state.plan.containment_id.clone();
         let action = self.state.plan.action;
@@ -681,54 +969,177 @@ impl Containment {
             if snapshot.is_external {
                 return Err(Error::External(node_id));
             }
+            let progress = self.state.progress[i].clone();
             if matches!(
-                self.state.progress[i],
-                Progress::Pending | Progress::Gone | Progress::Undone
+                progress,
+                Progress::Pending
+                    | Progress::Gone
+                    | Progress::Undone { .. }
+                    | Progress::Kept { .. }
             ) {
                 continue;
             }
-            self.record(Step::UndoIntent {
-                node_id: node_id.clone(),
-            })?;
-            let result = match action {
-                Action::Deauthorize => {
-                    client
-                        .set_device_authorized(&node_id, snapshot.authorized)
-                        .await
-                }
-                Action::DropRoutes => client
-                    .set_device_routes(&node_id, &snapshot.enabled_routes)
-                    .await
-                    .map(|_| ()),
-                Action::Expire | Action::Delete => unreachable!("refused above"),
+            let Some(now) = self.look_before_restoring(client, &node_id).await? else {
+                continue;
             };
-            match result {
-                Ok(()) => self.record(Step::Undone { node_id })?,
-                Err(e) => {
-                    let forbidden = e.status() == Some(403);
-                    self.record(Step::UndoFailed {
-                        node_id: node_id.clone(),
-                        error: e.to_string(),
+            let restore = match restoration(action, &snapshot, &now, &progress) {
+                Restoration::Keep { reason, changed } => {
+                    self.record(Step::Kept {
+                        node_id,
+                        reason,
+                        changed,
                     })?;
-                    if forbidden {
-                        return Err(Error::Forbidden {
-                            what: "restoring",
-                            node_id,
-                            scope: action.scope(),
-                        });
-                    }
+                    continue;
                 }
-            }
+                Restoration::AlreadyDone { not_restored } => {
+                    self.record(Step::Undone {
+                        node_id,
+                        not_restored,
+                    })?;
+                    continue;
+                }
+                Restoration::Restore(restore) => restore,
+            };
+            self.restore(client, node_id, restore).await?;
         }
-        if self
-            .state
-            .progress
-            .iter()
-            .all(|p| matches!(p, Progress::Pending | Progress::Gone | Progress::Undone))
-        {
+        if self.state.progress.iter().all(|p| {
+            matches!(
+                p,
+                Progress::Pending
+                    | Progress::Gone
+                    | Progress::Undone { .. }
+                    | Progress::Kept { .. }
+            )
+        }) {
             self.record(Step::RolledBack)?;
         }
         Ok(())
+    }
+}
+
+/// What `rollback` puts back on one device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Restore {
+    /// Authorize it again.
+    Authorize,
+    /// Enable these routes again.
+    Routes {
+        /// The snapshot's enabled routes the device still advertises.
+        routes: Vec<String>,
+        /// The snapshot's enabled routes it no longer advertises: left off.
+        not_restored: Vec<String>,
+    },
+}
+
+/// What `rollback` does with one device, given its snapshot and the API's word now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Restoration {
+    /// Put it back.
+    Restore(Restore),
+    /// It is as the snapshot already (an interrupted rollback restored it).
+    AlreadyDone {
+        /// Routes that were left off then.
+        not_restored: Vec<String>,
+    },
+    /// Leave it as it is.
+    Keep {
+        /// Why, in words (names what changed).
+        reason: String,
+        /// It changed since the action: someone else acted on it.
+        changed: bool,
+    },
+}
+
+/// Decides how to roll back one device. The snapshot (from the journal) is a claim, `now`
+/// (from the API) is the fact: the device must be the one the snapshot names and still as
+/// the action left it (deauthorized, or with no enabled routes); only what the snapshot had
+/// is turned back on (authorization only if it was authorized, routes only from its enabled
+/// routes), and routes only while the device still advertises them. `progress` tells an
+/// interrupted restore (already done) from a device someone changed since.
+#[must_use]
+pub fn restoration(
+    action: Action,
+    snapshot: &Device,
+    now: &Device,
+    progress: &Progress,
+) -> Restoration {
+    let keep = |reason: String, changed| Restoration::Keep { reason, changed };
+    if now.node_id != snapshot.node_id || now.is_external {
+        return keep(
+            "the API describes another device under its ID".to_owned(),
+            true,
+        );
+    }
+    let restoring = matches!(
+        progress,
+        Progress::UndoIntended | Progress::UndoFailed { .. }
+    );
+    // An announced call that failed or was interrupted may not have happened at all.
+    let acted = !matches!(progress, Progress::Intended | Progress::Failed { .. });
+    let not_acted =
+        "nothing to restore: the containment's call failed or was interrupted before changing it";
+    match action {
+        Action::Deauthorize => {
+            if !snapshot.authorized {
+                keep(
+                    "nothing to restore: it was not authorized before the containment".to_owned(),
+                    false,
+                )
+            } else if !now.authorized {
+                Restoration::Restore(Restore::Authorize)
+            } else if restoring {
+                Restoration::AlreadyDone {
+                    not_restored: Vec::new(),
+                }
+            } else if !acted {
+                keep(not_acted.to_owned(), false)
+            } else {
+                keep("authorized again since the containment".to_owned(), true)
+            }
+        }
+        Action::DropRoutes => {
+            let (routes, not_restored): (Vec<String>, Vec<String>) = snapshot
+                .enabled_routes
+                .iter()
+                .cloned()
+                .partition(|r| now.advertised_routes.contains(r));
+            if !now.enabled_routes.is_empty() {
+                if restoring && now.enabled_routes == routes {
+                    return Restoration::AlreadyDone { not_restored };
+                }
+                if !acted {
+                    return keep(not_acted.to_owned(), false);
+                }
+                return keep(
+                    format!(
+                        "routes {} enabled since the containment",
+                        now.enabled_routes.join(",")
+                    ),
+                    true,
+                );
+            }
+            if snapshot.enabled_routes.is_empty() {
+                keep(
+                    "nothing to restore: it had no enabled routes before the containment"
+                        .to_owned(),
+                    false,
+                )
+            } else if routes.is_empty() {
+                keep(
+                    format!("it no longer advertises routes {}", not_restored.join(",")),
+                    true,
+                )
+            } else {
+                Restoration::Restore(Restore::Routes {
+                    routes,
+                    not_restored,
+                })
+            }
+        }
+        Action::Expire | Action::Delete => keep(
+            format!("`{}` cannot be undone through the API", action.as_str()),
+            false,
+        ),
     }
 }
 
@@ -791,7 +1202,7 @@ mod tests {
             Containment::begin(&state_dir, plan(vec![])),
             Err(Error::Unfinished { .. })
         ));
-        let c = Containment::reopen(&state_dir, "c20300101000000abcdef").unwrap();
+        let c = Containment::reopen(&state_dir, "c20300101000000abcdef", "t").unwrap();
         assert_eq!(
             c.state().progress,
             [Progress::Done { already: false }, Progress::Intended]
@@ -824,5 +1235,132 @@ mod tests {
         assert!(StateDir::open(dir.path()).is_err());
         assert!(!exists(dir.path(), "r2030"));
         assert!(new_id(time::OffsetDateTime::now_utc()).starts_with('c'));
+    }
+
+    fn routed(node: &str, advertised: &[&str], enabled: &[&str]) -> Device {
+        Device {
+            node_id: node.to_owned(),
+            authorized: true,
+            advertised_routes: advertised.iter().map(|r| (*r).to_owned()).collect(),
+            enabled_routes: enabled.iter().map(|r| (*r).to_owned()).collect(),
+            ..Device::default()
+        }
+    }
+
+    fn kept(r: &Restoration) -> Option<bool> {
+        match r {
+            Restoration::Keep { changed, .. } => Some(*changed),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn rollback_restores_authorization_only_while_deauthorized_and_only_if_it_was_there() {
+        let done = Progress::Done { already: false };
+        let before = device("nA", true);
+        let deauthorized = device("nA", false);
+        assert_eq!(
+            restoration(Action::Deauthorize, &before, &deauthorized, &done),
+            Restoration::Restore(Restore::Authorize)
+        );
+        // Someone authorized it again since: left alone, and flagged.
+        let reauthorized = device("nA", true);
+        assert_eq!(
+            kept(&restoration(
+                Action::Deauthorize,
+                &before,
+                &reauthorized,
+                &done
+            )),
+            Some(true)
+        );
+        // A snapshot without authorization never authorizes (a journal is only a claim).
+        assert_eq!(
+            kept(&restoration(
+                Action::Deauthorize,
+                &device("nA", false),
+                &deauthorized,
+                &done
+            )),
+            Some(false)
+        );
+        // A call that failed never changed it; an interrupted restore did.
+        let failed = Progress::Failed { error: "x".into() };
+        assert_eq!(
+            kept(&restoration(
+                Action::Deauthorize,
+                &before,
+                &reauthorized,
+                &failed
+            )),
+            Some(false)
+        );
+        assert!(matches!(
+            restoration(
+                Action::Deauthorize,
+                &before,
+                &reauthorized,
+                &Progress::UndoIntended
+            ),
+            Restoration::AlreadyDone { .. }
+        ));
+        // The API answering for another device under the ID is never acted on.
+        assert_eq!(
+            kept(&restoration(
+                Action::Deauthorize,
+                &before,
+                &device("nB", false),
+                &done
+            )),
+            Some(true)
+        );
+    }
+
+    #[test]
+    fn rollback_enables_only_snapshot_routes_the_device_still_advertises() {
+        let done = Progress::Done { already: false };
+        let before = routed(
+            "nA",
+            &["10.1.0.0/16", "10.2.0.0/16"],
+            &["10.1.0.0/16", "10.2.0.0/16"],
+        );
+        // The node stopped advertising one route: only the other comes back.
+        let now = routed("nA", &["10.1.0.0/16", "10.3.0.0/16"], &[]);
+        assert_eq!(
+            restoration(Action::DropRoutes, &before, &now, &done),
+            Restoration::Restore(Restore::Routes {
+                routes: vec!["10.1.0.0/16".into()],
+                not_restored: vec!["10.2.0.0/16".into()],
+            })
+        );
+        // Routes enabled since: left alone.
+        let changed = routed("nA", &["10.1.0.0/16"], &["10.1.0.0/16"]);
+        assert_eq!(
+            kept(&restoration(Action::DropRoutes, &before, &changed, &done)),
+            Some(true)
+        );
+        // A journal claiming a route the device advertises but never had enabled, or one it
+        // does not advertise: nothing the snapshot did not have, nothing not advertised.
+        let forged = routed("nA", &[], &["0.0.0.0/0"]);
+        let advertising = routed("nA", &["10.1.0.0/16"], &[]);
+        assert!(
+            kept(&restoration(
+                Action::DropRoutes,
+                &forged,
+                &advertising,
+                &done
+            ))
+            .is_some()
+        );
+        let nothing = routed("nA", &["10.1.0.0/16"], &[]);
+        assert_eq!(
+            kept(&restoration(
+                Action::DropRoutes,
+                &nothing,
+                &advertising,
+                &done
+            )),
+            Some(false)
+        );
     }
 }
