@@ -97,8 +97,9 @@ pub(crate) enum Command {
         after_help = "Exit codes: 0 done (the dry run shown, switched and waiting for --confirmed, or finished); 1 the sample token would be refused, the verification failed or the identity's creation got no answer (the old credential is kept: run again); 2 usage or input error, nothing changed; 3 unexpected failure."
     )]
     MigrateToFederated(crate::cmd_migrate_federated::Args),
-    /// Each managed credential: current key, expiry, places in sync, last rotation, next due.
-    /// Exit 1 when something is due, broken or out of sync.
+    /// Each managed credential: current key, expiry, places in sync, last rotation, next due;
+    /// then the containments, unfinished first. Exit 1 when something is due, broken or out of
+    /// sync, or a containment is unfinished.
     Status(crate::cmd_status::Args),
     /// Revoke a key and confirm it is dead, without replacing it.
     Revoke(crate::cmd_revoke::Args),

@@ -1,6 +1,8 @@
 //! `tsrotate status`: one row per managed credential (what the library's `schedule`
-//! observes), and exit 1 when something needs attention.
+//! observes), then the containments of the state directory (unfinished first, with the
+//! command that goes on with each), and exit 1 when something needs attention.
 
+use tsrotate::contain::act::{self, Progress};
 use tsrotate::schedule::{Due, observe_all};
 
 use crate::args::{Format, GlobalArgs};
@@ -43,7 +45,10 @@ pub(crate) async fn run(global: &GlobalArgs, _args: &Args) -> anyhow::Result<Exi
         Some(&config),
     )?
     .require_client()?;
-    let journals = context::trusted_state_dir(global)?.journals();
+    let state_dir = context::trusted_state_dir(global)?;
+    let journals = state_dir.journals();
+    let containments = act::all(state_dir.path())?;
+    let unfinished = containments.iter().filter(|c| !c.is_finished()).count();
     let credentials = settings::sink_logins();
     let rows = observe_all(
         &client,
@@ -98,13 +103,86 @@ pub(crate) async fn run(global: &GlobalArgs, _args: &Args) -> anyhow::Result<Exi
                 &cells,
             )
         );
+        if !containments.is_empty() {
+            println!();
+            print!("{}", containment_table(containments));
+        }
     } else {
         serde_json::to_writer_pretty(std::io::stdout().lock(), &rows)?;
         println!();
     }
-    Ok(if rows.iter().any(|r| r.due.needs_attention()) {
-        ExitStatus::Incomplete
-    } else {
-        ExitStatus::Success
-    })
+    Ok(
+        if rows.iter().any(|r| r.due.needs_attention()) || unfinished > 0 {
+            ExitStatus::Incomplete
+        } else {
+            ExitStatus::Success
+        },
+    )
+}
+
+/// The containments, unfinished first, then newest first: what each did and what to run next.
+fn containment_table(mut containments: Vec<act::State>) -> String {
+    containments.sort_by(|a, b| {
+        a.is_finished()
+            .cmp(&b.is_finished())
+            .then(b.started.cmp(&a.started))
+            .then(b.plan.containment_id.cmp(&a.plan.containment_id))
+    });
+    let rows: Vec<Vec<String>> = containments
+        .iter()
+        .map(|c| {
+            let id = &c.plan.containment_id;
+            let count = |f: fn(&Progress) -> bool| c.progress.iter().filter(|p| f(p)).count();
+            let total = c.progress.len();
+            let (state, next) = match c.end {
+                None if c.undoing => (
+                    format!(
+                        "rolling back ({} of {total} restored)",
+                        count(|p| matches!(p, Progress::Undone { .. }))
+                    ),
+                    format!("tsrotate rollback {id}"),
+                ),
+                None => (
+                    format!(
+                        "UNFINISHED ({} of {total} done)",
+                        count(|p| matches!(p, Progress::Done { .. } | Progress::Gone))
+                    ),
+                    format!("tsrotate resume {id} (or rollback {id})"),
+                ),
+                Some(act::End::Finished) => ("finished".to_owned(), "-".to_owned()),
+                Some(act::End::RolledBack) => {
+                    let left = count(|p| matches!(p, Progress::Kept { changed: true, .. }));
+                    if left > 0 {
+                        (
+                            format!("rolled back ({left} changed since, left alone)"),
+                            "-".to_owned(),
+                        )
+                    } else {
+                        ("rolled back".to_owned(), "-".to_owned())
+                    }
+                }
+            };
+            vec![
+                id.clone(),
+                c.plan.key_id.to_string(),
+                c.plan.action.as_str().to_owned(),
+                total.to_string(),
+                c.started.date().to_string(),
+                state,
+                next,
+            ]
+        })
+        .collect();
+    crate::table::render(
+        &[
+            "CONTAINMENT",
+            "KEY",
+            "ACTION",
+            "DEVICES",
+            "STARTED",
+            "STATE",
+            "NEXT",
+        ],
+        &rows,
+    )
 }

@@ -893,3 +893,79 @@ fn rotate_with_contain_takes_the_containment_options_and_acts_with_yes() {
     assert!(run.stdout.contains("tsrotate rollback"), "{}", run.stdout);
     env.assert_state_clean();
 }
+
+#[test]
+fn status_lists_unfinished_containments_first_and_exits_1_until_they_are_resumed() {
+    let mut env = TestEnv::new();
+    let (id, secret) = fleet(&mut env, "key");
+    env.write("app/.env", format!("TS_AUTHKEY={secret}\n"));
+    let work = env.work.path().display().to_string();
+    let config = env.write_aside(
+        "tsrotate.toml",
+        format!(
+            "[[credential]]\nname = \"fleet\"\nkind = \"auth-key\"\nrotate_before = \"1d\"\n\n\
+             [[credential.sink]]\ntype = \"dotenv\"\npath = \"{work}/app/.env\"\nfield = \"TS_AUTHKEY\"\n"
+        ),
+    );
+    let status = |env: &TestEnv| env.run(env.cmd().arg("--config").arg(&config).arg("status"));
+    assert!(!status(&env).expect(0).stdout.contains("CONTAINMENT"));
+
+    // The fleet key's containment stops on a credential that may not change devices...
+    let read_only = env.mint(json!({"keyType": "client", "tags": ["tag:server"],
+        "scopes": ["devices:core:read", "auth_keys:read", "logs:configuration:read"]}));
+    contain(
+        &env,
+        env.cmd_as(&read_only.0, &read_only.1),
+        &id,
+        "deauthorize",
+    )
+    .expect(2);
+    let unfinished = only_containment(&env);
+    // ... and a later one, of another key, finishes.
+    let (other, _) = env.mint_default();
+    join(
+        &env,
+        &json!({"auth_key_id": other, "hostname": "stray", "audit_actor": "key"}),
+    );
+    let finished = env
+        .run(env.cmd().args([
+            "--format",
+            "json",
+            "contain",
+            &other,
+            "--action",
+            "drop-routes",
+            "--yes",
+        ]))
+        .expect(0)
+        .json()["containment"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let run = status(&env).expect(1);
+    let rows: Vec<&str> = run
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("CONTAINMENT"))
+        .skip(1)
+        .collect();
+    assert_eq!(rows.len(), 2, "{}", run.stdout);
+    assert!(rows[0].starts_with(&unfinished), "{}", run.stdout);
+    assert!(
+        rows[0].contains(&format!("tsrotate resume {unfinished}"))
+            && rows[0].contains(&format!("rollback {unfinished}")),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        rows[1].starts_with(&finished) && rows[1].contains("finished"),
+        "{}",
+        run.stdout
+    );
+
+    env.run(env.cmd().args(["resume", &unfinished])).expect(0);
+    let run = status(&env).expect(0);
+    assert!(!run.stdout.contains("UNFINISHED"), "{}", run.stdout);
+    env.assert_state_clean();
+}

@@ -114,6 +114,19 @@ fn managed(env: &mut TestEnv) -> (std::path::PathBuf, Vec<String>) {
     (env.write_aside("tsrotate.toml", config), ids)
 }
 
+/// The IDs of the containment journals so far.
+fn containments(env: &TestEnv) -> Vec<String> {
+    crate::support::walk(&env.state.path().join("containments"))
+        .iter()
+        .filter_map(|p| {
+            p.file_name()?
+                .to_str()?
+                .strip_suffix(".jsonl")
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
 #[test]
 fn status_shows_each_credential_before_and_after_it_falls_due() {
     let mut env = TestEnv::new();
@@ -122,8 +135,46 @@ fn status_shows_each_credential_before_and_after_it_falls_due() {
     let fresh = status(&env).expect(0);
 
     // 50 days later on the control plane's clock: 10 days left, inside `rotate_before`. `web`
-    // is rotated; `ci` is left due, with one of its places out of sync.
+    // is rotated; `ci` is left due, with one of its places out of sync. An intruder joined
+    // with each key: containing the one of `ci` finished, the one of `web` stopped on a
+    // credential that may not change devices, and `status` lists it first with what to run.
     let _ = emulator::advance_clock(env.url(), 50 * 86_400);
+    for (id, host) in [(&ids[0], "intruder-web"), (&ids[1], "intruder-ci")] {
+        let (code, answer) = emulator::admin(
+            env.url(),
+            "POST",
+            "/_emulator/devices",
+            Some(&json!({"auth_key_id": id, "hostname": host, "audit_actor": "key"})),
+        );
+        assert_eq!(code, 200, "{answer}");
+    }
+    let read_only = env.mint(json!({"keyType": "client", "tags": ["tag:server"],
+        "scopes": ["devices:core:read", "auth_keys:read", "logs:configuration:read"]}));
+    env.run(env.cmd_as(&read_only.0, &read_only.1).args([
+        "contain",
+        &ids[0],
+        "--action",
+        "deauthorize",
+        "--yes",
+    ]))
+    .expect(2);
+    let web_containment = containments(&env).pop().unwrap();
+    let finished = env
+        .run(env.cmd().args([
+            "--format",
+            "json",
+            "contain",
+            &ids[1],
+            "--action",
+            "deauthorize",
+            "--yes",
+        ]))
+        .expect(0);
+    let ci_containment = finished.json()["containment"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(containments(&env).len(), 2);
     env.run(env.cmd().arg("--config").arg(&config).args([
         "rotate",
         "--credential",
@@ -147,7 +198,9 @@ fn status_shows_each_credential_before_and_after_it_falls_due() {
         .name(&ids[1], "CI-KEY")
         .name(&web_new, "WEB-NEW-KEY")
         .name(&other_id, "OTHER-KEY")
-        .name(env.only_rotation(), "ROTATION-ID");
+        .name(env.only_rotation(), "ROTATION-ID")
+        .name(&web_containment, "WEB-CONTAINMENT")
+        .name(&ci_containment, "CI-CONTAINMENT");
     redactions.assert_run("status_fresh", &fresh);
     redactions.assert_run("status_50_days_later", &later);
 }

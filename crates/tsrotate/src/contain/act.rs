@@ -297,6 +297,8 @@ pub enum End {
 pub struct State {
     /// The plan.
     pub plan: Plan,
+    /// When the plan was journaled.
+    pub started: time::OffsetDateTime,
     /// Per device of the plan, in its order.
     pub progress: Vec<Progress>,
     /// `rollback` has begun.
@@ -309,10 +311,12 @@ impl State {
     /// Replays a journal's records; `None` if it does not start with a plan.
     #[must_use]
     pub fn replay(records: &[Record<Step>]) -> Option<Self> {
-        let Step::Planned(plan) = &records.first()?.event else {
+        let first = records.first()?;
+        let Step::Planned(plan) = &first.event else {
             return None;
         };
         let mut state = Self {
+            started: first.at,
             progress: vec![Progress::Pending; plan.devices.len()],
             plan: (**plan).clone(),
             undoing: false,
@@ -599,15 +603,20 @@ pub fn list(state_dir: &Path) -> Result<Vec<String>, journal::Error> {
     Ok(ids)
 }
 
-/// The containments not finished (neither finished nor rolled back), oldest first.
-pub fn unfinished(state_dir: &Path) -> Result<Vec<State>, journal::Error> {
+/// Every containment as its journal tells it, oldest first.
+pub fn all(state_dir: &Path) -> Result<Vec<State>, journal::Error> {
     let mut found = Vec::new();
     for id in list(state_dir)? {
         let records = journal::read_as::<Step>(&path_of(state_dir, &id))?;
-        if let Some(state) = State::replay(&records).filter(|s| !s.is_finished()) {
-            found.push(state);
-        }
+        found.extend(State::replay(&records));
     }
+    Ok(found)
+}
+
+/// The containments not finished (neither finished nor rolled back), oldest first.
+pub fn unfinished(state_dir: &Path) -> Result<Vec<State>, journal::Error> {
+    let mut found = all(state_dir)?;
+    found.retain(|s| !s.is_finished());
     Ok(found)
 }
 
