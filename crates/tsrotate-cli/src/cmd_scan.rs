@@ -86,7 +86,11 @@ pub(crate) fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitStatus
             "the scan is incomplete: {} path(s) could not be read",
             report.problems.len()
         ))
-        .hint("fix the permissions or exclude them in .tsrotateignore, then scan again")
+        .hint(if args.git {
+            "each warning above says what was not read and why"
+        } else {
+            "fix the permissions or exclude them in .tsrotateignore, then scan again"
+        })
         .into());
     }
     Ok(ExitStatus::Success)
