@@ -47,7 +47,15 @@ pub(crate) async fn run(global: &GlobalArgs, _args: &Args) -> anyhow::Result<Exi
     .require_client()?;
     let state_dir = context::trusted_state_dir(global)?;
     let journals = state_dir.journals();
-    let containments = act::all(state_dir.path())?;
+    // A containment journal that cannot be read must not hide the credentials: it is
+    // reported, and counts as something to look at.
+    let (containments, unreadable) = match act::all(state_dir.path()) {
+        Ok(all) => (all, false),
+        Err(e) => {
+            tracing::warn!("cannot read the containment journals: {e}");
+            (Vec::new(), true)
+        }
+    };
     let unfinished = containments.iter().filter(|c| !c.is_finished()).count();
     let credentials = settings::sink_logins();
     let rows = observe_all(
@@ -112,7 +120,7 @@ pub(crate) async fn run(global: &GlobalArgs, _args: &Args) -> anyhow::Result<Exi
         println!();
     }
     Ok(
-        if rows.iter().any(|r| r.due.needs_attention()) || unfinished > 0 {
+        if rows.iter().any(|r| r.due.needs_attention()) || unfinished > 0 || unreadable {
             ExitStatus::Incomplete
         } else {
             ExitStatus::Success

@@ -967,5 +967,15 @@ fn status_lists_unfinished_containments_first_and_exits_1_until_they_are_resumed
     env.run(env.cmd().args(["resume", &unfinished])).expect(0);
     let run = status(&env).expect(0);
     assert!(!run.stdout.contains("UNFINISHED"), "{}", run.stdout);
+
+    // A containment journal that cannot be read hides nothing else, and is not "all well".
+    let broken = env
+        .state
+        .path()
+        .join("containments/c20000101000000zzzzzz.jsonl");
+    std::fs::write(&broken, "not a journal\n").unwrap();
+    let run = status(&env).expect(1);
+    assert!(run.stdout.starts_with("CREDENTIAL"), "{}", run.stdout);
+    assert!(run.stderr.contains("containment journals"), "{}", run.stderr);
     env.assert_state_clean();
 }

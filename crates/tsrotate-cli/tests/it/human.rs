@@ -203,6 +203,7 @@ fn status_shows_each_credential_before_and_after_it_falls_due() {
         .name(&ci_containment, "CI-CONTAINMENT");
     redactions.assert_run("status_fresh", &fresh);
     redactions.assert_run("status_50_days_later", &later);
+    env.assert_state_clean();
 }
 
 #[test]
