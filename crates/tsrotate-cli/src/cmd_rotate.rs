@@ -306,6 +306,9 @@ async fn places_holding(
 struct ScanFinding {
     key_id: tsrotate::key::KeyId,
     path: String,
+    /// The exact bytes of a name that is not UTF-8 (`path` is then only readable).
+    #[serde(default)]
+    path_base64: Option<String>,
     #[serde(default)]
     origin: Option<String>,
     #[serde(default)]
@@ -355,7 +358,7 @@ async fn from_scan(
                 "{}: found {}-encoded in {}; tsrotate replaces plain values only: re-encode the new key there by hand",
                 f.key_id,
                 f.encoding.as_deref().unwrap_or_default(),
-                f.path
+                tsrotate::text::escape(&f.path)
             );
             continue;
         }
@@ -369,7 +372,18 @@ async fn from_scan(
         };
         let entry = &mut keys[index];
         if on_disk {
-            let path = PathBuf::from(&f.path);
+            let Some(bytes) = tsrotate_scan::PathName::bytes(&f.path, f.path_base64.as_deref())
+            else {
+                return Err(UserError::new(format!(
+                    "the finding at `{}` has a path_base64 that is not base64",
+                    f.path
+                ))
+                .hint("give the JSON output of `tsrotate scan --format json` as it was written")
+                .into());
+            };
+            let path = PathBuf::from(
+                <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(bytes),
+            );
             if !entry.1.contains(&path) {
                 entry.1.push(path);
             }

@@ -4,6 +4,16 @@
 //! `tsrotate rotate --from-scan`, so its field names are a public interface: add fields, do not
 //! rename them.
 //!
+//! # File names
+//!
+//! A file name on Unix is bytes, not text. [`Finding::path`] (and [`crate::Problem::path`]) is
+//! always text: the name itself when it is UTF-8 (JSON escapes what needs escaping), else the
+//! name with each byte that is not UTF-8 written `\xNN` and control characters escaped as
+//! [`tsrotate::text::path`] does. That text is for reading: two names may read the same. For
+//! such a name [`Finding::path_base64`] holds the exact bytes (standard base64, padded): a
+//! program that opens the file again uses it when present ([`PathName::bytes`]), as
+//! `tsrotate rotate --from-scan` does.
+//!
 //! # Security
 //!
 //! A finding is built from a [`crate::Match`] by [`Finding::new`], which destructures the match
@@ -89,8 +99,13 @@ pub struct Finding {
     pub redacted: String,
     /// Where the bytes came from.
     pub origin: Origin,
-    /// The file as given or walked (`-` for stdin), or the path in the commit for git.
+    /// The file as given or walked (`-` for stdin), or the path in the commit for git; for a
+    /// name that is not UTF-8, a readable form only (see the module's "File names").
     pub path: String,
+    /// The exact bytes of a path that is not UTF-8, in standard base64 (padded); absent when
+    /// [`Finding::path`] is the name itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_base64: Option<String>,
     /// 1-based line.
     pub line: u64,
     /// 1-based column, in bytes.
@@ -119,6 +134,56 @@ pub struct Finding {
     /// The key's state in the tailnet, with `--verify`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<Status>,
+}
+
+/// A path of any bytes as findings and problems carry it: readable text, and the exact bytes
+/// in base64 when the text is not the name itself (see the module's "File names").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathName {
+    /// What people read, and what [`Finding::path`] holds.
+    pub text: String,
+    /// What [`Finding::path_base64`] holds.
+    pub base64: Option<String>,
+}
+
+impl PathName {
+    /// The name made of `bytes`.
+    #[must_use]
+    pub fn of_bytes(bytes: &[u8]) -> Self {
+        use base64::Engine as _;
+        match std::str::from_utf8(bytes) {
+            Ok(text) => Self {
+                text: text.to_owned(),
+                base64: None,
+            },
+            Err(_) => Self {
+                text: tsrotate::text::path(std::path::Path::new(
+                    <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(bytes),
+                ))
+                .into_owned(),
+                base64: Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
+            },
+        }
+    }
+
+    /// The name of `path`.
+    #[must_use]
+    pub fn of_path(path: &std::path::Path) -> Self {
+        Self::of_bytes(path.as_os_str().as_encoded_bytes())
+    }
+
+    /// The exact bytes of a name as a finding carries it (`text`, and `base64` when present);
+    /// `None` when `base64` is not base64.
+    #[must_use]
+    pub fn bytes(text: &str, base64: Option<&str>) -> Option<Vec<u8>> {
+        use base64::Engine as _;
+        match base64 {
+            None => Some(text.as_bytes().to_vec()),
+            Some(encoded) => base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .ok(),
+        }
+    }
 }
 
 /// Where a match is, in the file or blob it came from.
@@ -153,6 +218,7 @@ impl Finding {
             redacted: credential.redacted(),
             origin,
             path,
+            path_base64: None,
             line: position.line,
             column: position.column,
             offset: position.offset,

@@ -38,7 +38,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use git2::{ObjectType, Oid, Repository, Sort, TreeWalkMode, TreeWalkResult};
 
-use crate::finding::{Finding, Origin};
+use crate::finding::{Finding, Origin, PathName};
 use crate::matcher::Matcher;
 use crate::progress::Progress;
 use crate::report::{Problem, Report};
@@ -75,7 +75,7 @@ pub enum Error {
 struct Job {
     blob: Oid,
     commit: Option<Oid>,
-    path: String,
+    path: PathName,
 }
 
 /// Scan every blob reachable from every ref of the repository at or above `path`.
@@ -130,10 +130,14 @@ fn scan_with_limit(
                         };
                         scan_blob(&repo, matcher, job, max_whole, progress, &mut mine);
                     },
-                    Err(e) => mine.problems.push(Problem {
-                        path: git_dir.display().to_string(),
-                        message: e.message().to_owned(),
-                    }),
+                    Err(e) => {
+                        let path = PathName::of_path(&git_dir);
+                        mine.problems.push(Problem {
+                            path: path.text,
+                            path_base64: path.base64,
+                            message: e.message().to_owned(),
+                        });
+                    }
                 }
                 shared
                     .lock()
@@ -160,6 +164,7 @@ fn scan_blob(
     let problem = |report: &mut Report, message: String| {
         report.problems.push(Problem {
             path: place(job),
+            path_base64: job.path.base64.clone(),
             message,
         });
     };
@@ -169,7 +174,8 @@ fn scan_blob(
         Err(e) => return problem(report, e.message().to_owned()),
     };
     let mut record = |m: &crate::Match, position| {
-        let mut finding = Finding::new(m, position, Origin::Git, job.path.clone());
+        let mut finding = Finding::new(m, position, Origin::Git, job.path.text.clone());
+        finding.path_base64.clone_from(&job.path.base64);
         finding.commit = job.commit.map(|c| c.to_string());
         finding.blob = Some(job.blob.to_string());
         if !finding.placeholder {
@@ -217,8 +223,8 @@ fn scan_blob(
 
 fn place(job: &Job) -> String {
     match job.commit {
-        Some(commit) => format!("{commit}:{}", job.path),
-        None => job.path.clone(),
+        Some(commit) => format!("{commit}:{}", job.path.text),
+        None => job.path.text.clone(),
     }
 }
 
@@ -255,6 +261,7 @@ fn collect(repo: &Repository, report: &mut Report) -> Result<Vec<Job>, git2::Err
             Err(e) => {
                 report.problems.push(Problem {
                     path: name,
+                    path_base64: None,
                     message: e.message().to_owned(),
                 });
                 continue;
@@ -279,7 +286,7 @@ fn collect(repo: &Repository, report: &mut Report) -> Result<Vec<Job>, git2::Err
                 jobs.push(Job {
                     blob: object.id(),
                     commit: None,
-                    path: name,
+                    path: PathName::of_bytes(name.as_bytes()),
                 });
             }
             _ => {}
@@ -335,7 +342,7 @@ fn add_tree(
                 jobs.push(Job {
                     blob: entry.id(),
                     commit,
-                    path: format!("{root}{}", String::from_utf8_lossy(entry.name_bytes())),
+                    path: PathName::of_bytes(&[root.as_bytes(), entry.name_bytes()].concat()),
                 });
             }
             TreeWalkResult::Ok

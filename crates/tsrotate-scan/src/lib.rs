@@ -26,7 +26,7 @@ pub mod sarif;
 pub mod stream;
 pub mod walk;
 
-pub use finding::{Encoding, Finding, Origin, Position, Status};
+pub use finding::{Encoding, Finding, Origin, PathName, Position, Status};
 pub use matcher::{Match, Matcher, Verdict};
 pub use progress::{Progress, Snapshot};
 pub use report::{Problem, Report, Stats};

@@ -7,8 +7,13 @@ use crate::finding::Finding;
 /// A file or object that could not be read. The scan went on without it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Problem {
-    /// The path (or `commit:path` for git) that failed.
+    /// The path (or `commit:path` for git) that failed; for a name that is not UTF-8, a
+    /// readable form only (as [`Finding::path`]).
     pub path: String,
+    /// The exact bytes of a path that is not UTF-8, in standard base64 (as
+    /// [`Finding::path_base64`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_base64: Option<String>,
     /// Why, as the OS or git said it.
     pub message: String,
 }

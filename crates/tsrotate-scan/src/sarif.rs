@@ -268,7 +268,11 @@ fn result(f: &Finding, rule_index: usize) -> SarifResult {
         locations: vec![Location {
             physical_location: PhysicalLocation {
                 artifact_location: ArtifactLocation {
-                    uri: uri(&f.path, f.origin),
+                    uri: uri(
+                        &crate::PathName::bytes(&f.path, f.path_base64.as_deref())
+                            .unwrap_or_else(|| f.path.clone().into_bytes()),
+                        f.origin,
+                    ),
                 },
                 region: Region {
                     start_line: f.line,
@@ -284,20 +288,20 @@ fn result(f: &Finding, rule_index: usize) -> SarifResult {
     }
 }
 
-/// A URI reference for a path: relative paths stay relative (code scanning resolves them
-/// against the repository root), absolute ones become `file://` URIs.
-fn uri(path: &str, origin: Origin) -> String {
+/// A URI reference for a path's bytes: relative paths stay relative (code scanning resolves
+/// them against the repository root), absolute ones become `file://` URIs. Every other byte
+/// is percent-encoded, so a name that is not UTF-8 keeps its exact bytes.
+fn uri(path: &[u8], origin: Origin) -> String {
     let path = if origin == Origin::Stdin {
-        "stdin"
+        &b"stdin"[..]
     } else {
         path
     };
-    let path = path.replace('\\', "/");
     let mut out = String::with_capacity(path.len());
-    if path.starts_with('/') {
+    if path.starts_with(b"/") {
         out.push_str("file://");
     }
-    for b in path.bytes() {
+    for &b in path {
         if b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'.' | b'_' | b'~') {
             out.push(char::from(b));
         } else {
@@ -313,9 +317,12 @@ mod tests {
 
     #[test]
     fn uris_are_escaped_and_absolute_paths_are_file_uris() {
-        assert_eq!(uri("src/a b.env", Origin::File), "src/a%20b.env");
-        assert_eq!(uri("/etc/ts.env", Origin::File), "file:///etc/ts.env");
-        assert_eq!(uri("-", Origin::Stdin), "stdin");
+        assert_eq!(uri(b"src/a b.env", Origin::File), "src/a%20b.env");
+        assert_eq!(uri(b"/etc/ts.env", Origin::File), "file:///etc/ts.env");
+        assert_eq!(uri(b"-", Origin::Stdin), "stdin");
+        // A name's bytes, whatever they are, and nothing else: a backslash is part of a Unix
+        // name, and bytes that are not UTF-8 stay those bytes.
+        assert_eq!(uri(b"a\\b\xff\xc3.env", Origin::File), "a%5Cb%FF%C3.env");
     }
 
     #[test]

@@ -23,7 +23,7 @@ use std::sync::Mutex;
 
 use ignore::{WalkBuilder, WalkState};
 
-use crate::finding::{Finding, Origin};
+use crate::finding::{Finding, Origin, PathName};
 use crate::matcher::Matcher;
 use crate::progress::Progress;
 use crate::report::{Problem, Report};
@@ -118,7 +118,7 @@ pub fn scan_reader(matcher: &Matcher, reader: &mut dyn Read, progress: &Progress
     scan_one(
         &mut scanner,
         reader,
-        "-",
+        &PathName::of_bytes(b"-"),
         Origin::Stdin,
         progress,
         &mut report,
@@ -139,8 +139,10 @@ impl Worker<'_> {
         let entry = match entry {
             Ok(entry) => entry,
             Err(error) => {
+                let path = error_path(&error).unwrap_or_else(|| PathName::of_bytes(b""));
                 self.report.problems.push(Problem {
-                    path: error_path(&error).unwrap_or_default(),
+                    path: path.text,
+                    path_base64: path.base64,
                     message: error.to_string(),
                 });
                 return;
@@ -163,7 +165,8 @@ impl Worker<'_> {
                 &mut self.report,
             ),
             Err(error) => self.report.problems.push(Problem {
-                path,
+                path: path.text,
+                path_base64: path.base64,
                 message: error.to_string(),
             }),
         }
@@ -183,7 +186,7 @@ impl Drop for Worker<'_> {
 fn scan_one(
     scanner: &mut Scanner<'_>,
     reader: &mut dyn Read,
-    path: &str,
+    path: &PathName,
     origin: Origin,
     progress: &Progress,
     report: &mut Report,
@@ -192,7 +195,8 @@ fn scan_one(
     let result = scanner.scan_reader(
         reader,
         &mut |m, position| {
-            let finding = Finding::new(m, position, origin, path.to_owned());
+            let mut finding = Finding::new(m, position, origin, path.text.clone());
+            finding.path_base64.clone_from(&path.base64);
             if !finding.placeholder {
                 progress.add_finding();
             }
@@ -210,7 +214,8 @@ fn scan_one(
             report.stats.bytes += bytes;
         }
         Err(error) => report.problems.push(Problem {
-            path: path.to_owned(),
+            path: path.text.clone(),
+            path_base64: path.base64.clone(),
             message: error.to_string(),
         }),
     }
@@ -239,13 +244,12 @@ fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
     }
 }
 
-/// The path as the user would type it: `src/x`, not `./src/x`.
-fn display_path(path: &Path) -> String {
-    let path = path.strip_prefix(".").unwrap_or(path);
-    path.to_string_lossy().into_owned()
+/// The path as the user would type it: `src/x`, not `./src/x`; its bytes kept exactly.
+fn display_path(path: &Path) -> PathName {
+    PathName::of_path(path.strip_prefix(".").unwrap_or(path))
 }
 
-fn error_path(error: &ignore::Error) -> Option<String> {
+fn error_path(error: &ignore::Error) -> Option<PathName> {
     match error {
         ignore::Error::WithPath { path, .. } => Some(display_path(path)),
         ignore::Error::WithDepth { err, .. } | ignore::Error::WithLineNumber { err, .. } => {

@@ -650,3 +650,86 @@ fn pre_commit_hook_definition_runs_scan() {
     assert_eq!(hook["id"], "tsrotate-scan");
     assert!(hook["entry"].as_str().unwrap().starts_with("tsrotate scan"));
 }
+
+/// Issue 11 item 12 (scan's side): file names that are not UTF-8 were printed lossily, so
+/// `a\xff.env` and `a\xfe.env` both read `a�.env` and neither could be found again. People
+/// read each byte as `\xNN`; JSON keeps the exact bytes (`path_base64`), from which
+/// `rotate --from-scan` finds and rotates both files.
+#[test]
+fn issue_11_12_names_that_are_not_utf8_are_shown_escaped_and_kept_exactly() {
+    use base64::Engine as _;
+    use std::os::unix::ffi::OsStrExt as _;
+    let mut env = TestEnv::new();
+    let (old_id, old) = env.mint_default();
+    let names: [&[u8]; 2] = [b"a\xff.env", b"a\xfe\n.env"];
+    for name in names {
+        let path = env.work.path().join(std::ffi::OsStr::from_bytes(name));
+        std::fs::write(&path, format!("TS_AUTHKEY={old}\n")).unwrap();
+    }
+
+    let human = env
+        .run(env.cmd().arg("scan").arg(env.work.path()))
+        .expect(1);
+    assert!(!human.stdout.contains('\u{fffd}'), "{}", human.stdout);
+    assert!(
+        human.stdout.contains("a\\xff.env:1:12") && human.stdout.contains("a\\xfe\\n.env:1:12"),
+        "{}",
+        human.stdout
+    );
+
+    let json = env
+        .run(
+            env.cmd()
+                .args(["scan", "--format", "json"])
+                .arg(env.work.path()),
+        )
+        .expect(1);
+    assert!(!json.stdout.contains('\u{fffd}'), "{}", json.stdout);
+    let mut found: Vec<Vec<u8>> = findings(&json)
+        .iter()
+        .map(|f| {
+            let exact = base64::engine::general_purpose::STANDARD
+                .decode(f["path_base64"].as_str().expect("path_base64"))
+                .unwrap();
+            // `path` is the readable form of the same name.
+            assert_eq!(
+                f["path"].as_str().unwrap(),
+                tsrotate::text::path(Path::new(std::ffi::OsStr::from_bytes(&exact)))
+            );
+            exact
+        })
+        .collect();
+    found.sort();
+    let mut expected: Vec<Vec<u8>> = names
+        .iter()
+        .map(|n| {
+            env.work
+                .path()
+                .join(std::ffi::OsStr::from_bytes(n))
+                .as_os_str()
+                .as_bytes()
+                .to_vec()
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(found, expected);
+
+    // The names are found again: the plan of `rotate --from-scan` lists both files.
+    let scan = env.write_aside("scan.json", &json.stdout);
+    let plan = env
+        .run(
+            env.cmd()
+                .args(["rotate", "--dry-run", "--from-scan"])
+                .arg(&scan),
+        )
+        .expect(0);
+    assert!(
+        plan.stdout.contains("2 file(s), 2 occurrence(s)")
+            && plan.stdout.contains("a\\xff.env:1:12")
+            && plan.stdout.contains("a\\xfe\\n.env:1:12"),
+        "{}",
+        plan.stdout
+    );
+    assert_eq!(env.key(&old_id)["invalid"], false);
+    env.assert_state_clean();
+}
