@@ -976,6 +976,10 @@ fn status_lists_unfinished_containments_first_and_exits_1_until_they_are_resumed
     std::fs::write(&broken, "not a journal\n").unwrap();
     let run = status(&env).expect(1);
     assert!(run.stdout.starts_with("CREDENTIAL"), "{}", run.stdout);
-    assert!(run.stderr.contains("containment journals"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("containment journals"),
+        "{}",
+        run.stderr
+    );
     env.assert_state_clean();
 }
