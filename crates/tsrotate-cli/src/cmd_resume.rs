@@ -152,13 +152,24 @@ async fn resume_one(
                 SinkPlan::Configured { .. } => None,
             })
             .collect();
-        let roots: Vec<_> = state
-            .started
-            .roots
-            .iter()
-            .filter(|r| r.exists())
-            .cloned()
-            .collect();
+        let mut roots = Vec::new();
+        for (i, root) in state.started.roots.iter().enumerate() {
+            if !root.exists() {
+                continue;
+            }
+            // A root that resolves elsewhere than at the plan (it, or a folder above it,
+            // swapped for a link) is not searched again: what it leads to now is outside
+            // the tree the rotation was asked about.
+            let planned = state.started.resolved_roots.get(i);
+            if planned.is_some_and(|p| std::fs::canonicalize(root).ok().as_ref() != Some(p)) {
+                eprintln!(
+                    "warning: `{}` leads elsewhere than when the rotation began (redirected since the rotation began); not searched again",
+                    tsrotate::text::path(root)
+                );
+                continue;
+            }
+            roots.push(root.clone());
+        }
         if !roots.is_empty() {
             let found = file::locate(&roots, &state.known_ids())
                 .map_err(|e| UserError::new(e.to_string()))?;

@@ -25,6 +25,7 @@ mod fields;
 mod human;
 mod kinds;
 mod migrate_federated;
+mod pinned;
 mod places;
 mod redact;
 mod rotate;

@@ -26,6 +26,12 @@ pub struct Started {
     pub template: Template,
     /// Where the old key was found; `resume` searches these again.
     pub roots: Vec<PathBuf>,
+    /// Each of `roots` as the plan resolved it (links followed), in the same order. `resume`
+    /// searches a root again only while it still resolves to the same folder: a root (or a
+    /// folder above it) swapped for a link since would otherwise add files outside the tree
+    /// to the rotation. Empty in journals from before it was recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resolved_roots: Vec<PathBuf>,
     /// The places to write, as planned.
     pub sinks: Vec<SinkPlan>,
     /// Revoke the old key before anything else (it is being abused right now).

@@ -306,6 +306,7 @@ mod tests {
                 description: None,
             }),
             roots: Vec::new(),
+            resolved_roots: Vec::new(),
             sinks: Vec::new(),
             revoke_first: false,
             verify_cmd: None,

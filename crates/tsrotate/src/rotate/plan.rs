@@ -629,6 +629,11 @@ pub async fn plan_rotation(
             metadata,
         },
         template,
+        resolved_roots: request
+            .roots
+            .iter()
+            .map(|root| std::fs::canonicalize(root).unwrap_or_else(|_| root.clone()))
+            .collect(),
         roots: request.roots,
         sinks,
         revoke_first: request.revoke_first,

@@ -842,6 +842,7 @@ mod tests {
                 description: None,
             }),
             roots: Vec::new(),
+            resolved_roots: Vec::new(),
             sinks,
             revoke_first: false,
             verify_cmd: verify_cmd.map(CommandDigest::of),

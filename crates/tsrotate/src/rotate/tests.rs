@@ -260,6 +260,7 @@ fn started(sinks: usize, revoke_first: bool, verify: bool) -> Started {
             description: Some("ci runners".into()),
         }),
         roots: vec![PathBuf::from("/")],
+        resolved_roots: Vec::new(),
         sinks: (0..sinks)
             .map(|i| SinkPlan::File {
                 path: PathBuf::from(format!("/sink{i}")),

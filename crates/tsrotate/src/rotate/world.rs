@@ -560,25 +560,39 @@ impl World for ApiWorld {
         minted: &[KeyId],
         old_value: &Secret,
     ) -> Result<(), StepError> {
-        let holds_minted = match (keyed(sink), sink) {
+        let held = match (keyed(sink), sink) {
             (Some(place), _) => {
                 let ids = minted.to_vec();
-                blocking(move || place.holds_any(&ids)).await?
+                tokio::task::spawn_blocking(move || place.holds_any(&ids))
+                    .await
+                    .map_err(|e| StepError::new(format!("file work panicked: {e}")))?
             }
             (None, SinkPlan::Configured { spec, resolved, .. }) => {
                 let place = self.sink(index, spec, resolved.as_deref())?;
                 if place.readable() {
-                    let snapshot = place.read().await.map_err(StepError::sink)?;
-                    snapshot
-                        .value
-                        .and_then(|v| crate::key::Credential::parse(v.expose_secret()).ok())
-                        .is_some_and(|c| minted.contains(c.key_id()))
+                    place.read().await.map(|snapshot| {
+                        snapshot
+                            .value
+                            .and_then(|v| crate::key::Credential::parse(v.expose_secret()).ok())
+                            .is_some_and(|c| minted.contains(c.key_id()))
+                    })
                 } else {
                     // A write-only place cannot say what it holds: put the old value back.
-                    true
+                    Ok(true)
                 }
             }
             (None, SinkPlan::File { .. }) => unreachable!("a found file is a keyed place"),
+        };
+        let holds_minted = match held {
+            Ok(holds) => holds,
+            // Nothing is read or written through a link: a place that can no longer be
+            // reached as planned is left as it is, like a place that could not be written,
+            // and the rollback goes on to revoke what it minted.
+            Err(e) if e.kind == sinks::ErrorKind::Redirected => {
+                tracing::warn!("{e}; not put back");
+                false
+            }
+            Err(e) => return Err(StepError::sink(e)),
         };
         if !holds_minted {
             tracing::info!(

@@ -108,10 +108,7 @@ impl KeyedFile {
     }
 
     fn fs_err(&self, e: &fs::Error) -> Error {
-        match e {
-            fs::Error::Changed { .. } => Error::conflict(&self.display),
-            e => self.err(e),
-        }
+        Error::of_fs(&self.display, e)
     }
 
     fn file_err(&self, e: &file::Error) -> Error {
@@ -190,23 +187,13 @@ impl KeyedFile {
     }
 
     /// Whether the file holds a credential of `ids` now, as a rollback asks before putting
-    /// the old value back. A file (or folder) that is not there holds none; nor does one
-    /// that can no longer be reached without following a link (a folder swapped for a link,
-    /// a configured path redirected): nothing is read or written through the link, and a
-    /// place that could not be written does not stop a rollback from revoking what it
-    /// minted.
+    /// the old value back. A file (or folder) that is not there holds none. One that can no
+    /// longer be reached without following a link is [`super::ErrorKind::Redirected`].
     pub fn holds_any(&self, ids: &[KeyId]) -> Result<bool, Error> {
-        if let Err(e) = self.check_pin() {
-            tracing::warn!("{e}; not put back");
-            return Ok(false);
-        }
+        self.check_pin()?;
         match file::holds_via(&self.path, Self::route(), ids) {
             Ok(found) => Ok(!found.is_empty()),
             Err(file::Error::Fs(e)) if e.is_not_found() => Ok(false),
-            Err(file::Error::Fs(e @ fs::Error::Redirected { .. })) => {
-                tracing::warn!("{}: {e}; not put back", self.display);
-                Ok(false)
-            }
             Err(e) => Err(self.file_err(&e)),
         }
     }

@@ -113,6 +113,10 @@ pub enum ErrorKind {
     Unavailable,
     /// The sink is configured wrongly, or its credentials are missing.
     Config,
+    /// A place in a file can no longer be reached the way the rotation's plan resolved it:
+    /// a folder on the way (or the file) became a symbolic link, or the configured path now
+    /// leads elsewhere. Nothing is read or written through it.
+    Redirected,
     /// Anything else the service or the file said.
     Other,
 }
@@ -123,7 +127,12 @@ impl ErrorKind {
     pub fn is_retryable(self) -> bool {
         match self {
             Self::Unavailable => true,
-            Self::Conflict | Self::WriteOnly | Self::Denied | Self::Config | Self::Other => false,
+            Self::Conflict
+            | Self::WriteOnly
+            | Self::Denied
+            | Self::Config
+            | Self::Redirected
+            | Self::Other => false,
         }
     }
 
@@ -185,6 +194,22 @@ impl Error {
     /// The sink is configured wrongly, or its credentials are missing.
     pub fn config(sink: impl Into<String>, message: impl Into<String>) -> Self {
         Self::new(sink, ErrorKind::Config, message)
+    }
+
+    /// A place in a file, redirected since the plan ([`ErrorKind::Redirected`]), or the
+    /// error of another kind that `error` is.
+    pub fn of_fs(sink: impl Into<String>, error: &crate::fs::Error) -> Self {
+        use crate::fs::Error as E;
+        match error {
+            E::Changed { .. } => Self::conflict(sink),
+            E::Redirected { .. } | E::Repointed { .. } => {
+                Self::new(sink, ErrorKind::Redirected, error.to_string())
+            }
+            E::NotARegularFile { kind, .. } if *kind == "a symbolic link" => {
+                Self::new(sink, ErrorKind::Redirected, error.to_string())
+            }
+            e => Self::other(sink, e.to_string()),
+        }
     }
 
     /// Anything else.

@@ -149,11 +149,11 @@ impl FieldSink {
             Ok(now) if now == self.at => Ok(()),
             // A folder that is gone is the walk's to report.
             Err(e) if e.is_not_found() => Ok(()),
-            _ => Err(self.err(
-                fs::Error::Repointed {
+            _ => Err(Error::of_fs(
+                self.describe(),
+                &fs::Error::Repointed {
                     path: self.path.clone(),
-                }
-                .to_string(),
+                },
             )),
         }
     }
@@ -313,7 +313,7 @@ impl FieldSink {
         let file = match fs::open_regular_via(&self.at, self.route) {
             Ok(file) => file,
             Err(e) if e.is_not_found() => return Ok(None),
-            Err(e) => return Err(self.err(e.to_string())),
+            Err(e) => return Err(Error::of_fs(self.describe(), &e)),
         };
         let mut bytes = Zeroizing::new(Vec::new());
         std::io::Read::read_to_end(&mut std::io::Read::take(file, MAX_FILE + 1), &mut bytes)
@@ -348,7 +348,7 @@ impl FieldSink {
                 let empty: &[u8] = b"";
                 let bytes = self.with_value(empty, value.expose_secret())?;
                 fs::write_new_private_via(&self.at, self.route, &bytes)
-                    .map_err(|e| self.err(e.to_string()))?;
+                    .map_err(|e| Error::of_fs(self.describe(), &e))?;
                 Ok(Some(Version(ContentHash::of(&bytes).to_string())))
             }
             (Expect::Absent, Some(_)) | (Expect::Version(_), None) => {
@@ -359,17 +359,15 @@ impl FieldSink {
             }
             (Expect::Version(_) | Expect::Unchecked, Some((bytes, hash))) => {
                 let new = self.with_value(&bytes, value.expose_secret())?;
-                fs::atomic_write_via(&self.at, self.route, &hash, &new).map_err(|e| match e {
-                    fs::Error::Changed { .. } => Error::conflict(self.describe()),
-                    e => self.err(e.to_string()),
-                })?;
+                fs::atomic_write_via(&self.at, self.route, &hash, &new)
+                    .map_err(|e| Error::of_fs(self.describe(), &e))?;
                 Ok(Some(Version(ContentHash::of(&new).to_string())))
             }
             (Expect::Unchecked, None) => {
                 let empty: &[u8] = b"";
                 let bytes = self.with_value(empty, value.expose_secret())?;
                 fs::write_new_private_via(&self.at, self.route, &bytes)
-                    .map_err(|e| self.err(e.to_string()))?;
+                    .map_err(|e| Error::of_fs(self.describe(), &e))?;
                 Ok(Some(Version(ContentHash::of(&bytes).to_string())))
             }
         }
