@@ -241,6 +241,9 @@ struct OldKey {
 
 /// Everything worked out before the first change.
 struct Planned {
+    /// Every secret this run holds (the old credential when given, tsrotate's own API
+    /// credential): redacted from `--verify-cmd`'s output.
+    in_play: Vec<Secret>,
     repo: Option<Repo>,
     existing: Option<FederatedIdentity>,
     claim_rules: BTreeMap<String, String>,
@@ -264,7 +267,14 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
         ],
     )?
     .require_client()?;
-    let planned = plan(&client, &old_id, args, repo).await?;
+    let mut planned = plan(&client, &old_id, args, repo).await?;
+    planned
+        .in_play
+        .extend(key.credential().map(|c| c.secret().clone()));
+    planned
+        .in_play
+        .extend(client.auth().secrets().into_iter().cloned());
+    planned.in_play.extend(client.auth().secrets_read_now());
     if human {
         render_plan(&planned.report, planned.existing.as_ref());
     }
@@ -398,6 +408,7 @@ async fn plan(
         report.token_check = Some(check_token(path, &requirements, client.server_now()).await?);
     }
     Ok(Planned {
+        in_play: Vec::new(),
         repo,
         existing,
         claim_rules,
@@ -518,6 +529,7 @@ async fn apply(
 ) -> anyhow::Result<ExitStatus> {
     let human = global.format == Format::Human;
     let Planned {
+        in_play,
         repo,
         existing,
         claim_rules,
@@ -594,6 +606,12 @@ async fn apply(
             print!("{}", indent(&c.change));
         }
     }
+    if let Some(cmd) = &args.verify_cmd {
+        verify(cmd, &in_play).await?;
+        if human {
+            println!("The verification command succeeded.");
+        }
+    }
     finish(
         client,
         old_id,
@@ -606,7 +624,8 @@ async fn apply(
     .await
 }
 
-/// Step 3, once the new path is confirmed: delete the secret, revoke the old credential.
+/// Step 3, once the new path is confirmed (by a person, or by `--verify-cmd`, which has
+/// passed when this runs): delete the secret, revoke the old credential.
 async fn finish(
     client: &api::Client,
     old_id: &KeyId,
@@ -616,14 +635,7 @@ async fn finish(
     secret_sinks: &[ActionsSecretSink],
     mut report: Report,
 ) -> anyhow::Result<ExitStatus> {
-    let mut verified = false;
-    if let Some(cmd) = &args.verify_cmd {
-        verify(cmd).await?;
-        verified = true;
-        if human {
-            println!("The verification command succeeded.");
-        }
-    }
+    let verified = args.verify_cmd.is_some();
     let manual_pending = !report.manual.is_empty() || !args.consumers.is_empty();
     let may_finish = args.confirmed
         || (verified && !manual_pending)
@@ -1020,12 +1032,13 @@ fn secret_sinks(
         .collect()
 }
 
-/// Run `--verify-cmd`; a failure keeps the old credential.
-async fn verify(cmd: &str) -> anyhow::Result<()> {
+/// Run `--verify-cmd`; a failure keeps the old credential. Its output is redacted of every
+/// secret `in_play` (and of the variables passed to it), as `rotate` redacts its own.
+async fn verify(cmd: &str, in_play: &[Secret]) -> anyhow::Result<()> {
     // The child gets no credential: the identity has none, and the old one is not its business.
     let nothing = Secret::new(String::new());
     let env = settings::child_env();
-    let redactor = tsrotate::child::Redactor::new(std::iter::empty::<&Secret>());
+    let redactor = tsrotate::child::Redactor::new(in_play);
     tsrotate::child::run(tsrotate::child::Child {
         role: "verification command",
         program: tsrotate::child::Program::Shell(cmd),

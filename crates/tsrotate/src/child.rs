@@ -80,6 +80,9 @@ const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 #[derive(Clone, Default)]
 pub struct Environment {
     vars: Vec<(OsString, OsString)>,
+    /// The values of the variables a person chose to pass (`pass`): a token for a tool
+    /// (`GH_TOKEN`) is as secret as ours, so children's output is redacted of them too.
+    passed: Vec<Secret>,
 }
 
 impl fmt::Debug for Environment {
@@ -114,8 +117,20 @@ impl Environment {
                                 || pass.iter().any(|p| p == n)
                         }))
             })
+            .collect::<Vec<(OsString, OsString)>>();
+        let passed = vars
+            .iter()
+            .filter(|(name, _)| name.to_str().is_some_and(|n| pass.iter().any(|p| p == n)))
+            .filter_map(|(_, value)| value.to_str())
+            .map(|value| Secret::new(value.to_owned()))
             .collect();
-        (Self { vars }, refused)
+        (Self { vars, passed }, refused)
+    }
+
+    /// The values of the variables passed by the person's choice, redacted like secrets.
+    #[must_use]
+    pub fn passed(&self) -> &[Secret] {
+        &self.passed
     }
 
     /// The names a child gets from this environment.
@@ -152,16 +167,19 @@ const MIN_PATTERN: usize = 6;
 /// - base64, standard and URL-safe, with or without padding, also where the secret sits at
 ///   any offset inside a longer encoded text (the three alignments of base64 are each
 ///   looked for, without the characters a neighbour shares);
-/// - hex, in either case.
+/// - hex, in either case;
+/// - base32 (RFC 4648), at any offset.
 ///
 /// Every match becomes `[redacted]`, then any other Tailscale credential is redacted by
 /// [`redact_in`].
 ///
 /// Tools also print a value cut into pieces: `xxd` and `od` in 16-byte lines with offsets
-/// between them, `base64` wrapped at 76 columns. No pattern above spans such a cut, so after
-/// redaction the text is looked at once more with its whitespace removed: if any
-/// [`FRAGMENT`]-character run of a secret's secret part (as it is, base64 at any alignment,
-/// or hex) is still there, the whole output is withheld rather than shown in part.
+/// between them, `base64` wrapped at 76 columns; `iconv -t UTF-16` puts a NUL after every
+/// character, `sed 's/./&,/g'` a separator. No pattern above spans such a cut, so after
+/// redaction the text is looked at once more with everything but letters and digits
+/// removed: if any [`FRAGMENT`]-character run of a secret's secret part (as it is, reversed,
+/// base64 or base32 at any alignment, or hex) is still there, the whole output is withheld
+/// rather than shown in part.
 ///
 /// ```
 /// use tsrotate::child::Redactor;
@@ -173,10 +191,11 @@ const MIN_PATTERN: usize = 6;
 /// assert!(!shown.to_lowercase().contains("secretpart"));
 /// assert!(!shown.contains("U2VjcmV0UGFydDAxMjM0NTY3ODk"));
 /// ```
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Redactor {
     patterns: Vec<Zeroizing<Vec<u8>>>,
-    /// Every [`FRAGMENT`]-long run of every encoding of every secret part, lower-cased.
+    /// Every [`FRAGMENT`]-long run of every encoding of every secret part, in the form of
+    /// [`letters_and_digits`].
     fragments: Vec<Zeroizing<Vec<u8>>>,
 }
 
@@ -198,17 +217,24 @@ impl fmt::Debug for Redactor {
 impl Redactor {
     /// A redactor for these secrets.
     pub fn new<'a>(secrets: impl IntoIterator<Item = &'a Secret>) -> Self {
-        let mut patterns: Vec<Zeroizing<Vec<u8>>> = Vec::new();
-        let mut fragments: Vec<Zeroizing<Vec<u8>>> = Vec::new();
+        let mut redactor = Self::default();
+        redactor.add(secrets);
+        redactor
+    }
+
+    /// Also redact these secrets.
+    pub fn add<'a>(&mut self, secrets: impl IntoIterator<Item = &'a Secret>) {
         for secret in secrets {
             let forms = raw_forms(secret);
             // The secret part alone: the key ID before it is no secret and is printed freely.
             if let Some(part) = forms.last() {
-                for encoded in encodings(part) {
-                    for window in encoded.windows(FRAGMENT) {
-                        let window = Zeroizing::new(window.to_ascii_lowercase());
-                        if !fragments.contains(&window) {
-                            fragments.push(window);
+                let mut reversed = Zeroizing::new(part.to_vec());
+                reversed.reverse();
+                for encoded in encodings(part).into_iter().chain([reversed]) {
+                    let normal = letters_and_digits(&encoded);
+                    for window in normal.windows(FRAGMENT) {
+                        if !self.fragments.iter().any(|f| f.as_slice() == window) {
+                            self.fragments.push(Zeroizing::new(window.to_vec()));
                         }
                     }
                 }
@@ -216,21 +242,18 @@ impl Redactor {
             for raw in forms {
                 for pattern in encodings(&raw) {
                     if pattern.len() >= MIN_PATTERN
-                        && !patterns
+                        && !self
+                            .patterns
                             .iter()
                             .any(|p| p.eq_ignore_ascii_case(pattern.as_slice()))
                     {
-                        patterns.push(pattern);
+                        self.patterns.push(pattern);
                     }
                 }
             }
         }
         // Longest first, so that a whole value is replaced before a part of it.
-        patterns.sort_by_key(|p| std::cmp::Reverse(p.len()));
-        Self {
-            patterns,
-            fragments,
-        }
+        self.patterns.sort_by_key(|p| std::cmp::Reverse(p.len()));
     }
 
     /// `bytes` with every pattern replaced, as text safe to show.
@@ -256,18 +279,25 @@ impl Redactor {
         shown
     }
 
-    /// Whether `text`, without its whitespace and in lower case, holds a fragment.
+    /// Whether `text`, as [`letters_and_digits`], holds a fragment.
     fn holds_fragment(&self, text: &[u8]) -> bool {
-        let joined: Zeroizing<Vec<u8>> = Zeroizing::new(
-            text.iter()
-                .filter(|b| !b.is_ascii_whitespace())
-                .map(u8::to_ascii_lowercase)
-                .collect(),
-        );
+        let joined = letters_and_digits(text);
         self.fragments
             .iter()
             .any(|f| memchr::memmem::find(&joined, f).is_some())
     }
+}
+
+/// `text`'s ASCII letters (lower-cased) and digits, nothing else: whatever a tool put between
+/// the characters of a value (line breaks, offsets' separators, NULs of UTF-16, commas) is
+/// gone, and so are base64's `+/-_`, which stand in no secret part.
+fn letters_and_digits(text: &[u8]) -> Zeroizing<Vec<u8>> {
+    Zeroizing::new(
+        text.iter()
+            .filter(|b| b.is_ascii_alphanumeric())
+            .map(u8::to_ascii_lowercase)
+            .collect(),
+    )
 }
 
 /// The whole value and, for a Tailscale credential, the part after its key ID.
@@ -303,6 +333,17 @@ fn encodings(raw: &[u8]) -> Vec<Zeroizing<Vec<u8>>> {
             if last > first {
                 out.push(Zeroizing::new(encoded.as_bytes()[first..last].to_vec()));
             }
+        }
+    }
+    for offset in 0..5 {
+        // base32 in groups of five bytes: the same idea as base64 above.
+        let mut input = Zeroizing::new(vec![0u8; offset]);
+        input.extend_from_slice(raw);
+        let encoded = Zeroizing::new(data_encoding::BASE32_NOPAD.encode(input.as_slice()));
+        let first = (offset * 8).div_ceil(5);
+        let last = (input.len() * 8) / 5;
+        if last > first {
+            out.push(Zeroizing::new(encoded.as_bytes()[first..last].to_vec()));
         }
     }
     let mut hex = Zeroizing::new(Vec::with_capacity(raw.len() * 2));
@@ -594,7 +635,9 @@ pub async fn run(child: Child<'_>) -> Result<(), Error> {
             source,
         });
     }
-    let excerpt = tail.excerpt(child.redactor);
+    let mut redactor = child.redactor.clone();
+    redactor.add(child.env.passed());
+    let excerpt = tail.excerpt(&redactor);
     if !excerpt.is_empty() {
         tracing::warn!(
             "the {role} `{name}` failed ({status}); the end of its stderr, redacted:\n  {}",
@@ -641,6 +684,8 @@ mod tests {
             percent_all(raw).to_lowercase(),
             text.replace('-', "%2D"),
             raw.iter().map(|b| format!("{b:02x}")).collect(),
+            data_encoding::BASE32.encode(raw),
+            data_encoding::BASE32_NOPAD.encode(raw).to_lowercase(),
         ]
     }
 
@@ -757,8 +802,19 @@ mod tests {
             let whole = value.expose_secret().as_bytes();
             let mut framed = before.as_bytes().to_vec();
             framed.extend_from_slice(whole);
+            let utf16: String = String::from_utf8_lossy(whole)
+                .chars()
+                .flat_map(|c| [c, '\0'])
+                .collect();
+            let separated: String = String::from_utf8_lossy(whole)
+                .chars()
+                .flat_map(|c| [c, ','])
+                .collect();
+            let reversed: String = String::from_utf8_lossy(whole).chars().rev().collect();
+            let base32 = data_encoding::BASE32.encode(&framed);
             for dump in [xxd(whole), od(whole), wrapped_base64(whole), xxd(&framed),
-                         od(&framed), wrapped_base64(&framed)] {
+                         od(&framed), wrapped_base64(&framed), utf16, separated, reversed,
+                         base32] {
                 let shown = redactor.redact(format!("verify failed:\n{dump}").as_bytes());
                 if shown == WITHHELD {
                     continue;
@@ -766,7 +822,7 @@ mod tests {
                 // Shown: then no eight characters of the secret may be recoverable from it.
                 let joined: String = shown
                     .chars()
-                    .filter(|c| !c.is_whitespace())
+                    .filter(char::is_ascii_alphanumeric)
                     .collect::<String>()
                     .to_lowercase();
                 let hex: String = secret.bytes().map(|b| format!("{b:02x}")).collect();

@@ -384,3 +384,53 @@ fn the_old_key_is_redacted_from_a_childs_output_too() {
         env.assert_state_clean();
     }
 }
+
+/// Red-team findings: UTF-16 (a NUL after each character), base32, one separator after each
+/// character and a reversed key slipped past the redactor; so did a token a person passes to
+/// children with `TSROTATE_PASS_ENV` (`GH_TOKEN` for `gh`). None may show.
+#[test]
+fn odd_encodings_and_passed_tokens_never_show_in_a_childs_output() {
+    const PASSED: &str = "ghp_PASSEDthroughTOKEN0123456789abcdef";
+    let mut env = TestEnv::new();
+    let (old_id, old) = env.mint_default();
+    env.write("app/.env", format!("TS_AUTHKEY={old}\n"));
+    let seen = env.aside.path().join("new-key");
+    let script = format!(
+        r#"printf %s "$TSROTATE_NEW_KEY" > {seen}
+echo CHILD-SAYS-HELLO >&2
+printf %s "$TSROTATE_NEW_KEY" | iconv -t UTF-16LE >&2; echo >&2
+printf %s "$TSROTATE_NEW_KEY" | base32 -w0 >&2; echo >&2
+printf '%s\n' "$TSROTATE_NEW_KEY" | sed 's/./&,/g' >&2
+printf '%s\n' "$TSROTATE_NEW_KEY" | rev >&2
+echo "gh: token=$GH_TOKEN" >&2
+exit 1"#,
+        seen = seen.display(),
+    );
+    let run = env
+        .run(
+            env.cmd()
+                .env("GH_TOKEN", PASSED)
+                .env("TSROTATE_PASS_ENV", "GH_TOKEN")
+                .args(["rotate", &old_id, "--yes", "--verify-cmd", &script, "--in"])
+                .arg(env.work.path()),
+        )
+        .expect(1);
+    let new = std::fs::read_to_string(&seen).unwrap();
+    env.canary(&new);
+    for out in [&run.stderr, &run.stdout] {
+        assert_no_piece_in(&[&new], out);
+        let reversed: String = new.chars().rev().collect();
+        assert!(!out.contains(&reversed[..20]), "{out}");
+        assert!(!out.contains(PASSED), "{out}");
+        let letters: String = out.chars().filter(char::is_ascii_alphanumeric).collect();
+        let secret = new.rsplit('-').next().unwrap();
+        assert!(!letters.contains(&secret[..16]), "{out}");
+    }
+    assert!(
+        run.stderr.contains("output withheld") || run.stderr.contains("CHILD-SAYS-HELLO"),
+        "the excerpt is shown or says why not:\n{}",
+        run.stderr
+    );
+    assert_eq!(env.key(&old_id)["invalid"], false, "the old key stays live");
+    env.assert_state_clean();
+}

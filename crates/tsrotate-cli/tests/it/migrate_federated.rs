@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use base64::Engine as _;
 use serde_json::{Value, json};
 use tsrotate_test_support::emulator;
 use tsrotate_test_support::github_fake::{self, GithubFake, Scope};
@@ -22,6 +23,8 @@ struct Setup {
     env: TestEnv,
     github: GithubFake,
     key_id: String,
+    /// The old credential's value.
+    secret: String,
     repo: PathBuf,
     issuer: String,
     tokens: usize,
@@ -52,6 +55,7 @@ fn setup() -> Setup {
         env,
         github,
         key_id,
+        secret,
         repo,
         issuer,
         tokens: 0,
@@ -60,16 +64,21 @@ fn setup() -> Setup {
 
 impl Setup {
     fn cmd(&self, extra: &[&str]) -> Run {
+        self.env.run(&mut self.command(&self.key_id, extra))
+    }
+
+    /// The command for the old key given as `key` (its ID, or `-` to read it from stdin).
+    fn command(&self, key: &str, extra: &[&str]) -> assert_cmd::Command {
         let mut cmd = self.env.cmd();
         cmd.env("GITHUB_TOKEN", github_fake::TOKEN)
             .env("GITHUB_API_URL", self.github.url())
             .arg("migrate-to-federated")
-            .arg(&self.key_id)
+            .arg(key)
             .arg("--repo-dir")
             .arg(&self.repo)
             .args(["--repo", "acme/app", "--issuer", &self.issuer])
             .args(extra);
-        self.env.run(&mut cmd)
+        cmd
     }
 
     /// A token of the emulator's test issuer; a canary, since it is a bearer credential.
@@ -389,6 +398,35 @@ fn a_failing_verification_keeps_the_secret_and_the_old_key() {
         .expect(0);
     assert!(!s.secret_present());
     assert!(s.key_invalid());
+}
+
+/// Red-team finding: `--verify-cmd`'s output was shown unredacted. The old credential (here
+/// given on stdin, printed by the command from a copy in base64 and as its bare secret part)
+/// and a token passed to the command with `TSROTATE_PASS_ENV` never show.
+#[test]
+fn a_verification_commands_output_is_redacted_of_every_secret_in_play() {
+    const PASSED: &str = "ghp_PASSEDthroughTOKEN0123456789abcdef";
+    let s = setup();
+    let copy = s.env.write_aside("old-copy", &s.secret);
+    let script = format!(
+        "echo CHILD-SAYS-HELLO >&2; printf 'b64: %s\\n' \"$(base64 -w0 < {copy})\" >&2; printf 'part: %s\\n' \"$(sed 's/.*-//' {copy})\" >&2; echo \"gh: $GH_TOKEN\" >&2; exit 3",
+        copy = copy.display()
+    );
+    let mut cmd = s.command("-", &["--apply", "--verify-cmd", &script]);
+    cmd.env("GH_TOKEN", PASSED)
+        .env("TSROTATE_PASS_ENV", "GH_TOKEN")
+        .write_stdin(format!("{}\n", s.secret));
+    let run = s.env.run(&mut cmd).expect(1);
+    assert!(run.stderr.contains("CHILD-SAYS-HELLO"), "{}", run.stderr);
+    let part = s.secret.rsplit('-').next().unwrap();
+    for out in [&run.stdout, &run.stderr] {
+        assert!(!out.contains(PASSED), "{out}");
+        assert!(!out.contains(part), "{out}");
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&s.secret);
+        assert!(!out.contains(&b64[..24]), "{out}");
+    }
+    assert!(s.secret_present());
+    assert!(!s.key_invalid());
 }
 
 /// containerboot and the operator cannot be rewritten: the exact change is printed with the
