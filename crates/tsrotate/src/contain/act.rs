@@ -1060,11 +1060,12 @@ pub enum Restoration {
 }
 
 /// Decides how to roll back one device. The snapshot (from the journal) is a claim, `now`
-/// (from the API) is the fact: the device must be the one the snapshot names and still as
-/// the action left it (deauthorized, or with no enabled routes); only what the snapshot had
-/// is turned back on (authorization only if it was authorized, routes only from its enabled
-/// routes), and routes only while the device still advertises them. `progress` tells an
-/// interrupted restore (already done) from a device someone changed since.
+/// (from the API) is the fact: the device must be the one the snapshot names (node ID, legacy
+/// ID, join time: what never changes) and still as the action left it (deauthorized, or with
+/// no enabled routes); only what the snapshot had is turned back on (authorization only if it
+/// was authorized, routes only from its enabled routes), and routes only while the device
+/// still advertises them. `progress` tells an interrupted restore (already done) from a
+/// device someone changed since.
 #[must_use]
 pub fn restoration(
     action: Action,
@@ -1073,7 +1074,14 @@ pub fn restoration(
     progress: &Progress,
 ) -> Restoration {
     let keep = |reason: String, changed| Restoration::Keep { reason, changed };
-    if now.node_id != snapshot.node_id || now.is_external {
+    // What never changes for a device must agree: a snapshot that was not read from this
+    // device (a forged or mixed-up journal) does not steer the restore.
+    let differs = |a: &str, b: &str| !a.is_empty() && !b.is_empty() && a != b;
+    if now.node_id != snapshot.node_id
+        || now.is_external
+        || differs(&now.id, &snapshot.id)
+        || (now.created.is_some() && snapshot.created.is_some() && now.created != snapshot.created)
+    {
         return keep(
             "the API describes another device under its ID".to_owned(),
             true,
@@ -1313,7 +1321,8 @@ mod tests {
             ),
             Restoration::AlreadyDone { .. }
         ));
-        // The API answering for another device under the ID is never acted on.
+        // The API answering for another device under the ID is never acted on, and neither is
+        // a snapshot whose legacy ID or join time is not the device's.
         assert_eq!(
             kept(&restoration(
                 Action::Deauthorize,
@@ -1322,6 +1331,26 @@ mod tests {
                 &done
             )),
             Some(true)
+        );
+        let mut joined = deauthorized.clone();
+        joined.id = "123".into();
+        joined.created = Some(time::OffsetDateTime::UNIX_EPOCH);
+        let mut forged = before.clone();
+        forged.id = "456".into();
+        assert_eq!(
+            kept(&restoration(Action::Deauthorize, &forged, &joined, &done)),
+            Some(true)
+        );
+        forged.id = "123".into();
+        forged.created = Some(time::OffsetDateTime::UNIX_EPOCH + time::Duration::hours(1));
+        assert_eq!(
+            kept(&restoration(Action::Deauthorize, &forged, &joined, &done)),
+            Some(true)
+        );
+        forged.created = joined.created;
+        assert_eq!(
+            restoration(Action::Deauthorize, &forged, &joined, &done),
+            Restoration::Restore(Restore::Authorize)
         );
     }
 
