@@ -481,3 +481,43 @@ fn the_identity_token_file_is_redacted_from_a_childs_output() {
     assert_eq!(env.key(&old_id)["invalid"], false, "the old key stays live");
     env.assert_state_clean();
 }
+
+/// Red-team finding 7: a secret file (`TAILSCALE_IDENTITY_TOKEN_FILE`, and any other `*_FILE`)
+/// naming a FIFO that nothing writes to is an empty file, refused with exit 2, not a command
+/// that waits forever in `open`. The timeout is only a safety net, so that a regression fails
+/// instead of stalling the suite; the test does not depend on timing.
+#[test]
+fn a_secret_file_that_is_a_fifo_without_a_writer_is_empty_not_a_hang() {
+    let env = TestEnv::new();
+    let fifo = env.aside.path().join("token-fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo failed");
+    for (variable, mut cmd) in [
+        (
+            "TAILSCALE_IDENTITY_TOKEN_FILE",
+            cmd_federated(&env, "kC1CNTRL"),
+        ),
+        ("TAILSCALE_API_KEY_FILE", {
+            let mut cmd = env.cmd();
+            cmd.env_remove("TAILSCALE_API_KEY");
+            cmd
+        }),
+    ] {
+        let run = env
+            .run(
+                cmd.env(variable, &fifo)
+                    .args(["keys", "list"])
+                    .timeout(std::time::Duration::from_secs(60)),
+            )
+            .expect(2);
+        assert!(
+            run.stderr.contains(variable) || run.stderr.contains("token-fifo"),
+            "{}",
+            run.stderr
+        );
+        assert!(run.stderr.contains("` is empty"), "{}", run.stderr);
+    }
+}

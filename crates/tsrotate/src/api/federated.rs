@@ -79,20 +79,12 @@ impl IdentityToken {
         }
     }
 
-    /// The token its file holds now, for redaction only (best effort: an unreadable or
-    /// oversized file gives nothing). A child can read the same file, so while a rotation
+    /// The token its file holds now, for redaction only (best effort: an unreadable, empty
+    /// or oversized file gives nothing). A child can read the same file, so while a rotation
     /// runs the token is a secret in play like the others (red-team finding).
     pub(super) fn read_now(&self) -> Option<Secret> {
-        use std::io::Read as _;
         let Self::File(path) = self else { return None };
-        let mut text = zeroize::Zeroizing::new(String::new());
-        std::fs::File::open(path)
-            .ok()?
-            .take(MAX_TOKEN_BYTES as u64 + 1)
-            .read_to_string(&mut text)
-            .ok()?;
-        let token = text.trim();
-        (!token.is_empty() && text.len() <= MAX_TOKEN_BYTES).then(|| Secret::new(token.to_owned()))
+        crate::key::read_secret_file(path, "identity token").ok()
     }
 
     /// Refuse what cannot work before anything is sent.
@@ -109,17 +101,13 @@ impl IdentityToken {
         match self {
             Self::Given(token) => Ok(token.clone()),
             Self::File(path) => {
-                let problem = |what: String| Error::IdentityToken { problem: what };
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    problem(format!("cannot read `{}`: {}", path.display(), e.kind()))
+                // The one secret-file reader: bounded, and a FIFO without a writer is an
+                // empty file, not a hang (red-team finding 7).
+                let token = crate::key::read_secret_file(path, "identity token").map_err(|e| {
+                    Error::IdentityToken {
+                        problem: e.to_string(),
+                    }
                 })?;
-                if text.len() > MAX_TOKEN_BYTES {
-                    return Err(problem(format!(
-                        "`{}` is larger than an identity token can be",
-                        path.display()
-                    )));
-                }
-                let token = Secret::new(text.trim().to_owned());
                 check_shape(&token, &format!("`{}`", path.display()))?;
                 Ok(token)
             }
@@ -311,6 +299,55 @@ mod tests {
             part(&serde_json::json!({"alg": "ES256"})),
             part(claims)
         ))
+    }
+
+    /// Red-team finding 7: the identity token file is read by the one secret-file reader, so
+    /// a FIFO without a writer is an empty file (not a hang) and a file larger than a token is
+    /// refused after at most 64 KiB (it was read whole first). The writer below never stops
+    /// and never closes: reading the file whole would never end.
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn token_files_are_read_bounded_and_a_fifo_without_a_writer_never_hangs() {
+        use crate::key::tests::{bounded, endless_writer, pipe_path};
+        let fetch = |path: PathBuf| {
+            bounded(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap();
+                runtime
+                    .block_on(IdentityToken::File(path).fetch(&reqwest::Client::new()))
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            })
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let err = fetch(fifo).unwrap_err();
+        assert!(err.ends_with("` is empty"), "{err}");
+
+        let (reader, writer) = std::io::pipe().unwrap();
+        let flood = endless_writer(writer);
+        let err = fetch(pipe_path(&reader)).unwrap_err();
+        assert!(
+            err.contains("does not start with a line of at most 64 KiB"),
+            "{err}"
+        );
+        drop(reader);
+        flood.join().unwrap();
+
+        let good = dir.path().join("token");
+        let token = jwt(&serde_json::json!({"sub": "x"}));
+        #[allow(clippy::disallowed_methods, reason = "a test fixture")]
+        std::fs::write(&good, format!("{}\n", token.expose_secret())).unwrap();
+        fetch(good).unwrap();
     }
 
     #[test]
