@@ -319,30 +319,24 @@ pub(crate) fn load_config(global: &GlobalArgs, need: Need) -> anyhow::Result<Opt
         }
         return Ok(None);
     };
-    // Who may change it decides what runs: refused like an untrusted state directory.
-    let trusted = match tsrotate::rotate::session::check_configuration(&path) {
-        Err(e @ tsrotate::rotate::session::Error::Untrusted { .. }) => {
-            let hint = e.hint();
-            let error = UserError::new(e.to_string());
-            Err(match hint {
-                Some(hint) => error.hint(hint),
-                None => error,
-            })
-        }
-        // Unreadable: said below, with the reason.
-        _ => Ok(()),
-    };
-    let loaded = trusted
-        .and_then(|()| {
-            std::fs::read_to_string(&path).map_err(|e| {
-                UserError::new(format!(
-                    "cannot read the configuration `{}`: {e}",
-                    path.display()
-                ))
-                .hint(
-                    "give a configuration file you can read, with --config FILE or TSROTATE_CONFIG",
-                )
-            })
+    // Who may change it decides what runs: refused like an untrusted state directory. The
+    // checks are made on the file as opened, and what is parsed is what was checked.
+    let loaded = tsrotate::rotate::session::read_configuration(&path)
+        .map_err(|e| match e {
+            tsrotate::rotate::session::Error::Untrusted { .. } => {
+                let hint = e.hint();
+                let error = UserError::new(e.to_string());
+                match hint {
+                    Some(hint) => error.hint(hint),
+                    None => error,
+                }
+            }
+            other => UserError::new(format!(
+                "cannot read the configuration `{}`: {}",
+                tsrotate::text::path(&path),
+                io_reason(&other)
+            ))
+            .hint("give a configuration file you can read, with --config FILE or TSROTATE_CONFIG"),
         })
         .and_then(|text| Config::parse(&text, &path).map_err(|e| UserError::new(e.to_string())));
     match loaded {
@@ -355,6 +349,17 @@ pub(crate) fn load_config(global: &GlobalArgs, need: Need) -> anyhow::Result<Opt
             "fix it, or give another with --config FILE (the user configuration is read when none is named)",
         ))),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// The system's reason in a configuration read error (`Permission denied (os error 13)`),
+/// or the whole error when it has none.
+fn io_reason(error: &tsrotate::rotate::session::Error) -> String {
+    match error {
+        tsrotate::rotate::session::Error::Fs(tsrotate::fs::Error::Io { source, .. }) => {
+            source.to_string()
+        }
+        other => other.to_string(),
     }
 }
 

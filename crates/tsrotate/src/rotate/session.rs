@@ -19,7 +19,7 @@
 //! 5. **Every record goes to the journal** (durable, authoritative) **and then to the audit
 //!    log** ([`Session`] is the engine's [`Recorder`]).
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 
 use crate::audit::AuditLog;
@@ -173,6 +173,16 @@ pub enum Untrusted {
         /// What it is instead.
         found: &'static str,
     },
+    /// A folder holding a symbolic link on the way (the state directory or the configuration
+    /// named by a link) that someone else can change, so they could point the link elsewhere.
+    LinkFolder {
+        /// The link.
+        link: PathBuf,
+        /// The folder's owner.
+        uid: u32,
+        /// The folder's permission bits.
+        mode: u32,
+    },
 }
 
 impl std::fmt::Display for Untrusted {
@@ -195,6 +205,12 @@ impl std::fmt::Display for Untrusted {
                 mode & 0o7777
             ),
             Self::Kind { found } => write!(f, "is {found}"),
+            Self::LinkFolder { link, uid, mode } => write!(
+                f,
+                "holds the symbolic link `{}` and can be changed by others (owner uid {uid}, mode {:o}), who could point the link elsewhere",
+                link.display(),
+                mode & 0o7777
+            ),
         }
     }
 }
@@ -212,6 +228,10 @@ impl Untrusted {
             Self::Kind { .. } => {
                 "give a folder with --state-dir or TSROTATE_STATE_DIR, or move this away".to_owned()
             }
+            Self::LinkFolder { link, .. } => format!(
+                "name the link's target itself (not `{}`), or keep the link in a folder that only you (or root) can change",
+                link.display()
+            ),
         }
     }
 }
@@ -282,34 +302,40 @@ pub struct StateDir {
 
 impl StateDir {
     /// Check a state directory: it, its `rotations`, `containments` and `locks` folders and
-    /// every file in them, and the audit log, must be owned by this user and writable by no one else. A
-    /// directory that does not exist yet is fine: tsrotate creates it private.
+    /// every file in them, and the audit log, must be owned by this user and writable by no one
+    /// else. A directory that does not exist yet is fine: tsrotate creates it private.
+    ///
+    /// Each check is made on what was opened, not on a path looked up again: the directory is
+    /// opened once (a symbolic link to it is followed, and the folder holding the link must be
+    /// one that no one else can change), judged with `fstat`, and what is in it is looked at
+    /// relative to that handle without following any link.
     pub fn open(path: &Path) -> Result<Self, Error> {
         let me = me();
-        check(path, path, Entry::Folder, me)?;
+        let Some(top) = open_top_dir(path, me)? else {
+            return Ok(Self {
+                path: path.to_owned(),
+            });
+        };
         for folder in [
             Journal::dir(path),
             crate::contain::act::dir(path),
             path.join("locks"),
         ] {
-            check(path, &folder, Entry::Folder, me)?;
-            let entries = match std::fs::read_dir(&folder) {
-                Ok(entries) => entries,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                // A folder of ours that cannot be listed hides what is in it from the check.
-                Err(source) => {
-                    return Err(in_state_dir(path)(crate::fs::Error::Io {
-                        action: crate::fs::Action::Read,
-                        path: folder,
-                        source,
-                    }));
-                }
+            let Some(sub) = open_child(path, &top, &folder, Entry::Folder, me)? else {
+                continue;
             };
-            for entry in entries.flatten() {
-                check(path, &entry.path(), Entry::File, me)?;
+            let listing =
+                rustix::fs::Dir::read_from(&sub).map_err(|e| unusable(path, &folder, e))?;
+            for entry in listing {
+                let entry = entry.map_err(|e| unusable(path, &folder, e))?;
+                let name = std::ffi::OsStr::from_bytes(entry.file_name().to_bytes());
+                if name == "." || name == ".." {
+                    continue;
+                }
+                open_child(path, &sub, &folder.join(name), Entry::File, me)?;
             }
         }
-        check(path, &AuditLog::path_in(path), Entry::File, me)?;
+        open_child(path, &top, &AuditLog::path_in(path), Entry::File, me)?;
         Ok(Self {
             path: path.to_owned(),
         })
@@ -334,94 +360,206 @@ enum Entry {
     File,
 }
 
-/// One entry: absent, or of the right kind, owned by `me`, writable by no one else.
-fn check(state: &Path, path: &Path, kind: Entry, me: u32) -> Result<(), Error> {
+/// A system error on `path` inside state directory `state`, as [`in_state_dir`] says it.
+fn unusable(state: &Path, path: &Path, error: rustix::io::Errno) -> Error {
+    in_state_dir(state)(crate::fs::Error::Io {
+        action: crate::fs::Action::Read,
+        path: path.to_owned(),
+        source: error.into(),
+    })
+}
+
+/// Whether the owner and mode of what was opened (`fstat`) make it trustworthy: owned by
+/// `me` (or by root, where `root` says so), writable by no one else.
+fn judge(path: &Path, stat: &rustix::fs::Stat, me: u32, root: bool) -> Result<(), Error> {
     let untrusted = |problem| Error::Untrusted {
         path: path.to_owned(),
         problem,
     };
-    // The entry itself, not what a symlink points to: a link is someone's way in.
-    let meta = match std::fs::symlink_metadata(path) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(source) => {
-            return Err(in_state_dir(state)(crate::fs::Error::Io {
-                action: crate::fs::Action::Read,
-                path: path.to_owned(),
-                source,
-            }));
-        }
-    };
-    let file_type = meta.file_type();
-    let found = if file_type.is_symlink() {
-        Some("a symbolic link")
-    } else {
-        match kind {
-            Entry::Folder => (!file_type.is_dir()).then_some("not a folder"),
-            Entry::File => (!file_type.is_file()).then_some("not a regular file"),
-        }
-    };
-    // The state directory itself may be a link the person made on purpose (a link owned by
-    // them to a private folder): judge it by its target, which is checked next.
-    let top_link = file_type.is_symlink() && matches!(kind, Entry::Folder);
-    if let Some(found) = found.filter(|_| !top_link) {
-        return Err(untrusted(Untrusted::Kind { found }));
+    let uid = stat.st_uid;
+    if uid != me && !(root && uid == 0) {
+        return Err(untrusted(Untrusted::Owner { uid, me }));
     }
-    let meta = if top_link {
-        std::fs::metadata(path).map_err(|source| {
-            in_state_dir(state)(crate::fs::Error::Io {
-                action: crate::fs::Action::Read,
-                path: path.to_owned(),
-                source,
-            })
-        })?
-    } else {
-        meta
-    };
-    if top_link && !meta.is_dir() {
-        return Err(untrusted(Untrusted::Kind {
-            found: "not a folder",
-        }));
-    }
-    if meta.uid() != me {
-        return Err(untrusted(Untrusted::Owner {
-            uid: meta.uid(),
-            me,
-        }));
-    }
-    let mode = meta.permissions().mode();
+    let mode = stat.st_mode;
     if mode & 0o022 != 0 {
         return Err(untrusted(Untrusted::Writable { mode }));
     }
     Ok(())
 }
 
-/// Check a configuration file before it is read: it names programs that run and servers
-/// that receive tokens, so it must be owned by the user running tsrotate (or by root) and
-/// writable by no one else. Symbolic links are followed (a Kubernetes `ConfigMap` mount is
-/// one) and the file they lead to is judged.
-pub fn check_configuration(path: &Path) -> Result<(), Error> {
-    let meta = std::fs::metadata(path).map_err(|source| crate::fs::Error::Io {
-        action: crate::fs::Action::Read,
-        path: path.to_owned(),
-        source,
-    })?;
-    let untrusted = |problem| Error::Untrusted {
-        path: path.to_owned(),
-        problem,
-    };
-    let me = me();
-    if meta.uid() != me && meta.uid() != 0 {
-        return Err(untrusted(Untrusted::Owner {
-            uid: meta.uid(),
-            me,
-        }));
-    }
-    let mode = meta.permissions().mode();
-    if mode & 0o022 != 0 {
-        return Err(untrusted(Untrusted::Writable { mode }));
+/// Follow the symbolic links at `path` (the last component, link after link) and check that
+/// each is in a folder no one else can change: owned by `me` or root, and writable by no
+/// one else unless it is sticky (like `/tmp`) and the link is `me`'s or root's, which the
+/// sticky bit keeps others from replacing. A link in any other folder could be pointed
+/// elsewhere between any check and any use. `io` says a system error on a path.
+fn check_links(
+    path: &Path,
+    me: u32,
+    io: &dyn Fn(&Path, rustix::io::Errno) -> Error,
+) -> Result<(), Error> {
+    let mut current = path.to_owned();
+    // As many as the system follows (`MAXSYMLINKS`); past that, opening fails with ELOOP.
+    for _ in 0..40 {
+        let link = match rustix::fs::lstat(&current) {
+            Ok(link) => link,
+            Err(rustix::io::Errno::NOENT) => return Ok(()),
+            Err(e) => return Err(io(&current, e)),
+        };
+        if rustix::fs::FileType::from_raw_mode(link.st_mode) != rustix::fs::FileType::Symlink {
+            return Ok(());
+        }
+        let folder = match current.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        let held = rustix::fs::stat(&folder).map_err(|e| io(&folder, e))?;
+        let trusted = |uid: u32| uid == me || uid == 0;
+        let sticky = held.st_mode & 0o1000 != 0;
+        let others_write = held.st_mode & 0o022 != 0;
+        if !trusted(held.st_uid) || (others_write && !(sticky && trusted(link.st_uid))) {
+            return Err(Error::Untrusted {
+                path: folder,
+                problem: Untrusted::LinkFolder {
+                    link: current,
+                    uid: held.st_uid,
+                    mode: held.st_mode,
+                },
+            });
+        }
+        let target = rustix::fs::readlink(&current, Vec::new()).map_err(|e| io(&current, e))?;
+        current = folder.join(std::ffi::OsStr::from_bytes(target.as_bytes()));
     }
     Ok(())
+}
+
+/// Open the state directory itself (following a link to it, checked by [`check_links`]) and
+/// judge the opened folder; `None` when it does not exist yet.
+fn open_top_dir(path: &Path, me: u32) -> Result<Option<std::os::fd::OwnedFd>, Error> {
+    let io = |at: &Path, e| unusable(path, at, e);
+    check_links(path, me, &io)?;
+    let dir = match rustix::fs::open(path, dir_flags(), rustix::fs::Mode::empty()) {
+        Ok(dir) => dir,
+        Err(rustix::io::Errno::NOENT) => return Ok(None),
+        Err(rustix::io::Errno::NOTDIR) => {
+            return Err(Error::Untrusted {
+                path: path.to_owned(),
+                problem: Untrusted::Kind {
+                    found: "not a folder",
+                },
+            });
+        }
+        Err(e) => return Err(io(path, e)),
+    };
+    let stat = rustix::fs::fstat(&dir).map_err(|e| io(path, e))?;
+    judge(path, &stat, me, false)?;
+    Ok(Some(dir))
+}
+
+/// Flags for opening a folder to look in.
+fn dir_flags() -> rustix::fs::OFlags {
+    use rustix::fs::OFlags;
+    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC
+}
+
+/// One entry of the state directory (`path`, named relative to the open folder `at`):
+/// absent, or of the right kind (never a symbolic link: it is not followed), owned by `me`,
+/// writable by no one else. A folder is returned open, for what is in it to be checked
+/// relative to it.
+fn open_child(
+    state: &Path,
+    at: &std::os::fd::OwnedFd,
+    path: &Path,
+    kind: Entry,
+    me: u32,
+) -> Result<Option<std::os::fd::OwnedFd>, Error> {
+    use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+    let untrusted = |found| Error::Untrusted {
+        path: path.to_owned(),
+        problem: Untrusted::Kind { found },
+    };
+    let name = path.file_name().unwrap_or_default();
+    let stat = match rustix::fs::statat(at, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(stat) => stat,
+        Err(rustix::io::Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(unusable(state, path, e)),
+    };
+    let file_type = FileType::from_raw_mode(stat.st_mode);
+    match (kind, file_type) {
+        (_, FileType::Symlink) => return Err(untrusted("a symbolic link")),
+        (Entry::Folder, FileType::Directory) | (Entry::File, FileType::RegularFile) => {}
+        (Entry::Folder, _) => return Err(untrusted("not a folder")),
+        (Entry::File, _) => return Err(untrusted("not a regular file")),
+    }
+    match kind {
+        Entry::File => {
+            judge(path, &stat, me, false)?;
+            Ok(None)
+        }
+        Entry::Folder => {
+            // Opened without following a link, then judged on the handle: what is listed
+            // next is in the folder that was judged.
+            let dir = rustix::fs::openat(at, name, dir_flags() | OFlags::NOFOLLOW, Mode::empty())
+                .map_err(|e| unusable(state, path, e))?;
+            let stat = rustix::fs::fstat(&dir).map_err(|e| unusable(state, path, e))?;
+            judge(path, &stat, me, false)?;
+            Ok(Some(dir))
+        }
+    }
+}
+
+/// Read a configuration file: it names programs that run and servers that receive tokens,
+/// so it must be owned by the user running tsrotate (or by root) and writable by no one
+/// else. The file is opened once and the checks are made on the opened handle (`fstat`),
+/// and what is read is what was checked. Symbolic links are followed (a Kubernetes
+/// `ConfigMap` mount is one), each only if the folder holding it is one no one else can
+/// change (owned by this user or root, and not writable by others unless sticky).
+pub fn read_configuration(path: &Path) -> Result<String, Error> {
+    use rustix::fs::{FileType, Mode, OFlags};
+    use std::io::Read as _;
+    let io = |at: &Path, e: rustix::io::Errno| {
+        Error::Fs(crate::fs::Error::Io {
+            action: crate::fs::Action::Read,
+            path: at.to_owned(),
+            source: e.into(),
+        })
+    };
+    let me = me();
+    check_links(path, me, &io)?;
+    // Non-blocking, so that a FIFO put there does not hang the run; a regular file reads
+    // the same either way.
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| io(path, e))?;
+    let stat = rustix::fs::fstat(&fd).map_err(|e| io(path, e))?;
+    if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+        return Err(Error::Untrusted {
+            path: path.to_owned(),
+            problem: Untrusted::Kind {
+                found: "not a regular file",
+            },
+        });
+    }
+    judge(path, &stat, me, true)?;
+    let mut bytes = Vec::new();
+    std::fs::File::from(fd)
+        .read_to_end(&mut bytes)
+        .map_err(|source| {
+            Error::Fs(crate::fs::Error::Io {
+                action: crate::fs::Action::Read,
+                path: path.to_owned(),
+                source,
+            })
+        })?;
+    String::from_utf8(bytes).map_err(|_| {
+        Error::Fs(crate::fs::Error::Io {
+            action: crate::fs::Action::Read,
+            path: path.to_owned(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, "it is not UTF-8 text"),
+        })
+    })
 }
 
 /// What this run vouches for when it continues a rotation from its journal.
@@ -808,6 +946,10 @@ impl Recorder for Session {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
+    #![allow(
+        clippy::disallowed_methods,
+        reason = "tests make the configuration files they read"
+    )]
 
     use std::os::unix::fs::PermissionsExt as _;
 
@@ -951,6 +1093,129 @@ mod tests {
             StateDir::open(&state),
             Err(Error::Untrusted {
                 problem: Untrusted::Kind { .. },
+                ..
+            })
+        ));
+    }
+
+    fn mode(path: &Path, mode: u32) {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    fn is_link_folder(result: &Result<impl std::fmt::Debug, Error>) -> bool {
+        matches!(
+            result,
+            Err(Error::Untrusted {
+                problem: Untrusted::LinkFolder { .. },
+                ..
+            })
+        )
+    }
+
+    /// Issue 11 (TOCTOU): only the state directory itself may be a link. A folder inside it
+    /// that is a link (to a private folder of the same user, which the old check judged by
+    /// its target) is refused: what is checked must be what is used, and a link is followed
+    /// anew at every use.
+    #[test]
+    fn a_link_inside_the_state_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir_all(&state).unwrap();
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, state.join("rotations")).unwrap();
+        let error = StateDir::open(&state).unwrap_err();
+        assert!(
+            matches!(
+                &error,
+                Error::Untrusted {
+                    problem: Untrusted::Kind {
+                        found: "a symbolic link"
+                    },
+                    ..
+                }
+            ),
+            "{error}"
+        );
+    }
+
+    /// Issue 11 (TOCTOU): where a link is allowed (the state directory, the configuration),
+    /// it is followed only from a folder that no one else can change; else whoever can write
+    /// that folder could point the link elsewhere between the check and the use. A sticky
+    /// folder (`/tmp`) keeps others from replacing a link that is ours.
+    #[test]
+    fn a_link_to_the_state_directory_or_configuration_is_followed_only_from_a_safe_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        std::fs::create_dir(&state).unwrap();
+        mode(&state, 0o700);
+        let config = dir.path().join("config.toml");
+        std::fs::write(&config, "# empty\n").unwrap();
+        mode(&config, 0o600);
+        let links = dir.path().join("links");
+        std::fs::create_dir(&links).unwrap();
+        let state_link = links.join("state");
+        let config_link = links.join("config.toml");
+        std::os::unix::fs::symlink(&state, &state_link).unwrap();
+        std::os::unix::fs::symlink(&config, &config_link).unwrap();
+
+        mode(&links, 0o755);
+        assert!(StateDir::open(&state_link).is_ok());
+        assert_eq!(read_configuration(&config_link).unwrap(), "# empty\n");
+
+        mode(&links, 0o777);
+        assert!(is_link_folder(&StateDir::open(&state_link)));
+        let refused = read_configuration(&config_link);
+        assert!(is_link_folder(&refused));
+        let error = refused.unwrap_err();
+        assert!(error.is_user_error() && error.to_string().contains("symbolic link"));
+        // Not the link's target: it is in order.
+        assert!(StateDir::open(&state).is_ok());
+        assert!(read_configuration(&config).is_ok());
+
+        // Sticky, like /tmp: others may not replace our link there.
+        mode(&links, 0o1777);
+        assert!(StateDir::open(&state_link).is_ok());
+        assert!(read_configuration(&config_link).is_ok());
+        mode(&links, 0o755);
+    }
+
+    /// Issue 11 (TOCTOU): the configuration's checks are made on the handle that is then
+    /// read. A FIFO in its place (owned by the user, mode 0600, so the path's checks passed)
+    /// hung the read forever; the opened handle is not a regular file, so it is refused at
+    /// once.
+    #[test]
+    fn the_configuration_is_checked_as_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("config.toml");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = fifo.clone();
+        std::thread::spawn(move || tx.send(read_configuration(&path).is_err()));
+        // A bound on a hang, not a wait for something to happen: the answer comes at once.
+        let refused = rx.recv_timeout(std::time::Duration::from_secs(20));
+        if refused.is_err() {
+            // Release the blocked reader so the test process can end.
+            let _ = std::fs::OpenOptions::new().write(true).open(&fifo);
+        }
+        assert_eq!(refused, Ok(true), "a FIFO must be refused, not read");
+        // And what is read is the file that was judged.
+        let config = dir.path().join("real.toml");
+        std::fs::write(&config, "a = 1\n").unwrap();
+        mode(&config, 0o644);
+        assert_eq!(read_configuration(&config).unwrap(), "a = 1\n");
+        mode(&config, 0o666);
+        assert!(matches!(
+            read_configuration(&config),
+            Err(Error::Untrusted {
+                problem: Untrusted::Writable { .. },
                 ..
             })
         ));
