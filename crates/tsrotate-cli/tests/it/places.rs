@@ -128,6 +128,57 @@ fn a_link_out_of_the_tree_to_a_file_holding_the_key_stops_the_rotation_unless_sk
     env.assert_state_clean();
 }
 
+/// A sibling of issue 11 item 7: a file under `--in` that holds the key and has another
+/// name (a hard link) outside the tree. tsrotate rewrites a file by renaming a new one over
+/// its name, so the other name would keep the old, revoked key while the rotation said
+/// "every place holds the new key". It stops the rotation before anything changes unless
+/// `--skip-unwritable` is given; two names of one file inside the tree are both rewritten.
+#[test]
+fn a_file_with_a_hard_link_outside_the_tree_stops_the_rotation_unless_skipped() {
+    let mut env = TestEnv::new();
+    let (id, secret) = env.mint_default();
+    let dotenv = format!("TS_AUTHKEY={secret}\n");
+    let inside = env.write("app/.env", &dotenv);
+    std::fs::hard_link(&inside, env.work.path().join("app/.env.same")).unwrap();
+    env.write("web/.env", &dotenv);
+    let outside = env.aside.path().join("elsewhere.env");
+    std::fs::hard_link(&inside, &outside).unwrap();
+    let keys_before = env.keys().len();
+
+    let run = rotate(&env, &id, &[]).expect(1);
+    assert!(run.stderr.contains("app/.env"), "{}", run.stderr);
+    assert!(run.stderr.contains("hard links"), "{}", run.stderr);
+    assert!(run.stderr.contains("--skip-unwritable"), "{}", run.stderr);
+    assert_eq!(env.keys().len(), keys_before, "nothing minted");
+    assert_eq!(env.key(&id)["invalid"], false);
+    assert_eq!(env.read("web/.env"), dotenv.as_bytes());
+
+    let run = rotate(&env, &id, &["--skip-unwritable"]);
+    canary_files(&mut env);
+    env.assert_clean(&run.stdout);
+    env.assert_clean(&run.stderr);
+    let run = run.expect(0);
+    assert!(!run.stderr.contains("every place holds"), "{}", run.stderr);
+    assert!(run.stderr.contains("NOT updated"), "{}", run.stderr);
+    assert_eq!(std::fs::read(&outside).unwrap(), dotenv.as_bytes());
+    assert_ne!(env.read("web/.env"), dotenv.as_bytes());
+    env.assert_state_clean();
+
+    // Two names of one file, both inside the tree: both get the new key.
+    let mut env = TestEnv::new();
+    let (id, secret) = env.mint_default();
+    let dotenv = format!("TS_AUTHKEY={secret}\n");
+    let inside = env.write("app/.env", &dotenv);
+    std::fs::hard_link(&inside, env.work.path().join("app/.env.same")).unwrap();
+    let run = rotate(&env, &id, &[]);
+    canary_files(&mut env);
+    env.assert_clean(&run.stdout);
+    env.assert_clean(&run.stderr);
+    run.expect(0);
+    assert_ne!(env.read("app/.env"), dotenv.as_bytes());
+    assert_eq!(env.read("app/.env"), env.read("app/.env.same"));
+}
+
 /// Issue 11 item 8: every configured place is checked for writability while planning. A
 /// missing folder, a YAML field that is not there, a JSON or TOML field under a value that
 /// is not an object, and a lock path taken by an unrelated file each stop the rotation with

@@ -229,6 +229,11 @@ fn not_updatable(discovery: &Discovery) -> Vec<String> {
             p.path.display(),
             target.display()
         )),
+        file::ProblemKind::HardLinkedElsewhere { links } => Some(format!(
+            "{} (has {links} hard links, some outside the folders searched: tsrotate replaces \
+             the file, so those names would keep the old key)",
+            p.path.display()
+        )),
         file::ProblemKind::CredentialTooLong { .. } => Some(format!(
             "{} (holds a value of the key too long to replace safely)",
             p.path.display()

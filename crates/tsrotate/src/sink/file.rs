@@ -232,6 +232,13 @@ pub enum ProblemKind {
         /// The link's canonical target.
         target: PathBuf,
     },
+    /// The file holds a credential of the keys searched for and has hard links (other names)
+    /// outside the folders searched: a rewrite replaces this name only, and the others keep
+    /// the old key.
+    HardLinkedElsewhere {
+        /// How many names the file has.
+        links: u64,
+    },
     /// A value of a key we look for is longer than [`MAX_CREDENTIAL_LEN`]. The file is not
     /// listed as a match, so that it is never half-rotated.
     CredentialTooLong {
@@ -254,6 +261,11 @@ impl std::fmt::Display for ProblemKind {
                 "a link to `{}`, outside the folders searched, which holds the key; not \
                  followed, so not updated",
                 target.display()
+            ),
+            Self::HardLinkedElsewhere { links } => write!(
+                f,
+                "holds the key and has {links} hard links, some outside the folders searched; \
+                 those would keep the old key"
             ),
             Self::CredentialTooLong {
                 key_id,
@@ -311,10 +323,12 @@ pub fn locate(roots: &[PathBuf], ids: &[KeyId]) -> Result<Discovery, Error> {
         candidates,
         mut discovery,
     } = walk;
+    let mut names = Names::new();
     for (path, candidate) in candidates {
-        discovery.record(path, candidate.display, ids);
+        discovery.record(&mut names, path, candidate.display, ids);
     }
     discovery.links_outside_holding(ids);
+    discovery.hard_links_outside(&names);
     Ok(discovery)
 }
 
@@ -486,7 +500,35 @@ fn unreadable(err: &io::Error) -> ProblemKind {
     }
 }
 
+/// For each file that holds the key, by device and inode: how many names (hard links) it
+/// has, and how many of them the search found.
+type Names = std::collections::BTreeMap<(u64, u64), (u64, usize)>;
+
 impl Discovery {
+    /// A file is rewritten by writing a new file and renaming it over the old name, so
+    /// every other hard link to it keeps the old contents. The names found in the search are
+    /// each rewritten; a file with more names than that has one elsewhere, which would keep
+    /// the old key, so it is a problem, not a match.
+    fn hard_links_outside(&mut self, names: &Names) {
+        let elsewhere = |m: &FileMatch| {
+            m.file_id
+                .and_then(|id| names.get(&(id.dev, id.ino)))
+                .filter(|(links, found)| *links > *found as u64)
+                .map(|(links, _)| *links)
+        };
+        let (kept, linked): (Vec<FileMatch>, Vec<FileMatch>) = std::mem::take(&mut self.matches)
+            .into_iter()
+            .partition(|m| elsewhere(m).is_none());
+        self.matches = kept;
+        for m in linked {
+            let links = elsewhere(&m).unwrap_or_default();
+            self.problems.push(Problem {
+                path: m.display_path,
+                kind: ProblemKind::HardLinkedElsewhere { links },
+            });
+        }
+    }
+
     /// A link that leads outside the roots is not followed, and not written through; but if
     /// the file it leads to holds the key, whoever reads the link reads the old key, so the
     /// rotation cannot say that every place holds the new one: it is a problem, not a skip.
@@ -509,7 +551,7 @@ impl Discovery {
     }
 
     /// Search one file and file the result under matches, binary or problems.
-    fn record(&mut self, path: PathBuf, display_path: PathBuf, ids: &[KeyId]) {
+    fn record(&mut self, names: &mut Names, path: PathBuf, display_path: PathBuf, ids: &[KeyId]) {
         let searched = match search(&path, ids) {
             Ok(Some(searched)) => searched,
             Ok(None) => return,
@@ -525,6 +567,7 @@ impl Discovery {
             hash,
             len,
             file_id,
+            links,
             findings,
         } = searched;
         if !findings.too_long.is_empty() {
@@ -544,6 +587,10 @@ impl Discovery {
             occurrences: findings.occurrences,
             file_id: Some(file_id),
         };
+        let seen = names
+            .entry((file_id.dev, file_id.ino))
+            .or_insert((links, 0));
+        seen.1 += 1;
         if found.binary {
             self.binary.push(found);
         } else {
@@ -557,6 +604,8 @@ struct Searched {
     hash: ContentHash,
     len: u64,
     file_id: fs::FileId,
+    /// How many names the file has (hard links).
+    links: u64,
     findings: Findings,
 }
 
@@ -608,7 +657,8 @@ fn search(path: &Path, ids: &[KeyId]) -> Result<Option<Searched>, ProblemKind> {
     // write through [`FileMatch::route`] would replace.
     let file = fs::open_regular_via(path, fs::Route::Resolved { file: None })
         .map_err(|err| fs_problem(&err))?;
-    let file_id = fs::FileId::of(&file.metadata().map_err(|err| unreadable(&err))?);
+    let meta = file.metadata().map_err(|err| unreadable(&err))?;
+    let file_id = fs::FileId::of(&meta);
     let mut reader = HashingReader::new(file);
     let findings = Findings::collect(&mut reader, ids).map_err(|err| unreadable(&err))?;
     let (hash, len) = reader.finish();
@@ -616,6 +666,7 @@ fn search(path: &Path, ids: &[KeyId]) -> Result<Option<Searched>, ProblemKind> {
         hash,
         len,
         file_id,
+        links: std::os::unix::fs::MetadataExt::nlink(&meta),
         findings,
     }))
 }

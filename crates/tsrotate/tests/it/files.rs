@@ -477,6 +477,7 @@ fn link_cycles_end_and_unresolvable_links_are_problems() {
         .map(|p| match &p.kind {
             ProblemKind::Unreadable { error_kind, .. } => (p.path.clone(), error_kind.clone()),
             other @ (ProblemKind::CredentialTooLong { .. }
+            | ProblemKind::HardLinkedElsewhere { .. }
             | ProblemKind::LinkOutsideRoots { .. }) => {
                 panic!("{other:?}")
             }
@@ -602,6 +603,7 @@ fn unreadable_checks(dir: &Path) {
         .map(|p| match &p.kind {
             ProblemKind::Unreadable { error_kind, .. } => (p.path.clone(), error_kind.clone()),
             other @ (ProblemKind::CredentialTooLong { .. }
+            | ProblemKind::HardLinkedElsewhere { .. }
             | ProblemKind::LinkOutsideRoots { .. }) => {
                 panic!("{other:?}")
             }
