@@ -5,7 +5,10 @@ use std::time::Duration;
 /// An error from the Tailscale API or from reaching it.
 ///
 /// Messages from the API are passed through [`crate::key::redact_in`] before they are stored,
-/// so no variant carries a credential. Request bodies are never included.
+/// and through a [`crate::child::Redactor`] of the secrets the request carried (tsrotate's
+/// credential, its access token, an identity token), so no variant carries a credential in
+/// any encoding, even from an API that echoes what it was sent. Request bodies are never
+/// included.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// 404: the key, client or tailnet does not exist (or is not visible to the caller).
@@ -118,6 +121,34 @@ pub enum Error {
 }
 
 impl Error {
+    /// This error with the API's message redacted of `secrets`, in every encoding.
+    pub(crate) fn redacted(self, secrets: &[&crate::key::Secret]) -> Self {
+        if secrets.is_empty() {
+            return self;
+        }
+        let redactor = crate::child::Redactor::new(secrets.iter().copied());
+        let clean = |message: String| redactor.redact(message.as_bytes());
+        match self {
+            Self::NotFound { message } => Self::NotFound {
+                message: clean(message),
+            },
+            Self::Unauthorized { message } => Self::Unauthorized {
+                message: clean(message),
+            },
+            Self::Forbidden { message } => Self::Forbidden {
+                message: clean(message),
+            },
+            Self::BadRequest { message } => Self::BadRequest {
+                message: clean(message),
+            },
+            Self::Server { status, message } => Self::Server {
+                status,
+                message: clean(message),
+            },
+            other => other,
+        }
+    }
+
     /// Whether trying the same call again later may succeed.
     #[must_use]
     pub fn is_retryable(&self) -> bool {

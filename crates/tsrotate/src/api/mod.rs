@@ -595,7 +595,9 @@ impl Client {
             let outcome = match request.send().await {
                 Ok(response) => {
                     self.note_server_time(&response);
-                    read_response(response, context).await
+                    read_response(response, context)
+                        .await
+                        .map_err(|e| self.redacted(e, &[&bearer]))
                 }
                 Err(e) => Err(transport_error(&url, e, idempotency)),
             };
@@ -701,6 +703,17 @@ impl Client {
         }
     }
 
+    /// `error` with the API's message redacted of every secret this client holds and of
+    /// `sent` (what the request carried): an API that echoes a credential in its error
+    /// message (a proxy, a broken server) must not get it printed.
+    fn redacted(&self, error: Error, sent: &[&Secret]) -> Error {
+        let read_now = self.auth().secrets_read_now();
+        let mut secrets = self.auth().secrets();
+        secrets.extend(&read_now);
+        secrets.extend(sent.iter().copied());
+        error.redacted(&secrets)
+    }
+
     /// A form POST to a token endpoint, retried like a safe call (a token exchange has no
     /// effect besides the token it answers).
     async fn post_token(
@@ -724,7 +737,15 @@ impl Client {
             let outcome = match request.send().await {
                 Ok(response) => {
                     self.note_server_time(&response);
-                    read_response(response, context).await
+                    read_response(response, context).await.map_err(|e| {
+                        // What the form carried (a client secret, an identity token).
+                        let sent: Vec<Secret> = form
+                            .iter()
+                            .filter(|(name, _)| matches!(*name, "client_secret" | "jwt"))
+                            .map(|(_, value)| Secret::new((*value).to_owned()))
+                            .collect();
+                        self.redacted(e, &sent.iter().collect::<Vec<_>>())
+                    })
                 }
                 Err(e) => Err(transport_error(&url, e, Idempotency::Safe)),
             };
