@@ -16,17 +16,36 @@ use tsrotate_test_support::emulator;
 
 use crate::support::{Run, TestEnv, credentials_in, values_of};
 
-fn journal_lines(env: &TestEnv) -> usize {
+/// The journals, without the temporary file of a journal being created (a kill can leave
+/// one behind, as a crash would).
+fn journals(env: &TestEnv) -> Vec<PathBuf> {
     std::fs::read_dir(env.state.path().join("rotations"))
         .map(|entries| {
             entries
                 .filter_map(Result::ok)
-                .map(|e| {
-                    std::fs::read(e.path()).map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count())
-                })
-                .sum()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+                .collect()
         })
-        .unwrap_or(0)
+        .unwrap_or_default()
+}
+
+fn journal_lines(env: &TestEnv) -> usize {
+    journals(env)
+        .iter()
+        .map(|p| std::fs::read(p).map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count()))
+        .sum()
+}
+
+/// The ID of the one rotation.
+fn rotation_id(env: &TestEnv) -> String {
+    let journals = journals(env);
+    assert_eq!(journals.len(), 1, "{journals:?}");
+    journals[0]
+        .file_stem()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Run `tsrotate` with `args` (and the environment of `env.cmd()`) and SIGKILL it once the
@@ -100,7 +119,7 @@ fn canary_tree(env: &mut TestEnv, dir: &Path) {
 }
 
 fn resume(env: &TestEnv, config: &Path) -> Run {
-    let id = env.only_rotation();
+    let id = rotation_id(env);
     env.run(
         env.cmd()
             .arg("--config")
@@ -213,7 +232,7 @@ fn a_folder_swapped_for_a_link_after_a_kill_is_refused_by_resume_and_rollback() 
             .arg(&config)
             .args([
                 "rollback",
-                &env.only_rotation(),
+                &rotation_id(&env),
                 "--yes",
                 "--old-key-file",
                 "-",
@@ -394,7 +413,7 @@ fn rollback_takes_no_old_value_through_a_folder_swapped_for_a_link() {
         env.cmd()
             .arg("--config")
             .arg(&config)
-            .args(["rollback", &env.only_rotation(), "--yes"])
+            .args(["rollback", &rotation_id(&env), "--yes"])
             .write_stdin(""),
     );
     env.assert_clean(&run.stdout);
