@@ -18,7 +18,9 @@
 //! Symbolic links are followed only when their target lies inside one of the roots; each
 //! file is listed once, by its canonical path, however many links lead to it. Links to
 //! directories are never followed: a directory inside a root is walked through its real
-//! path anyway, and not following them makes link cycles harmless.
+//! path anyway, and not following them makes link cycles harmless. A link out of the roots
+//! to a file that holds the key, and a file holding the key with a hard link outside the
+//! roots, are [`Problem`]s: whoever reads that other name would keep the old key.
 //!
 //! # Security
 //!
