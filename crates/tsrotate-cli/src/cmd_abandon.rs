@@ -65,6 +65,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
     let dir = context::trusted_state_dir(global)?;
     let mut session = rotation::reopen(&dir, &args.rotation_id, &Authority::SETTLE)?;
     let state = session.state().clone();
+    note_unsealed(global, &session, &args.rotation_id);
     if state.is_finished() {
         return Err(UserError::new(format!(
             "rotation {} already ended; there is nothing to abandon",
@@ -100,7 +101,9 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
     // Rollback can undo it only while the API says the old key is live (a revoke whose
     // answer was lost may have killed it): only then is rollback the advice.
     let old_live = webhook || old_key.status == KeyStatus::Live.to_string();
-    if state.next_rollback().is_ok() && old_live && !args.force {
+    // An unsealed journal cannot be rolled back (nothing is done from it): settling it is
+    // the only way on.
+    if session.sealed() && state.next_rollback().is_ok() && old_live && !args.force {
         return Err(UserError::new(format!(
             "rotation {} can still be undone: `tsrotate rollback {}` puts the old key back and revokes what it minted",
             args.rotation_id, args.rotation_id
@@ -164,6 +167,16 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
         println!();
     }
     Ok(ExitStatus::Success)
+}
+
+/// Say that what is settled comes from a journal that is not believed (its seal does not
+/// verify): the keys it names are looked up, nothing else it says is used.
+fn note_unsealed(global: &GlobalArgs, session: &tsrotate::rotate::session::Session, id: &str) {
+    if !session.sealed() && global.format == Format::Human && !global.quiet {
+        eprintln!(
+            "note: the journal of rotation {id} is not sealed with this journal key: the keys below are the ones it names, as the API describes them now"
+        );
+    }
 }
 
 async fn key_now(client: &api::Client, id: &KeyId, webhook: bool) -> anyhow::Result<KeyNow> {

@@ -163,15 +163,19 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
 /// are none to know of: keys minted by tsrotate then show as `unknown-rotation`.
 fn rotations(global: &GlobalArgs) -> anyhow::Result<Rotations> {
     // None, or one that others can change (its journals are not to be believed): said why.
-    let state_dir = match context::state_dir(global) {
+    let state_dir = match context::trusted_state_dir(global) {
         Ok(dir) => dir,
         Err(e) => {
             tracing::warn!("{e:#}: keys minted by tsrotate cannot be matched to their rotations");
             return Ok(Rotations::new());
         }
     };
-    Rotations::read(&state_dir)
-        .with_context(|| format!("reading the rotation journals in `{}`", state_dir.display()))
+    Rotations::read(state_dir.path(), state_dir.key()).with_context(|| {
+        format!(
+            "reading the rotation journals in `{}`",
+            state_dir.path().display()
+        )
+    })
 }
 
 /// Findings, highest first, each as a head line, the summary and the fix; then the totals.

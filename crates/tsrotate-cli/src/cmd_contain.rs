@@ -216,10 +216,10 @@ async fn contain_key(
     // No scopes asked for: the token gets all of the client's, and a missing one degrades
     // (audit log) or is explained (device list) instead of failing the token exchange.
     let client = ApiSettings::configured(global, &[])?.require_client()?;
-    let state_dir = context::state_dir(global).ok();
+    let state_dir = context::trusted_state_dir(global).ok();
     let report = contain::investigate(
         &client,
-        state_dir.as_deref(),
+        state_dir.as_ref(),
         id,
         options.since,
         &options.expected,

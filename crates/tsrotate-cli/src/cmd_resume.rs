@@ -49,8 +49,21 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
     } else {
         let mut unfinished = Vec::new();
         for id in journal::list(&state_dir)? {
-            let records = match journal::read(&Journal::path_of(&state_dir, &id)) {
-                Ok(records) => records,
+            let path = Journal::path_of(&state_dir, &id);
+            let records = match journal::read_any(&path, dir.key()) {
+                Ok((records, journal::Seal::Intact)) => records,
+                // Never acted on; said when it may record an unfinished rotation.
+                Ok((records, journal::Seal::Broken { line, why })) => {
+                    if State::replay(&records).is_some_and(|s| !s.is_finished()) {
+                        let error = journal::Error::Unsealed { path, line, why };
+                        eprintln!(
+                            "warning: {}; skipped\nhint: {}",
+                            tsrotate::text::escape(&error.to_string()),
+                            tsrotate::text::escape(&tsrotate::rotate::session::unsealed_hint(&id))
+                        );
+                    }
+                    continue;
+                }
                 // Reported, not fatal: the other rotations still get finished.
                 Err(e) => {
                     eprintln!(
@@ -68,7 +81,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
     };
     if args.rotation_id.is_none() {
         // Containments are resumed by ID: they change devices, so each is named on purpose.
-        match tsrotate::contain::act::unfinished(&state_dir) {
+        match tsrotate::contain::act::unfinished(&dir) {
             Ok(containments) => {
                 for c in containments {
                     eprintln!(

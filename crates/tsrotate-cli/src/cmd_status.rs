@@ -49,13 +49,21 @@ pub(crate) async fn run(global: &GlobalArgs, _args: &Args) -> anyhow::Result<Exi
     let journals = state_dir.journals();
     // A containment journal that cannot be read must not hide the credentials: it is
     // reported, and counts as something to look at.
-    let (containments, unreadable) = match act::all(state_dir.path()) {
+    let (containments, mut unreadable) = match act::all(&state_dir) {
         Ok(all) => (all, false),
         Err(e) => {
             tracing::warn!("cannot read the containment journals: {e}");
             (Vec::new(), true)
         }
     };
+    // One whose seal does not verify is shown, never offered to resume or roll back.
+    for (containment, error) in act::unsealed(&state_dir).unwrap_or_default() {
+        tracing::warn!(
+            "containment {}: {error}; nothing is done from it: check its devices by hand, then move the journal out of the state directory",
+            containment.plan.containment_id
+        );
+        unreadable = true;
+    }
     let unfinished = containments.iter().filter(|c| !c.is_finished()).count();
     let credentials = settings::sink_logins();
     let rows = observe_all(

@@ -13,17 +13,51 @@ use crate::settings::env;
 /// The state directory: `--state-dir`, else `TSROTATE_STATE_DIR`, else
 /// `$XDG_STATE_HOME/tsrotate`, else `~/.local/state/tsrotate`; refused (exit 2) when anyone
 /// but the user running tsrotate can change it or what is in it, since its journals steer
-/// rotations.
+/// rotations. For commands that do not read journals (its audit log, its path).
 pub(crate) fn state_dir(global: &GlobalArgs) -> anyhow::Result<PathBuf> {
-    Ok(trusted_state_dir(global)?.path().to_owned())
+    let path = state_dir_path(global)?;
+    tsrotate::rotate::session::StateDir::check(&path).map_err(crate::rotation::admission_error)?;
+    Ok(path)
 }
 
-/// [`state_dir`], checked, for what the library's `rotate::session` takes.
+/// [`state_dir`], checked, with the key its journals are sealed with ([`journal_key`]), for
+/// what the library's `rotate::session` takes.
 pub(crate) fn trusted_state_dir(
     global: &GlobalArgs,
 ) -> anyhow::Result<tsrotate::rotate::session::StateDir> {
     let path = state_dir_path(global)?;
-    tsrotate::rotate::session::StateDir::open(&path).map_err(crate::rotation::admission_error)
+    tsrotate::rotate::session::StateDir::check(&path).map_err(crate::rotation::admission_error)?;
+    let key = journal_key(&path)?;
+    tsrotate::rotate::session::StateDir::open(&path, key).map_err(crate::rotation::admission_error)
+}
+
+/// The key that seals journals: from `TSROTATE_JOURNAL_KEY_FILE`, else
+/// `$XDG_CONFIG_HOME/tsrotate/journal.key`, else `~/.config/tsrotate/journal.key`, made on
+/// first need. Refused (exit 2), in words, when it is inside `state_dir`, not the user's, or
+/// open to others ([`tsrotate::journal::JournalKey::load_or_create`]).
+fn journal_key(state_dir: &std::path::Path) -> anyhow::Result<tsrotate::journal::JournalKey> {
+    let path = journal_key_path()?;
+    tsrotate::journal::JournalKey::load_or_create(&path, state_dir).map_err(|e| {
+        let hint = e.hint();
+        UserError::new(e.to_string()).hint(hint).into()
+    })
+}
+
+/// Where the journal key file is (see [`journal_key`]).
+pub(crate) fn journal_key_path() -> anyhow::Result<PathBuf> {
+    if let Some(file) = env::var(env::TSROTATE_JOURNAL_KEY_FILE) {
+        return Ok(PathBuf::from(file));
+    }
+    let config = env::var(env::XDG_CONFIG_HOME)
+        .map(PathBuf::from)
+        .or_else(|| env::var(env::HOME).map(|h| PathBuf::from(h).join(".config")));
+    match config {
+        Some(folder) => Ok(folder.join("tsrotate/journal.key")),
+        None => Err(UserError::new(
+            "no journal key file: set TSROTATE_JOURNAL_KEY_FILE, XDG_CONFIG_HOME or HOME",
+        )
+        .into()),
+    }
 }
 
 fn state_dir_path(global: &GlobalArgs) -> anyhow::Result<PathBuf> {

@@ -116,6 +116,7 @@ pub(crate) fn reopen(
                 .hint("list rotations with `ls $TSROTATE_STATE_DIR/rotations`")
                 .into()
         }
+        e @ session::Error::Journal(journal::Error::Unsealed { .. }) => admission_error(e),
         session::Error::Journal(e) => UserError::new(e.to_string()).into(),
         e => admission_error(e),
     })

@@ -17,6 +17,9 @@ pub(crate) mod env {
     pub(crate) const TAILSCALE_BASE_URL: &str = "TAILSCALE_BASE_URL";
     /// Where journals, locks and the audit log live.
     pub(crate) const TSROTATE_STATE_DIR: &str = "TSROTATE_STATE_DIR";
+    /// The file holding the key that seals journals (default
+    /// `$XDG_CONFIG_HOME/tsrotate/journal.key`); kept outside the state directory.
+    pub(crate) const TSROTATE_JOURNAL_KEY_FILE: &str = "TSROTATE_JOURNAL_KEY_FILE";
     /// A tracing filter overriding -v/-q.
     pub(crate) const TSROTATE_LOG: &str = "TSROTATE_LOG";
     /// Disables colour.

@@ -9,11 +9,14 @@
 //! - [`http`]: the minimal blocking HTTP/1.1 client behind [`emulator`], for loopback only.
 //! - [`oidc_issuer`]: a test OIDC issuer (discovery, JWKS, ES256 tokens) and a fake of GitHub
 //!   Actions' ID-token endpoint, for workload identity federation.
+//! - [`journal_seal`]: seal a journal that a test planted or edited with the test's journal
+//!   key, so that it reaches the check the test is about.
 //! - [`services`]: real `OpenBao` and moto servers from `PyPI`, on free loopback ports.
 
 pub mod emulator;
 pub mod github_fake;
 pub mod http;
+pub mod journal_seal;
 pub mod kubernetes_fake;
 pub mod oidc_issuer;
 pub mod openapi;

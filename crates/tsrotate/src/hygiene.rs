@@ -318,11 +318,12 @@ impl Rotations {
 
     /// Every rotation with a journal under `state_dir`. A state directory without journals
     /// (or without a `rotations/` folder) is no rotations, not an error; a journal that cannot
-    /// be read or replayed is [`RotationOutcome::Unreadable`].
-    pub fn read(state_dir: &Path) -> Result<Self, journal::Error> {
+    /// be read or replayed, or whose seal does not verify with `key`, is
+    /// [`RotationOutcome::Unreadable`].
+    pub fn read(state_dir: &Path, key: &journal::JournalKey) -> Result<Self, journal::Error> {
         let mut rotations = Self::new();
         for id in journal::list(state_dir)? {
-            let outcome = journal::read(&Journal::path_of(state_dir, &id))
+            let outcome = journal::read(&Journal::path_of(state_dir, &id), key)
                 .ok()
                 .and_then(|records| State::replay(&records))
                 .map_or(RotationOutcome::Unreadable, |state| match state.end {
@@ -1354,7 +1355,10 @@ mod tests {
     #[test]
     fn rotations_are_read_from_the_state_directory() {
         let dir = tempfile::tempdir().expect("tempdir");
-        assert_eq!(Rotations::read(dir.path()).expect("read"), Rotations::new());
+        assert_eq!(
+            Rotations::read(dir.path(), &journal::JournalKey::from_bytes([7; 32])).expect("read"),
+            Rotations::new()
+        );
         let journals = Journal::dir(dir.path());
         std::fs::create_dir_all(&journals).expect("mkdir");
         #[allow(
@@ -1369,7 +1373,8 @@ mod tests {
             .expect("write");
             std::fs::write(journals.join("notes.txt"), b"not a journal").expect("write");
         }
-        let rotations = Rotations::read(dir.path()).expect("read");
+        let rotations =
+            Rotations::read(dir.path(), &journal::JournalKey::from_bytes([7; 32])).expect("read");
         assert_eq!(
             rotations.get("r20261101000000dddddd"),
             Some(&RotationOutcome::Unreadable)

@@ -212,6 +212,8 @@ fn issue_11_4_a_journal_never_chooses_a_command() {
     for (what, text) in &tampered {
         assert_ne!(text, &original, "{what}: the fixture changed nothing");
         std::fs::write(&journal, text).unwrap();
+        // Sealed with the test's key: the journal reaches the check this test is about.
+        env.seal_journal(&journal);
         for given in [None, Some(verify.as_str())] {
             let mut cmd = env.cmd();
             cmd.arg("--config")
@@ -334,7 +336,7 @@ fn a_configuration_others_can_change_is_refused() {
 /// A rotation whose configured credential has a `verify` that fails until `ok` exists: it
 /// stops before revocation, leaving an unfinished journal. Returns (config, old key ID,
 /// rotation ID, journal path).
-fn unfinished_configured_rotation(
+pub(crate) fn unfinished_configured_rotation(
     env: &mut TestEnv,
     ok: &Path,
 ) -> (PathBuf, String, String, PathBuf) {
@@ -382,6 +384,8 @@ fn a_journal_cannot_make_resume_revoke_a_key_the_rotation_did_not_mint() {
         seq + 1
     ));
     std::fs::write(&journal, text).unwrap();
+    // Sealed with the test's key: the journal reaches the check this test is about.
+    env.seal_journal(&journal);
     std::fs::write(&ok, "").unwrap();
     let run = env.run(
         env.cmd()
@@ -436,6 +440,7 @@ fn rotate_due_never_writes_a_place_only_a_journal_names() {
         .lines()
         .map(|line| {
             let mut record: serde_json::Value = serde_json::from_str(line).unwrap();
+            record.as_object_mut().unwrap().remove("mac");
             for field in ["sink", "index"] {
                 if let Some(n) = record["event"][field].as_u64() {
                     record["event"][field] = serde_json::json!(n + 1);
@@ -450,6 +455,8 @@ fn rotate_due_never_writes_a_place_only_a_journal_names() {
         })
         .collect();
     std::fs::write(&journal, format!("{first}\n{}\n", rest.join("\n"))).unwrap();
+    // Sealed with the test's key: the journal reaches the check this test is about.
+    env.seal_journal(&journal);
     std::fs::write(&ok, "").unwrap();
     let before = std::fs::read_to_string(&loot).unwrap();
     let run = env

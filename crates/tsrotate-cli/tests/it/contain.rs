@@ -37,7 +37,7 @@ fn listed(stdout: &str, confidence: &str, hostname: &str) -> bool {
 
 /// Mints the fleet's key (reusable, `tag:server`), joins 20 devices ten days before the leak
 /// and 3 an hour ago (one advertising a route). Returns the key's ID and secret.
-fn fleet(env: &mut TestEnv, actor: &str) -> (String, String) {
+pub(crate) fn fleet(env: &mut TestEnv, actor: &str) -> (String, String) {
     let (id, secret) = env.mint_default();
     let _ = emulator::advance_clock(env.url(), 20 * 86_400);
     for i in 0..20 {
@@ -233,7 +233,7 @@ fn api(env: &TestEnv, method: &str, path: &str, body: Option<&Value>) -> Value {
     response.json()
 }
 
-fn devices(env: &TestEnv) -> Vec<Value> {
+pub(crate) fn devices(env: &TestEnv) -> Vec<Value> {
     api(env, "GET", "/api/v2/tailnet/-/devices?fields=all", None)["devices"]
         .as_array()
         .unwrap()

@@ -31,6 +31,7 @@ mod redact;
 mod rotate;
 mod scan;
 mod schedule;
+mod seal;
 mod sinks;
 mod support;
 mod trust;

@@ -17,6 +17,9 @@ pub struct TestEnv {
     /// Files the commands must not find in the work tree (scan reports, new tokens, outputs),
     /// private to this test: tests run in parallel.
     pub aside: TempDir,
+    /// Holds the journal key file (`TSROTATE_JOURNAL_KEY_FILE`): outside the state
+    /// directory, private to this test, never the developer's own.
+    pub keys: TempDir,
     canaries: Vec<String>,
 }
 
@@ -64,6 +67,7 @@ impl TestEnv {
             work: TempDir::new().unwrap(),
             state: TempDir::new().unwrap(),
             aside: TempDir::new().unwrap(),
+            keys: TempDir::new().unwrap(),
             canaries: Vec::new(),
         };
         let boot = env.emu.bootstrap().clone();
@@ -90,15 +94,39 @@ impl TestEnv {
                 cmd.env_remove(k);
             }
         }
-        // The developer's own ~/.config/tsrotate/config.toml must not reach the tests.
+        // The developer's own ~/.config/tsrotate/config.toml (and journal key) must not reach
+        // the tests.
         cmd.env("HOME", self.aside.path())
             .env_remove("XDG_CONFIG_HOME")
+            .env("TSROTATE_JOURNAL_KEY_FILE", self.journal_key_file())
             .env("TAILSCALE_BASE_URL", self.url())
             .env("TAILSCALE_API_KEY", &self.emu.bootstrap().api_key)
             .env("TSROTATE_STATE_DIR", self.state.path())
             .env("NO_COLOR", "1")
             .env_remove("RUST_BACKTRACE");
         cmd
+    }
+
+    /// The journal key file every command of this test uses (made by the first that needs
+    /// it).
+    pub fn journal_key_file(&self) -> PathBuf {
+        self.keys.path().join("journal.key")
+    }
+
+    /// Seal a journal this test planted or edited with the test's journal key, so that it
+    /// reaches the check the test is about (see `tsrotate_test_support::journal_seal`).
+    pub fn seal_journal(&self, journal: &Path) {
+        if !self.journal_key_file().exists() {
+            // Made here as tsrotate would make it: any 32 bytes will do for a test.
+            let key = "5e".repeat(32);
+            std::fs::write(self.journal_key_file(), key).unwrap();
+            std::fs::set_permissions(
+                self.journal_key_file(),
+                std::os::unix::fs::PermissionsExt::from_mode(0o600),
+            )
+            .unwrap();
+        }
+        tsrotate_test_support::journal_seal::reseal(journal, &self.journal_key_file());
     }
 
     /// `tsrotate` authenticated as the bootstrap OAuth client.
@@ -128,12 +156,18 @@ impl TestEnv {
 
     #[track_caller]
     pub fn assert_clean(&self, text: &str) {
-        for c in &self.canaries {
+        for c in self.canaries.iter().chain(&self.journal_key()) {
             assert!(
                 !text.contains(c.as_str()),
                 "a secret leaked into output:\n{text}"
             );
         }
+    }
+
+    /// The journal key as its file spells it, once made: a secret like the canaries.
+    fn journal_key(&self) -> Option<String> {
+        let text = std::fs::read_to_string(self.journal_key_file()).ok()?;
+        Some(text.trim().to_owned()).filter(|k| !k.is_empty())
     }
 
     /// Every file tsrotate wrote outside the target files (journal, audit log, locks) must
@@ -143,7 +177,7 @@ impl TestEnv {
         for path in walk(self.state.path()) {
             let bytes = std::fs::read(&path).unwrap();
             let text = String::from_utf8_lossy(&bytes);
-            for c in &self.canaries {
+            for c in self.canaries.iter().chain(&self.journal_key()) {
                 assert!(
                     !text.contains(c.as_str()),
                     "a secret leaked into {}",

@@ -25,7 +25,11 @@
 //!
 //! Admission is a rotation's: the state directory must be trusted ([`StateDir`]), a lock per
 //! key keeps two containments of one key apart, and no new containment of a key starts beside
-//! an unfinished one. Shared-in (external) devices are refused at every step: they belong to
+//! an unfinished one. Journals are sealed as a rotation's are ([`crate::journal::seal`]):
+//! `resume` and `rollback` act only on one whose seal verifies (a planted snapshot would
+//! otherwise choose which devices get authorized and which routes get enabled), and an
+//! unsealed one that says it is unfinished holds back new containments of its key until a
+//! person looks. Shared-in (external) devices are refused at every step: they belong to
 //! another tailnet.
 
 use std::path::{Path, PathBuf};
@@ -471,6 +475,9 @@ impl Error {
             Self::Forbidden { scope, .. } => Some(format!(
                 "give the credential the `{scope}` scope, then `tsrotate resume` finishes the containment"
             )),
+            Self::Journal(journal::Error::Unsealed { .. }) => Some(
+                "check by hand what its devices are now (`tsrotate contain KEY` shows them), then move the journal out of the state directory; if it is yours and was sealed with another journal key, run with that key (TSROTATE_JOURNAL_KEY_FILE)".to_owned(),
+            ),
             Self::Journal(_)
             | Self::Unknown(_)
             | Self::External(_)
@@ -484,7 +491,7 @@ impl Error {
     pub fn is_user_error(&self) -> bool {
         match self {
             Self::Session(e) => e.is_user_error(),
-            Self::Journal(_) => false,
+            Self::Journal(e) => e.is_unsealed(),
             _ => true,
         }
     }
@@ -603,20 +610,45 @@ pub fn list(state_dir: &Path) -> Result<Vec<String>, journal::Error> {
     Ok(ids)
 }
 
-/// Every containment as its journal tells it, oldest first.
-pub fn all(state_dir: &Path) -> Result<Vec<State>, journal::Error> {
+/// Every containment whose journal's seal verifies, as its journal tells it, oldest first
+/// ([`unsealed`] lists the others: never acted on).
+pub fn all(dir: &StateDir) -> Result<Vec<State>, journal::Error> {
     let mut found = Vec::new();
-    for id in list(state_dir)? {
-        let records = journal::read_as::<Step>(&path_of(state_dir, &id))?;
+    for id in list(dir.path())? {
+        let records = match journal::read_as::<Step>(&path_of(dir.path(), &id), dir.key()) {
+            Ok(records) => records,
+            Err(e) if e.is_unsealed() => continue,
+            Err(e) => return Err(e),
+        };
         found.extend(State::replay(&records));
     }
     Ok(found)
 }
 
-/// The containments not finished (neither finished nor rolled back), oldest first.
-pub fn unfinished(state_dir: &Path) -> Result<Vec<State>, journal::Error> {
-    let mut found = all(state_dir)?;
+/// The containments not finished (neither finished nor rolled back), oldest first. Only
+/// journals whose seal verifies; see [`unsealed`] for the others.
+pub fn unfinished(dir: &StateDir) -> Result<Vec<State>, journal::Error> {
+    let mut found = all(dir)?;
     found.retain(|s| !s.is_finished());
+    Ok(found)
+}
+
+/// The containment journals whose seal does not verify and that say they are unfinished,
+/// with what they say and why they are not believed: shown, never acted on.
+pub fn unsealed(dir: &StateDir) -> Result<Vec<(State, journal::Error)>, journal::Error> {
+    let mut found = Vec::new();
+    for id in list(dir.path())? {
+        let path = path_of(dir.path(), &id);
+        // Unreadable: `resume` or `rollback` of it says so.
+        let Ok((records, seal)) = journal::read_any::<Step>(&path, dir.key()) else {
+            continue;
+        };
+        if let journal::Seal::Broken { line, why } = seal
+            && let Some(state) = State::replay(&records).filter(|s| !s.is_finished())
+        {
+            found.push((state, journal::Error::Unsealed { path, line, why }));
+        }
+    }
     Ok(found)
 }
 
@@ -629,7 +661,13 @@ impl Containment {
             return Err(Error::External(external.node_id.clone()));
         }
         let held = lock(dir, &plan.key_id)?;
-        if let Some(other) = unfinished(dir.path())?
+        if let Some((_, error)) = unsealed(dir)?
+            .into_iter()
+            .find(|(s, _)| s.plan.key_id == plan.key_id)
+        {
+            return Err(Error::Journal(error));
+        }
+        if let Some(other) = unfinished(dir)?
             .into_iter()
             .find(|s| s.plan.key_id == plan.key_id)
         {
@@ -641,8 +679,8 @@ impl Containment {
         let id = plan.containment_id.clone();
         let user = plan.user.clone();
         let first = Step::Planned(Box::new(plan));
-        let journal = Journal::create_in(&self::dir(dir.path()), &id, first.clone())?;
-        let records = journal::read_as::<Step>(journal.path())?;
+        let journal = Journal::create_in(&self::dir(dir.path()), dir.key(), &id, first.clone())?;
+        let records = journal::read_as::<Step>(journal.path(), dir.key())?;
         let state = State::replay(&records).ok_or_else(|| Error::Unknown(id.clone()))?;
         let mut containment = Self {
             _lock: held,
@@ -663,10 +701,10 @@ impl Containment {
             return Err(Error::Unknown(id.to_owned()));
         }
         let path = path_of(dir.path(), id);
-        let before = State::replay(&journal::read_as::<Step>(&path)?)
+        let before = State::replay(&journal::read_as::<Step>(&path, dir.key())?)
             .ok_or_else(|| Error::Unknown(id.to_owned()))?;
         let held = lock(dir, &before.plan.key_id)?;
-        let (journal, records) = Journal::<Step>::open_at(&path)?;
+        let (journal, records) = Journal::<Step>::open_at(&path, dir.key())?;
         let state = State::replay(&records).ok_or_else(|| Error::Unknown(id.to_owned()))?;
         if let Some(external) = state.plan.devices.iter().find(|d| d.is_external) {
             return Err(Error::External(external.node_id.clone()));
@@ -1190,7 +1228,8 @@ mod tests {
     #[test]
     fn replay_tracks_each_device_and_a_crash_leaves_an_intent() {
         let dir = tempfile::tempdir().unwrap();
-        let state_dir = StateDir::open(dir.path()).unwrap();
+        let state_dir =
+            StateDir::open(dir.path(), crate::journal::JournalKey::from_bytes([7; 32])).unwrap();
         let mut c = Containment::begin(
             &state_dir,
             plan(vec![device("nA", true), device("nB", true)]),
@@ -1226,7 +1265,7 @@ mod tests {
         );
         assert!(!c.state().is_finished());
         assert_eq!(
-            unfinished(dir.path()).unwrap()[0].plan.containment_id,
+            unfinished(&state_dir).unwrap()[0].plan.containment_id,
             "c20300101000000abcdef"
         );
     }
@@ -1234,7 +1273,8 @@ mod tests {
     #[test]
     fn a_plan_with_a_shared_in_device_is_refused_and_ids_never_walk_paths() {
         let dir = tempfile::tempdir().unwrap();
-        let state_dir = StateDir::open(dir.path()).unwrap();
+        let state_dir =
+            StateDir::open(dir.path(), crate::journal::JournalKey::from_bytes([7; 32])).unwrap();
         let mut shared = device("nShared", true);
         shared.is_external = true;
         assert!(matches!(
@@ -1249,7 +1289,9 @@ mod tests {
             std::fs::Permissions::from_mode(0o777),
         )
         .unwrap();
-        assert!(StateDir::open(dir.path()).is_err());
+        assert!(
+            StateDir::open(dir.path(), crate::journal::JournalKey::from_bytes([7; 32])).is_err()
+        );
         assert!(!exists(dir.path(), "r2030"));
         assert!(new_id(time::OffsetDateTime::now_utc()).starts_with('c'));
     }

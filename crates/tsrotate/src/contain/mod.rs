@@ -23,7 +23,6 @@
 pub mod act;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::path::Path;
 
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -130,14 +129,20 @@ impl KeyFacts {
 }
 
 /// The key's API record as a rotation journal kept it (the old key of a rotation, or a key
-/// it minted), newest journal first; `None` if no journal has it.
+/// it minted), newest journal first; `None` if no journal has it. Only journals whose seal
+/// verifies count: a planted one would choose which devices look like the key's.
 pub fn key_from_journals(
-    state_dir: &Path,
+    dir: &crate::rotate::session::StateDir,
     id: &KeyId,
 ) -> Result<Option<(Key, String)>, journal::Error> {
     let mut found: Option<(Key, String, OffsetDateTime)> = None;
-    for rotation in journal::list(state_dir)? {
-        let records = journal::read(&journal::Journal::path_of(state_dir, &rotation))?;
+    for rotation in journal::list(dir.path())? {
+        let records =
+            match journal::read(&journal::Journal::path_of(dir.path(), &rotation), dir.key()) {
+                Ok(records) => records,
+                Err(e) if e.is_unsealed() => continue,
+                Err(e) => return Err(e),
+            };
         for record in records {
             let key = match record.event {
                 journal::Event::Started(started) if started.old.key_id == *id => {
@@ -558,7 +563,7 @@ pub struct Report {
 /// the analysis (and says so in [`Report::notes`]); a 403 on the device list is an error.
 pub async fn investigate(
     client: &crate::api::Client,
-    state_dir: Option<&Path>,
+    state_dir: Option<&crate::rotate::session::StateDir>,
     id: &KeyId,
     since: Option<Since>,
     expected: &Expected,

@@ -10,12 +10,17 @@
 //! listed afresh for every question (new journals are found), a journal's `started` record
 //! never changes once the journal exists (it appears with it, see [`super::Journal::create`]),
 //! and a journal that could matter is re-read when its length differs from what was read.
+//!
+//! Only journals whose seal verifies ([`super::seal`]) answer questions. One that does not is
+//! [`Damaged`] like an unreadable one: shown, never consulted, and, unless what it says is a
+//! rotation that ended, it holds back new rotations of its key and credential until a person
+//! settles it (`abandon`).
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::{Error, Event, Journal, Record, list, read};
+use super::{Error, Event, Journal, JournalKey, Record, Seal, list, read_any};
 use crate::api::Key;
 use crate::key::KeyId;
 
@@ -23,6 +28,7 @@ use crate::key::KeyId;
 #[derive(Debug)]
 pub struct Index {
     state_dir: PathBuf,
+    key: JournalKey,
     cache: Mutex<HashMap<String, Cached>>,
     /// Journals already reported as unreadable: said once per run, not once per question.
     reported: Mutex<HashSet<String>>,
@@ -43,6 +49,8 @@ pub struct Damaged {
     pub credential: Option<String>,
     /// The key it replaces, when its first record can be read.
     pub old_key: Option<KeyId>,
+    /// It reads, but its seal does not verify (the error says how).
+    pub unsealed: bool,
 }
 
 /// The records of one journal as last read, and the file's length and modification time then.
@@ -50,6 +58,9 @@ pub struct Damaged {
 struct Cached {
     version: Version,
     records: Arc<[Record]>,
+    seal: Seal,
+    /// The error an unsealed journal is reported with.
+    unsealed: Option<String>,
 }
 
 impl Cached {
@@ -83,9 +94,10 @@ pub type Rotation = (String, Arc<[Record]>);
 impl Index {
     /// An index of the journals under `state_dir`; nothing is read until asked.
     #[must_use]
-    pub fn new(state_dir: &Path) -> Self {
+    pub fn new(state_dir: &Path, key: &JournalKey) -> Self {
         Self {
             state_dir: state_dir.to_owned(),
+            key: key.clone(),
             cache: Mutex::new(HashMap::new()),
             reported: Mutex::new(HashSet::new()),
             damaged: Mutex::new(HashMap::new()),
@@ -172,11 +184,12 @@ impl Index {
             let path = Journal::path_of(&self.state_dir, &id);
             let fresh = match cache.get(&id) {
                 None => true,
-                Some(cached) if !may_concern(cached) => continue,
+                // An unsealed journal is looked at every time: it is damage to report.
+                Some(cached) if cached.seal == Seal::Intact && !may_concern(cached) => continue,
                 Some(cached) => version_of(&path).map_or(true, |v| v != cached.version),
             };
             if fresh {
-                let cached = match read_versioned(&path) {
+                let cached = match read_versioned(&path, &self.key) {
                     Ok(cached) => cached,
                     Err(e) => {
                         cache.remove(&id);
@@ -191,6 +204,7 @@ impl Index {
                                     error: e.to_string(),
                                     credential: started.as_ref().and_then(|s| s.credential.clone()),
                                     old_key: started.map(|s| s.old.key_id),
+                                    unsealed: false,
                                 },
                             );
                         }
@@ -200,6 +214,28 @@ impl Index {
                 cache.insert(id.clone(), cached);
             }
             let cached = &cache[&id];
+            if let Some(error) = &cached.unsealed {
+                // What it says is not to be believed, except to hold its key back: a rotation
+                // it records may be real (written with a key since lost, or by an older
+                // tsrotate) and unfinished. One that says it ended holds nothing back: if it
+                // is true, nothing is pending; if not, whoever wrote it could as well have
+                // removed the journal.
+                if !cached.finished() {
+                    self.report_unsealed(&id, error);
+                    let started = cached.started();
+                    damaged.insert(
+                        id.clone(),
+                        Damaged {
+                            rotation_id: id.clone(),
+                            error: error.clone(),
+                            credential: started.credential.clone(),
+                            old_key: Some(started.old.key_id.clone()),
+                            unsealed: true,
+                        },
+                    );
+                }
+                continue;
+            }
             if may_concern(cached) {
                 out.push((id, Arc::clone(&cached.records)));
             }
@@ -224,6 +260,31 @@ impl Index {
             .collect();
         found.sort_by(|a, b| a.rotation_id.cmp(&b.rotation_id));
         found
+    }
+
+    fn report_unsealed(&self, id: &str, error: &str) {
+        let mut reported = self.reported.lock().unwrap_or_else(PoisonError::into_inner);
+        if reported.insert(id.to_owned()) {
+            tracing::warn!(
+                "{error}; nothing is done from it (check its keys by hand, then `tsrotate abandon {id}`)"
+            );
+        }
+    }
+
+    /// Every journal whose seal does not verify, with what it says, oldest first: for
+    /// showing, never for acting on.
+    pub fn unsealed(&self) -> Result<Vec<(Rotation, String)>, Error> {
+        self.select(|_| false)?;
+        let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut found: Vec<_> = cache
+            .iter()
+            .filter_map(|(id, c)| {
+                let error = c.unsealed.clone()?;
+                Some(((id.clone(), Arc::clone(&c.records)), error))
+            })
+            .collect();
+        found.sort_by(|a, b| a.0.0.cmp(&b.0.0));
+        Ok(found)
     }
 
     fn report(&self, id: &str, error: &Error) {
@@ -271,12 +332,25 @@ fn version_of(path: &Path) -> Result<Version, Error> {
 /// A journal's records with the [`Version`] they were read at. The version is taken first: if
 /// the journal changes while it is read, the next question sees another version and reads
 /// again.
-fn read_versioned(path: &Path) -> Result<Cached, Error> {
+fn read_versioned(path: &Path, key: &JournalKey) -> Result<Cached, Error> {
     let version = version_of(path)?;
-    let records = read(path)?;
+    let (records, seal) = read_any(path, key)?;
+    let unsealed = match seal {
+        Seal::Intact => None,
+        Seal::Broken { line, why } => Some(
+            Error::Unsealed {
+                path: path.to_owned(),
+                line,
+                why,
+            }
+            .to_string(),
+        ),
+    };
     Ok(Cached {
         version,
         records: records.into(),
+        seal,
+        unsealed,
     })
 }
 
@@ -284,6 +358,10 @@ fn read_versioned(path: &Path) -> Result<Cached, Error> {
 mod tests {
     use super::*;
     use crate::journal::{AuthKeyTemplate, OldKey, Started, Template};
+
+    fn key() -> JournalKey {
+        JournalKey::from_bytes([7; 32])
+    }
 
     fn started(rotation_id: &str, credential: Option<&str>, old: &str) -> Started {
         Started {
@@ -322,14 +400,24 @@ mod tests {
     #[test]
     fn finds_a_credentials_rotations_and_sees_what_others_append_later() {
         let dir = tempfile::tempdir().unwrap();
-        let index = Index::new(dir.path());
-        Journal::create(dir.path(), started("20261101-a", Some("ci"), "kOLD1CNTRL")).unwrap();
-        Journal::create(dir.path(), started("20261102-b", Some("web"), "kOLD2CNTRL")).unwrap();
+        let index = Index::new(dir.path(), &key());
+        Journal::create(
+            dir.path(),
+            &key(),
+            started("20261101-a", Some("ci"), "kOLD1CNTRL"),
+        )
+        .unwrap();
+        Journal::create(
+            dir.path(),
+            &key(),
+            started("20261102-b", Some("web"), "kOLD2CNTRL"),
+        )
+        .unwrap();
         assert_eq!(ids(&index.of_credential("ci").unwrap()), ["20261101-a"]);
         assert_eq!(index.last_done_for("ci").unwrap(), None);
 
         // Another runner (a second Index over the same folder) finishes `a` and starts `c`.
-        let (mut a, _) = Journal::open(dir.path(), "20261101-a").unwrap();
+        let (mut a, _) = Journal::open(dir.path(), &key(), "20261101-a").unwrap();
         let new: KeyId = "kNEW1CNTRL".parse().unwrap();
         a.append(Event::Minted {
             attempt: 1,
@@ -342,7 +430,12 @@ mod tests {
             key_id: new.clone(),
         })
         .unwrap();
-        Journal::create(dir.path(), started("20261103-c", Some("ci"), "kNEW1CNTRL")).unwrap();
+        Journal::create(
+            dir.path(),
+            &key(),
+            started("20261103-c", Some("ci"), "kNEW1CNTRL"),
+        )
+        .unwrap();
 
         assert_eq!(
             ids(&index.of_credential("ci").unwrap()),
@@ -359,8 +452,13 @@ mod tests {
     #[test]
     fn a_damaged_journal_is_told_by_its_first_record() {
         let dir = tempfile::tempdir().unwrap();
-        let index = Index::new(dir.path());
-        Journal::create(dir.path(), started("20261101-a", Some("ci"), "kOLD1CNTRL")).unwrap();
+        let index = Index::new(dir.path(), &key());
+        Journal::create(
+            dir.path(),
+            &key(),
+            started("20261101-a", Some("ci"), "kOLD1CNTRL"),
+        )
+        .unwrap();
         let path = Journal::path_of(dir.path(), "20261101-a");
         let mut text = std::fs::read_to_string(&path).unwrap();
         text.push_str("garbage\n{\"v\":1}\n");
@@ -382,7 +480,12 @@ mod tests {
     #[test]
     fn a_damaged_journal_is_skipped_not_fatal() {
         let dir = tempfile::tempdir().unwrap();
-        Journal::create(dir.path(), started("20261101-a", Some("ci"), "kOLD1CNTRL")).unwrap();
+        Journal::create(
+            dir.path(),
+            &key(),
+            started("20261101-a", Some("ci"), "kOLD1CNTRL"),
+        )
+        .unwrap();
         #[allow(
             clippy::disallowed_methods,
             reason = "a test fixture, not a consumer's file"
@@ -394,7 +497,86 @@ mod tests {
             )
             .unwrap();
         }
-        let index = Index::new(dir.path());
+        let index = Index::new(dir.path(), &key());
         assert_eq!(ids(&index.of_credential("ci").unwrap()), ["20261101-a"]);
+    }
+}
+
+#[cfg(test)]
+mod seal_tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use super::*;
+    use crate::journal::{AuthKeyTemplate, OldKey, Started, Template};
+
+    fn started(rotation_id: &str, old: &str) -> Started {
+        Started {
+            rotation_id: rotation_id.into(),
+            tailnet: "-".into(),
+            user: "test".into(),
+            credential: Some("ci".into()),
+            old: OldKey {
+                key_id: old.parse().unwrap(),
+                kind: "auth-key".into(),
+                fingerprint: None,
+                metadata: None,
+            },
+            template: Template::AuthKey(AuthKeyTemplate {
+                reusable: true,
+                ephemeral: false,
+                preauthorized: true,
+                tags: Vec::new(),
+                expiry_seconds: None,
+                description: None,
+            }),
+            roots: Vec::new(),
+            resolved_roots: Vec::new(),
+            sinks: Vec::new(),
+            revoke_first: false,
+            verify_cmd: None,
+            credential_verify: Vec::new(),
+            not_updated: Vec::new(),
+        }
+    }
+
+    /// A journal written with another key answers no question; unfinished, it holds its key
+    /// and credential back; once settled, it does not.
+    #[test]
+    fn a_journal_sealed_with_another_key_is_never_consulted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mine = JournalKey::from_bytes([1; 32]);
+        let theirs = JournalKey::from_bytes([2; 32]);
+        let mut planted = Journal::create(
+            dir.path(),
+            &theirs,
+            started("r20261101000000a", "kOLD1CNTRL"),
+        )
+        .unwrap();
+        let new: KeyId = "kNEW1CNTRL".parse().unwrap();
+        planted
+            .append(Event::Done {
+                key_id: new.clone(),
+            })
+            .unwrap();
+        Journal::create(
+            dir.path(),
+            &theirs,
+            started("r20261102000000b", "kOLD2CNTRL"),
+        )
+        .unwrap();
+        let index = Index::new(dir.path(), &mine);
+        assert!(index.of_credential("ci").unwrap().is_empty());
+        assert_eq!(index.last_done_for("ci").unwrap(), None);
+        let old2: KeyId = "kOLD2CNTRL".parse().unwrap();
+        let held = index.damaged_for(Some("ci"), Some(&old2));
+        assert_eq!(held.len(), 1, "only the unfinished one holds back");
+        assert!(held[0].unsealed && held[0].rotation_id == "r20261102000000b");
+        assert_eq!(index.unsealed().unwrap().len(), 2, "both are shown");
+        // Settled by a person: it no longer holds back, and still answers nothing.
+        let path = Journal::path_of(dir.path(), "r20261102000000b");
+        let (mut journal, _, _) = Journal::<Event>::open_to_settle(&path, &mine).unwrap();
+        journal.append(Event::Abandoned { by: "t".into() }).unwrap();
+        assert!(index.of_key(&old2).unwrap().is_empty());
+        assert!(index.damaged_for(Some("ci"), Some(&old2)).is_empty());
     }
 }

@@ -6,7 +6,10 @@
 //! 1. **The state directory is trusted only if no one else can change it** ([`StateDir`]):
 //!    owned by the user running tsrotate and writable by no one else, and so are the
 //!    folders and files in it. Journals say which places to write and which keys to revoke;
-//!    one written by someone else would steer a rotation.
+//!    one written by someone else would steer a rotation. And since anything running as the
+//!    same user (or whatever restores the folder from a cache) can still put files there,
+//!    **a journal is acted on only if its seal verifies** with the journal key the
+//!    [`StateDir`] is opened with ([`crate::journal::seal`]).
 //! 2. **One rotation of a key at a time**: a per-key lock for as long as a [`Session`] (or an
 //!    [`Admission`]) lives; and one scheduled run per managed credential
 //!    ([`CredentialLock`]).
@@ -25,7 +28,7 @@ use std::path::{Path, PathBuf};
 use crate::audit::AuditLog;
 use crate::config::Config;
 use crate::fs::{Fail, FileLock};
-use crate::journal::{self, Event, Journal, SinkPlan, Started};
+use crate::journal::{self, Event, Journal, JournalKey, SinkPlan, Started};
 use crate::key::KeyId;
 
 use super::engine::Recorder;
@@ -92,6 +95,20 @@ pub enum Error {
         /// What to do.
         hint: String,
     },
+    /// A journal that may record an unfinished rotation of the key is not sealed with this
+    /// journal key: what it says is not believed, and nothing else of its key is begun
+    /// until a person settles it.
+    #[error(
+        "{error}; tsrotate does nothing from it, and no new rotation of {about} begins beside it"
+    )]
+    Unsealed {
+        /// The rotation.
+        rotation_id: String,
+        /// What it concerns (`key k…`, `credential web`).
+        about: String,
+        /// How its seal fails, in words.
+        error: String,
+    },
     /// A journal holds no records.
     #[error("the journal of rotation {0} is empty")]
     Empty(String),
@@ -109,6 +126,14 @@ fn unfinished_message(key_id: &KeyId, rotation_id: &str, old: &KeyId) -> String 
     } else {
         format!("rotation {rotation_id} of key {old}, which minted {key_id}, is not finished")
     }
+}
+
+/// What to do about a journal whose seal does not verify.
+#[must_use]
+pub fn unsealed_hint(rotation_id: &str) -> String {
+    format!(
+        "check by hand which of its keys are live and which places hold them (`tsrotate inspect KEY_ID`), then settle it with `tsrotate abandon {rotation_id}`; if it is yours and was sealed with another journal key, run with that key (TSROTATE_JOURNAL_KEY_FILE)"
+    )
 }
 
 impl Error {
@@ -132,6 +157,12 @@ impl Error {
                 "the rotation may be unfinished: repair the journal, or move it out of the state directory once you know its keys are in order".to_owned(),
             ),
             Self::NotAuthorized { hint, .. } => Some(hint.clone()),
+            Self::Unsealed { rotation_id, .. } => Some(unsealed_hint(rotation_id)),
+            Self::Journal(journal::Error::Unsealed { path, .. }) => Some(unsealed_hint(
+                &path
+                    .file_stem()
+                    .map_or_else(|| "ID".into(), |s| s.to_string_lossy()),
+            )),
             Self::Empty(_) | Self::Fs(_) | Self::Journal(_) => None,
         }
     }
@@ -147,7 +178,10 @@ impl Error {
             | Self::Unfinished { .. }
             | Self::Damaged { .. }
             | Self::NotAuthorized { .. }
-            | Self::Journal(journal::Error::UnknownRotation(_)) => true,
+            | Self::Unsealed { .. }
+            | Self::Journal(journal::Error::UnknownRotation(_) | journal::Error::Unsealed { .. }) => {
+                true
+            }
             Self::Empty(_) | Self::Fs(_) | Self::Journal(_) => false,
         }
     }
@@ -298,23 +332,33 @@ fn me() -> u32 {
 #[derive(Debug, Clone)]
 pub struct StateDir {
     path: PathBuf,
+    key: JournalKey,
 }
 
 impl StateDir {
     /// Check a state directory: it, its `rotations`, `containments` and `locks` folders and
     /// every file in them, and the audit log, must be owned by this user and writable by no one
-    /// else. A directory that does not exist yet is fine: tsrotate creates it private.
+    /// else. A directory that does not exist yet is fine: tsrotate creates it private. Its
+    /// journals are sealed and verified with `key`, which must be kept outside it.
     ///
     /// Each check is made on what was opened, not on a path looked up again: the directory is
     /// opened once (a symbolic link to it is followed, and the folder holding the link must be
     /// one that no one else can change), judged with `fstat`, and what is in it is looked at
     /// relative to that handle without following any link.
-    pub fn open(path: &Path) -> Result<Self, Error> {
+    pub fn open(path: &Path, key: JournalKey) -> Result<Self, Error> {
+        Self::check(path)?;
+        Ok(Self {
+            path: path.to_owned(),
+            key,
+        })
+    }
+
+    /// [`StateDir::open`]'s checks alone, for what uses the state directory without its
+    /// journals (the audit log of `revoke`).
+    pub fn check(path: &Path) -> Result<(), Error> {
         let me = me();
         let Some(top) = open_top_dir(path, me)? else {
-            return Ok(Self {
-                path: path.to_owned(),
-            });
+            return Ok(());
         };
         for folder in [
             Journal::dir(path),
@@ -336,9 +380,13 @@ impl StateDir {
             }
         }
         open_child(path, &top, &AuditLog::path_in(path), Entry::File, me)?;
-        Ok(Self {
-            path: path.to_owned(),
-        })
+        Ok(())
+    }
+
+    /// The key its journals are sealed with.
+    #[must_use]
+    pub fn key(&self) -> &JournalKey {
+        &self.key
     }
 
     /// Where it is.
@@ -350,7 +398,7 @@ impl StateDir {
     /// Its journals.
     #[must_use]
     pub fn journals(&self) -> journal::Index {
-        journal::Index::new(&self.path)
+        journal::Index::new(&self.path, &self.key)
     }
 }
 
@@ -778,6 +826,13 @@ impl Admission {
                 (Some(c), None) => Some(format!("credential `{c}`")),
                 (None, None) => None,
             };
+            if damaged.unsealed {
+                return Err(Error::Unsealed {
+                    rotation_id: damaged.rotation_id.clone(),
+                    about: about.unwrap_or_else(|| format!("key {key_id}")),
+                    error: damaged.error.clone(),
+                });
+            }
             return Err(Error::Damaged {
                 rotation_id: damaged.rotation_id.clone(),
                 about,
@@ -797,11 +852,11 @@ impl Admission {
         };
         let rotation_id = started.rotation_id.clone();
         let user = started.user.clone();
-        let journal = Journal::create(&self.dir.path, started.clone())
+        let journal = Journal::create(&self.dir.path, &self.dir.key, started.clone())
             .map_err(journal_in_state_dir(&self.dir.path))?;
-        let records = journal::read(journal.path())?;
+        let records = journal::read(journal.path(), &self.dir.key)?;
         let state = State::replay(&records).ok_or_else(|| Error::Empty(rotation_id.clone()))?;
-        let mut session = Session::recording(&self.dir, lock, journal, &user, state);
+        let mut session = Session::recording(&self.dir, lock, journal, &user, state, true);
         session.audit_only(&Event::Started(Box::new(started)));
         Ok(session)
     }
@@ -835,6 +890,7 @@ pub struct Session {
     user: String,
     rotation_id: String,
     state: State,
+    sealed: bool,
 }
 
 impl std::fmt::Debug for Session {
@@ -853,6 +909,7 @@ impl Session {
         journal: Journal,
         user: &str,
         state: State,
+        sealed: bool,
     ) -> Self {
         // The journal is what recovery relies on; an audit log that cannot be opened is
         // reported and the rotation goes on.
@@ -871,6 +928,7 @@ impl Session {
             user: user.to_owned(),
             rotation_id: state.rotation_id().to_owned(),
             state,
+            sealed,
         }
     }
 
@@ -888,15 +946,37 @@ impl Session {
             return Err(journal::Error::UnknownRotation(rotation_id.to_owned()).into());
         }
         let empty = || Error::Empty(rotation_id.to_owned());
-        let before = State::replay(&journal::read(&path)?).ok_or_else(empty)?;
+        // Only settling (`abandon`) opens a journal whose seal does not verify: it runs
+        // nothing and believes nothing the journal says but its keys' IDs, to look them up.
+        let settle = authority.purpose == Purpose::Settle;
+        let read = |path: &Path| {
+            if settle {
+                journal::read_any(path, &dir.key).map(|(records, _)| records)
+            } else {
+                journal::read(path, &dir.key)
+            }
+        };
+        let before = State::replay(&read(&path)?).ok_or_else(empty)?;
         let lock = lock_key(dir, before.old_key_id())?;
-        let (journal, records) =
-            Journal::open(&dir.path, rotation_id).map_err(journal_in_state_dir(&dir.path))?;
+        let (journal, records, seal) = if settle {
+            Journal::open_to_settle(&path, &dir.key).map_err(journal_in_state_dir(&dir.path))?
+        } else {
+            let (journal, records) =
+                Journal::open_at(&path, &dir.key).map_err(journal_in_state_dir(&dir.path))?;
+            (journal, records, journal::Seal::Intact)
+        };
         let state = State::replay(&records).ok_or_else(empty)?;
         if !state.is_finished() {
             authority.allows(&state.started, &state.sinks)?;
         }
-        Ok(Self::recording(dir, lock, journal, user, state))
+        let sealed = seal == journal::Seal::Intact;
+        Ok(Self::recording(dir, lock, journal, user, state, sealed))
+    }
+
+    /// Whether its journal's seal verifies (always, except when opened to settle it).
+    #[must_use]
+    pub fn sealed(&self) -> bool {
+        self.sealed
     }
 
     /// The rotation as journaled.
@@ -1066,14 +1146,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
         assert!(
-            StateDir::open(&state).is_ok(),
+            StateDir::open(&state, JournalKey::from_bytes([7; 32])).is_ok(),
             "absent: created private later"
         );
         std::fs::create_dir_all(state.join("rotations")).unwrap();
-        assert!(StateDir::open(&state).is_ok());
+        assert!(StateDir::open(&state, JournalKey::from_bytes([7; 32])).is_ok());
         for (path, mode) in [(state.clone(), 0o770), (state.join("rotations"), 0o757)] {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-            let error = StateDir::open(&state).unwrap_err();
+            let error = StateDir::open(&state, JournalKey::from_bytes([7; 32])).unwrap_err();
             assert!(
                 matches!(
                     &error,
@@ -1090,7 +1170,7 @@ mod tests {
         let journal = state.join("rotations/r1.jsonl");
         std::os::unix::fs::symlink("/etc/passwd", &journal).unwrap();
         assert!(matches!(
-            StateDir::open(&state),
+            StateDir::open(&state, JournalKey::from_bytes([7; 32])),
             Err(Error::Untrusted {
                 problem: Untrusted::Kind { .. },
                 ..
@@ -1124,7 +1204,7 @@ mod tests {
         std::fs::create_dir_all(&state).unwrap();
         std::fs::create_dir_all(&elsewhere).unwrap();
         std::os::unix::fs::symlink(&elsewhere, state.join("rotations")).unwrap();
-        let error = StateDir::open(&state).unwrap_err();
+        let error = StateDir::open(&state, JournalKey::from_bytes([7; 32])).unwrap_err();
         assert!(
             matches!(
                 &error,
@@ -1160,22 +1240,25 @@ mod tests {
         std::os::unix::fs::symlink(&config, &config_link).unwrap();
 
         mode(&links, 0o755);
-        assert!(StateDir::open(&state_link).is_ok());
+        assert!(StateDir::open(&state_link, JournalKey::from_bytes([7; 32])).is_ok());
         assert_eq!(read_configuration(&config_link).unwrap(), "# empty\n");
 
         mode(&links, 0o777);
-        assert!(is_link_folder(&StateDir::open(&state_link)));
+        assert!(is_link_folder(&StateDir::open(
+            &state_link,
+            JournalKey::from_bytes([7; 32])
+        )));
         let refused = read_configuration(&config_link);
         assert!(is_link_folder(&refused));
         let error = refused.unwrap_err();
         assert!(error.is_user_error() && error.to_string().contains("symbolic link"));
         // Not the link's target: it is in order.
-        assert!(StateDir::open(&state).is_ok());
+        assert!(StateDir::open(&state, JournalKey::from_bytes([7; 32])).is_ok());
         assert!(read_configuration(&config).is_ok());
 
         // Sticky, like /tmp: others may not replace our link there.
         mode(&links, 0o1777);
-        assert!(StateDir::open(&state_link).is_ok());
+        assert!(StateDir::open(&state_link, JournalKey::from_bytes([7; 32])).is_ok());
         assert!(read_configuration(&config_link).is_ok());
         mode(&links, 0o755);
     }

@@ -401,7 +401,12 @@ mod tests {
             credential_verify: Vec::new(),
             not_updated: Vec::new(),
         };
-        Journal::create(state_dir, started).unwrap();
+        Journal::create(
+            state_dir,
+            &journal::JournalKey::from_bytes([7; 32]),
+            started,
+        )
+        .unwrap();
     }
 
     /// The second observation under the lock asks the API again exactly when the places or
@@ -430,7 +435,7 @@ mod tests {
         .unwrap();
         let creds = crate::sink::Logins::default();
         let state_dir = dir.path().join("state");
-        let journals = journal::Index::new(&state_dir);
+        let journals = journal::Index::new(&state_dir, &journal::JournalKey::from_bytes([7; 32]));
         let _ = emulator::advance_clock(emu.url(), 80 * 86_400);
 
         let (earlier, _) = observe(&client, credential, &creds, &journals, None).await;

@@ -148,7 +148,7 @@ async fn issue_11_a_parent_folder_swapped_for_a_link_after_the_plan_gets_no_key(
     .await
     .unwrap();
     assert_eq!(plan.files.len(), 1);
-    let dir = StateDir::open(state_dir.path()).unwrap();
+    let dir = StateDir::open(state_dir.path(), tsrotate::journal::JournalKey::generate()).unwrap();
     let mut session = Admission::check(&dir, &old_id, None, Lock::Take)
         .unwrap()
         .begin(plan.started.clone())
@@ -231,7 +231,7 @@ async fn issue_11_rollback_undoes_the_places_written_and_revokes_the_minted_key(
     )
     .await
     .unwrap();
-    let dir = StateDir::open(state_dir.path()).unwrap();
+    let dir = StateDir::open(state_dir.path(), tsrotate::journal::JournalKey::generate()).unwrap();
     let mut session = Admission::check(&dir, &old_id, None, Lock::Take)
         .unwrap()
         .begin(plan.started.clone())
@@ -305,7 +305,7 @@ async fn issue_11_a_configured_place_whose_folder_became_a_link_gets_no_key() {
         tsrotate::journal::SinkPlan::Configured { resolved: Some(path), .. }
             if path == &fs::canonicalize(tree.path().join("app")).unwrap().join(".env")
     ));
-    let dir = StateDir::open(state_dir.path()).unwrap();
+    let dir = StateDir::open(state_dir.path(), tsrotate::journal::JournalKey::generate()).unwrap();
     let mut session = Admission::check(&dir, &old_id, None, Lock::Take)
         .unwrap()
         .begin(plan.started.clone())
