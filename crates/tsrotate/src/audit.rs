@@ -1,12 +1,12 @@
 //! The audit log: one JSON line per step of every rotation, revocation and containment, for
 //! the people who answer "who changed which key or device, when, where" after an incident.
 //!
-//! `<state dir>/audit.jsonl`, mode 0600, appended and fsync'd. It holds what the journal holds
-//! (key IDs, fingerprints, paths, outcomes) plus who and when: never a secret.
+//! `<state dir>/audit.jsonl`, mode 0600, appended and fsync'd through [`crate::fs`]'s helpers
+//! (as the journal is; never through a symbolic link). It holds what the journal holds (key
+//! IDs, fingerprints, paths, outcomes) plus who and when: never a secret. Unlike the journal it
+//! is not sealed: it is a record for people, and nothing tsrotate does is decided by it.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -35,18 +35,11 @@ impl AuditLog {
         state_dir.join("audit.jsonl")
     }
 
-    /// Open (or create) the audit log.
+    /// Open (or create) the audit log. The error names the file and what the system said.
     pub fn open(state_dir: &Path) -> std::io::Result<Self> {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(state_dir)?;
+        crate::fs::create_private_dir_all(state_dir).map_err(std::io::Error::other)?;
         let path = Self::path_in(state_dir);
-        let file = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(&path)?;
+        let file = crate::fs::open_append_private(&path).map_err(std::io::Error::other)?;
         Ok(Self { path, file })
     }
 
@@ -66,8 +59,7 @@ impl AuditLog {
         };
         let mut line = serde_json::to_vec(&entry).map_err(std::io::Error::other)?;
         line.push(b'\n');
-        self.file.write_all(&line)?;
-        self.file.sync_data()
+        crate::fs::append_durable(&mut self.file, &self.path, &line).map_err(std::io::Error::other)
     }
 
     /// Where the log is.

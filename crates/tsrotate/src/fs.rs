@@ -16,8 +16,9 @@
 //!
 //! Any failure removes the temporary and lock files and leaves the target as it was.
 //!
-//! The journal's helpers live here too, and the journal uses them ([`create_private_dir_all`],
-//! [`write_new_private`], [`append_durable`]), and [`FileLock`], the advisory lock that keeps
+//! The journal's and the audit log's helpers live here too, and both use them
+//! ([`create_private_dir_all`], [`write_new_private`], [`open_append`],
+//! [`open_append_private`], [`append_durable`]), and [`FileLock`], the advisory lock that keeps
 //! two runs from rotating the same key at once.
 //!
 //! `clippy.toml` bans `std::fs::write` and `std::fs::rename` everywhere; this module is
@@ -1124,6 +1125,31 @@ pub fn create_private_dir_all(path: &Path) -> Result<(), Error> {
         .mode(0o700)
         .create(path)
         .map_err(io_err(Action::CreateDir, path))
+}
+
+/// Open `path`, which must exist, for appending; never through a symbolic link (an
+/// append-only log swapped for a link would send its records elsewhere).
+pub fn open_append(path: &Path) -> Result<File, Error> {
+    OpenOptions::new()
+        .append(true)
+        .custom_flags(nofollow())
+        .open(path)
+        .map_err(io_err(Action::OpenForAppend, path))
+}
+
+/// [`open_append`], creating the file with mode 0600 when it does not exist.
+pub fn open_append_private(path: &Path) -> Result<File, Error> {
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(nofollow())
+        .open(path)
+        .map_err(io_err(Action::OpenForAppend, path))
+}
+
+fn nofollow() -> i32 {
+    i32::try_from(OFlags::NOFOLLOW.bits()).unwrap_or(0)
 }
 
 /// Append `bytes` and wait until they are on disk (`fdatasync`). `path` is only for errors.

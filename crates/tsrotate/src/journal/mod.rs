@@ -33,7 +33,7 @@ mod event;
 mod index;
 pub mod seal;
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -252,13 +252,7 @@ impl<E: Entry> Journal<E> {
         // killed at any moment never leaves an empty journal that `resume` could not make
         // sense of.
         crate::fs::write_new_private(&path, &bytes)?;
-        let file = OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .map_err(|source| Error::Io {
-                path: path.clone(),
-                source,
-            })?;
+        let file = crate::fs::open_append(&path)?;
         Ok(Self {
             path,
             file,
@@ -302,7 +296,7 @@ impl<E: Entry> Journal<E> {
             path: path.clone(),
             source,
         };
-        let mut file = OpenOptions::new().append(true).open(&path).map_err(io)?;
+        let mut file = crate::fs::open_append(&path)?;
         // Whatever follows must start on a line of its own, or it would be glued to the end
         // and read as damage.
         match parsed.tail {
@@ -604,6 +598,8 @@ pub fn list(state_dir: &Path) -> Result<Vec<String>, Error> {
 
 #[cfg(test)]
 mod tests {
+    use std::fs::OpenOptions;
+
     use super::*;
     use crate::key::KeyId;
 
