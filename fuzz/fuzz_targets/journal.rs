@@ -32,12 +32,11 @@ fuzz_target!(|data: &[u8]| {
     );
     if let Seal::Broken { line, .. } = seal {
         let lines = data.split(|&b| b == b'\n').count();
-        assert!(line >= 1 && line <= lines, "line {line} of {lines}");
+        assert!((1..=lines).contains(&line), "line {line} of {lines}");
     }
     // Without the key nothing verifies: a seal is never taken on the journal's word.
-    let (unkeyed, unsealed) =
-        journal::parse::<journal::Event>(data, Path::new("fuzz.jsonl"), None)
-            .expect("the same bytes parse the same without a key");
+    let (unkeyed, unsealed) = journal::parse::<journal::Event>(data, Path::new("fuzz.jsonl"), None)
+        .expect("the same bytes parse the same without a key");
     assert_eq!(unkeyed.len(), records.len());
     assert_ne!(unsealed, Seal::Intact, "verified without a key");
     let Some(state) = State::replay(&records) else {

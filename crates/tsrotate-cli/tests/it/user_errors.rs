@@ -125,6 +125,16 @@ fn unprivileged(env: &TestEnv) -> (assert_cmd::Command, u32) {
     } else {
         std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap())
     };
+    // That user's own journal key file, in a private folder of theirs.
+    let keys = env.aside.path().join(format!("keys-{uid}"));
+    std::fs::create_dir_all(&keys).unwrap();
+    std::os::unix::fs::chown(&keys, Some(uid), Some(uid)).unwrap();
+    std::fs::set_permissions(
+        env.aside.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    cmd.env("TSROTATE_JOURNAL_KEY_FILE", keys.join("journal.key"));
     (assert_cmd::Command::from_std(cmd), uid)
 }
 
