@@ -415,6 +415,8 @@ pub(crate) fn child_env() -> tsrotate::child::Environment {
 #[derive(Clone)]
 pub(crate) struct ApiSettings {
     pub(crate) base_url: String,
+    /// Where `base_url` came from, for hints: the variable or the configuration file's field.
+    pub(crate) base_url_origin: String,
     pub(crate) tailnet: String,
     pub(crate) auth: Option<Auth>,
     /// How long one API request may take (`TSROTATE_API_TIMEOUT`); the client's default if
@@ -437,11 +439,18 @@ impl ApiSettings {
     /// looked at (a half from each would be a client nobody configured).
     pub(crate) fn resolve(scopes: &[&str], config: Option<&Loaded>) -> Result<Self, UserError> {
         let section = config.map(|c| &c.tailscale);
-        let base_url = match env::var(env::TAILSCALE_BASE_URL) {
-            Some(url) => url,
-            None => section
-                .and_then(|s| s.base_url.clone())
-                .unwrap_or_else(|| api::DEFAULT_BASE_URL.to_owned()),
+        let (base_url, base_url_origin) = match env::var(env::TAILSCALE_BASE_URL) {
+            Some(url) => (url, env::TAILSCALE_BASE_URL.to_owned()),
+            None => match section.and_then(|s| s.base_url.clone()) {
+                Some(url) => (
+                    url,
+                    "`base_url` in the configuration file's [tailscale] section".to_owned(),
+                ),
+                None => (
+                    api::DEFAULT_BASE_URL.to_owned(),
+                    "the default API URL".to_owned(),
+                ),
+            },
         };
         let tailnet = env::var(env::TAILSCALE_TAILNET)
             .or_else(|| section.and_then(|s| s.tailnet.clone()))
@@ -462,6 +471,7 @@ impl ApiSettings {
         if let Some(auth) = federated_auth()? {
             return Ok(Self {
                 base_url,
+                base_url_origin,
                 tailnet,
                 auth: Some(auth),
                 timeout,
@@ -511,6 +521,7 @@ impl ApiSettings {
         };
         Ok(Self {
             base_url,
+            base_url_origin,
             tailnet,
             auth,
             timeout,
@@ -529,7 +540,7 @@ impl ApiSettings {
             builder = builder.timeout(timeout);
         }
         let client = builder.build().map_err(|e| {
-            UserError::new(e.to_string()).hint(format!("check {}", env::TAILSCALE_BASE_URL))
+            UserError::new(e.to_string()).hint(format!("check {}", self.base_url_origin))
         })?;
         Ok(Some(client))
     }

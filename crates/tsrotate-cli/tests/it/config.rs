@@ -334,6 +334,77 @@ fn a_broken_configuration_is_reported_by_line_without_its_values() {
     );
 }
 
+/// Red-team finding 13: `config check` repeated an invalid value, so a Vault token pasted into
+/// `rotate_before` or a GitHub token in a credential's name was printed. The field is named,
+/// the value never; and a bad `base_url` from the file is not blamed on `TAILSCALE_BASE_URL`.
+#[test]
+fn config_check_names_invalid_fields_without_their_values_and_where_a_bad_url_came_from() {
+    let mut env = TestEnv::new();
+    let vault = "hvs.CAESIVaultTokenValue0123";
+    let github = "ghp_NameFieldToken0123456789";
+    env.canary(vault);
+    env.canary(github);
+    let sink = "[[credential.sink]]\ntype = \"dotenv\"\npath = \"/tmp/x\"\nfield = \"A\"\n";
+    let cases = [
+        (
+            format!(
+                "[[credential]]\nname = \"ci\"\nkind = \"auth-key\"\nrotate_before = \"{vault}\"\n{sink}"
+            ),
+            "credential `ci`: rotate_before is not a duration",
+        ),
+        (
+            format!("[[credential]]\nname = \"ci {github}\"\nkind = \"auth-key\"\n{sink}"),
+            "`credential[0].name` is not a name",
+        ),
+    ];
+    for (i, (text, expected)) in cases.into_iter().enumerate() {
+        let path = env.write(&format!("bad{i}.toml"), text);
+        let run = env
+            .run(
+                env.cmd()
+                    .arg("--config")
+                    .arg(&path)
+                    .args(["config", "check"]),
+            )
+            .expect(2);
+        assert!(run.stderr.contains(expected), "{}", run.stderr);
+    }
+    let url = env.write(
+        "url.toml",
+        format!("[tailscale]\nbase_url = \"http://example.com\"\n[[credential]]\nname = \"ci\"\nkind = \"auth-key\"\n{sink}"),
+    );
+    let run = env
+        .run(
+            env.cmd()
+                .env_remove("TAILSCALE_BASE_URL")
+                .arg("--config")
+                .arg(&url)
+                .args(["config", "check"]),
+        )
+        .expect(2);
+    assert!(
+        run.stderr
+            .contains("hint: check `base_url` in the configuration file's [tailscale] section")
+            && !run.stderr.contains("TAILSCALE_BASE_URL"),
+        "{}",
+        run.stderr
+    );
+    let run = env
+        .run(
+            env.cmd()
+                .env("TAILSCALE_BASE_URL", "http://example.com")
+                .arg("--config")
+                .arg(&url)
+                .args(["config", "check"]),
+        )
+        .expect(2);
+    assert!(
+        run.stderr.contains("hint: check TAILSCALE_BASE_URL"),
+        "{}",
+        run.stderr
+    );
+}
+
 #[test]
 fn config_show_names_sources_and_hides_secrets() {
     let mut env = TestEnv::new();
