@@ -21,6 +21,16 @@ fn write_private(path: &Path, text: &str) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
+/// Put back the journal key file as it was (`None`: there was none).
+fn restore_key(path: &Path, key: Option<&str>) {
+    match key {
+        Some(key) => write_private(path, key),
+        None => {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
 /// The journal's lines without their seals, as a person (or tsrotate 1) would write them.
 fn without_seals(text: &str) -> String {
     text.lines()
@@ -54,7 +64,7 @@ fn a_journal_tsrotate_did_not_seal_with_this_key_is_never_acted_on() {
     // Verification would pass now: only the seal stands between the journal and the world.
     std::fs::write(&ok, "").unwrap();
     let original = std::fs::read_to_string(&journal).unwrap();
-    let own_key = std::fs::read_to_string(env.journal_key_file()).unwrap();
+    let own_key = std::fs::read_to_string(env.journal_key_file()).ok();
     let dotenv = env.work.path().join("app/.env");
     let held = std::fs::read_to_string(&dotenv).unwrap();
     let lines: Vec<&str> = original.lines().collect();
@@ -105,7 +115,7 @@ fn a_journal_tsrotate_did_not_seal_with_this_key_is_never_acted_on() {
         assert_eq!(env.key(&old_id)["invalid"], false, "{what}: revoked");
         assert_eq!(std::fs::read_to_string(&dotenv).unwrap(), held, "{what}");
         std::fs::write(&journal, &original).unwrap();
-        write_private(&env.journal_key_file(), &own_key);
+        restore_key(&env.journal_key_file(), own_key.as_deref());
         env.assert_state_clean();
     }
     // The journal as tsrotate wrote it, with its own key: resume finishes it.
@@ -178,7 +188,7 @@ fn a_containment_journal_not_sealed_with_this_key_is_not_rolled_back() {
         .join("containments")
         .join(format!("{containment}.jsonl"));
     let original = std::fs::read_to_string(&journal).unwrap();
-    let own_key = std::fs::read_to_string(env.journal_key_file()).unwrap();
+    let own_key = std::fs::read_to_string(env.journal_key_file()).ok();
     let authorized = |env: &TestEnv| -> Vec<(String, bool)> {
         let mut all: Vec<_> = crate::contain::devices(env)
             .into_iter()
@@ -221,7 +231,7 @@ fn a_containment_journal_not_sealed_with_this_key_is_not_rolled_back() {
             .expect(2);
         assert_eq!(authorized(&env), during, "{what}: devices changed");
         std::fs::write(&journal, &original).unwrap();
-        write_private(&env.journal_key_file(), &own_key);
+        restore_key(&env.journal_key_file(), own_key.as_deref());
     }
     // As tsrotate wrote it: rolled back.
     env.run(env.cmd().args(["rollback", &containment, "--yes"]))
