@@ -108,16 +108,24 @@ fn parse_confidence(text: &str) -> Result<Confidence, String> {
     Confidence::parse(text).ok_or_else(|| "expected exact, strong or possible".to_owned())
 }
 
+/// The longest `--since` duration: 100 years.
+const MAX_SINCE_SECONDS: i64 = 100 * 365 * 86_400;
+
 fn parse_since(text: &str) -> Result<Since, UserError> {
     if let Ok(at) = OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339) {
         return Ok(Since::At(at));
     }
     context::parse_duration(text)
+        .ok()
+        // Further back than Tailscale has existed is a typo, and would overflow the clock.
+        .filter(|seconds| *seconds <= MAX_SINCE_SECONDS)
         .map(|seconds| Since::Ago(time::Duration::seconds(seconds)))
-        .map_err(|_| {
-            UserError::new(format!("--since `{text}` is neither a time nor a duration")).hint(
-                "give an RFC 3339 time (2030-01-31T12:00:00Z) or a duration before now (36h, 7d)",
-            )
+        .ok_or_else(|| {
+            UserError::new(format!(
+                "--since `{}` is neither a time nor a duration of at most 100 years",
+                tsrotate::text::escape(text)
+            ))
+            .hint("give an RFC 3339 time (2030-01-31T12:00:00Z) or a duration before now (36h, 7d)")
         })
 }
 
@@ -609,14 +617,15 @@ fn finish(
 
 fn print_human(report: &contain::Report, min: Confidence, findings: usize, acting: bool) {
     let key = &report.key;
+    // The owner and tags come from the API (or a journal): escaped like every outside value.
     let owner = key.owner.as_deref().map_or_else(
         || "tailnet-owned".to_owned(),
-        |o| format!("owned by user {o}"),
+        |o| format!("owned by user {}", tsrotate::text::escape(o)),
     );
     let tags = if key.tags.is_empty() {
         "untagged".to_owned()
     } else {
-        key.tags.join(",")
+        tsrotate::text::escape(&key.tags.join(",")).into_owned()
     };
     let source = match &key.source {
         KeySource::Api => "from the API".to_owned(),

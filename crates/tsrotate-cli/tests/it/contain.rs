@@ -983,3 +983,19 @@ fn status_lists_unfinished_containments_first_and_exits_1_until_they_are_resumed
     );
     env.assert_state_clean();
 }
+
+/// Red-team finding: `--since 99999999d` overflowed the clock and panicked (exit 101). A
+/// `--since` further back than 100 years is a usage error, said in words.
+#[test]
+fn a_since_too_far_back_is_a_usage_error_not_a_panic() {
+    let (env, id) = with_fleet("key");
+    for since in ["99999999d", "36500000d"] {
+        let run = env
+            .run(env.cmd().args(["contain", &id, "--since", since]))
+            .expect(2);
+        assert!(run.stderr.contains("at most 100 years"), "{}", run.stderr);
+        assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    }
+    env.run(env.cmd().args(["contain", &id, "--since", "36500d"]))
+        .expect(1);
+}

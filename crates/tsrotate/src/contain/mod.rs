@@ -179,7 +179,8 @@ impl Since {
     pub fn resolve(self, now: OffsetDateTime) -> OffsetDateTime {
         match self {
             Self::At(at) => at,
-            Self::Ago(ago) => now - ago,
+            // Saturating: a duration from a caller that did not bound it must not panic.
+            Self::Ago(ago) => now.checked_sub(ago).unwrap_or(OffsetDateTime::UNIX_EPOCH),
         }
     }
 }
