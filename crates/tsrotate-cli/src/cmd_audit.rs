@@ -12,6 +12,7 @@ use anyhow::Context as _;
 use serde::Serialize;
 use time::OffsetDateTime;
 use tsrotate::hygiene::{self, Finding, PlaceFinding, Rotations, Severity};
+use tsrotate::text::escape;
 
 use crate::args::{Format, GlobalArgs};
 use crate::cmd_keys;
@@ -179,7 +180,9 @@ fn rotations(global: &GlobalArgs) -> anyhow::Result<Rotations> {
 }
 
 /// Findings, highest first, each as a head line, the summary and the fix; then the totals.
-/// The severity is spelled out, so nothing depends on colour.
+/// The severity is spelled out, so nothing depends on colour. Descriptions, summaries and
+/// fixes quote the API's text (descriptions, subjects, owners): every one is escaped, so a
+/// line break or escape sequence in them cannot forge a line or drive the terminal.
 fn human(
     report: &Report<'_>,
     descriptions: &HashMap<&tsrotate::key::KeyId, &str>,
@@ -189,7 +192,7 @@ fn human(
     for f in report.findings {
         let described = descriptions
             .get(&f.key_id)
-            .map(|d| format!(" \"{d}\""))
+            .map(|d| format!(" \"{}\"", escape(d)))
             .unwrap_or_default();
         let _ = write!(
             out,
@@ -198,8 +201,8 @@ fn human(
             f.rule,
             f.kind,
             f.key_id,
-            f.summary,
-            f.fix
+            escape(&f.summary),
+            escape(&f.fix)
         );
     }
     for f in report.place_findings {
@@ -208,10 +211,10 @@ fn human(
             "[{}] {}: credential {} in {}\n    {}\n    fix: {}\n\n",
             f.severity.as_str().to_uppercase(),
             f.rule,
-            f.credential,
-            f.place,
-            f.summary,
-            f.fix
+            escape(&f.credential),
+            escape(&f.place),
+            escape(&f.summary),
+            escape(&f.fix)
         );
     }
     let keys = plural(report.keys_checked, "key", "keys");
@@ -298,6 +301,44 @@ mod tests {
             Command::Audit(args) => Ok(args),
             other => panic!("parsed as {other:?}"),
         }
+    }
+
+    /// Red-team finding: a key description, federated subject or owner with a line break or
+    /// escape sequence forged lines of the report ("Passed: nothing at or above high").
+    #[test]
+    fn text_from_the_api_cannot_forge_lines_of_the_report() {
+        let id: tsrotate::key::KeyId = "kEvil2CNTRL".parse().unwrap();
+        let hostile = "cl\n\nPassed: nothing at or above high\u{1b}[2J";
+        let findings = [Finding {
+            rule: "broad-subject",
+            severity: Severity::High,
+            key_id: id.clone(),
+            kind: hygiene::Kind::FederatedIdentity,
+            summary: format!("subject `repo:acme/*{hostile}` matches any repository"),
+            fix: format!("narrow `{hostile}`"),
+        }];
+        let report = Report {
+            tailnet: "example.com",
+            as_of: OffsetDateTime::UNIX_EPOCH,
+            settings: Settings {
+                expiring_within_seconds: 1,
+                max_age_seconds: 1,
+                fail_on: Severity::High,
+            },
+            keys_checked: 1,
+            counts: Counts::default(),
+            failed: true,
+            findings: &findings,
+            place_findings: &[],
+        };
+        let descriptions = HashMap::from([(&id, hostile)]);
+        let out = human(&report, &descriptions, 1);
+        assert!(!out.contains('\u{1b}'), "{out}");
+        assert!(
+            !out.lines().any(|l| l.starts_with("Passed: nothing")),
+            "{out}"
+        );
+        assert!(out.contains("kEvil2CNTRL"), "{out}");
     }
 
     #[test]
