@@ -48,6 +48,7 @@ use tsrotate::key::{KeyId, Secret};
 use tsrotate::rotate::plan::{self, KeyStatus};
 use tsrotate::rotate::session::{Admission, Lock};
 use tsrotate::sink::github::{self, ActionsSecretSink, Deleted, Target};
+use tsrotate::text::escape;
 
 use crate::args::{Format, GlobalArgs};
 use crate::cmd_rotate::api_error;
@@ -1125,62 +1126,69 @@ fn indent(text: &str) -> String {
     out
 }
 
+/// The plan a person reads before `--apply`: every value from the checkout (workflow text,
+/// environment names, secret names) or the API is escaped, so that a control character, an
+/// escape sequence or a bidi override in a workflow cannot forge or hide a line of it.
 fn render_plan(report: &Report, existing: Option<&FederatedIdentity>) {
     println!(
         "Migrating {} {} to a federated identity",
         report.key_type, report.key_id
     );
-    println!("  issuer:  {}", report.issuer);
-    println!("  subject: {}", report.subject);
+    println!("  issuer:  {}", escape(&report.issuer));
+    println!("  subject: {}", escape(&report.subject));
     for why in &report.subject_broad_because {
-        println!("           broader than one ref because {why}");
+        println!("           broader than one ref because {}", escape(why));
     }
-    println!("  scopes:  {}", report.scopes.join(","));
+    println!("  scopes:  {}", escape(&report.scopes.join(",")));
     println!(
         "  tags:    {}",
         if report.tags.is_empty() {
             "(none)".to_owned()
         } else {
-            report.tags.join(",")
+            escape(&report.tags.join(",")).into_owned()
         }
     );
     match existing {
         Some(e) => println!(
             "  identity: {} (created by an earlier run), audience {}",
-            e.id, e.audience
+            e.id,
+            escape(&e.audience)
         ),
         None => println!(
             "  identity: created with --apply; {PLACEHOLDER_ID} and {PLACEHOLDER_AUDIENCE} below stand for its ID and audience"
         ),
     }
     if let Some(secret) = &report.secret {
-        println!("  secret:  {secret} (deleted once the new workflows have run)");
+        println!(
+            "  secret:  {} (deleted once the new workflows have run)",
+            escape(secret)
+        );
     }
     if !report.workflows.is_empty() {
         println!();
         for w in &report.workflows {
-            print!("{}", w.diff);
+            print!("{}", escape_lines(&w.diff));
         }
     }
     if !report.notes.is_empty() {
         println!();
         println!("Notes:");
         for n in &report.notes {
-            println!("  {n}");
+            println!("  {}", escape(n));
         }
     }
     if !report.manual.is_empty() {
         println!();
         println!("Changes tsrotate cannot make (the old credential is kept until --confirmed):");
         for m in &report.manual {
-            println!("  {m}");
+            println!("  {}", escape(m));
         }
     }
     if !report.consumers.is_empty() {
         println!();
         println!("Other consumers (the old credential is kept until --confirmed):");
         for c in &report.consumers {
-            print!("{}", indent(&c.change));
+            print!("{}", escape_lines(&indent(&c.change)));
         }
     }
     if let Some(check) = &report.token_check {
@@ -1190,7 +1198,7 @@ fn render_plan(report: &Report, existing: Option<&FederatedIdentity>) {
         } else {
             println!("Sample identity token: would be refused:");
             for m in &check.mismatches {
-                println!("  {}", m.message);
+                println!("  {}", escape(&m.message));
             }
         }
         if !check.audience_checked {
@@ -1199,6 +1207,19 @@ fn render_plan(report: &Report, existing: Option<&FederatedIdentity>) {
             );
         }
     }
+}
+
+/// `text` with each line escaped and its line breaks kept: for diffs and quoted changes.
+fn escape_lines(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let (content, newline) = line
+            .strip_suffix('\n')
+            .map_or((line, ""), |content| (content, "\n"));
+        out.push_str(&escape(content));
+        out.push_str(newline);
+    }
+    out
 }
 
 fn print_json(report: &Report) -> anyhow::Result<()> {

@@ -646,3 +646,31 @@ fn usage_errors_exit_2_before_anything_changes() {
         read(&fixtures().join("input"), "deploy.yml")
     );
 }
+
+/// Red-team finding: the plan printed workflow text raw, so an environment name holding an
+/// escape sequence and a line break forged a `secret:` line of the plan a person reads before
+/// `--apply`, and a bidi override reordered a quoted line. Every value is escaped.
+#[test]
+fn workflow_text_cannot_forge_lines_of_the_plan() {
+    let s = setup();
+    let workflows = s.repo.join(".github/workflows");
+    for entry in std::fs::read_dir(&workflows).unwrap() {
+        std::fs::remove_file(entry.unwrap().path()).unwrap();
+    }
+    std::fs::write(
+        workflows.join("evil.yml"),
+        "on: push\njobs:\n  a:\n    runs-on: x\n    environment: \"prod\\e[8m\\n  secret:  (none: nothing is deleted)\\u202e\"\n    steps:\n      - uses: tailscale/github-action@v3\n        with:\n          authkey: ${{ secrets.TAILSCALE_AUTHKEY }}\n",
+    )
+    .unwrap();
+    let run = s.cmd(&[]).expect(0);
+    assert!(!run.stdout.contains('\u{1b}'), "{}", run.stdout);
+    assert!(!run.stdout.contains('\u{202e}'), "{}", run.stdout);
+    assert!(
+        !run.stdout
+            .lines()
+            .any(|l| l.starts_with("  secret:  (none")),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("environment:prod"), "{}", run.stdout);
+}

@@ -1145,6 +1145,15 @@ impl<'a> Doc<'a> {
                         "the environment is an expression (`{env}`), so any environment"
                     )),
                 )
+            } else if env.contains('*') {
+                // A subject pattern has no way to spell a literal `*`: the pattern is as
+                // broad as a wildcard there, and the plan must say so.
+                need(
+                    format!("repo:{repo}:environment:{env}"),
+                    Some(format!(
+                        "the environment name `{env}` holds `*`, which a subject pattern reads as any text"
+                    )),
+                )
             } else {
                 need(format!("repo:{repo}:environment:{env}"), None)
             }];

@@ -272,6 +272,19 @@ fn environments_decide_the_subject() {
     assert_eq!(m.needs[0].broad, None);
 }
 
+/// Red-team finding: a literal `*` in an environment's name widened the subject silently
+/// (`environment: "*"` gave `repo:acme/app:environment:*` with no word of it).
+#[test]
+fn a_star_in_an_environment_name_is_called_broad() {
+    for name in ["'*'", "pr*d"] {
+        let m = migrated(&format!(
+            "on: push\njobs:\n  a:\n    runs-on: x\n    environment: {name}\n    env:\n      TS_AUTHKEY: ${{{{ secrets.TAILSCALE_AUTHKEY }}}}\n    steps:\n      - run: x\n"
+        ));
+        let why = m.needs[0].broad.as_deref().unwrap_or_default();
+        assert!(why.contains("holds `*`"), "{name}: {:?}", m.needs[0]);
+    }
+}
+
 #[test]
 fn discover_reads_workflows_and_reports_links() {
     let dir = tempfile::tempdir().unwrap();
