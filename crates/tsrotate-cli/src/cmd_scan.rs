@@ -29,7 +29,8 @@ pub(crate) struct Args {
     #[arg(value_name = "PATH", default_value = ".")]
     paths: Vec<PathBuf>,
     /// Scan every blob reachable from every ref (history, branches, tags, stashes) of the
-    /// repository at each PATH, each blob once, instead of the files on disk.
+    /// repository at each PATH, each blob once, and every commit and annotated tag message,
+    /// instead of the files on disk.
     #[arg(long)]
     git: bool,
     /// Ask the Tailscale API whether each key found is live (`GET /keys/{key ID}`; the found
