@@ -148,11 +148,11 @@ impl JournalKey {
             path: path.to_owned(),
             source,
         };
-        let mut file = match std::fs::File::open(path) {
+        let mut file = match open_nonblocking(path) {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 create(path)?;
-                std::fs::File::open(path).map_err(|e| io("read", e))?
+                open_nonblocking(path).map_err(|e| io("read", e))?
             }
             Err(e) => return Err(io("read", e)),
         };
@@ -191,6 +191,16 @@ impl JournalKey {
             path: path.to_owned(),
         })
     }
+}
+
+/// Open for reading without waiting: a FIFO put where the key file belongs would otherwise
+/// block until someone writes to it; opened this way it is judged (not a regular file) at once.
+fn open_nonblocking(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(i32::try_from(rustix::fs::OFlags::NONBLOCK.bits()).unwrap_or(0))
+        .open(path)
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -422,5 +432,19 @@ mod tests {
         let error = JournalKey::load_or_create(&open, &state).unwrap_err();
         assert!(matches!(error, KeyFileError::Malformed { .. }));
         assert!(!error.to_string().contains("tskey"), "{error}");
+        // A FIFO is refused at once, not waited on.
+        let fifo = dir.path().join("fifo.key");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from(0o600),
+            0,
+        )
+        .unwrap();
+        assert!(matches!(
+            JournalKey::load_or_create(&fifo, &state),
+            Err(KeyFileError::NotRegular { .. })
+        ));
     }
 }
