@@ -655,6 +655,7 @@ impl Authority<'_> {
             what,
             hint,
         };
+        files_inside_roots(started, sinks)?;
         for sink in sinks {
             let SinkPlan::Configured {
                 spec,
@@ -1023,6 +1024,41 @@ impl Recorder for Session {
     }
 }
 
+/// Every file place lies under a root as the plan resolved it. A file found with `--in`
+/// always does (a link is followed only to a target inside a root), so a journal naming
+/// another file does not decide where a key goes. Journals from before roots were recorded
+/// resolved are not checked.
+fn files_inside_roots(started: &Started, sinks: &[SinkPlan]) -> Result<(), Error> {
+    if started.resolved_roots.is_empty() {
+        return Ok(());
+    }
+    let outside = sinks.iter().find_map(|sink| match sink {
+        SinkPlan::File { path, .. }
+            if !started
+                .resolved_roots
+                .iter()
+                .any(|root| path.starts_with(root)) =>
+        {
+            Some(path)
+        }
+        _ => None,
+    });
+    match outside {
+        None => Ok(()),
+        Some(path) => Err(Error::NotAuthorized {
+            rotation_id: started.rotation_id.clone(),
+            what: format!(
+                "writes {}, which is outside the folders the rotation searched",
+                crate::text::path(path)
+            ),
+            hint: format!(
+                "a journal never decides where a key goes: look at the journal, then settle it with `tsrotate abandon {}`",
+                started.rotation_id
+            ),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
@@ -1139,6 +1175,37 @@ mod tests {
                 .allows(&cases[0].0, &cases[0].0.sinks)
                 .is_ok()
         );
+    }
+
+    /// A file place of a journal must lie under one of the roots its plan resolved: a
+    /// journal that names another file is refused, whatever the purpose but settling.
+    #[test]
+    fn a_journal_file_place_outside_the_resolved_roots_is_refused() {
+        let file = |path: &str| SinkPlan::File {
+            path: path.into(),
+            display: path.into(),
+        };
+        let mut journal = started(vec![file("/srv/app/.env")], None, vec![]);
+        journal.roots = vec!["app".into()];
+        journal.resolved_roots = vec!["/srv/app".into()];
+        let finish = Authority {
+            config: None,
+            verify_cmd: None,
+            purpose: Purpose::Finish,
+        };
+        assert!(finish.allows(&journal, &journal.sinks).is_ok());
+        journal.sinks.push(file("/etc/shadow"));
+        for purpose in [Purpose::Finish, Purpose::Undo] {
+            let refused = Authority { purpose, ..finish }.allows(&journal, &journal.sinks);
+            assert!(
+                matches!(&refused, Err(Error::NotAuthorized { what, .. }) if what.contains("/etc/shadow")),
+                "{refused:?}"
+            );
+        }
+        assert!(Authority::SETTLE.allows(&journal, &journal.sinks).is_ok());
+        // A journal from before roots were recorded resolved is read as before.
+        journal.resolved_roots.clear();
+        assert!(finish.allows(&journal, &journal.sinks).is_ok());
     }
 
     #[test]
