@@ -62,9 +62,11 @@ pub(crate) fn fleet(env: &mut TestEnv, actor: &str) -> (String, String) {
     (id, secret)
 }
 
-fn join(env: &TestEnv, body: &Value) {
+/// Joins a device; answers its node ID.
+fn join(env: &TestEnv, body: &Value) -> String {
     let (status, answer) = emulator::admin(env.url(), "POST", "/_emulator/devices", Some(body));
     assert_eq!(status, 200, "{answer}");
+    answer["nodeId"].as_str().unwrap().to_owned()
 }
 
 fn hostnames(report: &Value) -> Vec<(String, String)> {
@@ -137,7 +139,10 @@ fn with_the_owner_as_actor_they_are_possible_and_expected_devices_drop_out() {
     }
     assert!(!run.stdout.contains("web-"), "{}", run.stdout);
     assert!(!run.stdout.contains("guest"), "{}", run.stdout);
-    let expected = env.write_aside("fleet.txt", "# the fleet\nevil-0\n");
+    // evil-0 by node ID leaves it out; evil-1 by hostname alone does not, since it joined
+    // after --since (a device chooses its own hostname: red-team finding).
+    let evil_0 = hostnames_to_ids(&env, &id)["evil-0"].clone();
+    let expected = env.write_aside("fleet.txt", format!("# the fleet\n{evil_0}\nevil-1\n"));
     let run = env
         .run(
             env.cmd()
@@ -155,9 +160,49 @@ fn with_the_owner_as_actor_they_are_possible_and_expected_devices_drop_out() {
                 .arg(&expected),
         )
         .expect(1);
-    let found = hostnames(&run.json());
+    let report = run.json();
+    let found = hostnames(&report);
     assert_eq!(found.len(), 2, "{found:?}");
     assert!(found.iter().all(|(h, _)| h == "evil-1" || h == "evil-2"));
+    let evil_1 = report["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["hostname"] == "evil-1")
+        .unwrap();
+    assert!(
+        evil_1["evidence"]
+            .to_string()
+            .contains("chooses its own hostname"),
+        "{evil_1}"
+    );
+}
+
+/// The node ID of each device, by hostname, as the JSON report gives them.
+fn hostnames_to_ids(env: &TestEnv, id: &str) -> std::collections::HashMap<String, String> {
+    let run = env
+        .run(env.cmd().args([
+            "--format",
+            "json",
+            "contain",
+            id,
+            "--since",
+            "1d",
+            "--min-confidence",
+            "possible",
+        ]))
+        .expect(1);
+    run.json()["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["hostname"].as_str().unwrap().to_owned(),
+                c["node_id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
 }
 
 #[test]
@@ -846,14 +891,18 @@ fn rotate_with_contain_takes_the_containment_options_and_acts_with_yes() {
                 "created_offset_seconds": -10 * 86_400}),
         );
     }
-    for host in ["late-0", "late-1", "late-2"] {
-        join(
-            &env,
-            &json!({"auth_key_id": id, "hostname": host, "audit_actor": "owner",
+    let late: Vec<String> = ["late-0", "late-1", "late-2"]
+        .into_iter()
+        .map(|host| {
+            join(
+                &env,
+                &json!({"auth_key_id": id, "hostname": host, "audit_actor": "owner",
                 "created_offset_seconds": -3600}),
-        );
-    }
-    let expected = env.write_aside("fleet.txt", "late-0\n");
+            )
+        })
+        .collect();
+    // late-0 is ours: listed by node ID (a hostname is the device's own choice).
+    let expected = env.write_aside("fleet.txt", format!("{}\n", late[0]));
     let rotate = |options: &[&str]| {
         env.run(
             env.cmd()

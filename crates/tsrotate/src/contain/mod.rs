@@ -219,6 +219,11 @@ impl Window {
 }
 
 /// The legitimate fleet: hostnames or node IDs, one a line (`#` starts a comment).
+///
+/// A node ID (or legacy ID) is given by the control plane and leaves a device out. A
+/// hostname is chosen by the device itself, so an attacker's node can call itself `web-1`:
+/// a device listed by hostname alone is left out only when nothing else speaks against it
+/// (the audit log does not name the key as its creator, and it is no outlier).
 #[derive(Debug, Clone, Default)]
 pub struct Expected(HashSet<String>);
 
@@ -235,10 +240,12 @@ impl Expected {
         )
     }
 
-    fn contains(&self, device: &Device) -> bool {
-        self.0.contains(&device.node_id)
-            || self.0.contains(&device.hostname)
-            || (!device.id.is_empty() && self.0.contains(&device.id))
+    fn lists_id_of(&self, device: &Device) -> bool {
+        self.0.contains(&device.node_id) || (!device.id.is_empty() && self.0.contains(&device.id))
+    }
+
+    fn lists_hostname_of(&self, device: &Device) -> bool {
+        self.0.contains(&device.hostname)
     }
 
     /// How many names it lists.
@@ -329,13 +336,30 @@ pub fn analyze(
         let Some(candidate) = rank(key, window, device, &creators, context) else {
             continue;
         };
-        if expected.contains(device) {
+        if expected.lists_id_of(device) {
             analysis.expected_skipped += 1;
             continue;
         }
         analysis.candidates.push(candidate);
     }
     mark_outliers(key, &mut analysis.candidates, devices, context.since);
+    analysis.candidates.retain_mut(|c| {
+        if !expected.lists_hostname_of(&c.device) {
+            return true;
+        }
+        let against = if c.confidence == Confidence::Exact {
+            "the audit log names the key as its creator"
+        } else if c.outliers > 0 {
+            "it stands out from its fleet"
+        } else {
+            analysis.expected_skipped += 1;
+            return false;
+        };
+        c.evidence.push(format!(
+            "its hostname is listed in --expected, but a device chooses its own hostname: kept because {against} (list node IDs to leave it out)"
+        ));
+        true
+    });
     analysis.candidates.sort_by(|a, b| {
         b.confidence
             .cmp(&a.confidence)
@@ -796,11 +820,89 @@ mod tests {
             &w,
             &devices,
             &blind,
-            &Expected::parse("nquietcntrl\n# c\n"),
+            &Expected::parse("nQuietCNTRL\n# c\n"),
         );
         assert_eq!(analysis.candidates.len(), 1);
         assert_eq!(analysis.candidates[0].confidence, Confidence::Possible);
         assert_eq!(analysis.expected_skipped, 1);
+    }
+
+    /// Red-team finding: an attacker's node that named itself like a fleet member was left
+    /// out by `--expected`. A hostname (chosen by the device) leaves out only a device nothing
+    /// speaks against; a node ID (given by the control plane) always does.
+    #[test]
+    fn a_hostname_in_expected_does_not_hide_an_exact_or_outlier_device() {
+        let since = datetime!(2030-02-01 00:00 UTC);
+        let k = key(None, &["tag:ci"], true);
+        let w = Window::of(&k, None, datetime!(2030-03-01 00:00 UTC));
+        let mut devices: Vec<Device> = (0..5)
+            .map(|i| {
+                device(
+                    &format!("nFleet{i}CNTRL"),
+                    &["tag:ci"],
+                    datetime!(2030-01-10 00:00 UTC),
+                )
+            })
+            .collect();
+        let mut spoof = device("nSpoofCNTRL", &["tag:ci"], datetime!(2030-02-10 00:00 UTC));
+        spoof.hostname = "web-1".to_owned();
+        let mut late = device("nLateCNTRL", &["tag:ci"], datetime!(2030-02-11 00:00 UTC));
+        late.hostname = "web-2".to_owned();
+        devices.extend([spoof, late]);
+        let events = vec![create_event(
+            "nSpoofCNTRL",
+            "kLeak123CNTRL",
+            "AUTOMATED_WORKER",
+            datetime!(2030-02-10 00:00 UTC),
+        )];
+        let context = Context {
+            owner_login: None,
+            audit: Some(&events),
+            since: Some(since),
+        };
+        let analysis = analyze(
+            &k,
+            &w,
+            &devices,
+            &context,
+            &Expected::parse("web-1\nweb-2\n"),
+        );
+        let kept: Vec<&str> = analysis
+            .candidates
+            .iter()
+            .map(|c| c.hostname.as_str())
+            .collect();
+        assert!(kept.contains(&"web-1"), "exact, kept: {kept:?}");
+        assert!(
+            kept.contains(&"web-2"),
+            "joined after --since, kept: {kept:?}"
+        );
+        assert!(
+            analysis
+                .candidates
+                .iter()
+                .filter(|c| c.hostname.starts_with("web-"))
+                .all(|c| c
+                    .evidence
+                    .iter()
+                    .any(|e| e.contains("chooses its own hostname")))
+        );
+        let by_id = analyze(
+            &k,
+            &w,
+            &devices,
+            &context,
+            &Expected::parse("nSpoofCNTRL\nnLateCNTRL\n"),
+        );
+        assert!(
+            by_id
+                .candidates
+                .iter()
+                .all(|c| !c.hostname.starts_with("web-")),
+            "{:?}",
+            by_id.candidates
+        );
+        assert_eq!(by_id.expected_skipped, 2);
     }
 
     #[test]
