@@ -34,6 +34,10 @@ pub enum Encoding {
     Plain,
     /// Base64 of text holding it (standard or URL-safe alphabet), e.g. a Kubernetes Secret.
     Base64,
+    /// In a UTF-16 text file (one with a byte order mark, as PowerShell and Windows editors
+    /// write): `offset` and `length` are in the file's bytes, `column` in UTF-16 code units.
+    #[serde(rename = "utf-16")]
+    Utf16,
 }
 
 /// Where the bytes came from.

@@ -16,6 +16,9 @@
 //!    without blocking and checked after opening, so a FIFO swapped in during the walk cannot
 //!    hang it either. A stream is scanned through standard input ([`scan_reader`]).
 //! 7. A file that cannot be read becomes a [`Problem`]; the scan goes on.
+//! 8. A file that starts with a UTF-16 byte order mark (little or big endian, as PowerShell
+//!    and Windows editors write) is scanned as the text it holds (see `Utf16`); any other
+//!    file is scanned as bytes, with no decoding in the way.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -192,18 +195,46 @@ fn scan_one(
     report: &mut Report,
 ) {
     let mut found = Vec::new();
-    let result = scanner.scan_reader(
-        reader,
-        &mut |m, position| {
+    let mut head = [0u8; 2];
+    let result = read_head(reader, &mut head).and_then(|n| {
+        let endian = match head {
+            [0xFF, 0xFE] if n == 2 => Some(Endian::Little),
+            [0xFE, 0xFF] if n == 2 => Some(Endian::Big),
+            _ => None,
+        };
+        let mut on_match = |m: &crate::Match, position| {
             let mut finding = Finding::new(m, position, origin, path.text.clone());
             finding.path_base64.clone_from(&path.base64);
+            if endian.is_some() {
+                // One byte scanned per code unit, after the two-byte mark.
+                finding.offset = 2 + 2 * finding.offset;
+                finding.length *= 2;
+                finding.encoding = crate::Encoding::Utf16;
+            }
             if !finding.placeholder {
                 progress.add_finding();
             }
             found.push(finding);
-        },
-        &mut |n| progress.add_bytes(n),
-    );
+        };
+        match endian {
+            None => scanner.scan_reader(
+                &mut (&head[..n]).chain(reader),
+                &mut on_match,
+                &mut |bytes| progress.add_bytes(bytes),
+            ),
+            Some(endian) => scanner
+                .scan_reader(
+                    &mut Utf16 {
+                        inner: reader,
+                        endian,
+                        buf: vec![0; 64 * 1024],
+                    },
+                    &mut on_match,
+                    &mut |units| progress.add_bytes(2 * units),
+                )
+                .map(|units| 2 + 2 * units),
+        }
+    });
     progress.add_file();
     for f in found {
         report.push(f);
@@ -218,6 +249,57 @@ fn scan_one(
             path_base64: path.base64.clone(),
             message: error.to_string(),
         }),
+    }
+}
+
+/// Read up to `head.len()` bytes (fewer only at the end of the input).
+fn read_head(reader: &mut dyn Read, head: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < head.len() {
+        match reader.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(read) => n += read,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+#[derive(Clone, Copy)]
+enum Endian {
+    Little,
+    Big,
+}
+
+/// UTF-16 text as one byte per code unit: the unit itself when it is ASCII, `0x80` (which no
+/// credential or separator uses) otherwise. Credentials are ASCII, so they match as usual,
+/// and a position maps back to the file exactly: byte `i` is the code unit at `2 + 2i`.
+struct Utf16<'a> {
+    inner: &'a mut dyn Read,
+    endian: Endian,
+    buf: Vec<u8>,
+}
+
+impl Read for Utf16<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let want = (out.len() * 2).min(self.buf.len());
+        if want < 2 {
+            return Ok(0);
+        }
+        // Whole code units only; a lone byte at the very end is not one.
+        let n = read_head(self.inner, &mut self.buf[..want - want % 2])? / 2;
+        for (o, unit) in out.iter_mut().zip(self.buf[..2 * n].chunks_exact(2)) {
+            let value = match self.endian {
+                Endian::Little => u16::from_le_bytes([unit[0], unit[1]]),
+                Endian::Big => u16::from_be_bytes([unit[0], unit[1]]),
+            };
+            *o = u8::try_from(value)
+                .ok()
+                .filter(u8::is_ascii)
+                .unwrap_or(0x80);
+        }
+        Ok(n)
     }
 }
 
@@ -360,6 +442,65 @@ mod tests {
         assert!(
             problems[1].0 == "zero" && problems[1].1.starts_with("a device, not a regular file")
         );
+    }
+
+    /// Red-team finding 14: a PowerShell-style UTF-16 file (with a byte order mark) holding a
+    /// key was clean. It is decoded; line and column are those of the text, and offset and
+    /// length point at the key's bytes in the file, so the finding can be checked there.
+    #[test]
+    fn utf16_files_with_a_byte_order_mark_are_scanned_as_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!("# é setup\r\n$env:TS_AUTHKEY = \"{AUTH}\"\r\n");
+        let units: Vec<u16> = text.encode_utf16().collect();
+        let little: Vec<u8> = [0xFF, 0xFE]
+            .into_iter()
+            .chain(units.iter().flat_map(|u| u.to_le_bytes()))
+            .collect();
+        let big: Vec<u8> = [0xFE, 0xFF]
+            .into_iter()
+            .chain(units.iter().flat_map(|u| u.to_be_bytes()))
+            .collect();
+        for (name, bytes, encode) in [
+            ("le.ps1", little, u16::to_le_bytes as fn(u16) -> [u8; 2]),
+            ("be.ps1", big, u16::to_be_bytes),
+        ] {
+            let path = dir.path().join(name);
+            std::fs::File::create(&path)
+                .and_then(|mut f| std::io::Write::write_all(&mut f, &bytes))
+                .unwrap();
+            let report = scan_paths(
+                &Matcher::new(),
+                &[path],
+                &options(Ignores::Respect),
+                &Progress::default(),
+            );
+            assert_eq!(report.findings.len(), 1, "{name}");
+            let f = &report.findings[0];
+            assert_eq!((f.line, f.column), (2, 20), "{name}");
+            assert_eq!(f.encoding, crate::Encoding::Utf16);
+            let at = usize::try_from(f.offset).unwrap();
+            let end = at + usize::try_from(f.length).unwrap();
+            let key: Vec<u8> = AUTH.encode_utf16().flat_map(encode).collect();
+            assert_eq!(
+                &bytes[at..end],
+                &key[..],
+                "{name}: offset and length in the file"
+            );
+            assert_eq!(report.stats.bytes, bytes.len() as u64);
+        }
+        // Two bytes that are not a mark change nothing.
+        let plain = dir.path().join("plain");
+        std::fs::File::create(&plain)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, format!("k={AUTH}").as_bytes()))
+            .unwrap();
+        let report = scan_paths(
+            &Matcher::new(),
+            &[plain],
+            &options(Ignores::Respect),
+            &Progress::default(),
+        );
+        assert_eq!(report.findings[0].offset, 2);
+        assert_eq!(report.findings[0].encoding, crate::Encoding::Plain);
     }
 
     #[test]

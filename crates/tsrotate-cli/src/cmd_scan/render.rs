@@ -77,8 +77,10 @@ pub(super) fn human(out: &mut dyn Write, listed: &[Finding]) -> io::Result<()> {
             if let Some(commit) = &f.commit {
                 write!(out, " in commit {}", escape(short(commit)))?;
             }
-            if f.encoding == Encoding::Base64 {
-                write!(out, "  base64")?;
+            match f.encoding {
+                Encoding::Base64 => write!(out, "  base64")?,
+                Encoding::Utf16 => write!(out, "  utf-16")?,
+                Encoding::Plain => {}
             }
             writeln!(out, "  {}", f.redacted)?;
         }
