@@ -72,7 +72,7 @@ async fn check(global: &GlobalArgs) -> anyhow::Result<ExitStatus> {
             Err(e) => (format!("{e}"), false),
         },
     };
-    let credentials = settings::sink_logins();
+    let credentials = settings::sink_logins()?;
     let mut checks = Vec::new();
     for credential in &config.credentials {
         for reading in places::read(credential, &credentials).await {

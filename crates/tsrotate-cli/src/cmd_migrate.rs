@@ -104,5 +104,5 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
         new_key_file: None,
         json_into: None,
     };
-    cmd_rotate::rotate(global, &client, request, options, settings::sink_logins()).await
+    cmd_rotate::rotate(global, &client, request, options, settings::sink_logins()?).await
 }

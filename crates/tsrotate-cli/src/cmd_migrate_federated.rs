@@ -1003,7 +1003,7 @@ fn secret_sinks(
         .hint("name it with --secret NAME, or pass --keep-secret")
         .into());
     };
-    let Some(token) = settings::sink_logins().github_token else {
+    let Some(token) = settings::sink_logins()?.github_token else {
         return Err(UserError::new(format!(
             "no GitHub token to delete secret {secret} with once the workflows have moved"
         ))

@@ -202,7 +202,7 @@ async fn resume_one(
     }
     let mut world = ApiWorld::new(client, Vec::new())
         .with_configured(
-            crate::settings::sink_logins(),
+            crate::settings::sink_logins()?,
             std::collections::HashMap::new(),
         )
         .with_verify_cmd(authority.verify_cmd.map(str::to_owned))

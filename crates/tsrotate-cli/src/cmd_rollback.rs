@@ -57,7 +57,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
     };
     let client = settings.require_client()?;
     let mut world = ApiWorld::new(client, Vec::new()).with_configured(
-        crate::settings::sink_logins(),
+        crate::settings::sink_logins()?,
         std::collections::HashMap::new(),
     );
     // Ask the API before asking for the old key: a key that is not confirmed live is never

@@ -172,7 +172,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
     });
     let client =
         ApiSettings::resolve(scopes_for(kind.as_ref()), config.as_ref())?.require_client()?;
-    let credentials = settings::sink_logins();
+    let credentials = settings::sink_logins()?;
     let mut overrides = Overrides {
         reusable: args.reusable,
         ephemeral: args.ephemeral,
@@ -394,7 +394,7 @@ async fn from_scan(
     // Like `rotate KEY`: the places a named or the user's configuration lists are updated too.
     let config = settings::load_config(global, Need::Optional)?;
     let client = ApiSettings::resolve(&[], config.as_ref())?.require_client()?;
-    let credentials = settings::sink_logins();
+    let credentials = settings::sink_logins()?;
     let mut status = ExitStatus::Success;
     let mut summary = FromScan::default();
     for (key_id, paths, scanned_status, in_history) in keys {

@@ -65,7 +65,7 @@ pub(crate) async fn run(global: &GlobalArgs, _args: &Args) -> anyhow::Result<Exi
         unreadable = true;
     }
     let unfinished = containments.iter().filter(|c| !c.is_finished()).count();
-    let credentials = settings::sink_logins();
+    let credentials = settings::sink_logins()?;
     let rows = observe_all(
         &client,
         &config,

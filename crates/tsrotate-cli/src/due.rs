@@ -53,7 +53,7 @@ pub(crate) async fn rotate_due(
     let client = ApiSettings::resolve(&[], Some(&config))?.require_client()?;
     let dir = context::trusted_state_dir(global)?;
     let journals = dir.journals();
-    let credentials = settings::sink_logins();
+    let credentials = settings::sink_logins()?;
     let notify = match notify {
         Some(url) => Some(url),
         None => notify_url(&config)?,

@@ -50,6 +50,9 @@ pub(crate) mod env {
     pub(crate) const TSROTATE_CONFIG: &str = "TSROTATE_CONFIG";
     /// How long one API request may take, in seconds (decimals allowed; default 30).
     pub(crate) const TSROTATE_API_TIMEOUT: &str = "TSROTATE_API_TIMEOUT";
+    /// How long one request to a place's service (Vault, AWS, GitHub, Kubernetes) may take,
+    /// in seconds (decimals allowed; default 30).
+    pub(crate) const TSROTATE_PLACE_TIMEOUT: &str = "TSROTATE_PLACE_TIMEOUT";
     /// The XDG configuration directory.
     pub(crate) const XDG_CONFIG_HOME: &str = "XDG_CONFIG_HOME";
     /// Vault or `OpenBao`.
@@ -111,7 +114,12 @@ fn read_secret_file(path: &Path) -> Result<Secret, UserError> {
 
 /// `TSROTATE_API_TIMEOUT`, when set.
 fn api_timeout() -> Result<Option<std::time::Duration>, UserError> {
-    env::var(env::TSROTATE_API_TIMEOUT)
+    seconds(env::TSROTATE_API_TIMEOUT)
+}
+
+/// A timeout in seconds from variable `name`, when set.
+fn seconds(name: &str) -> Result<Option<std::time::Duration>, UserError> {
+    env::var(name)
         .map(|v| {
             v.trim()
                 .parse::<f64>()
@@ -120,8 +128,7 @@ fn api_timeout() -> Result<Option<std::time::Duration>, UserError> {
                 .map(std::time::Duration::from_secs_f64)
                 .ok_or_else(|| {
                     UserError::new(format!(
-                        "{} must be a number of seconds between 0 and 3600",
-                        env::TSROTATE_API_TIMEOUT
+                        "{name} must be a number of seconds between 0 and 3600"
                     ))
                 })
         })
@@ -367,7 +374,8 @@ fn io_reason(error: &tsrotate::rotate::session::Error) -> String {
 }
 
 /// Logins to the services places live in, from their usual environment variables.
-pub(crate) fn sink_logins() -> tsrotate::sink::Logins {
+/// Refused (exit 2) when `TSROTATE_PLACE_TIMEOUT` is not a number of seconds.
+pub(crate) fn sink_logins() -> Result<tsrotate::sink::Logins, UserError> {
     let kubeconfig = env::var(env::KUBECONFIG)
         .and_then(|v| v.split(':').find(|p| !p.is_empty()).map(PathBuf::from))
         .or_else(|| {
@@ -375,7 +383,7 @@ pub(crate) fn sink_logins() -> tsrotate::sink::Logins {
                 .map(|h| PathBuf::from(h).join(".kube/config"))
                 .filter(|p| p.exists())
         });
-    tsrotate::sink::Logins {
+    Ok(tsrotate::sink::Logins {
         vault_addr: env::var(env::VAULT_ADDR),
         vault_token: env::var(env::VAULT_TOKEN).map(Secret::new),
         aws_access_key_id: env::var(env::AWS_ACCESS_KEY_ID),
@@ -388,7 +396,8 @@ pub(crate) fn sink_logins() -> tsrotate::sink::Logins {
         kubernetes_service: env::var(env::KUBERNETES_SERVICE_HOST)
             .zip(env::var(env::KUBERNETES_SERVICE_PORT)),
         child_env: child_env(),
-    }
+        request_timeout: seconds(env::TSROTATE_PLACE_TIMEOUT)?,
+    })
 }
 
 /// The environment children start with: `tsrotate::child::INHERITED` plus the names in

@@ -171,6 +171,14 @@ pub enum Cut {
     After,
 }
 
+/// An injected delay before the fake acts (it acts, then answers).
+#[derive(Debug, Clone)]
+struct Delay {
+    wait: std::time::Duration,
+    count: usize,
+    method: Option<String>,
+}
+
 /// An injected dropped connection.
 #[derive(Debug, Clone)]
 struct Cutoff {
@@ -201,6 +209,7 @@ struct Inner {
     scopes: BTreeMap<Scope, ScopeState>,
     failures: VecDeque<Failure>,
     drops: VecDeque<Cutoff>,
+    delays: VecDeque<Delay>,
     requests: Vec<RecordedRequest>,
     next_key_id: u64,
     clock: u64,
@@ -266,6 +275,7 @@ impl GithubFake {
             scopes: BTreeMap::new(),
             failures: VecDeque::new(),
             drops: VecDeque::new(),
+            delays: VecDeque::new(),
             requests: Vec::new(),
             next_key_id: 0,
             clock: 0,
@@ -410,11 +420,23 @@ impl GithubFake {
         });
     }
 
-    /// Drops every queued failure and dropped connection (the outage is over).
+    /// The next `count` requests with `method` (any when `None`) wait `wait` before the
+    /// fake acts on them, and then are answered as usual: a client whose timeout is shorter
+    /// gives up though the fake did what was asked.
+    pub fn delay_next(&self, wait: std::time::Duration, count: usize, method: Option<&str>) {
+        lock(&self.state).delays.push_back(Delay {
+            wait,
+            count,
+            method: method.map(str::to_owned),
+        });
+    }
+
+    /// Drops every queued failure, delay and dropped connection (the outage is over).
     pub fn clear_failures(&self) {
         let mut inner = lock(&self.state);
         inner.failures.clear();
         inner.drops.clear();
+        inner.delays.clear();
     }
 
     /// Every request received so far.
@@ -541,6 +563,10 @@ async fn gate(State(state): State<Shared>, request: Request, next: Next) -> Resp
     let method = request.method().to_string();
     let path = request.uri().path().to_owned();
     let headers = request.headers().clone();
+    let delay = take_delay(&state, &method);
+    if let Some(wait) = delay {
+        tokio::time::sleep(wait).await;
+    }
     let cut = take_drop(&state, &method);
     if cut == Some(Cut::Before) {
         close_connection();
@@ -561,6 +587,22 @@ async fn gate(State(state): State<Shared>, request: Request, next: Next) -> Resp
         api_version: header(&headers, "x-github-api-version").map(str::to_owned),
     });
     response
+}
+
+/// The next queued delay for `method`, counted down.
+fn take_delay(state: &Shared, method: &str) -> Option<std::time::Duration> {
+    let mut inner = lock(state);
+    let at = inner
+        .delays
+        .iter()
+        .position(|d| d.method.as_deref().is_none_or(|m| m == method))?;
+    let delay = &mut inner.delays[at];
+    delay.count = delay.count.saturating_sub(1);
+    let wait = delay.wait;
+    if delay.count == 0 {
+        inner.delays.remove(at);
+    }
+    Some(wait)
 }
 
 /// The next queued dropped connection for `method`, counted down.

@@ -25,7 +25,8 @@ use tsrotate_test_support::{emulator, http};
 
 use crate::support::{Run, TestEnv, credentials_in, values_of};
 
-/// Each API request may take this long (`TSROTATE_API_TIMEOUT`); latency faults exceed it.
+/// Each API request, and each request to a place's service, may take this long
+/// (`TSROTATE_API_TIMEOUT`, `TSROTATE_PLACE_TIMEOUT`); latency faults exceed it.
 const TIMEOUT_S: &str = "1";
 const LATENCY_MS: u64 = 1_300;
 
@@ -45,7 +46,8 @@ enum Call {
     /// Creating the replacement: `POST /keys`.
     Mint,
     /// Writing a place: the GitHub Actions secret (faults injected by the GitHub fake: a
-    /// status or a dropped connection; places have a fixed 30 s timeout, so no latency).
+    /// status, a dropped connection, or an answer after the place timeout while the fake
+    /// stores the secret all the same).
     Write,
     /// The new OAuth client proving it can get a token: `POST /oauth/token`.
     Verify,
@@ -259,7 +261,8 @@ fn assert_settled(env: &TestEnv, rotation: &str, old_id: &str, rolled_back: bool
     }
 }
 
-fn run_case(kind: Kind, call: Call, fault: Fault, lasting: bool, seed: u64) {
+/// Run one case to its end; returns what the first `rotate` printed.
+fn run_case(kind: Kind, call: Call, fault: Fault, lasting: bool, seed: u64) -> Run {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     // Auth keys are rotated with `--revoke-first` half of the time: the advice must follow.
     let revoke_first = matches!(kind, Kind::AuthKey) && rng.random_bool(0.5);
@@ -302,7 +305,8 @@ fn run_case(kind: Kind, call: Call, fault: Fault, lasting: bool, seed: u64) {
     };
     let cmd = |env: &TestEnv| {
         let mut cmd = env.cmd();
-        cmd.env("TSROTATE_API_TIMEOUT", TIMEOUT_S);
+        cmd.env("TSROTATE_API_TIMEOUT", TIMEOUT_S)
+            .env("TSROTATE_PLACE_TIMEOUT", TIMEOUT_S);
         if let Some(config) = &config {
             cmd.env("GITHUB_TOKEN", github_fake::TOKEN)
                 .arg("--config")
@@ -333,7 +337,12 @@ fn run_case(kind: Kind, call: Call, fault: Fault, lasting: bool, seed: u64) {
                     fake.drop_next(cut, count, Some("PUT"));
                     (0, Vec::new())
                 }
-                Fault::Latency => panic!("places have no timeout setting to exceed"),
+                // The secret's PUT is answered after the place timeout; the fake stores it.
+                Fault::Latency => {
+                    let wait = std::time::Duration::from_millis(LATENCY_MS);
+                    fake.delay_next(wait, count, Some("PUT"));
+                    (0, Vec::new())
+                }
             };
             if status != 0 {
                 fake.fail_next_with(Failure {
@@ -424,6 +433,7 @@ fn run_case(kind: Kind, call: Call, fault: Fault, lasting: bool, seed: u64) {
         );
     }
     env.assert_state_clean();
+    run
 }
 
 #[test]
@@ -455,10 +465,8 @@ fn every_fault_of_every_api_call_ends_safe_with_true_advice() {
                 lasting,
                 rng.random::<u64>(),
             ));
-            if !matches!(fault, Fault::Latency) {
-                let seed = rng.random::<u64>();
-                cases.push((Kind::GithubPlace, Call::Write, fault, lasting, seed));
-            }
+            let seed = rng.random::<u64>();
+            cases.push((Kind::GithubPlace, Call::Write, fault, lasting, seed));
         }
     }
     cases.shuffle(&mut rng);
@@ -473,9 +481,34 @@ fn every_fault_of_every_api_call_ends_safe_with_true_advice() {
                     let Some((kind, call, fault, lasting, seed)) = next else {
                         break;
                     };
-                    run_case(kind, call, fault, lasting, seed);
+                    let _ = run_case(kind, call, fault, lasting, seed);
                 }
             });
         }
     });
+}
+
+/// Issue 11 (fault matrix, places): a place whose service answers after the place timeout
+/// (`TSROTATE_PLACE_TIMEOUT`) for as long as the rotation retries stops the rotation before
+/// revocation, with the old key live and a message that says the write timed out; `resume`
+/// then finishes it (checked by the case itself). Places had a fixed 30 s timeout, so a
+/// test could not exceed it.
+#[test]
+fn a_place_write_past_its_timeout_stops_before_revocation_and_resume_finishes() {
+    let run = run_case(Kind::GithubPlace, Call::Write, Fault::Latency, true, 11);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    let outcome = &run.json()["outcome"];
+    assert_eq!(outcome["old_key"], "live", "{outcome}");
+    assert!(
+        outcome["next"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("the old key still works")),
+        "{outcome}"
+    );
+    assert!(
+        format!("{}{}", run.stdout, run.stderr).contains("timed out"),
+        "{}\n{}",
+        run.stdout,
+        run.stderr
+    );
 }

@@ -249,6 +249,8 @@ pub struct ActionsSecretSink {
     base: Url,
     token: Secret,
     http: reqwest::Client,
+    /// How long one request may take.
+    timeout: std::time::Duration,
 }
 
 impl fmt::Debug for ActionsSecretSink {
@@ -311,7 +313,17 @@ impl ActionsSecretSink {
             base,
             token,
             http,
+            timeout: crate::http::REQUEST_TIMEOUT,
         })
+    }
+
+    /// Let each request to the service take at most `timeout` (instead of
+    /// the default of 30 seconds): a write that gets no answer in time fails as the
+    /// service being unavailable, and the rotation stops before revocation.
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     /// The target.
@@ -347,7 +359,7 @@ impl ActionsSecretSink {
         request: reqwest::RequestBuilder,
         what: &str,
     ) -> Result<reqwest::Response, Error> {
-        request.send().await.map_err(|e| {
+        request.timeout(self.timeout).send().await.map_err(|e| {
             self.error(
                 ErrorKind::Unavailable,
                 format!("could not reach GitHub to {what}: {}", error_chain(&e)),

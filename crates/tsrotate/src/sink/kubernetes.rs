@@ -496,6 +496,8 @@ pub struct SecretSink {
     name: String,
     key: String,
     http: reqwest::Client,
+    /// How long one request may take.
+    timeout: std::time::Duration,
 }
 
 impl fmt::Debug for SecretSink {
@@ -576,7 +578,17 @@ impl SecretSink {
             name: name.to_owned(),
             key: key.to_owned(),
             http,
+            timeout: crate::http::REQUEST_TIMEOUT,
         })
+    }
+
+    /// Let each request to the service take at most `timeout` (instead of
+    /// the default of 30 seconds): a write that gets no answer in time fails as the
+    /// service being unavailable, and the rotation stops before revocation.
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     /// `…/namespaces/{ns}/secrets`, plus `/{name}` when `object`.
@@ -616,7 +628,7 @@ impl SecretSink {
         request: reqwest::RequestBuilder,
         what: &str,
     ) -> Result<reqwest::Response, Error> {
-        request.send().await.map_err(|e| {
+        request.timeout(self.timeout).send().await.map_err(|e| {
             self.error(
                 ErrorKind::Unavailable,
                 format!(

@@ -420,6 +420,9 @@ pub struct Logins {
     /// The environment children start with (command places, `after`, `verify`): cleaned of
     /// every credential above and of tsrotate's own (see [`crate::child`]).
     pub child_env: crate::child::Environment,
+    /// How long one request to a place's service (Vault, AWS, GitHub, Kubernetes) may take;
+    /// the default of 30 seconds when `None`. Every request is bounded either way.
+    pub request_timeout: Option<std::time::Duration>,
 }
 
 impl Logins {
@@ -510,6 +513,9 @@ pub fn describe(spec: &SinkSpec) -> String {
 pub fn build(spec: &SinkSpec, credentials: &Logins) -> Result<Box<dyn Sink>, Error> {
     use structured::{FieldSink, Format};
     let missing = |what: &str| Error::config(describe(spec), format!("{what} is not set"));
+    let timeout = credentials
+        .request_timeout
+        .unwrap_or(crate::http::REQUEST_TIMEOUT);
     Ok(match spec {
         SinkSpec::File { path } => Box::new(FieldSink::new(Format::Whole, path, "")?),
         SinkSpec::Dotenv { path, field } => Box::new(FieldSink::new(Format::Dotenv, path, field)?),
@@ -535,14 +541,10 @@ pub fn build(spec: &SinkSpec, credentials: &Logins) -> Result<Box<dyn Sink>, Err
                     .clone()
                     .ok_or_else(|| missing("VAULT_TOKEN (or `token_file`)"))?,
             };
-            Box::new(vault::VaultKvSink::new(
-                &address,
-                mount,
-                path,
-                field,
-                token,
-                namespace.clone(),
-            )?)
+            Box::new(
+                vault::VaultKvSink::new(&address, mount, path, field, token, namespace.clone())?
+                    .with_timeout(timeout),
+            )
         }
         SinkSpec::AwsSecretsmanager {
             secret_id,
@@ -557,13 +559,16 @@ pub fn build(spec: &SinkSpec, credentials: &Logins) -> Result<Box<dyn Sink>, Err
             let endpoint = endpoint_url
                 .clone()
                 .or_else(|| credentials.aws_endpoint_url.clone());
-            Box::new(aws::SecretsManagerSink::new(
-                secret_id,
-                json_field.clone(),
-                &region,
-                endpoint,
-                aws_credentials(spec, credentials)?,
-            )?)
+            Box::new(
+                aws::SecretsManagerSink::new(
+                    secret_id,
+                    json_field.clone(),
+                    &region,
+                    endpoint,
+                    aws_credentials(spec, credentials)?,
+                )?
+                .with_timeout(timeout),
+            )
         }
         SinkSpec::AwsSsm {
             name,
@@ -577,12 +582,10 @@ pub fn build(spec: &SinkSpec, credentials: &Logins) -> Result<Box<dyn Sink>, Err
             let endpoint = endpoint_url
                 .clone()
                 .or_else(|| credentials.aws_endpoint_url.clone());
-            Box::new(aws::SsmSink::new(
-                name,
-                &region,
-                endpoint,
-                aws_credentials(spec, credentials)?,
-            )?)
+            Box::new(
+                aws::SsmSink::new(name, &region, endpoint, aws_credentials(spec, credentials)?)?
+                    .with_timeout(timeout),
+            )
         }
         SinkSpec::GithubActions {
             repository,
@@ -623,7 +626,9 @@ pub fn build(spec: &SinkSpec, credentials: &Logins) -> Result<Box<dyn Sink>, Err
                 (None, None) => return Err(missing("`repository` or `organization`")),
             };
             let api = api_url.as_deref().unwrap_or(github::DEFAULT_API_URL);
-            Box::new(github::ActionsSecretSink::new(target, secret, api, token)?)
+            Box::new(
+                github::ActionsSecretSink::new(target, secret, api, token)?.with_timeout(timeout),
+            )
         }
         SinkSpec::KubernetesSecret {
             namespace,
@@ -638,7 +643,9 @@ pub fn build(spec: &SinkSpec, credentials: &Logins) -> Result<Box<dyn Sink>, Err
                     return Err(missing("KUBECONFIG (or an in-cluster service account)"));
                 }
             };
-            Box::new(kubernetes::SecretSink::new(cluster, namespace, name, key)?)
+            Box::new(
+                kubernetes::SecretSink::new(cluster, namespace, name, key)?.with_timeout(timeout),
+            )
         }
         SinkSpec::Command { run } => Box::new(
             command::CommandSink::new(run.clone())?

@@ -66,6 +66,8 @@ pub struct VaultKvSink {
     token: Secret,
     namespace: Option<HeaderValue>,
     name: String,
+    /// How long one request may take.
+    timeout: std::time::Duration,
 }
 
 impl fmt::Debug for VaultKvSink {
@@ -154,7 +156,17 @@ impl VaultKvSink {
             token,
             namespace,
             name,
+            timeout: crate::http::REQUEST_TIMEOUT,
         })
+    }
+
+    /// Let each request to the service take at most `timeout` (instead of
+    /// the default of 30 seconds): a write that gets no answer in time fails as the
+    /// service being unavailable, and the rotation stops before revocation.
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     fn request(&self, method: reqwest::Method, url: Url) -> reqwest::RequestBuilder {
@@ -163,6 +175,7 @@ impl VaultKvSink {
         let mut request = self
             .http
             .request(method, url)
+            .timeout(self.timeout)
             .header(HeaderName::from_static("x-vault-token"), token)
             .header(reqwest::header::ACCEPT, "application/json");
         if let Some(ns) = &self.namespace {

@@ -27,6 +27,8 @@ pub(super) struct Client {
     /// The `X-Amz-Target` prefix: `secretsmanager`, `AmazonSSM`.
     target_prefix: &'static str,
     credentials: AwsCredentials,
+    /// How long one request may take.
+    pub(super) timeout: std::time::Duration,
 }
 
 /// How a call failed.
@@ -107,6 +109,7 @@ impl Client {
             service,
             target_prefix,
             credentials,
+            timeout: crate::http::REQUEST_TIMEOUT,
         })
     }
 
@@ -164,6 +167,7 @@ impl Client {
         }
         let response = request
             .body(payload.to_vec())
+            .timeout(self.timeout)
             .send()
             .await
             .map_err(|e| Failure::Sink(transport_error(sink, &self.url, &e)))?;

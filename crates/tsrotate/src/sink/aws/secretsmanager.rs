@@ -53,6 +53,15 @@ struct PutSecretValueOutput {
 }
 
 impl SecretsManagerSink {
+    /// Let each request to the service take at most `timeout` (instead of
+    /// the default of 30 seconds): a write that gets no answer in time fails as the
+    /// service being unavailable, and the rotation stops before revocation.
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.client.timeout = timeout;
+        self
+    }
+
     /// A sink for the secret `secret_id` (a name or an ARN) in `region`: the whole
     /// `SecretString`, or the field `json_field` of it when given. `endpoint_url` replaces
     /// `https://secretsmanager.{region}.amazonaws.com` (a VPC endpoint, a local test server).

@@ -46,6 +46,15 @@ struct PutParameterOutput {
 }
 
 impl SsmSink {
+    /// Let each request to the service take at most `timeout` (instead of
+    /// the default of 30 seconds): a write that gets no answer in time fails as the
+    /// service being unavailable, and the rotation stops before revocation.
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.client.timeout = timeout;
+        self
+    }
+
     /// A sink for the parameter `name` in `region`. `endpoint_url` replaces
     /// `https://ssm.{region}.amazonaws.com`.
     pub fn new(
