@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use tsrotate::journal::{self, Event, Journal, SinkPlan};
+use tsrotate::journal::{self, Journal, SinkPlan};
 use tsrotate::rotate::State;
 use tsrotate::rotate::session::{Authority, Purpose, StateDir};
 use tsrotate::rotate::world::ApiWorld;
@@ -10,7 +10,7 @@ use tsrotate::sink::file;
 
 use crate::args::{Format, GlobalArgs};
 use crate::context;
-use crate::exit::{ExitStatus, UserError};
+use crate::exit::{ExitStatus, Stopped, UserError};
 use crate::rotation::{self, Outcome};
 use crate::settings::{self, ApiSettings, Need};
 
@@ -157,12 +157,20 @@ async fn resume_one(
     // Look again where the plan looked: a file may have gained a copy meanwhile.
     if !session.state().is_finished() {
         let state = session.state();
+        // Every file the plan holds: found by the search, or configured (by its path and by
+        // where it led at the plan).
         let known: BTreeSet<_> = state
             .sinks
             .iter()
-            .filter_map(|s| match s {
-                SinkPlan::File { path, .. } => Some(path.clone()),
-                SinkPlan::Configured { .. } => None,
+            .flat_map(|s| match s {
+                SinkPlan::File { path, .. } => vec![path.clone()],
+                SinkPlan::Configured { spec, resolved, .. } => tsrotate::sink::file_path(spec)
+                    .map(|p| {
+                        let mut paths = vec![p.to_path_buf()];
+                        paths.extend(resolved.clone());
+                        paths
+                    })
+                    .unwrap_or_default(),
             })
             .collect();
         let mut roots = Vec::new();
@@ -186,17 +194,47 @@ async fn resume_one(
         if !roots.is_empty() {
             let found = file::locate(&roots, &state.known_ids())
                 .map_err(|e| UserError::new(e.to_string()))?;
-            for m in found
+            // A file that holds the key now but was not in the plan a person confirmed is
+            // never written by a resume (anyone who can write into the tree could have put it
+            // there to receive the new key), and a place the rotation cannot update that the
+            // plan did not accept (a link or hard link out of the tree, a binary file) must
+            // not be left holding a revoked key: either stops the rotation before anything
+            // more happens (red-team findings).
+            let accepted: BTreeSet<&str> = state
+                .started
+                .not_updated
+                .iter()
+                .map(String::as_str)
+                .collect();
+            let mut unplanned: Vec<String> = found
                 .matches
-                .into_iter()
+                .iter()
                 .filter(|m| !known.contains(&m.path))
-            {
-                session.add(&Event::SinkAdded {
-                    sink: SinkPlan::File {
-                        path: m.path.clone(),
-                        display: m.display_path.display().to_string(),
-                    },
-                })?;
+                .map(|m| {
+                    format!(
+                        "{} (holds the key but was not in the plan that was confirmed)",
+                        m.display_path.display()
+                    )
+                })
+                .collect();
+            unplanned.extend(
+                tsrotate::rotate::plan::not_updatable(&found)
+                    .into_iter()
+                    .filter(|place| !accepted.contains(place.as_str())),
+            );
+            if !unplanned.is_empty() {
+                let listed: Vec<String> = unplanned
+                    .iter()
+                    .map(|p| format!("  {}", tsrotate::text::escape(p)))
+                    .collect();
+                return Err(Stopped::new(format!(
+                    "rotation {id} stopped: since it began, the folders it searched gained places it did not plan for; nothing more was done and the old key is still live:\n{}",
+                    listed.join("\n")
+                ))
+                .hint(format!(
+                    "check who made them. If they are yours, undo with `tsrotate rollback {id}` and rotate again: the new plan lists them. If not, remove the key from them and resume"
+                ))
+                .into());
             }
         }
     }

@@ -432,3 +432,53 @@ fn rollback_takes_no_old_value_through_a_folder_swapped_for_a_link() {
     );
     env.assert_state_clean();
 }
+
+/// Red-team findings: after a kill, `resume` searched the `--in` tree again and wrote the new
+/// key into a file someone planted there since (it needs only the key ID to be found), and it
+/// passed over a new hard link out of the tree, then said every place held the new key. A
+/// resume writes only what the confirmed plan named: places found since stop it, with the
+/// old key live and nothing more done, until a person decides.
+#[test]
+fn resume_never_writes_a_file_that_appeared_after_the_plan() {
+    let mut env = TestEnv::new();
+    let (old_id, old) = env.mint_default();
+    env.write("app/.env", format!("TS_AUTHKEY={old}\n"));
+    let work = env.work.path().to_path_buf();
+    let outside = env.aside.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    kill_after_records(
+        &env,
+        &["rotate", &old_id, "--yes", "--in", work.to_str().unwrap()],
+        2,
+    );
+    // Planted with the key ID only: enough to be found by the search.
+    let planted = env.write(
+        "uploads/evil.env",
+        format!("TS_AUTHKEY=tskey-auth-{old_id}-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n"),
+    );
+    let before = std::fs::read(&planted).unwrap();
+    let id = rotation_id(&env);
+    let run = env.run(env.cmd().args(["resume", &id, "--yes"])).expect(1);
+    assert!(run.stderr.contains("uploads/evil.env"), "{}", run.stderr);
+    assert!(run.stderr.contains("not in the plan"), "{}", run.stderr);
+    assert_eq!(
+        std::fs::read(&planted).unwrap(),
+        before,
+        "the planted file was written"
+    );
+    assert_eq!(env.key(&old_id)["invalid"], false, "the old key stays live");
+
+    // The planted file gone, a hard link out of the tree appears instead: it stops too.
+    std::fs::remove_file(&planted).unwrap();
+    std::fs::write(outside.join("copy.env"), format!("TS_AUTHKEY={old}\n")).unwrap();
+    std::fs::hard_link(outside.join("copy.env"), work.join("app/linked.env")).unwrap();
+    let run = env.run(env.cmd().args(["resume", &id, "--yes"])).expect(1);
+    assert!(run.stderr.contains("linked.env"), "{}", run.stderr);
+    assert_eq!(env.key(&old_id)["invalid"], false, "the old key stays live");
+
+    // Once the tree holds only what was planned, the resume finishes.
+    std::fs::remove_file(work.join("app/linked.env")).unwrap();
+    env.run(env.cmd().args(["resume", &id, "--yes"])).expect(0);
+    assert_eq!(env.key(&old_id)["invalid"], true);
+    env.assert_state_clean();
+}

@@ -210,7 +210,10 @@ pub struct Plan {
 /// The files a rotation would leave holding the old key: binary files that hold it, and files
 /// that could not be read (they may hold it). A path that does not exist (a dangling link)
 /// holds nothing.
-fn not_updatable(discovery: &Discovery) -> Vec<String> {
+/// The places a search found that a rotation cannot update, in the words the plan shows and
+/// the journal records (`not_updated`): `resume` compares a new search with them.
+#[must_use]
+pub fn not_updatable(discovery: &Discovery) -> Vec<String> {
     let binary = discovery.binary.iter().map(|m| {
         format!(
             "{} (a binary file; tsrotate does not edit those)",
