@@ -18,8 +18,7 @@ seconds="${FUZZ_SECONDS:-30}"
 seed="${FUZZ_SEED:-20261204}"
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    # matcher is left out until its known crash (fuzz/README.md) is fixed.
-    targets=(journal config editor)
+    targets=(journal config editor matcher)
 fi
 
 if ! command -v cargo-fuzz >/dev/null; then
