@@ -171,6 +171,14 @@ impl JournalKey {
                 me,
             });
         }
+        // Another name for the same file could be anywhere, the state directory included
+        // (a path check cannot see a hard link): a key file has one name (red-team finding).
+        if meta.nlink() > 1 {
+            return Err(KeyFileError::HardLinked {
+                path: path.to_owned(),
+                links: meta.nlink(),
+            });
+        }
         let mode = meta.permissions().mode();
         if mode & 0o077 != 0 {
             return Err(KeyFileError::Exposed {
@@ -330,6 +338,17 @@ pub enum KeyFileError {
         /// Its permission bits.
         mode: u32,
     },
+    /// It has other names (hard links), which may lie inside the state directory.
+    #[error(
+        "the journal key file `{}` has {links} names (hard links): another name could be inside the state directory, or anywhere",
+        path.display()
+    )]
+    HardLinked {
+        /// The key file.
+        path: PathBuf,
+        /// How many names it has.
+        links: u64,
+    },
     /// It does not hold 64 hexadecimal digits.
     #[error(
         "the journal key file `{}` does not hold a journal key (64 hexadecimal digits)",
@@ -349,6 +368,10 @@ impl KeyFileError {
             Self::Io { .. } | Self::Create(_) => {
                 "give a key file tsrotate can read with TSROTATE_JOURNAL_KEY_FILE".to_owned()
             }
+            Self::HardLinked { path, .. } => format!(
+                "find the file's other names (`find / -samefile {}`) and remove them, or make a new key file",
+                path.display()
+            ),
             Self::InsideStateDir { .. } => {
                 "keep the key elsewhere (TSROTATE_JOURNAL_KEY_FILE, default ~/.config/tsrotate/journal.key), e.g. from a CI secret".to_owned()
             }
@@ -372,6 +395,23 @@ mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
 
     use super::*;
+
+    /// Red-team finding: a hard link of the key file inside the state directory passed the
+    /// path check, so a cache or backup of the state directory carried the sealing key.
+    #[test]
+    fn a_key_file_with_another_name_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config/journal.key");
+        let state = dir.path().join("state");
+        std::fs::create_dir_all(&state).unwrap();
+        JournalKey::load_or_create(&path, &state).unwrap();
+        std::fs::hard_link(&path, state.join("journal.key")).unwrap();
+        let err = JournalKey::load_or_create(&path, &state).unwrap_err();
+        assert!(
+            matches!(err, KeyFileError::HardLinked { links: 2, .. }),
+            "{err}"
+        );
+    }
 
     #[test]
     fn a_key_file_is_created_private_and_read_back_the_same() {
