@@ -94,7 +94,7 @@ pub enum Error {
         why: Broken,
     },
     /// No rotation with that ID.
-    #[error("no rotation `{0}` in the journal")]
+    #[error("no rotation `{}` in the journal", crate::text::escape(.0))]
     UnknownRotation(String),
     /// Creating the journal's folder or file, or appending to it, failed (through
     /// [`crate::fs`], which names the file and what was being done).
@@ -232,8 +232,15 @@ impl Journal {
         key: &JournalKey,
         rotation_id: &str,
     ) -> Result<(Self, Vec<Record>), Error> {
+        // An ID is letters, digits and dashes: `../x` must not name a file elsewhere
+        // (red-team finding; the seal would still refuse a foreign file, but no path made
+        // from a person's argument should leave the journal folder).
+        let is_id = !rotation_id.is_empty()
+            && rotation_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-');
         let path = Self::path_of(state_dir, rotation_id);
-        if !path.exists() {
+        if !is_id || !path.exists() {
             return Err(Error::UnknownRotation(rotation_id.to_owned()));
         }
         Self::open_at(&path, key)
@@ -634,6 +641,32 @@ mod tests {
             verify_cmd: None,
             credential_verify: Vec::new(),
             not_updated: Vec::new(),
+        }
+    }
+
+    /// Red-team finding: `resume ../rotations/ID` was accepted, the ID going straight into a
+    /// path. An ID names a journal in the journal folder, nothing else.
+    #[test]
+    fn an_id_never_names_a_file_outside_the_journal_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::create(dir.path(), &key(), started()).unwrap();
+        let id = journal
+            .path()
+            .file_stem()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        drop(journal);
+        assert!(Journal::open(dir.path(), &key(), &id).is_ok());
+        for other in [
+            format!("../rotations/{id}"),
+            format!("./{id}"),
+            String::new(),
+        ] {
+            let Err(err) = Journal::open(dir.path(), &key(), &other) else {
+                panic!("`{other}` opened a journal");
+            };
+            assert!(matches!(err, Error::UnknownRotation(_)), "{other}: {err}");
         }
     }
 
