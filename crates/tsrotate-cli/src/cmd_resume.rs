@@ -1,12 +1,9 @@
 //! `tsrotate resume`: finish unfinished rotations from their journals.
 
-use std::collections::BTreeSet;
-
-use tsrotate::journal::{self, Journal, SinkPlan};
+use tsrotate::journal::{self, Journal};
 use tsrotate::rotate::State;
 use tsrotate::rotate::session::{Authority, Purpose, StateDir};
 use tsrotate::rotate::world::ApiWorld;
-use tsrotate::sink::file;
 
 use crate::args::{Format, GlobalArgs};
 use crate::context;
@@ -154,88 +151,30 @@ async fn resume_one(
             session.state().old_key_id()
         );
     }
-    // Look again where the plan looked: a file may have gained a copy meanwhile.
+    // Look again where the plan looked: places found since stop the resume.
     if !session.state().is_finished() {
-        let state = session.state();
-        // Every file the plan holds: found by the search, or configured (by its path and by
-        // where it led at the plan).
-        let known: BTreeSet<_> = state
-            .sinks
-            .iter()
-            .flat_map(|s| match s {
-                SinkPlan::File { path, .. } => vec![path.clone()],
-                SinkPlan::Configured { spec, resolved, .. } => tsrotate::sink::file_path(spec)
-                    .map(|p| {
-                        let mut paths = vec![p.to_path_buf()];
-                        paths.extend(resolved.clone());
-                        paths
-                    })
-                    .unwrap_or_default(),
-            })
-            .collect();
-        let mut roots = Vec::new();
-        for (i, root) in state.started.roots.iter().enumerate() {
-            if !root.exists() {
-                continue;
-            }
-            // A root that resolves elsewhere than at the plan (it, or a folder above it,
-            // swapped for a link) is not searched again: what it leads to now is outside
-            // the tree the rotation was asked about.
-            let planned = state.started.resolved_roots.get(i);
-            if planned.is_some_and(|p| std::fs::canonicalize(root).ok().as_ref() != Some(p)) {
-                eprintln!(
-                    "warning: `{}` leads elsewhere than when the rotation began (redirected since the rotation began); not searched again",
-                    tsrotate::text::path(root)
-                );
-                continue;
-            }
-            roots.push(root.clone());
-        }
-        if !roots.is_empty() {
-            let found = file::locate(&roots, &state.known_ids())
-                .map_err(|e| UserError::new(e.to_string()))?;
-            // A file that holds the key now but was not in the plan a person confirmed is
-            // never written by a resume (anyone who can write into the tree could have put it
-            // there to receive the new key), and a place the rotation cannot update that the
-            // plan did not accept (a link or hard link out of the tree, a binary file) must
-            // not be left holding a revoked key: either stops the rotation before anything
-            // more happens (red-team findings).
-            let accepted: BTreeSet<&str> = state
-                .started
-                .not_updated
-                .iter()
-                .map(String::as_str)
-                .collect();
-            let mut unplanned: Vec<String> = found
-                .matches
-                .iter()
-                .filter(|m| !known.contains(&m.path))
-                .map(|m| {
-                    format!(
-                        "{} (holds the key but was not in the plan that was confirmed)",
-                        m.display_path.display()
-                    )
-                })
-                .collect();
-            unplanned.extend(
-                tsrotate::rotate::plan::not_updatable(&found)
-                    .into_iter()
-                    .filter(|place| !accepted.contains(place.as_str())),
+        let found = tsrotate::rotate::plan::found_since(session.state())
+            .map_err(|e| UserError::new(e.to_string()))?;
+        for root in &found.redirected_roots {
+            eprintln!(
+                "warning: `{}` leads elsewhere than when the rotation began (redirected since the rotation began); not searched again",
+                tsrotate::text::path(root)
             );
-            if !unplanned.is_empty() {
-                let listed: Vec<String> = unplanned
-                    .iter()
-                    .map(|p| format!("  {}", tsrotate::text::escape(p)))
-                    .collect();
-                return Err(Stopped::new(format!(
-                    "rotation {id} stopped: since it began, the folders it searched gained places it did not plan for; nothing more was done and the old key is still live:\n{}",
-                    listed.join("\n")
-                ))
-                .hint(format!(
-                    "check who made them. If they are yours, undo with `tsrotate rollback {id}` and rotate again: the new plan lists them. If not, remove the key from them and resume"
-                ))
-                .into());
-            }
+        }
+        if !found.unplanned.is_empty() {
+            let listed: Vec<String> = found
+                .unplanned
+                .iter()
+                .map(|p| format!("  {}", tsrotate::text::escape(p)))
+                .collect();
+            return Err(Stopped::new(format!(
+                "rotation {id} stopped: since it began, the folders it searched gained places it did not plan for; nothing more was done and the old key is still live:\n{}",
+                listed.join("\n")
+            ))
+            .hint(format!(
+                "check who made them. If they are yours, undo with `tsrotate rollback {id}` and rotate again: the new plan lists them. If not, remove the key from them and resume"
+            ))
+            .into());
         }
     }
     let mut world = ApiWorld::new(client, Vec::new())

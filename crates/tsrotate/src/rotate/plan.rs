@@ -210,6 +210,89 @@ pub struct Plan {
 /// The files a rotation would leave holding the old key: binary files that hold it, and files
 /// that could not be read (they may hold it). A path that does not exist (a dangling link)
 /// holds nothing.
+/// What a search of an unfinished rotation's folders finds that its plan did not.
+#[derive(Debug, Default)]
+pub struct FoundSince {
+    /// Places, in words, that hold the key but were not in the plan that was confirmed, or
+    /// that the rotation cannot update and the plan did not accept (`not_updated`).
+    pub unplanned: Vec<String>,
+    /// Roots that lead elsewhere than when the rotation began (a folder swapped for a link):
+    /// not searched again.
+    pub redirected_roots: Vec<PathBuf>,
+}
+
+/// Search an unfinished rotation's `--in` folders again, as its plan did.
+///
+/// A resume writes only what the confirmed plan named: a file that gained the key since
+/// (anyone who can write into the tree could have planted one to receive the new key) and a
+/// place the rotation cannot update that the plan did not accept (a link or hard link out of
+/// the tree) must stop it before anything more happens, with the old key still live. Files
+/// the plan holds, found by the search or configured (by their path and the path the plan
+/// resolved), are not reported.
+///
+/// # Errors
+///
+/// When the folders cannot be searched.
+pub fn found_since(state: &super::State) -> Result<FoundSince, file::Error> {
+    let mut found = FoundSince::default();
+    let known: std::collections::BTreeSet<PathBuf> = state
+        .sinks
+        .iter()
+        .flat_map(|s| match s {
+            SinkPlan::File { path, .. } => vec![path.clone()],
+            SinkPlan::Configured { spec, resolved, .. } => crate::sink::file_path(spec)
+                .map(|p| {
+                    let mut paths = vec![p.to_path_buf()];
+                    paths.extend(resolved.clone());
+                    paths
+                })
+                .unwrap_or_default(),
+        })
+        .collect();
+    let mut roots = Vec::new();
+    for (i, root) in state.started.roots.iter().enumerate() {
+        if !root.exists() {
+            continue;
+        }
+        // A root that resolves elsewhere than at the plan (it, or a folder above it, swapped
+        // for a link) is not searched again: what it leads to now is outside the tree the
+        // rotation was asked about.
+        let planned = state.started.resolved_roots.get(i);
+        if planned.is_some_and(|p| std::fs::canonicalize(root).ok().as_ref() != Some(p)) {
+            found.redirected_roots.push(root.clone());
+            continue;
+        }
+        roots.push(root.clone());
+    }
+    if roots.is_empty() {
+        return Ok(found);
+    }
+    let discovery = file::locate(&roots, &state.known_ids())?;
+    let accepted: std::collections::BTreeSet<&str> = state
+        .started
+        .not_updated
+        .iter()
+        .map(String::as_str)
+        .collect();
+    found.unplanned = discovery
+        .matches
+        .iter()
+        .filter(|m| !known.contains(&m.path))
+        .map(|m| {
+            format!(
+                "{} (holds the key but was not in the plan that was confirmed)",
+                m.display_path.display()
+            )
+        })
+        .collect();
+    found.unplanned.extend(
+        not_updatable(&discovery)
+            .into_iter()
+            .filter(|place| !accepted.contains(place.as_str())),
+    );
+    Ok(found)
+}
+
 /// The places a search found that a rotation cannot update, in the words the plan shows and
 /// the journal records (`not_updated`): `resume` compares a new search with them.
 #[must_use]
