@@ -64,7 +64,7 @@ impl Stopped {
 fn identity_problem(error: &tsrotate::api::Error) -> Option<&'static str> {
     match error {
         tsrotate::api::Error::ExchangeRefused { .. } => Some(
-            "compare the token's claims with the identity's issuer, subject pattern and audience (`tsrotate keys list` with another credential shows them); a token in TAILSCALE_IDENTITY_TOKEN cannot be renewed, so a long run needs TAILSCALE_IDENTITY_TOKEN_FILE or TAILSCALE_AUDIENCE",
+            "compare the token's claims with the identity's issuer, subject pattern and audience (`tsrotate keys list` with another credential shows them); a token in TAILSCALE_IDENTITY_TOKEN or in a pipe cannot be renewed, so a long run needs TAILSCALE_IDENTITY_TOKEN_FILE or TAILSCALE_AUDIENCE",
         ),
         tsrotate::api::Error::IdentityToken { .. } => Some(""),
         tsrotate::api::Error::DeadlineExceeded { last, .. } => identity_problem(last),

@@ -193,15 +193,25 @@ fn federated_auth() -> Result<Option<Auth>, UserError> {
     } else if let Some(path) = env::var(env::TAILSCALE_IDENTITY_TOKEN_FILE) {
         let path = PathBuf::from(path);
         // Read now so a missing file is a usage error before anything else; the client
-        // reads it again at every exchange.
-        read_secret_file(&path).map_err(|e| {
+        // reads a regular file again at every exchange, as a projected token is renewed in
+        // place. A pipe (`<(…)`, `/dev/stdin`) gives its token once: this read is the only
+        // one, so the token is kept and used as if it had been given in the environment.
+        let token = read_secret_file(&path).map_err(|e| {
             UserError::new(format!(
                 "{}: {}",
                 env::TAILSCALE_IDENTITY_TOKEN_FILE,
                 e.message
             ))
         })?;
-        api::IdentityToken::File(path)
+        if std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+            api::IdentityToken::File(path)
+        } else {
+            tracing::info!(
+                "{} is not a regular file: its token is read once and cannot be renewed during the run",
+                env::TAILSCALE_IDENTITY_TOKEN_FILE
+            );
+            api::IdentityToken::Given(token)
+        }
     } else {
         let audience = env::var(env::TAILSCALE_AUDIENCE).unwrap_or_default();
         let missing = [

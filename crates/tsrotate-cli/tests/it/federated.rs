@@ -140,6 +140,38 @@ fn rotation_authenticated_by_an_identity_token_file() {
     env.assert_state_clean();
 }
 
+/// A token file that is a pipe (`TAILSCALE_IDENTITY_TOKEN_FILE=<(vault read …)`, here
+/// `/dev/stdin`) can be read once. tsrotate read it to check it at start-up and then again at
+/// the exchange, which found the pipe empty, so such a run always failed before its first call.
+#[test]
+fn an_identity_token_given_through_a_pipe_is_read_once_and_used() {
+    let mut env = TestEnv::new();
+    let issuer = TestIssuer::start();
+    let subject = "system:serviceaccount:ops:tsrotate";
+    let (identity_id, audience) = identity(&env, &issuer, subject);
+    let token = issuer.token(subject, &audience, 600);
+    env.canary(&token);
+    let (old_id, old) = env.mint_default();
+    plant(&env, &old);
+
+    let run = env
+        .run(
+            cmd_federated(&env, &identity_id)
+                .env("TAILSCALE_IDENTITY_TOKEN_FILE", "/dev/stdin")
+                .write_stdin(format!("{token}\n"))
+                .args(["rotate", &old_id, "--yes", "--in"])
+                .arg(env.work.path()),
+        )
+        .expect(0);
+    let new = new_value(&env, &old_id);
+    env.canary(&new);
+    env.assert_clean(&run.stdout);
+    env.assert_clean(&run.stderr);
+    assert_eq!(env.key(&old_id)["invalid"], true, "the old key is revoked");
+    assert_eq!(accepted_exchanges(&env), 1, "the piped token was exchanged");
+    env.assert_state_clean();
+}
+
 #[test]
 fn rotation_through_github_actions_exchanges_again_when_its_token_expires_mid_run() {
     let mut env = TestEnv::new();
