@@ -217,6 +217,17 @@ pub enum Untrusted {
         /// The folder's permission bits.
         mode: u32,
     },
+    /// A folder above the state directory that someone else can change: they could move the
+    /// state directory away and put one of their own in its place between two uses, since
+    /// its files are opened by path at each use.
+    Above {
+        /// The folder (or the state directory) right under it.
+        child: PathBuf,
+        /// The folder's owner.
+        uid: u32,
+        /// The folder's permission bits.
+        mode: u32,
+    },
 }
 
 impl std::fmt::Display for Untrusted {
@@ -245,6 +256,12 @@ impl std::fmt::Display for Untrusted {
                 link.display(),
                 mode & 0o7777
             ),
+            Self::Above { child, uid, mode } => write!(
+                f,
+                "holds `{}` and can be changed by others (owner uid {uid}, mode {:o}), who could put another state directory in its place",
+                child.display(),
+                mode & 0o7777
+            ),
         }
     }
 }
@@ -265,6 +282,9 @@ impl Untrusted {
             Self::LinkFolder { link, .. } => format!(
                 "name the link's target itself (not `{}`), or keep the link in a folder that only you (or root) can change",
                 link.display()
+            ),
+            Self::Above { .. } => format!(
+                "keep the state directory where only you (or root) can change every folder above it (`chmod go-w {shown}`, or a sticky folder such as /tmp), or give another with --state-dir or TSROTATE_STATE_DIR"
             ),
         }
     }
@@ -500,7 +520,48 @@ fn open_top_dir(path: &Path, me: u32) -> Result<Option<std::os::fd::OwnedFd>, Er
     };
     let stat = rustix::fs::fstat(&dir).map_err(|e| io(path, e))?;
     judge(path, &stat, me, false)?;
+    let real = std::fs::canonicalize(path).map_err(|e| {
+        in_state_dir(path)(crate::fs::Error::Io {
+            action: crate::fs::Action::Read,
+            path: path.to_owned(),
+            source: e,
+        })
+    })?;
+    check_above(&real, me, &io)?;
     Ok(Some(dir))
+}
+
+/// Check every folder above the state directory (`real`, its path with no link left): each
+/// must be owned by `me` or root and writable by no one else, unless it is sticky (like
+/// `/tmp`) and what it holds on the way is `me`'s or root's, which the sticky bit keeps
+/// others from renaming. The state directory's files are opened by path at each use, so a
+/// folder above it that someone else can change would let them swap the whole directory
+/// after it was judged (as OpenSSH's `StrictModes` checks the folders above `authorized_keys`).
+fn check_above(
+    real: &Path,
+    me: u32,
+    io: &dyn Fn(&Path, rustix::io::Errno) -> Error,
+) -> Result<(), Error> {
+    let trusted = |uid: u32| uid == me || uid == 0;
+    let mut child = real;
+    while let Some(folder) = child.parent().filter(|p| !p.as_os_str().is_empty()) {
+        let held = rustix::fs::stat(folder).map_err(|e| io(folder, e))?;
+        let child_owner = rustix::fs::lstat(child).map_err(|e| io(child, e))?.st_uid;
+        let sticky = held.st_mode & 0o1000 != 0;
+        let others_write = held.st_mode & 0o022 != 0;
+        if !trusted(held.st_uid) || (others_write && !(sticky && trusted(child_owner))) {
+            return Err(Error::Untrusted {
+                path: folder.to_owned(),
+                problem: Untrusted::Above {
+                    child: child.to_owned(),
+                    uid: held.st_uid,
+                    mode: held.st_mode,
+                },
+            });
+        }
+        child = folder;
+    }
+    Ok(())
 }
 
 /// Flags for opening a folder to look in.
@@ -1328,6 +1389,52 @@ mod tests {
         assert!(StateDir::open(&state_link, JournalKey::from_bytes([7; 32])).is_ok());
         assert!(read_configuration(&config_link).is_ok());
         mode(&links, 0o755);
+    }
+
+    /// A folder above the state directory that others can change lets them swap the whole
+    /// directory after it was judged (its files are opened by path at each use): refused,
+    /// unless it is sticky (like /tmp) and the folder under it is ours.
+    #[test]
+    fn a_folder_above_the_state_directory_that_others_can_change_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = dir.path().join("shared");
+        let state = shared.join("team").join("state");
+        std::fs::create_dir_all(&state).unwrap();
+        mode(&state, 0o700);
+        mode(&shared.join("team"), 0o755);
+        let key = || JournalKey::from_bytes([7; 32]);
+
+        mode(&shared, 0o755);
+        assert!(StateDir::open(&state, key()).is_ok());
+
+        for open in [0o777, 0o775] {
+            mode(&shared, open);
+            let error = StateDir::open(&state, key()).unwrap_err();
+            assert!(
+                matches!(
+                    &error,
+                    Error::Untrusted { path, problem: Untrusted::Above { child, .. } }
+                        if *path == std::fs::canonicalize(&shared).unwrap()
+                            && child.ends_with("shared/team")
+                ),
+                "{error}"
+            );
+            assert!(error.is_user_error(), "{error}");
+            assert!(
+                error.to_string().contains("another state directory"),
+                "{error}"
+            );
+        }
+        // Reached through a link from a safe folder, the folders above the target count.
+        let link = dir.path().join("state-link");
+        std::os::unix::fs::symlink(&state, &link).unwrap();
+        assert!(StateDir::open(&link, key()).is_err());
+
+        // Sticky, like /tmp: others cannot rename what is ours in it.
+        mode(&shared, 0o1777);
+        assert!(StateDir::open(&state, key()).is_ok());
+        assert!(StateDir::open(&link, key()).is_ok());
+        mode(&shared, 0o755);
     }
 
     /// Issue 11 (TOCTOU): the configuration's checks are made on the handle that is then
