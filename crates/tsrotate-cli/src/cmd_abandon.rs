@@ -6,13 +6,17 @@
 //! records that a person took over, shows what the keys are now, and changes nothing else:
 //! revoking what nothing uses is the person's call (`tsrotate revoke`), made with the list
 //! printed here.
+//!
+//! A containment (an ID starting with `c`) is settled the same way
+//! (`crate::cmd_contain::abandon`): its journal records that a person took over, and each
+//! device is shown with what the containment did to it and what the API says of it now.
 
 use serde::Serialize;
 use tsrotate::api;
 use tsrotate::journal::{self, Event, Template};
 use tsrotate::key::KeyId;
 use tsrotate::rotate::plan::{self, KeyStatus};
-use tsrotate::rotate::session::Authority;
+use tsrotate::rotate::session::{Authority, StateDir};
 use tsrotate::rotate::world::ApiWorld;
 use tsrotate::rotate::{Recorder, World as _};
 
@@ -26,13 +30,14 @@ use crate::settings::ApiSettings;
 /// Arguments of `tsrotate abandon`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// The unfinished rotation to give up.
+    /// The unfinished rotation (or containment) to give up.
     #[arg(value_name = "ROTATION_ID")]
     rotation_id: String,
     /// Do not ask for confirmation.
     #[arg(long, short = 'y')]
     yes: bool,
-    /// Abandon it even though `rollback` could still undo it.
+    /// Abandon it even though `rollback` could still undo it (a containment: even though
+    /// `resume` could still finish it).
     #[arg(long)]
     force: bool,
 }
@@ -62,8 +67,21 @@ struct Report {
 }
 
 pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitStatus> {
+    let id = check_id(&args.rotation_id)?;
     let dir = context::trusted_state_dir(global)?;
-    let mut session = rotation::reopen(&dir, &args.rotation_id, &Authority::SETTLE)?;
+    if tsrotate::contain::act::exists(dir.path(), id) {
+        return crate::cmd_contain::abandon(global, &dir, id, args.yes, args.force).await;
+    }
+    abandon_rotation(global, &dir, args).await
+}
+
+/// `abandon` of a rotation.
+async fn abandon_rotation(
+    global: &GlobalArgs,
+    dir: &StateDir,
+    args: &Args,
+) -> anyhow::Result<ExitStatus> {
+    let mut session = rotation::reopen(dir, &args.rotation_id, &Authority::SETTLE)?;
     let state = session.state().clone();
     note_unsealed(global, &session, &args.rotation_id);
     if state.is_finished() {
@@ -167,6 +185,19 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
         println!();
     }
     Ok(ExitStatus::Success)
+}
+
+/// An ID names a journal in its folder and nothing else: it is never made into a path before
+/// it is known to be letters, digits and dashes.
+fn check_id(id: &str) -> Result<&str, UserError> {
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return Err(UserError::new(format!(
+            "`{}` is not a rotation or containment ID (letters, digits and dashes)",
+            tsrotate::text::escape(id)
+        ))
+        .hint("`tsrotate status` lists unfinished rotations and containments"));
+    }
+    Ok(id)
 }
 
 /// Say that what is settled comes from a journal that is not believed (its seal does not

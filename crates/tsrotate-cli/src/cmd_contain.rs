@@ -478,6 +478,9 @@ fn print_progress(state: &act::State) {
             "Containment {id} is rolled back, except {changed} device(s) that changed since it: they were left alone (see above)."
         ),
         Some(act::End::RolledBack) => println!("Containment {id} is rolled back."),
+        Some(act::End::Abandoned) => println!(
+            "Containment {id} was abandoned: tsrotate acts on its devices no more; check them by hand."
+        ),
         None if state.undoing => println!(
             "Containment {id} is not fully rolled back: run `tsrotate rollback {id}` again."
         ),
@@ -680,4 +683,230 @@ fn print_human(report: &contain::Report, min: Confidence, findings: usize, actin
             min.as_str()
         );
     }
+}
+
+/// A device of a settled containment: what the containment did to it, and what the API says
+/// of it now (`now` absent: no longer in the tailnet).
+#[derive(Serialize)]
+struct SettledDevice<'a> {
+    node_id: &'a str,
+    hostname: &'a str,
+    #[serde(flatten)]
+    progress: &'a Progress,
+    now: Option<DeviceNow>,
+}
+
+/// What the API says of a device when its containment is settled: what a person checks.
+#[derive(Serialize)]
+struct DeviceNow {
+    authorized: bool,
+    enabled_routes: Vec<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    expires: Option<OffsetDateTime>,
+    key_expiry_disabled: bool,
+}
+
+impl DeviceNow {
+    fn words(&self) -> String {
+        let routes = if self.enabled_routes.is_empty() {
+            "no routes enabled".to_owned()
+        } else {
+            format!("routes {} enabled", self.enabled_routes.join(","))
+        };
+        let expiry = match (self.expires, self.key_expiry_disabled) {
+            (_, true) => "key expiry disabled".to_owned(),
+            (Some(at), false) => format!("key expires {}", rfc3339(at)),
+            (None, false) => "key expiry unknown".to_owned(),
+        };
+        format!(
+            "{}, {routes}, {expiry}",
+            if self.authorized {
+                "authorized"
+            } else {
+                "NOT authorized"
+            }
+        )
+    }
+}
+
+/// `tsrotate abandon` of a containment.
+#[derive(Serialize)]
+struct Settled<'a> {
+    containment_id: &'a str,
+    outcome: &'static str,
+    key_id: &'a tsrotate::key::KeyId,
+    action: Action,
+    /// Whether its journal's seal verified (if not, the devices are the ones it names).
+    sealed: bool,
+    devices: Vec<SettledDevice<'a>>,
+    next: String,
+}
+
+/// `tsrotate abandon` of a containment: records that a person takes over, so that tsrotate
+/// acts on its devices no more and a new containment of the key may begin; changes no
+/// device. Each device is named with what the containment did to it and what the API says
+/// of it now, so that the person knows what to check. One whose journal's seal does not
+/// verify is settled without `--force` (nothing else can be done from it); one that
+/// `resume` or `rollback` can still carry on needs `--force`; one that ended is refused
+/// (exit 2).
+pub(crate) async fn abandon(
+    global: &GlobalArgs,
+    dir: &tsrotate::rotate::session::StateDir,
+    id: &str,
+    yes: bool,
+    force: bool,
+) -> anyhow::Result<ExitStatus> {
+    let mut settling = Containment::settle(dir, id, &context::os_user()).map_err(act_error)?;
+    settling.abandonable(force).map_err(act_error)?;
+    let state = settling.state().clone();
+    let human = global.format == Format::Human;
+    if !settling.sealed() && human && !global.quiet {
+        eprintln!(
+            "note: the journal of containment {id} is not sealed with this journal key: the devices below are the ones it names, as the API describes them now"
+        );
+    }
+    // What each device is now is what the person needs to settle it by hand: without the
+    // API's answer about every one of them, nothing is recorded.
+    let now = devices_now(&client_for(global, &state)?, &state).await?;
+    let touched: Vec<&str> = state
+        .plan
+        .devices
+        .iter()
+        .zip(&state.progress)
+        .filter(|(_, p)| p.may_be_changed())
+        .map(|(d, _)| d.node_id.as_str())
+        .collect();
+    if !context::confirm(
+        &format!(
+            "Abandon containment {id}? tsrotate will not act on its {} device(s) again ({} it may have changed: {})",
+            state.plan.devices.len(),
+            touched.len(),
+            if touched.is_empty() {
+                "none".to_owned()
+            } else {
+                tsrotate::text::escape(&touched.join(", ")).into_owned()
+            }
+        ),
+        yes,
+    )? {
+        return Err(UserError::new("cancelled; nothing was changed").into());
+    }
+    settling.abandon(force).map_err(|e| match e {
+        act::Error::Journal(e) => anyhow::Error::from(e).context("nothing was recorded"),
+        e => act_error(e),
+    })?;
+    let action = state.plan.action;
+    let next = settled_next(&state, !touched.is_empty());
+    let report = Settled {
+        containment_id: id,
+        outcome: "abandoned",
+        key_id: &state.plan.key_id,
+        action,
+        sealed: settling.sealed(),
+        devices: state
+            .plan
+            .devices
+            .iter()
+            .zip(&state.progress)
+            .zip(now)
+            .map(|((d, p), now)| SettledDevice {
+                node_id: &d.node_id,
+                hostname: &d.hostname,
+                progress: p,
+                now,
+            })
+            .collect(),
+        next,
+    };
+    if human {
+        print_settled(&report);
+    } else {
+        write_json(&report)?;
+    }
+    Ok(ExitStatus::Success)
+}
+
+/// What the API says now of each device of `state` (`None`: no longer in the tailnet).
+async fn devices_now(
+    client: &tsrotate::api::Client,
+    state: &act::State,
+) -> anyhow::Result<Vec<Option<DeviceNow>>> {
+    let mut now = Vec::with_capacity(state.plan.devices.len());
+    for device in &state.plan.devices {
+        now.push(match client.get_device(&device.node_id).await {
+            Ok(d) => Some(DeviceNow {
+                authorized: d.authorized,
+                enabled_routes: d.enabled_routes,
+                expires: d.expires,
+                key_expiry_disabled: d.key_expiry_disabled,
+            }),
+            Err(e) if e.is_not_found() => None,
+            Err(e) if e.status() == Some(403) => {
+                return Err(UserError::new(format!(
+                    "looking up device {} was refused (nothing was recorded): {e}",
+                    tsrotate::text::escape(&device.node_id)
+                ))
+                .hint("give the credential the `devices:core:read` scope")
+                .into());
+            }
+            Err(e) => {
+                return Err(api_error(
+                    &format!(
+                        "looking up device {} (nothing was recorded)",
+                        tsrotate::text::escape(&device.node_id)
+                    ),
+                    e,
+                ));
+            }
+        });
+    }
+    Ok(now)
+}
+
+/// What a person who took a containment over does next.
+fn settled_next(state: &act::State, touched: bool) -> String {
+    let action = state.plan.action;
+    if !touched {
+        return "no device was changed by it as far as its journal tells".to_owned();
+    }
+    format!(
+        "check by hand each device it may have changed ({}): {}; `tsrotate contain {}` lists the key's devices anew",
+        action.as_str(),
+        match action {
+            Action::Expire => "an expired one is back once its owner logs in again",
+            Action::Deauthorize => "authorize again in the admin console the ones that should be",
+            Action::DropRoutes => "approve again in the admin console the routes that should be",
+            Action::Delete => "a deleted one must join again with a new auth key",
+        },
+        state.plan.key_id
+    )
+}
+
+fn print_settled(report: &Settled<'_>) {
+    let action = report.action;
+    println!(
+        "Abandoned containment {} ({} of the devices key {} may have joined): tsrotate acts on them no more.",
+        report.containment_id,
+        action.as_str(),
+        report.key_id
+    );
+    let rows: Vec<Vec<String>> = report
+        .devices
+        .iter()
+        .map(|d| {
+            vec![
+                d.hostname.to_owned(),
+                d.node_id.to_owned(),
+                outcome(action, d.progress),
+                d.now
+                    .as_ref()
+                    .map_or("no longer in the tailnet".to_owned(), DeviceNow::words),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        crate::table::render(&["DEVICE", "NODE ID", "BY THIS CONTAINMENT", "NOW"], &rows)
+    );
+    println!("{}", tsrotate::text::escape(&report.next));
 }

@@ -59,8 +59,9 @@ pub(crate) async fn run(global: &GlobalArgs, _args: &Args) -> anyhow::Result<Exi
     // One whose seal does not verify is shown, never offered to resume or roll back.
     for (containment, error) in act::unsealed(&state_dir).unwrap_or_default() {
         tracing::warn!(
-            "containment {}: {error}; nothing is done from it: check its devices by hand, then move the journal out of the state directory",
-            containment.plan.containment_id
+            "containment {}: {error}; nothing is done from it: {}",
+            containment.plan.containment_id,
+            act::unsealed_hint(&containment.plan.containment_id)
         );
         unreadable = true;
     }
@@ -166,6 +167,7 @@ fn containment_table(mut containments: Vec<act::State>) -> String {
                     format!("tsrotate resume {id} (or rollback {id})"),
                 ),
                 Some(act::End::Finished) => ("finished".to_owned(), "-".to_owned()),
+                Some(act::End::Abandoned) => ("abandoned".to_owned(), "-".to_owned()),
                 Some(act::End::RolledBack) => {
                     let left = count(|p| matches!(p, Progress::Kept { changed: true, .. }));
                     if left > 0 {

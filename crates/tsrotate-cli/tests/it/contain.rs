@@ -1048,3 +1048,271 @@ fn a_since_too_far_back_is_a_usage_error_not_a_panic() {
     env.run(env.cmd().args(["contain", &id, "--since", "36500d"]))
         .expect(1);
 }
+
+/// The fleet's containment stopped by a credential that may read devices but not change them:
+/// the first device's call failed (403), the others were not tried. Returns its ID.
+fn stopped_containment(env: &mut TestEnv, id: &str) -> String {
+    let read_only = env.mint(json!({"keyType": "client", "tags": ["tag:server"],
+        "scopes": ["devices:core:read", "auth_keys:read", "logs:configuration:read"]}));
+    contain(
+        env,
+        env.cmd_as(&read_only.0, &read_only.1),
+        id,
+        "deauthorize",
+    )
+    .expect(2);
+    only_containment(env)
+}
+
+/// A configuration naming one credential (a dotenv file holding `secret`), for `status`.
+fn status_config(env: &TestEnv, secret: &str) -> std::path::PathBuf {
+    env.write("app/.env", format!("TS_AUTHKEY={secret}\n"));
+    let work = env.work.path().display().to_string();
+    env.write_aside(
+        "tsrotate.toml",
+        format!(
+            "[[credential]]\nname = \"fleet\"\nkind = \"auth-key\"\nrotate_before = \"1d\"\n\n\
+             [[credential.sink]]\ntype = \"dotenv\"\npath = \"{work}/app/.env\"\nfield = \"TS_AUTHKEY\"\n"
+        ),
+    )
+}
+
+/// A containment journal whose seal does not verify can be neither resumed nor rolled back,
+/// and held back every new containment of its key: `abandon` settles it (no `--force`
+/// needed), naming each device with what the containment did and what the API says now,
+/// records that a person took over (journal and audit log), and changes no device.
+#[test]
+fn abandon_settles_an_unsealed_containment_naming_each_device() {
+    let mut env = TestEnv::new();
+    let (id, secret) = fleet(&mut env, "key");
+    let config = status_config(&env, &secret);
+    let containment = stopped_containment(&mut env, &id);
+    let journal = env
+        .state
+        .path()
+        .join("containments")
+        .join(format!("{containment}.jsonl"));
+    let original = std::fs::read_to_string(&journal).unwrap();
+    std::fs::write(&journal, crate::seal::without_seals(&original)).unwrap();
+    let before = devices(&env);
+
+    // status says what to do, and a new containment of the key waits for a person.
+    let status = env
+        .run(env.cmd().arg("--config").arg(&config).arg("status"))
+        .expect(1);
+    assert!(
+        status
+            .stderr
+            .contains(&format!("tsrotate abandon {containment}")),
+        "{}",
+        status.stderr
+    );
+    let blocked = contain(&env, env.cmd(), &id, "deauthorize").expect(2);
+    assert!(
+        blocked
+            .stderr
+            .contains(&format!("tsrotate abandon {containment}")),
+        "{}",
+        blocked.stderr
+    );
+
+    let run = env
+        .run(env.cmd().args(["abandon", &containment, "--yes"]))
+        .expect(0);
+    assert!(run.stderr.contains("not sealed"), "{}", run.stderr);
+    assert!(
+        run.stdout
+            .starts_with(&format!("Abandoned containment {containment}")),
+        "{}",
+        run.stdout
+    );
+    for d in before
+        .iter()
+        .filter(|d| d["hostname"].as_str().unwrap().starts_with("evil-"))
+    {
+        let host = d["hostname"].as_str().unwrap();
+        let node = d["nodeId"].as_str().unwrap();
+        let line = run
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{host} ")))
+            .unwrap_or_else(|| panic!("{host} not named:\n{}", run.stdout));
+        assert!(line.contains(node), "{line}");
+        assert!(
+            line.contains("authorized, no routes enabled, key expiry disabled"),
+            "{line}"
+        );
+        assert!(
+            line.contains("deauthorize failed") || line.contains("not done yet"),
+            "{line}"
+        );
+    }
+    assert!(!run.stdout.contains("web-"), "{}", run.stdout);
+    assert!(run.stdout.contains("check by hand"), "{}", run.stdout);
+    assert_eq!(devices(&env), before, "abandon changed a device");
+
+    // Recorded: the journal ends with it, the audit log names each device and its state.
+    let last = std::fs::read_to_string(&journal).unwrap();
+    let last: Value = serde_json::from_str(last.lines().last().unwrap()).unwrap();
+    assert_eq!(last["event"]["type"], "abandoned", "{last}");
+    let entry = audited(&env)
+        .into_iter()
+        .find(|e| e["event"]["type"] == "containment_abandoned")
+        .expect("abandon is audited");
+    assert_eq!(entry["event"]["containment_id"], containment.as_str());
+    assert_eq!(entry["event"]["sealed"], false);
+    let left: Vec<&str> = entry["event"]["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(left, ["failed", "pending", "pending"], "{entry}");
+
+    // Settled: status is quiet about it, and the key can be contained again.
+    let status = env
+        .run(env.cmd().arg("--config").arg(&config).arg("status"))
+        .expect(0);
+    assert!(!status.stderr.contains("not sealed"), "{}", status.stderr);
+    contain(&env, env.cmd(), &id, "deauthorize").expect(0);
+    env.assert_state_clean();
+}
+
+/// A sealed containment that `resume` can still finish is abandoned only with `--force`
+/// (JSON: each device with its state and what the API says now); after that `resume` and
+/// `rollback` refuse it. One that ended is refused: nothing to abandon.
+#[test]
+fn abandon_needs_force_while_resume_could_finish_and_refuses_a_finished_containment() {
+    let mut env = TestEnv::new();
+    let (id, _secret) = fleet(&mut env, "key");
+    let containment = stopped_containment(&mut env, &id);
+    let journal = env
+        .state
+        .path()
+        .join("containments")
+        .join(format!("{containment}.jsonl"));
+    let original = std::fs::read_to_string(&journal).unwrap();
+    let refused = env
+        .run(env.cmd().args(["abandon", &containment, "--yes"]))
+        .expect(2);
+    assert!(
+        refused
+            .stderr
+            .contains(&format!("tsrotate resume {containment}"))
+            && refused
+                .stderr
+                .contains(&format!("tsrotate rollback {containment}"))
+            && refused.stderr.contains("--force"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(std::fs::read_to_string(&journal).unwrap(), original);
+
+    let run = env
+        .run(json_cmd(&env).args(["abandon", &containment, "--yes", "--force"]))
+        .expect(0);
+    let report = run.json();
+    assert_eq!(report["containment_id"], containment.as_str());
+    assert_eq!(report["outcome"], "abandoned");
+    assert_eq!(report["key_id"], id.as_str());
+    assert_eq!(report["action"], "deauthorize");
+    assert_eq!(report["sealed"], true);
+    let listed = report["devices"].as_array().unwrap();
+    assert_eq!(listed.len(), 3, "{report}");
+    for d in listed {
+        assert!(d["hostname"].as_str().unwrap().starts_with("evil-"), "{d}");
+        assert_eq!(
+            device(&env, d["hostname"].as_str().unwrap())["nodeId"],
+            d["node_id"]
+        );
+        assert_eq!(d["now"]["authorized"], true, "{d}");
+        assert!(d["now"]["expires"].is_string(), "{d}");
+    }
+    assert_eq!(listed[0]["state"], "failed", "{report}");
+    assert!(report["next"].as_str().unwrap().contains("check by hand"));
+
+    for command in ["resume", "rollback"] {
+        let run = env
+            .run(env.cmd().args([command, &containment, "--yes"]))
+            .expect(2);
+        assert!(
+            run.stderr.contains("was abandoned"),
+            "{command}: {}",
+            run.stderr
+        );
+    }
+    assert!(devices(&env).iter().all(|d| d["authorized"] == true));
+    let again = env
+        .run(
+            env.cmd()
+                .args(["abandon", &containment, "--yes", "--force"]),
+        )
+        .expect(2);
+    assert!(
+        again.stderr.contains("already ended (abandoned)")
+            && again.stderr.contains("nothing to abandon"),
+        "{}",
+        again.stderr
+    );
+
+    // A finished containment: nothing to abandon, nothing recorded.
+    let finished = contain(&env, json_cmd(&env), &id, "deauthorize")
+        .expect(0)
+        .json()["containment"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = env
+        .state
+        .path()
+        .join("containments")
+        .join(format!("{finished}.jsonl"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let run = env
+        .run(env.cmd().args(["abandon", &finished, "--yes", "--force"]))
+        .expect(2);
+    assert!(
+        run.stderr.contains("already ended (finished)")
+            && run.stderr.contains("nothing to abandon"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+    env.assert_state_clean();
+}
+
+/// An ID is letters, digits and dashes, and names a journal in its folder: nothing is made
+/// into a path from anything else (a containment reached through `../containments/`, a
+/// rotation's folder, a file name).
+#[test]
+fn abandon_takes_ids_only_never_paths() {
+    let mut env = TestEnv::new();
+    let (id, _secret) = fleet(&mut env, "key");
+    let containment = stopped_containment(&mut env, &id);
+    let journal = env
+        .state
+        .path()
+        .join("containments")
+        .join(format!("{containment}.jsonl"));
+    let original = std::fs::read_to_string(&journal).unwrap();
+    for bad in [
+        format!("../containments/{containment}"),
+        format!("{containment}/../{containment}"),
+        format!("{containment}.jsonl"),
+        format!("./{containment}"),
+        String::new(),
+        "c\u{1b}[2J".to_owned(),
+    ] {
+        let run = env
+            .run(env.cmd().args(["abandon", &bad, "--yes", "--force"]))
+            .expect(2);
+        assert!(
+            run.stderr.contains("not a rotation or containment ID"),
+            "{bad}: {}",
+            run.stderr
+        );
+        assert!(!run.stderr.contains('\u{1b}'), "{bad}: unescaped");
+    }
+    assert_eq!(std::fs::read_to_string(&journal).unwrap(), original);
+    env.assert_state_clean();
+}

@@ -32,7 +32,7 @@ fn restore_key(path: &Path, key: Option<&str>) {
 }
 
 /// The journal's lines without their seals, as a person (or tsrotate 1) would write them.
-fn without_seals(text: &str) -> String {
+pub(crate) fn without_seals(text: &str) -> String {
     text.lines()
         .map(|line| {
             let mut record: serde_json::Value = serde_json::from_str(line).unwrap();

@@ -61,6 +61,11 @@ pub struct Device {
     )]
     #[serde(serialize_with = "time::serde::rfc3339::option::serialize")]
     pub expires: Option<OffsetDateTime>,
+    /// Whether its node key's expiry is disabled ("the keys for the device will not
+    /// expire"): tagged devices join so by default. Whether `POST /device/{id}/expire` takes
+    /// effect on such a device is not documented, which `contain`'s plan says.
+    #[serde(default)]
+    pub key_expiry_disabled: bool,
     /// Whether it is authorized to join the tailnet.
     #[serde(default)]
     pub authorized: bool,

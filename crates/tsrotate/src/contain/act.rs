@@ -236,6 +236,11 @@ pub enum Step {
     Finished,
     /// Every device acted on is restored.
     RolledBack,
+    /// A person settled it (`tsrotate abandon`): tsrotate acts on its devices no more.
+    Abandoned {
+        /// Who (the OS user).
+        by: String,
+    },
 }
 
 impl Entry for Step {
@@ -286,6 +291,39 @@ pub enum Progress {
     },
 }
 
+impl Progress {
+    /// One word for it (the `state` of its JSON), for the audit log and settled reports.
+    #[must_use]
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Intended => "intended",
+            Self::Done { already: false } => "done",
+            Self::Done { already: true } => "found_done",
+            Self::Gone => "gone",
+            Self::Failed { .. } => "failed",
+            Self::UndoIntended => "undo_intended",
+            Self::Undone { .. } => "undone",
+            Self::Kept { .. } => "kept",
+            Self::UndoFailed { .. } => "undo_failed",
+        }
+    }
+
+    /// Whether the action may have changed the device and nothing restored it since: what
+    /// a person who takes over must check.
+    #[must_use]
+    pub fn may_be_changed(&self) -> bool {
+        matches!(
+            self,
+            Self::Intended
+                | Self::Done { .. }
+                | Self::Failed { .. }
+                | Self::UndoIntended
+                | Self::UndoFailed { .. }
+        )
+    }
+}
+
 /// How a containment ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -294,6 +332,20 @@ pub enum End {
     Finished,
     /// Every device acted on was restored.
     RolledBack,
+    /// Given up by a person (`tsrotate abandon`): its devices are as it left them.
+    Abandoned,
+}
+
+impl End {
+    /// The word for it, in tables and messages.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Finished => "finished",
+            Self::RolledBack => "rolled back",
+            Self::Abandoned => "abandoned",
+        }
+    }
 }
 
 /// A containment as its journal tells it.
@@ -389,6 +441,7 @@ impl State {
             ),
             Step::Finished => self.end = Some(End::Finished),
             Step::RolledBack => self.end = Some(End::RolledBack),
+            Step::Abandoned { .. } => self.end = Some(End::Abandoned),
         }
     }
 
@@ -458,6 +511,26 @@ pub enum Error {
     /// Rolled back already, or never acted on anything.
     #[error("containment {0} has nothing to undo")]
     NothingToUndo(String),
+    /// `abandon` of a containment that already ended.
+    #[error("containment {containment_id} already ended ({}); there is nothing to abandon", end.as_str())]
+    NothingToAbandon {
+        /// The containment.
+        containment_id: String,
+        /// How it ended.
+        end: End,
+    },
+    /// `abandon` of a containment that `resume` (and, for a reversible action, `rollback`)
+    /// can still carry on, without `force`.
+    #[error("containment {containment_id} can still be finished with `tsrotate resume {containment_id}`{}", if action.undoable() { format!(" or undone with `tsrotate rollback {containment_id}`") } else { String::new() })]
+    CanGoOn {
+        /// The containment.
+        containment_id: String,
+        /// Its action.
+        action: Action,
+    },
+    /// `resume` or `rollback` of a containment a person settled.
+    #[error("containment {0} was abandoned: tsrotate acts on its devices no more")]
+    Abandoned(String),
 }
 
 impl Error {
@@ -475,14 +548,25 @@ impl Error {
             Self::Forbidden { scope, .. } => Some(format!(
                 "give the credential the `{scope}` scope, then `tsrotate resume` finishes the containment"
             )),
-            Self::Journal(journal::Error::Unsealed { .. }) => Some(
-                "check by hand what its devices are now (`tsrotate contain KEY` shows them), then move the journal out of the state directory; if it is yours and was sealed with another journal key, run with that key (TSROTATE_JOURNAL_KEY_FILE)".to_owned(),
+            Self::Journal(journal::Error::Unsealed { path, .. }) => Some(unsealed_hint(
+                &path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy())
+                    .unwrap_or_default(),
+            )),
+            Self::CanGoOn { .. } => {
+                Some("to give it up anyway and check its devices by hand, add --force".to_owned())
+            }
+            Self::Abandoned(_) => Some(
+                "check its devices by hand (`tsrotate contain KEY` lists the key's devices anew)"
+                    .to_owned(),
             ),
             Self::Journal(_)
             | Self::Unknown(_)
             | Self::External(_)
             | Self::CannotUndo { .. }
-            | Self::NothingToUndo(_) => None,
+            | Self::NothingToUndo(_)
+            | Self::NothingToAbandon { .. } => None,
         }
     }
 
@@ -497,6 +581,16 @@ impl Error {
     }
 }
 
+/// What to do about containment `id`, whose journal's seal does not verify: nothing is done
+/// from it, a person checks its devices and settles it.
+#[must_use]
+pub fn unsealed_hint(id: &str) -> String {
+    format!(
+        "check by hand what its devices are now (`tsrotate contain KEY` lists the key's devices), then settle it with `tsrotate abandon {}`; if it is yours and was sealed with another journal key, run with that key (TSROTATE_JOURNAL_KEY_FILE)",
+        crate::text::escape(id)
+    )
+}
+
 /// A containment under its key's lock, recording to its journal.
 pub struct Containment {
     _lock: FileLock,
@@ -504,6 +598,9 @@ pub struct Containment {
     audit: Option<AuditLog>,
     user: String,
     state: State,
+    /// Whether its journal's seal verifies: always, except when opened to settle it
+    /// ([`Containment::settle`]); then nothing is done from it.
+    seal: journal::Seal,
 }
 
 impl std::fmt::Debug for Containment {
@@ -565,6 +662,23 @@ enum Audited<'a> {
     ContainmentRolledBack {
         containment_id: &'a str,
     },
+    /// A person took over: each device with where the containment left it.
+    ContainmentAbandoned {
+        containment_id: &'a str,
+        key_id: &'a KeyId,
+        action: Action,
+        /// Whether the journal's seal verified (if not, the devices are what it claims).
+        sealed: bool,
+        devices: Vec<Left<'a>>,
+    },
+}
+
+/// A device by its IDs, with where a settled containment left it ([`Progress::as_str`]).
+#[derive(Serialize)]
+struct Left<'a> {
+    node_id: &'a str,
+    hostname: &'a str,
+    state: &'static str,
 }
 
 /// A device by its IDs.
@@ -644,8 +758,10 @@ pub fn unsealed(dir: &StateDir) -> Result<Vec<(State, journal::Error)>, journal:
             continue;
         };
         if let journal::Seal::Broken { line, why } = seal
-            && let Some(state) = State::replay(&records).filter(|s| !s.is_finished())
+            && let Some(mut state) = State::replay(&records).filter(|s| !s.is_finished())
         {
+            // Named by its file (what `abandon` takes), not by what the unsealed plan claims.
+            state.plan.containment_id = id;
             found.push((state, journal::Error::Unsealed { path, line, why }));
         }
     }
@@ -688,6 +804,7 @@ impl Containment {
             audit: open_audit(dir),
             user,
             state,
+            seal: journal::Seal::Intact,
         };
         containment.audit(&first);
         Ok(containment)
@@ -715,7 +832,82 @@ impl Containment {
             audit: open_audit(dir),
             user: user.to_owned(),
             state,
+            seal: journal::Seal::Intact,
         })
+    }
+
+    /// Reopens containment `id` whatever its journal's seal, under its key's lock, only to
+    /// settle it ([`Containment::abandon`]): nothing is ever done from a journal opened so
+    /// ([`Containment::carry_out`] and [`Containment::roll_back`] refuse it). The ID shown
+    /// and audited is the file's, not the one an unsealed plan claims.
+    pub fn settle(dir: &StateDir, id: &str, user: &str) -> Result<Self, Error> {
+        if !exists(dir.path(), id) {
+            return Err(Error::Unknown(id.to_owned()));
+        }
+        let path = path_of(dir.path(), id);
+        let (records, _) = journal::read_any::<Step>(&path, dir.key())?;
+        let before = State::replay(&records).ok_or_else(|| Error::Unknown(id.to_owned()))?;
+        let held = lock(dir, &before.plan.key_id)?;
+        let (journal, records, seal) = Journal::<Step>::open_to_settle(&path, dir.key())?;
+        let mut state = State::replay(&records).ok_or_else(|| Error::Unknown(id.to_owned()))?;
+        id.clone_into(&mut state.plan.containment_id);
+        Ok(Self {
+            _lock: held,
+            journal,
+            audit: open_audit(dir),
+            user: user.to_owned(),
+            state,
+            seal,
+        })
+    }
+
+    /// Whether its journal's seal verifies (always, except when opened to settle it).
+    #[must_use]
+    pub fn sealed(&self) -> bool {
+        self.seal == journal::Seal::Intact
+    }
+
+    /// Refuses to act from a journal whose seal does not verify.
+    fn require_sealed(&self) -> Result<(), Error> {
+        match self.seal {
+            journal::Seal::Intact => Ok(()),
+            journal::Seal::Broken { line, why } => Err(Error::Journal(journal::Error::Unsealed {
+                path: self.journal.path().to_owned(),
+                line,
+                why,
+            })),
+        }
+    }
+
+    /// Records that a person takes over (`tsrotate abandon`): tsrotate acts on its devices no
+    /// more, and a new containment of the key may begin. Changes no device. Refuses one that
+    /// already ended, and, unless `force`, one whose journal's seal verifies (`resume` can
+    /// still finish it, and `rollback` undo a reversible action); one whose seal does not
+    /// verify is settled without `force`: nothing else can be done from it.
+    pub fn abandon(&mut self, force: bool) -> Result<(), Error> {
+        self.abandonable(force)?;
+        self.record(Step::Abandoned {
+            by: self.user.clone(),
+        })
+    }
+
+    /// Whether [`Containment::abandon`] would record (its refusal if not), to refuse before
+    /// asking anything.
+    pub fn abandonable(&self, force: bool) -> Result<(), Error> {
+        let containment_id = self.state.plan.containment_id.clone();
+        if let Some(end) = self.state.end {
+            return Err(Error::NothingToAbandon {
+                containment_id,
+                end,
+            });
+        }
+        if self.sealed() && !force {
+            return Err(Error::CanGoOn {
+                containment_id,
+                action: self.state.plan.action,
+            });
+        }
+        Ok(())
     }
 
     /// The containment as journaled.
@@ -806,6 +998,22 @@ impl Containment {
             Step::RolledBack => Audited::ContainmentRolledBack {
                 containment_id: &plan.containment_id,
             },
+            Step::Abandoned { .. } => Audited::ContainmentAbandoned {
+                containment_id: &plan.containment_id,
+                key_id: &plan.key_id,
+                action: plan.action,
+                sealed: self.seal == journal::Seal::Intact,
+                devices: plan
+                    .devices
+                    .iter()
+                    .zip(&self.state.progress)
+                    .map(|(d, p)| Left {
+                        node_id: &d.node_id,
+                        hostname: &d.hostname,
+                        state: p.as_str(),
+                    })
+                    .collect(),
+            },
         };
         if let Some(log) = &mut self.audit
             && let Err(e) = log.append(&self.user, None, &entry)
@@ -819,6 +1027,10 @@ impl Containment {
     /// Failures are journaled and the rest go on; a 403 stops (every other call would meet
     /// it too). Journals `finished` once every device is done or gone.
     pub async fn carry_out(&mut self, client: &Client) -> Result<(), Error> {
+        self.require_sealed()?;
+        if self.state.end == Some(End::Abandoned) {
+            return Err(Error::Abandoned(self.state.plan.containment_id.clone()));
+        }
         if self.state.is_finished() {
             return Ok(());
         }
@@ -996,8 +1208,12 @@ impl Containment {
     /// as [`Step::Kept`]). Refuses the actions the API cannot undo. Journals `rolled_back`
     /// once every device is restored or left alone.
     pub async fn roll_back(&mut self, client: &Client) -> Result<(), Error> {
+        self.require_sealed()?;
         let id = self.state.plan.containment_id.clone();
         let action = self.state.plan.action;
+        if self.state.end == Some(End::Abandoned) {
+            return Err(Error::Abandoned(id));
+        }
         if !action.undoable() {
             return Err(Error::CannotUndo {
                 containment_id: id,
