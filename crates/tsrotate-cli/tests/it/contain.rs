@@ -1316,3 +1316,105 @@ fn abandon_takes_ids_only_never_paths() {
     assert_eq!(std::fs::read_to_string(&journal).unwrap(), original);
     env.assert_state_clean();
 }
+
+/// `status --format json`: the credential rows as before, then one element per containment
+/// journal (`"type": "containment"`), unfinished first, each with its key, action, devices
+/// (done or failed) and the command that goes on with it; journals whose seal does not verify
+/// or that cannot be read are reported too.
+#[test]
+fn status_json_lists_containments_after_the_credentials() {
+    let mut env = TestEnv::new();
+    let (id, secret) = fleet(&mut env, "key");
+    let config = status_config(&env, &secret);
+    let status = |env: &TestEnv| env.run(json_cmd(env).arg("--config").arg(&config).arg("status"));
+    let quiet = status(&env).expect(0).json();
+    let rows = quiet.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{quiet}");
+    assert_eq!(rows[0]["name"], "fleet");
+    assert!(rows[0].get("type").is_none(), "{quiet}");
+
+    let stopped = stopped_containment(&mut env, &id);
+    let (other, _) = env.mint_default();
+    join(
+        &env,
+        &json!({"auth_key_id": other, "hostname": "stray", "audit_actor": "key"}),
+    );
+    let finished = env
+        .run(json_cmd(&env).args(["contain", &other, "--action", "drop-routes", "--yes"]))
+        .expect(0)
+        .json()["containment"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let folder = env.state.path().join("containments");
+    // A copy under another name does not verify (the seal covers the name); and a file that is
+    // not a journal at all.
+    let forged = "c20000101000000forged";
+    std::fs::copy(
+        folder.join(format!("{stopped}.jsonl")),
+        folder.join(format!("{forged}.jsonl")),
+    )
+    .unwrap();
+    std::fs::write(
+        folder.join("c20000101000000zzzzzz.jsonl"),
+        "not a journal\n",
+    )
+    .unwrap();
+
+    let report = status(&env).expect(1).json();
+    let all = report.as_array().unwrap();
+    assert_eq!(all[0], rows[0], "the credential row changed");
+    let containments: Vec<&Value> = all.iter().filter(|e| e["type"] == "containment").collect();
+    assert_eq!(containments.len(), 4, "{report}");
+    assert_eq!(all.len(), 5, "{report}");
+    let by_id = |wanted: &str| -> &Value {
+        containments
+            .iter()
+            .find(|c| c["id"] == wanted)
+            .unwrap_or_else(|| panic!("{wanted} missing: {report}"))
+    };
+    // Unfinished ones (sealed or not, and the unreadable one) before the finished one.
+    assert_eq!(containments[3]["id"], finished.as_str(), "{report}");
+
+    let c = by_id(&stopped);
+    assert_eq!(c["state"], "unfinished");
+    assert_eq!(c["finished"], false);
+    assert_eq!(c["sealed"], true);
+    assert_eq!(c["key_id"], id.as_str());
+    assert_eq!(c["action"], "deauthorize");
+    assert_eq!(c["next"], format!("tsrotate resume {stopped}"));
+    let listed = c["devices"].as_array().unwrap();
+    assert_eq!(listed.len(), 3);
+    for d in listed {
+        assert!(d["hostname"].as_str().unwrap().starts_with("evil-"), "{d}");
+        assert_eq!(
+            device(&env, d["hostname"].as_str().unwrap())["nodeId"],
+            d["node_id"]
+        );
+        assert_eq!(d["done"], false, "{d}");
+    }
+    assert_eq!(listed[0]["failed"], true, "{c}");
+    assert!(listed[0]["error"].as_str().unwrap().contains("403"), "{c}");
+    assert_eq!(listed[1]["failed"], false, "{c}");
+
+    let c = by_id(&finished);
+    assert_eq!(
+        (&c["state"], &c["finished"]),
+        (&json!("finished"), &json!(true))
+    );
+    assert_eq!(c["next"], Value::Null);
+    assert_eq!(c["devices"][0]["hostname"], "stray");
+    assert_eq!(c["devices"][0]["done"], true);
+
+    let c = by_id(forged);
+    assert_eq!(c["sealed"], false, "{c}");
+    assert_eq!(c["finished"], false, "{c}");
+    assert_eq!(c["next"], format!("tsrotate abandon {forged}"));
+    assert!(c["problem"].as_str().unwrap().contains("not sealed"), "{c}");
+
+    let c = by_id("c20000101000000zzzzzz");
+    assert_eq!(c["state"], "unreadable", "{c}");
+    assert!(c["problem"].is_string(), "{c}");
+    assert_eq!(c["next"], Value::Null);
+    env.assert_state_clean();
+}

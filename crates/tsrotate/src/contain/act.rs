@@ -739,6 +739,35 @@ pub fn all(dir: &StateDir) -> Result<Vec<State>, journal::Error> {
     Ok(found)
 }
 
+/// One containment journal as `status` shows it: what it says and whether its seal verifies,
+/// or why it cannot be read.
+#[derive(Debug)]
+pub struct Surveyed {
+    /// Its ID (the file's name).
+    pub id: String,
+    /// What it says (named by its ID, whatever an unsealed plan claims) and its seal, or why
+    /// it cannot be read.
+    pub found: Result<(State, journal::Seal), String>,
+}
+
+/// Every containment journal, oldest first, sealed or not, readable or not: for showing them
+/// (`status`), never for acting on them. Fails only when the folder cannot be listed.
+pub fn survey(dir: &StateDir) -> Result<Vec<Surveyed>, journal::Error> {
+    let mut found = Vec::new();
+    for id in list(dir.path())? {
+        let read = journal::read_any::<Step>(&path_of(dir.path(), &id), dir.key())
+            .map_err(|e| e.to_string())
+            .and_then(|(records, seal)| {
+                let mut state = State::replay(&records)
+                    .ok_or_else(|| "it does not start with a containment plan".to_owned())?;
+                id.clone_into(&mut state.plan.containment_id);
+                Ok((state, seal))
+            });
+        found.push(Surveyed { id, found: read });
+    }
+    Ok(found)
+}
+
 /// The containments not finished (neither finished nor rolled back), oldest first. Only
 /// journals whose seal verifies; see [`unsealed`] for the others.
 pub fn unfinished(dir: &StateDir) -> Result<Vec<State>, journal::Error> {
