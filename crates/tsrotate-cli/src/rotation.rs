@@ -11,7 +11,7 @@ use tsrotate::key::{Fingerprint, KeyId};
 use tsrotate::rotate::session::{self, Authority, Session, StateDir};
 use tsrotate::rotate::{End, Executor, Observer, OldKey, Remedy, State, Stop, World};
 
-use crate::exit::{ExitStatus, UserError};
+use crate::exit::{ExitStatus, Stopped, UserError};
 
 /// Narrates each durable step on stderr, for people watching.
 pub(crate) struct Narrator {
@@ -233,7 +233,11 @@ pub(crate) async fn execute<W: World>(
     let mut narrator = Narrator { enabled: narrate };
     let state = session.state().clone();
     let state_dir = session.state_dir().to_owned();
+    let created_here = session.created_here();
     let mut executor = Executor::new(state, world, session, &mut narrator);
+    if created_here {
+        executor = executor.created_here();
+    }
     let result = match rollback_with {
         Some(old) => executor.rollback(old).await,
         None => executor.run().await,
@@ -246,6 +250,9 @@ pub(crate) async fn execute<W: World>(
         }
         Err(Stop::Internal(e)) => anyhow::bail!("internal error: {e}"),
         Err(Stop::Refused(e)) => return Err(UserError::new(e.to_string()).into()),
+        // Nothing was done, and nothing is asked of the API about the old key: a death it
+        // reports would be journaled, and the next run would then trust the older copy.
+        Err(Stop::Stale(e)) => return Err(Stopped::new(e.to_string()).hint(e.hint()).into()),
         Err(failed @ Stop::Failed { .. }) => Some(failed),
     };
     // Where the old key stands: from the journal when it is settled, else from the API.

@@ -28,6 +28,7 @@ mod migrate_federated;
 mod pinned;
 mod places;
 mod redact;
+mod replay;
 mod rotate;
 mod scan;
 mod schedule;

@@ -317,6 +317,63 @@ pub enum Stop {
     /// Rollback was refused.
     #[error(transparent)]
     Refused(#[from] RollbackRefused),
+    /// The journal does not match what the API says; nothing was done.
+    #[error(transparent)]
+    Stale(#[from] Stale),
+}
+
+/// Why a reopened journal is not trusted to mint: what it says does not match what the API
+/// says, as when an older copy of it was put back. A seal proves who wrote a journal, not
+/// that it is the latest copy; an older one reads like a crash at that point, and acting on
+/// it would mint a key nobody holds, or start over a rotation that already finished.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Stale {
+    /// Live keys carry this rotation's marker, and the journal records no mint that could
+    /// have made them.
+    #[error(
+        "the API has live key(s) {} minted by rotation {rotation_id}, which its journal does not know of: the journal may be an older copy, so nothing was minted and no key or place was changed",
+        join(keys)
+    )]
+    UnknownMinted {
+        /// The rotation.
+        rotation_id: String,
+        /// The keys the journal does not know.
+        keys: Vec<KeyId>,
+    },
+    /// The old key is dead, and the journal records neither its revocation nor an attempt.
+    #[error(
+        "the API says the old key {key_id} no longer works (revoked or invalid), but the journal of rotation {rotation_id} says it is live: the journal may be an older copy (of a rotation that went on or finished since), so nothing was minted and no key or place was changed"
+    )]
+    OldKeyDead {
+        /// The rotation.
+        rotation_id: String,
+        /// The old key.
+        key_id: KeyId,
+    },
+}
+
+impl Stale {
+    /// What a person should check and do, for a `hint:` line.
+    #[must_use]
+    pub fn hint(&self) -> String {
+        match self {
+            Self::UnknownMinted { rotation_id, keys } => format!(
+                "check whether the journal in the state directory was restored from an older copy (a backup, a CI cache); if the latest copy exists, put it back and resume. Otherwise settle the rotation with `tsrotate abandon {rotation_id}` (it changes no key), and revoke {} with `tsrotate revoke` once nothing uses it",
+                join(keys)
+            ),
+            Self::OldKeyDead { rotation_id, .. } => format!(
+                "check whether the journal in the state directory was restored from an older copy (a backup, a CI cache) and whether rotation {rotation_id} finished (`audit.jsonl` in the state directory records each of its steps); if the latest copy exists, put it back. Otherwise, or if the old key was revoked on purpose since the rotation began, settle it with `tsrotate abandon {rotation_id}` (it changes no key) and rotate again if its places still need a key"
+            ),
+        }
+    }
+}
+
+/// Key IDs for a message, separated by commas.
+fn join(keys: &[KeyId]) -> String {
+    keys.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The other failures of a step, each after "; ".
@@ -382,6 +439,9 @@ pub struct Executor<'a, W, R, O> {
     held: Option<(KeyId, Secret)>,
     /// Whether this process already looked in the places for a key an earlier run minted.
     looked_for_reuse: bool,
+    /// Whether the journal is known to be the latest copy: this process created it, or it
+    /// was checked against the API (see [`Self::check_current`]).
+    journal_current: bool,
 }
 
 impl<'a, W: World, R: Recorder, O: Observer> Executor<'a, W, R, O> {
@@ -394,7 +454,16 @@ impl<'a, W: World, R: Recorder, O: Observer> Executor<'a, W, R, O> {
             state,
             held: None,
             looked_for_reuse: false,
+            journal_current: false,
         }
+    }
+
+    /// For a journal this process created just now: no older copy can stand in for it, so
+    /// the API need not be asked whether it is the latest before minting.
+    #[must_use]
+    pub fn created_here(mut self) -> Self {
+        self.journal_current = true;
+        self
     }
 
     /// The state so far.
@@ -455,6 +524,12 @@ impl<'a, W: World, R: Recorder, O: Observer> Executor<'a, W, R, O> {
 
     /// Run steps until the rotation is done or a step fails.
     pub async fn run(&mut self) -> Result<State, Stop> {
+        // A reopened journal may be an older copy; before anything that may lead to a mint,
+        // the API is asked whether it knows more than the journal does.
+        if !self.journal_current && self.held.is_none() && self.state.needs_key(None) {
+            self.check_current().await?;
+            self.journal_current = true;
+        }
         // A key an earlier run minted and got into a place is reused rather than one more
         // minted: failed runs must not pile up live keys (issue 11, item 10).
         if !self.looked_for_reuse && self.held.is_none() && self.state.needs_key(None) {
@@ -496,6 +571,83 @@ impl<'a, W: World, R: Recorder, O: Observer> Executor<'a, W, R, O> {
                 Step::Sweep => self.sweep().await?,
             }
         }
+    }
+
+    /// Stop unless the journal agrees with the API: no live key carries this rotation's
+    /// marker that the journal's mints cannot account for, and the old key is live unless
+    /// the journal records a revoke of it (or it passed the expiry the plan recorded). A
+    /// restored older copy of the journal reads like a crash at that point: without this,
+    /// a run would mint a key nobody holds, or start over a rotation that already finished.
+    async fn check_current(&mut self) -> Result<(), Stop> {
+        let rotation_id = self.state.rotation_id().to_owned();
+        let step = "checking the journal against the API";
+        if self.state.started.template.sweepable() {
+            let found = self
+                .world
+                .find_minted(&rotation_id)
+                .await
+                .map_err(|error| Stop::Failed {
+                    step: step.into(),
+                    error,
+                    also: Vec::new(),
+                })?;
+            let unknown: Vec<KeyId> = found
+                .into_iter()
+                .filter(|id| !self.state.minted.contains(id))
+                .collect();
+            let unknown_count = u32::try_from(unknown.len()).unwrap_or(u32::MAX);
+            if unknown_count > self.state.unanswered_mints() {
+                return Err(Stale::UnknownMinted {
+                    rotation_id,
+                    keys: unknown,
+                }
+                .into());
+            }
+        }
+        let settled = self.state.old_revoked()
+            || self.state.old_not_in_tailnet()
+            || self.state.old_revoke_attempted()
+            || self.state.started.template.mint_retires_old();
+        if settled || !self.old_live_at_plan() {
+            return Ok(());
+        }
+        let key_id = self.state.old_key_id().clone();
+        match self.world.liveness(&key_id).await {
+            Ok(Liveness::Live) => Ok(()),
+            Ok(Liveness::Dead | Liveness::NotFound) if self.old_expired_since_plan() => Ok(()),
+            Ok(Liveness::Dead | Liveness::NotFound) => Err(Stale::OldKeyDead {
+                rotation_id,
+                key_id,
+            }
+            .into()),
+            Err(error) => Err(Stop::Failed {
+                step: step.into(),
+                error,
+                also: Vec::new(),
+            }),
+        }
+    }
+
+    /// Whether the plan saw the old key live: the API knew it, not revoked, not invalid.
+    fn old_live_at_plan(&self) -> bool {
+        self.state
+            .started
+            .old
+            .metadata
+            .as_ref()
+            .is_some_and(|k| k.revoked.is_none() && !k.invalid)
+    }
+
+    /// Whether the old key's expiry, as the plan recorded it, has passed: its death is then
+    /// no sign of an older journal (a stalled rotation may outlive the key it replaces).
+    fn old_expired_since_plan(&self) -> bool {
+        self.state
+            .started
+            .old
+            .metadata
+            .as_ref()
+            .and_then(|k| k.expires)
+            .is_some_and(|expires| expires <= time::OffsetDateTime::now_utc())
     }
 
     /// Look in the places for a live key an earlier run minted, newest first, and hold it

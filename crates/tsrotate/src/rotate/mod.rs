@@ -13,7 +13,7 @@ pub mod world;
 
 pub use engine::{
     Cause, Executor, Liveness, MintedKey, Observer, OldKey, Quiet, Recorder, Remedy, Revocation,
-    StepError, Stop, World, mint_description,
+    Stale, StepError, Stop, World, mint_description,
 };
 pub use state::{End, RollbackRefused, RollbackStep, State, Step};
 

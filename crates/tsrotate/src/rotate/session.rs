@@ -919,6 +919,7 @@ impl Admission {
         let records = journal::read(journal.path(), &self.dir.key)?;
         let state = State::replay(&records).ok_or_else(|| Error::Empty(rotation_id.clone()))?;
         let mut session = Session::recording(&self.dir, lock, journal, &user, state, true);
+        session.created = true;
         session.audit_only(&Event::Started(Box::new(started)));
         Ok(session)
     }
@@ -953,6 +954,8 @@ pub struct Session {
     rotation_id: String,
     state: State,
     sealed: bool,
+    /// Whether this process created the journal (then no older copy can stand in for it).
+    created: bool,
 }
 
 impl std::fmt::Debug for Session {
@@ -991,6 +994,7 @@ impl Session {
             rotation_id: state.rotation_id().to_owned(),
             state,
             sealed,
+            created: false,
         }
     }
 
@@ -1033,6 +1037,14 @@ impl Session {
         }
         let sealed = seal == journal::Seal::Intact;
         Ok(Self::recording(dir, lock, journal, user, state, sealed))
+    }
+
+    /// Whether this process created the journal (a fresh rotation), rather than reopened
+    /// one: a reopened journal may be an older copy, and is checked against the API before
+    /// it may lead to a mint ([`super::Executor::created_here`]).
+    #[must_use]
+    pub fn created_here(&self) -> bool {
+        self.created
     }
 
     /// Whether its journal's seal verifies (always, except when opened to settle it).

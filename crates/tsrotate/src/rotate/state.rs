@@ -44,6 +44,9 @@ pub struct State {
     pub revoked: BTreeSet<KeyId>,
     /// The old key could not be revoked: the API does not know it (another tailnet's?).
     pub old_not_in_tailnet: bool,
+    /// Keys a revoke was attempted for (its outcome may be unknown): a dead old key among
+    /// them is no sign that the journal is an older copy.
+    pub revoke_attempted: BTreeSet<KeyId>,
     /// The fingerprint of each key minted with an answer, to recognise it in a place.
     pub fingerprints: BTreeMap<KeyId, Fingerprint>,
     /// Whether the tailnet was swept after the last mint attempt.
@@ -195,6 +198,7 @@ impl State {
             verified: None,
             revoked: BTreeSet::new(),
             old_not_in_tailnet: false,
+            revoke_attempted: BTreeSet::new(),
             fingerprints: BTreeMap::new(),
             swept: false,
             mints_answered: 0,
@@ -208,7 +212,10 @@ impl State {
     /// Apply one record.
     pub fn apply(&mut self, event: &Event) {
         match event {
-            Event::Started(_) | Event::RevokeIntent { .. } => {}
+            Event::Started(_) => {}
+            Event::RevokeIntent { key_id } => {
+                self.revoke_attempted.insert(key_id.clone());
+            }
             Event::MintIntent { attempt, .. } => {
                 self.mint_attempts = self.mint_attempts.max(*attempt);
                 self.swept = false;
@@ -301,6 +308,12 @@ impl State {
         self.revoked.contains(self.old_key_id())
     }
 
+    /// Whether a revoke of the old key was attempted, whatever its outcome.
+    #[must_use]
+    pub fn old_revoke_attempted(&self) -> bool {
+        self.revoke_attempted.contains(self.old_key_id())
+    }
+
     /// Whether the old key could not be revoked because the API does not know it.
     #[must_use]
     pub fn old_not_in_tailnet(&self) -> bool {
@@ -312,6 +325,18 @@ impl State {
     #[must_use]
     pub fn old_seen_by_api(&self) -> bool {
         self.started.old.metadata.is_some()
+    }
+
+    /// How many keys minted by this rotation the journal may not know of: one per mint
+    /// attempt without an answer since the last sweep (a lost answer may have created a key).
+    /// Any more found in the tailnet were minted by runs this journal does not record.
+    #[must_use]
+    pub fn unanswered_mints(&self) -> u32 {
+        if self.swept {
+            0
+        } else {
+            self.mint_attempts.saturating_sub(self.mints_answered)
+        }
     }
 
     /// Whether the old key needs no more revoking here: confirmed dead, or unknown to the API.

@@ -249,7 +249,10 @@ fn started(sinks: usize, revoke_first: bool, verify: bool) -> Started {
             key_id: id_of(OLD),
             kind: "auth-key".into(),
             fingerprint: None,
-            metadata: None,
+            // The plan saw it live, as the API described it.
+            metadata: Some(
+                serde_json::from_value(serde_json::json!({"id": id_of(OLD).to_string()})).unwrap(),
+            ),
         },
         template: Template::AuthKey(crate::journal::AuthKeyTemplate {
             reusable: true,
@@ -354,6 +357,50 @@ fn a_crash_during_resume_is_resumable_too() {
         for second in first..=first + length {
             crash_then_resume(3, false, true, &[first, second]);
         }
+    }
+}
+
+/// An older copy of a finished rotation's journal (any prefix of it: a prefix of a sealed
+/// journal is sealed too) put back never makes a run mint a key (issue 11, residual of red
+/// team 2): it stops as stale, or finishes without one. The one exception is a copy ending in
+/// a mint intent without its answer after `--revoke-first` revoked the old key: that is what
+/// a lost answer looks like, and the run adopts the key, revokes it and mints another, but
+/// still leaves no orphan.
+#[test]
+fn no_older_copy_of_a_finished_journal_leads_to_a_mint() {
+    for (sinks, revoke_first, verify) in [
+        (1, false, false),
+        (3, false, true),
+        (2, true, false),
+        (2, true, true),
+    ] {
+        let plan = started(sinks, revoke_first, verify);
+        let mut world = FakeWorld::new(sinks);
+        world.revoke_first = revoke_first;
+        world.verify_required = verify;
+        let mut journal = new_journal(&plan);
+        run_process(&mut world, &mut journal, usize::MAX).unwrap();
+        world.assert_settled();
+        let full = journal.records.clone();
+        let mut stale = 0;
+        for len in 1..full.len() {
+            let mut copy = Journal {
+                records: full[..len].to_vec(),
+                budget: usize::MAX,
+            };
+            let lost_answer = State::replay(&copy.records).unwrap().unanswered_mints() > 0;
+            let minted = world.next;
+            let result = run_process(&mut world, &mut copy, usize::MAX);
+            stale += usize::from(matches!(result, Err(Stop::Stale(_))));
+            if !(revoke_first && lost_answer) {
+                assert_eq!(
+                    world.next, minted,
+                    "a copy of {len} records minted ({sinks}, {revoke_first}, {verify}): {result:?}"
+                );
+            }
+            world.assert_settled();
+        }
+        assert!(stale > 0, "no copy was found stale");
     }
 }
 
