@@ -148,7 +148,9 @@ struct JsonCandidate<'a> {
     node_id: &'a str,
     hostname: &'a str,
     confidence: Confidence,
-    evidence: &'a [String],
+    /// The ranking's evidence, then what the `--action` planned may not do on it
+    /// ([`Action::caveat`]).
+    evidence: Vec<&'a str>,
     actions_taken: Vec<&'static str>,
 }
 
@@ -188,6 +190,7 @@ impl<'a> JsonContainment<'a> {
                     node_id: &d.node_id,
                     hostname: &d.hostname,
                     progress: p,
+                    note: state.plan.action.caveat(d),
                 })
                 .collect(),
         }
@@ -200,6 +203,9 @@ struct JsonProgress<'a> {
     hostname: &'a str,
     #[serde(flatten)]
     progress: &'a Progress,
+    /// What the action may not do on it ([`Action::caveat`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<&'static str>,
 }
 
 fn rfc3339(t: OffsetDateTime) -> String {
@@ -344,7 +350,12 @@ fn emit(
                     node_id: &c.node_id,
                     hostname: &c.hostname,
                     confidence: c.confidence,
-                    evidence: &c.evidence,
+                    evidence: c
+                        .evidence
+                        .iter()
+                        .map(String::as_str)
+                        .chain(options.action.and_then(|a| a.caveat(&c.device)))
+                        .collect(),
                     actions_taken: taken(&c.node_id),
                 })
                 .collect(),
@@ -361,6 +372,7 @@ fn emit(
                             node_id: &c.node_id,
                             hostname: &c.hostname,
                             progress: &pending,
+                            note: action.caveat(&c.device),
                         })
                         .collect(),
                 },
@@ -376,18 +388,7 @@ fn emit(
             .count();
         print_human(report, min, findings, options.action.is_some());
         match (options.action, containment) {
-            (Some(action), None) if findings > 0 => {
-                println!(
-                    "Plan: {} {findings} device(s) at or above {}. {}.",
-                    action.as_str(),
-                    min.as_str(),
-                    capitalized(action.permanence())
-                );
-                println!(
-                    "Dry run: nothing was changed. Run again with --yes to {} them.",
-                    action.as_str()
-                );
-            }
+            (Some(action), None) if findings > 0 => print_plan(report, action, min, findings),
             (_, Some(state)) => print_progress(state),
             _ => {}
         }
@@ -455,6 +456,41 @@ fn device_rows(state: &act::State, what: impl Fn(&Progress) -> String) -> Vec<Ve
         .collect()
 }
 
+/// A dry run's plan: what `action` would do to the `findings` devices at or above `min`,
+/// what it cannot undo, and each device it may not quarantine.
+fn print_plan(report: &contain::Report, action: Action, min: Confidence, findings: usize) {
+    println!(
+        "Plan: {} {findings} device(s) at or above {}. {}.",
+        action.as_str(),
+        min.as_str(),
+        capitalized(action.permanence())
+    );
+    let planned = report
+        .analysis
+        .candidates
+        .iter()
+        .filter(|c| c.confidence >= min && !c.device.is_external)
+        .map(|c| &c.device);
+    print_caveats(action, planned);
+    println!(
+        "Dry run: nothing was changed. Run again with --yes to {} them.",
+        action.as_str()
+    );
+}
+
+/// One line per device that `action` may not quarantine ([`Action::caveat`]).
+fn print_caveats<'a>(action: Action, devices: impl Iterator<Item = &'a tsrotate::api::Device>) {
+    for device in devices {
+        if let Some(caveat) = action.caveat(device) {
+            println!(
+                "  {} ({}): {caveat}.",
+                tsrotate::text::escape(&device.hostname),
+                tsrotate::text::escape(&device.node_id)
+            );
+        }
+    }
+}
+
 fn print_progress(state: &act::State) {
     let action = state.plan.action;
     let id = &state.plan.containment_id;
@@ -465,6 +501,7 @@ fn print_progress(state: &act::State) {
             &device_rows(state, |p| outcome(action, p))
         )
     );
+    print_caveats(action, state.plan.devices.iter());
     let changed = changed_since(state);
     match state.end {
         Some(act::End::Finished) if action.undoable() => println!(
@@ -572,8 +609,11 @@ fn cannot_undo(global: &GlobalArgs, state: &act::State) -> anyhow::Result<()> {
         return write_json(&JsonContainment::of(state));
     }
     let action = state.plan.action;
-    let what = |p: &Progress| -> String {
+    let what = |d: &tsrotate::api::Device, p: &Progress| -> String {
         match (p, action) {
+            (Progress::Done { .. }, Action::Expire) if d.key_expiry_disabled => {
+                "not undone: its node key was expired (the API cannot renew it), though its key expiry is disabled and whether the expiry took effect is not documented: if it is cut off, it must log in again (`tailscale up`; a tagged device with a new auth key)".to_owned()
+            }
             (Progress::Done { .. }, Action::Expire) => {
                 "not undone: its node key stays expired (the API cannot renew it); its owner must log in again (`tailscale up`)".to_owned()
             }
@@ -590,12 +630,16 @@ fn cannot_undo(global: &GlobalArgs, state: &act::State) -> anyhow::Result<()> {
             _ => "nothing to undo: this containment did not change it".to_owned(),
         }
     };
+    let rows: Vec<Vec<String>> = state
+        .plan
+        .devices
+        .iter()
+        .zip(&state.progress)
+        .map(|(d, p)| vec![d.hostname.clone(), d.node_id.clone(), what(d, p)])
+        .collect();
     print!(
         "{}",
-        crate::table::render(
-            &["DEVICE", "NODE ID", "ROLLBACK"],
-            &device_rows(state, what)
-        )
+        crate::table::render(&["DEVICE", "NODE ID", "ROLLBACK"], &rows)
     );
     Ok(())
 }

@@ -339,10 +339,15 @@ struct KeyBody {
     key_expiry_disabled: Option<serde_json::Value>,
 }
 
-/// `POST /device/{id}/key {"keyExpiryDisabled": bool}`. The expiry time itself is kept, as
-/// the spec says. Disabling makes an expired node key usable again without a new login (what
-/// the admin console's "Disable key expiry" does on an expired machine); enabling again makes
-/// the key expire at that time, which may be past.
+/// `POST /device/{id}/key {"keyExpiryDisabled": bool}`. The emulator keeps the two fields as
+/// the spec describes them: the expiry time is kept while expiry is disabled, and enabling it
+/// again leaves the key to expire at that time, which may be past. It models no effect of
+/// either field on connectivity: whether disabling key expiry brings back a device whose node
+/// key expired is not documented, and reports conflict (juanfont/headscale#1851 reports that
+/// "Disable key expiry" did bring an expired machine back on Tailscale's control server;
+/// tailscale/tailscale#19785, of 2026-05-18, reports that it did not). Nor does `expire` look
+/// at `keyExpiryDisabled`: what an expiry does to a device whose expiry is disabled is not
+/// documented either.
 async fn set_key_expiry(
     State(state): State<EmulatorState>,
     caller: Caller,
@@ -1176,8 +1181,8 @@ mod tests {
         assert_eq!(gone.status, 404);
     }
 
-    /// Disabling key expiry keeps the expiry time (the spec), so it is what brings back a
-    /// device whose node key was expired; it needs `devices:core` and a boolean.
+    /// Disabling key expiry keeps the expiry time (the spec); it needs `devices:core` and a
+    /// boolean. Nothing more is modelled (see [`set_key_expiry`]).
     #[tokio::test]
     async fn key_expiry_is_disabled_with_its_time_kept() {
         let app = TestApp::new();

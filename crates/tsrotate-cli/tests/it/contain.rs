@@ -1418,3 +1418,140 @@ fn status_json_lists_containments_after_the_credentials() {
     assert_eq!(c["next"], Value::Null);
     env.assert_state_clean();
 }
+
+/// Tagged devices join with key expiry disabled (Tailscale's default, and the emulator's), and
+/// whether an expiry takes effect on such a device is not documented: the plan of
+/// `--action expire` (dry run, and the JSON of a run with `--yes`) says so for each of them and
+/// names deauthorize as the sure quarantine; a device whose key expiry is enabled, another
+/// action, or a report without an action says nothing of it.
+#[test]
+fn expire_on_devices_whose_key_expiry_is_disabled_says_it_may_not_take_effect() {
+    const CAVEAT: &str = "its key expiry is disabled";
+    let (env, id) = with_fleet("key");
+    assert!(
+        devices(&env)
+            .iter()
+            .filter(|d| d["isExternal"] == false)
+            .all(|d| d["keyExpiryDisabled"] == true),
+        "tagged devices join with key expiry disabled"
+    );
+    // An admin turned key expiry back on for evil-0.
+    let evil_0 = device(&env, "evil-0")["nodeId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    api(
+        &env,
+        "POST",
+        &format!("/api/v2/device/{evil_0}/key"),
+        Some(&json!({"keyExpiryDisabled": false})),
+    );
+    let args = ["contain", &id, "--since", "1d", "--action", "expire"];
+
+    let dry = env.run(env.cmd().args(args)).expect(1);
+    let caveats: Vec<&str> = dry.stdout.lines().filter(|l| l.contains(CAVEAT)).collect();
+    assert_eq!(caveats.len(), 2, "{}", dry.stdout);
+    for host in ["evil-1", "evil-2"] {
+        let node = device(&env, host)["nodeId"].as_str().unwrap().to_owned();
+        assert!(
+            caveats
+                .iter()
+                .any(|l| l.contains(&format!("{host} ({node})"))
+                    && l.contains("does not document whether an expiry takes effect")
+                    && l.contains("`--action deauthorize` is the sure quarantine")),
+            "{host}:\n{}",
+            dry.stdout
+        );
+    }
+    assert!(
+        !caveats.iter().any(|l| l.contains("evil-0")),
+        "{}",
+        dry.stdout
+    );
+    assert!(expiries(&env).is_empty(), "a dry run changed something");
+
+    let noted = |report: &Value| -> Vec<String> {
+        let mut hosts: Vec<String> = report["candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["evidence"].to_string().contains(CAVEAT))
+            .map(|c| c["hostname"].as_str().unwrap().to_owned())
+            .collect();
+        hosts.sort();
+        hosts
+    };
+    let noted_devices = |report: &Value| -> Vec<String> {
+        let mut hosts: Vec<String> = report["containment"]["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["note"].as_str().is_some_and(|n| n.contains(CAVEAT)))
+            .map(|d| d["hostname"].as_str().unwrap().to_owned())
+            .collect();
+        hosts.sort();
+        hosts
+    };
+    let dry = env.run(json_cmd(&env).args(args)).expect(1).json();
+    assert_eq!(noted(&dry), ["evil-1", "evil-2"], "{dry}");
+    assert_eq!(noted_devices(&dry), ["evil-1", "evil-2"], "{dry}");
+
+    // Another action, or no action: nothing said of it.
+    let other = env
+        .run(json_cmd(&env).args(["contain", &id, "--since", "1d", "--action", "deauthorize"]))
+        .expect(1)
+        .json();
+    assert!(
+        noted(&other).is_empty() && noted_devices(&other).is_empty(),
+        "{other}"
+    );
+    let report = env
+        .run(json_cmd(&env).args(["contain", &id, "--since", "1d"]))
+        .expect(1)
+        .json();
+    assert!(noted(&report).is_empty(), "{report}");
+
+    // Carried out: the emulator records the three expiries (it models no effect of key
+    // expiry on connectivity), and the report still says which may not have taken effect.
+    let done = env
+        .run(json_cmd(&env).args(args).arg("--yes"))
+        .expect(0)
+        .json();
+    assert_eq!(noted_devices(&done), ["evil-1", "evil-2"], "{done}");
+    assert_eq!(expiries(&env).len(), 3);
+
+    // Rollback of an expiry stays refused (exit 2, nothing changed), each device named with
+    // what it needs; those whose key expiry is disabled may not be cut off at all.
+    let containment = done["containment"]["id"].as_str().unwrap();
+    let refused = env
+        .run(env.cmd().args(["rollback", containment, "--yes"]))
+        .expect(2);
+    let line = |host: &str| {
+        refused
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{host} ")))
+            .unwrap_or_else(|| panic!("{host} not named:\n{}", refused.stdout))
+            .to_owned()
+    };
+    assert!(
+        line("evil-0").contains("stays expired") && line("evil-0").contains("must log in again"),
+        "{}",
+        refused.stdout
+    );
+    for host in ["evil-1", "evil-2"] {
+        assert!(
+            line(host).contains("whether the expiry took effect is not documented")
+                && line(host).contains("must log in again"),
+            "{}",
+            refused.stdout
+        );
+    }
+    assert!(
+        refused.stderr.contains("cannot undo an expiry"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(expiries(&env).len(), 3);
+    env.assert_state_clean();
+}

@@ -279,8 +279,10 @@ impl Client {
     }
 
     /// `POST /device/{deviceId}/key {"keyExpiryDisabled": …}`. Needs `devices:core`. The
-    /// expiry time is kept: disabling expiry is the one way the API offers to bring back a
-    /// device whose node key was expired (without it logging in again).
+    /// expiry time is kept (the spec). Whether disabling expiry brings back a device whose
+    /// node key already expired is not documented and reports conflict
+    /// (juanfont/headscale#1851 says it did, tailscale/tailscale#19785 says it did not), so
+    /// `rollback` does not rely on it.
     #[tracing::instrument(skip_all, fields(device = %id, disabled))]
     pub async fn set_device_key_expiry_disabled(
         &self,

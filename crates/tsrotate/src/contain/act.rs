@@ -103,6 +103,19 @@ impl Action {
         }
     }
 
+    /// What a person must know before this action is taken on `device`, if anything: an
+    /// expiry on a device whose key expiry is disabled. Tailscale documents
+    /// `POST /device/{id}/expire` as "Mark a device's node key as expired" and
+    /// `keyExpiryDisabled: true` as "the keys for the device will not expire", and does not
+    /// say which wins; tagged devices join with key expiry disabled by default. So the plan
+    /// says it may not take effect, and names the quarantine that does not depend on it.
+    #[must_use]
+    pub fn caveat(self, device: &Device) -> Option<&'static str> {
+        (self == Self::Expire && device.key_expiry_disabled).then_some(
+            "its key expiry is disabled (tagged devices join so by default): Tailscale does not document whether an expiry takes effect on such a device; `--action deauthorize` is the sure quarantine",
+        )
+    }
+
     /// The scope the call needs, to explain a 403.
     #[must_use]
     pub fn scope(self) -> &'static str {
