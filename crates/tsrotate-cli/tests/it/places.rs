@@ -330,3 +330,179 @@ field = "tailscale.authkey"
     assert_eq!(env.keys().len(), keys_before);
     env.assert_state_clean();
 }
+
+/// A configuration naming `etc/authkey` (a file that is the key; through a link to its
+/// folder, so that only canonical paths compare equal) as a `type = "file"` place of
+/// credential `web`, for rotations that also search the whole work tree, which holds that
+/// file.
+fn configured_inside_the_tree(env: &mut TestEnv, old: &str) -> std::path::PathBuf {
+    env.write("app/.env", format!("# app\nTS_AUTHKEY={old}\n"));
+    env.write("etc/authkey", format!("{old}\n"));
+    let link = env.aside.path().join("etc-link");
+    std::os::unix::fs::symlink(env.work.path().join("etc"), &link).unwrap();
+    env.write_aside(
+        "tsrotate.toml",
+        format!(
+            "[[credential]]\nname = \"web\"\nkind = \"auth-key\"\n\n[[credential.sink]]\ntype = \"file\"\npath = \"{}/authkey\"\n",
+            link.display()
+        ),
+    )
+}
+
+/// What a rotation of a configured place also under `--in` must end with: every file holds
+/// the new key once, the old key nowhere and revoked, the configured file planned once (as
+/// the configured place), and nothing called changed by someone else.
+#[track_caller]
+fn planned_once_and_finished(env: &mut TestEnv, old_id: &str, old: &str, runs: &[&Run]) {
+    canary_files(env);
+    let authkey = String::from_utf8(env.read("etc/authkey")).unwrap();
+    let dotenv = String::from_utf8(env.read("app/.env")).unwrap();
+    let new_ids: Vec<String> = credentials_in(env.work.path())
+        .into_iter()
+        .map(|(_, id)| id)
+        .collect();
+    assert_eq!(new_ids.len(), 2, "{new_ids:?}");
+    assert_eq!(new_ids[0], new_ids[1], "{new_ids:?}");
+    assert_ne!(new_ids[0], old_id);
+    let values = values_of(authkey.as_bytes(), &new_ids[0]);
+    assert_eq!(values.len(), 1, "{authkey}");
+    assert_eq!(authkey, format!("{}\n", values[0]));
+    assert!(!authkey.contains(old) && !dotenv.contains(old));
+    assert_eq!(env.key(old_id)["invalid"], true, "the old key is live");
+    for run in runs {
+        let all = format!("{}\n{}", run.stdout, run.stderr);
+        assert!(!all.contains("someone else"), "{all}");
+        assert!(!all.contains("not in the plan"), "{all}");
+        env.assert_clean(&all);
+    }
+    // The journal's plan names the file once, as the configured place.
+    let id = env.only_rotation();
+    let journal = std::fs::read_to_string(
+        env.state
+            .path()
+            .join("rotations")
+            .join(format!("{id}.jsonl")),
+    )
+    .unwrap();
+    let plan: serde_json::Value = serde_json::from_str(journal.lines().next().unwrap()).unwrap();
+    let sinks = plan["event"]["sinks"].as_array().unwrap();
+    let naming: Vec<&serde_json::Value> = sinks
+        .iter()
+        .filter(|s| s.to_string().contains("authkey\""))
+        .collect();
+    assert_eq!(naming.len(), 1, "{sinks:?}");
+    assert!(naming[0].to_string().contains("etc-link"), "{sinks:?}");
+    assert_eq!(sinks.len(), 2, "{sinks:?}");
+    env.assert_state_clean();
+}
+
+/// Issue 11 residual (red team 2): a configured `type = "file"` place whose file the `--in`
+/// search also finds was planned twice; the second write found the file changed by the first
+/// and stopped the rotation. The configured place wins; the search skips the file.
+#[test]
+fn a_configured_file_also_under_in_is_planned_once_and_rotated() {
+    let mut env = TestEnv::new();
+    let (old_id, old) = env.mint_default();
+    let config = configured_inside_the_tree(&mut env, &old);
+    let run = env
+        .run(
+            env.cmd()
+                .arg("--config")
+                .arg(&config)
+                .args(["rotate", &old_id, "--yes", "--in"])
+                .arg(env.work.path()),
+        )
+        .expect(0);
+    planned_once_and_finished(&mut env, &old_id, &old, &[&run]);
+}
+
+/// The same plan stopped before revocation (its verification failed) and finished by
+/// `resume`, which searches the tree again (`rotate::plan::found_since`): the configured file
+/// is the plan's, not a place found since.
+#[test]
+fn a_configured_file_also_under_in_is_planned_once_on_resume() {
+    let mut env = TestEnv::new();
+    let (old_id, old) = env.mint_default();
+    let config = configured_inside_the_tree(&mut env, &old);
+    let ok = env.aside.path().join("consumer-ok");
+    let verify = format!("test -e '{}'", ok.display());
+    let first = env
+        .run(
+            env.cmd()
+                .arg("--config")
+                .arg(&config)
+                .args(["rotate", &old_id, "--yes", "--verify-cmd", &verify, "--in"])
+                .arg(env.work.path()),
+        )
+        .expect(1);
+    assert!(first.stderr.contains("verif"), "{}", first.stderr);
+    assert_eq!(env.key(&old_id)["invalid"], false);
+    std::fs::write(&ok, "").unwrap();
+    let id = env.only_rotation();
+    let resumed = env
+        .run(env.cmd().arg("--config").arg(&config).args([
+            "resume",
+            &id,
+            "--yes",
+            "--verify-cmd",
+            &verify,
+        ]))
+        .expect(0);
+    planned_once_and_finished(&mut env, &old_id, &old, &[&first, &resumed]);
+}
+
+/// A place by field (here a dotenv field) updates that field only: a file under `--in` that
+/// holds the key in another line too stops the rotation at plan time, before anything is
+/// minted, instead of keeping the old key there after it is revoked. Holding it once, it is
+/// planned once and rotated.
+#[test]
+fn a_configured_field_also_under_in_holding_the_key_twice_is_refused_before_minting() {
+    let mut env = TestEnv::new();
+    let (old_id, old) = env.mint_default();
+    let dotenv = env.write(
+        "app/.env",
+        format!("TS_AUTHKEY={old}\nBACKUP_AUTHKEY={old}\n"),
+    );
+    let config = env.write_aside(
+        "tsrotate.toml",
+        format!(
+            "[[credential]]\nname = \"web\"\nkind = \"auth-key\"\n\n[[credential.sink]]\ntype = \"dotenv\"\npath = \"{}\"\nfield = \"TS_AUTHKEY\"\n",
+            dotenv.display()
+        ),
+    );
+    let keys = env.keys().len();
+    let rotate = |env: &TestEnv| {
+        env.run(
+            env.cmd()
+                .arg("--config")
+                .arg(&config)
+                .args(["rotate", &old_id, "--yes", "--in"])
+                .arg(env.work.path()),
+        )
+    };
+    // Exit 1 as for every place a rotation cannot update (issue 11, item 7).
+    let refused = rotate(&env).expect(1);
+    assert!(refused.stderr.contains("app/.env"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("type = \"file\""),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(env.keys().len(), keys, "a key was minted");
+    assert_eq!(
+        std::fs::read_to_string(&dotenv).unwrap(),
+        format!("TS_AUTHKEY={old}\nBACKUP_AUTHKEY={old}\n")
+    );
+
+    std::fs::write(&dotenv, format!("TS_AUTHKEY={old}\n")).unwrap();
+    let run = rotate(&env).expect(0);
+    canary_files(&mut env);
+    let all = format!("{}\n{}", run.stdout, run.stderr);
+    assert!(!all.contains("someone else"), "{all}");
+    let held = credentials_in(env.work.path());
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_ne!(held[0].1, old_id);
+    assert_eq!(env.key(&old_id)["invalid"], true);
+    env.assert_clean(&all);
+    env.assert_state_clean();
+}

@@ -221,6 +221,32 @@ pub struct FoundSince {
     pub redirected_roots: Vec<PathBuf>,
 }
 
+/// The files configured places live in, by every name that leads to them: the path as
+/// configured, and its canonical form (folder resolved as the plan pins it, and the whole
+/// path resolved). A file the `--in` search finds among them belongs to the configured place
+/// and is planned once, as that place: planned twice, the second write found the file
+/// changed by the first and stopped the rotation ("changed by someone else").
+fn configured_files<'a>(
+    places: impl Iterator<Item = (&'a crate::sink::SinkSpec, Option<&'a std::path::Path>)>,
+) -> std::collections::BTreeSet<PathBuf> {
+    let mut names = std::collections::BTreeSet::new();
+    for (spec, resolved) in places {
+        let Some(path) = crate::sink::file_path(spec) else {
+            continue;
+        };
+        let resolved = resolved
+            .map(std::path::Path::to_path_buf)
+            .or_else(|| crate::fs::resolve_folder(path).ok());
+        for name in std::iter::once(path.to_path_buf()).chain(resolved) {
+            if let Ok(canonical) = std::fs::canonicalize(&name) {
+                names.insert(canonical);
+            }
+            names.insert(name);
+        }
+    }
+    names
+}
+
 /// Search an unfinished rotation's `--in` folders again, as its plan did.
 ///
 /// A resume writes only what the confirmed plan named: a file that gained the key since
@@ -235,20 +261,14 @@ pub struct FoundSince {
 /// When the folders cannot be searched.
 pub fn found_since(state: &super::State) -> Result<FoundSince, file::Error> {
     let mut found = FoundSince::default();
-    let known: std::collections::BTreeSet<PathBuf> = state
-        .sinks
-        .iter()
-        .flat_map(|s| match s {
-            SinkPlan::File { path, .. } => vec![path.clone()],
-            SinkPlan::Configured { spec, resolved, .. } => crate::sink::file_path(spec)
-                .map(|p| {
-                    let mut paths = vec![p.to_path_buf()];
-                    paths.extend(resolved.clone());
-                    paths
-                })
-                .unwrap_or_default(),
-        })
-        .collect();
+    let mut known = configured_files(state.sinks.iter().filter_map(|s| match s {
+        SinkPlan::Configured { spec, resolved, .. } => Some((spec, resolved.as_deref())),
+        SinkPlan::File { .. } => None,
+    }));
+    known.extend(state.sinks.iter().filter_map(|s| match s {
+        SinkPlan::File { path, .. } => Some(path.clone()),
+        SinkPlan::Configured { .. } => None,
+    }));
     let mut roots = Vec::new();
     for (i, root) in state.started.roots.iter().enumerate() {
         if !root.exists() {
@@ -564,10 +584,38 @@ pub async fn plan_rotation(
     } else {
         file::locate(&request.roots, std::slice::from_ref(&key_id))?
     };
+    // A file a configured place already names is that place's: planned once, as configured.
+    let by_field =
+        |spec: &crate::sink::SinkSpec| !matches!(spec, crate::sink::SinkSpec::File { .. });
+    let configured_names = configured_files(
+        request
+            .configured
+            .iter()
+            .map(|reading| (&reading.sink.spec, None)),
+    );
+    let field_names = configured_files(
+        request
+            .configured
+            .iter()
+            .filter(|reading| by_field(&reading.sink.spec))
+            .map(|reading| (&reading.sink.spec, None)),
+    );
     // A file that cannot be written is one more file the rotation cannot update (item 7).
     let mut files: Vec<FileMatch> = Vec::with_capacity(discovery.matches.len());
     let mut unwritable_files = Vec::new();
     for m in &discovery.matches {
+        if configured_names.contains(&m.path) {
+            // A place by field updates that field only: other copies of the key in the file
+            // would keep the old key after it is revoked.
+            if field_names.contains(&m.path) && m.occurrences.len() > 1 {
+                unwritable_files.push(format!(
+                    "{} (holds the key {} times, but a configured place updates one field of it: configure it as `type = \"file\"` to update every copy)",
+                    m.display_path.display(),
+                    m.occurrences.len()
+                ));
+            }
+            continue;
+        }
         match crate::fs::check_writable(&m.path, m.route()) {
             Ok(()) => files.push(m.clone()),
             Err(e) => unwritable_files.push(format!(
