@@ -372,7 +372,9 @@ async fn set_key_expiry(
                 event_group_id: audit_log::new_group_id(),
                 origin: "CONFIG_API".to_owned(),
                 actor: Actor::of_caller(&caller, &tailnet),
-                target: device.target(&tailnet, Some("KEY_EXPIRY_DISABLED")),
+                // The spec's `property` enum has `KEY_EXPIRY` beside `KEY_EXPIRY_TIME` (and
+                // no `KEY_EXPIRY_DISABLED`, which an earlier version wrote): the toggle's.
+                target: device.target(&tailnet, Some("KEY_EXPIRY")),
                 action: "UPDATE".to_owned(),
                 old: Some(old.into()),
                 new: Some(disabled.into()),

@@ -245,22 +245,81 @@ fn a_credential_without_the_audit_log_scope_degrades_and_says_so() {
 #[test]
 fn a_user_owned_keys_devices_in_the_window_are_strong() {
     let mut env = TestEnv::new();
+    // The same user's device from before the key existed is not in the window.
+    let (earlier, _) =
+        env.mint(json!({"capabilities": {"devices": {"create": {"reusable": true}}}}));
+    join(
+        &env,
+        &json!({"auth_key_id": earlier, "hostname": "old-laptop"}),
+    );
+    let _ = emulator::advance_clock(env.url(), 86_400);
     let (id, _) = env.mint(json!({"capabilities": {"devices": {"create": {"reusable": false}}}}));
     join(&env, &json!({"auth_key_id": id, "hostname": "laptop"}));
     // A tagged server joined with another key in the same window is not the user's.
     let (other, _) = env.mint_default();
     join(&env, &json!({"auth_key_id": other, "hostname": "server"}));
+    // Nor is another user's device, joined in the window with that user's own key.
+    let (status, bob) = emulator::admin(
+        env.url(),
+        "POST",
+        "/_emulator/api-tokens",
+        Some(&json!({"userId": "uBob1CNTRL"})),
+    );
+    assert_eq!(status, 200, "{bob}");
+    let bob_token = bob["key"].as_str().unwrap().to_owned();
+    env.canary(&bob_token);
+    let minted = tsrotate_test_support::http::send(
+        env.url(),
+        "POST",
+        "/api/v2/tailnet/-/keys",
+        &[("Authorization", &format!("Bearer {bob_token}"))],
+        Some(&json!({"capabilities": {"devices": {"create": {"reusable": false}}}})),
+    )
+    .unwrap();
+    assert_eq!(minted.status, 200);
+    let bobs_key = minted.json();
+    env.canary(bobs_key["key"].as_str().unwrap());
+    assert_eq!(bobs_key["userId"], "uBob1CNTRL", "{}", bobs_key["id"]);
+    join(
+        &env,
+        &json!({"auth_key_id": bobs_key["id"], "hostname": "bobs-laptop"}),
+    );
+    let all: Vec<String> = devices(&env)
+        .iter()
+        .map(|d| format!("{} {}", d["hostname"], d["user"]))
+        .collect();
+    assert_eq!(all.len(), 4, "{all:?}");
+    assert_ne!(
+        device(&env, "bobs-laptop")["user"],
+        device(&env, "laptop")["user"],
+        "{all:?}"
+    );
+    assert_eq!(
+        device(&env, "old-laptop")["user"],
+        device(&env, "laptop")["user"],
+        "{all:?}"
+    );
     let run = env
         .run(env.cmd().args(["--format", "json", "contain", &id]))
         .expect(1);
     assert_eq!(
         hostnames(&run.json()),
-        [("laptop".to_owned(), "strong".to_owned())]
+        [("laptop".to_owned(), "strong".to_owned())],
+        "{all:?}"
     );
     let run = env
         .run(env.cmd().args(["contain", &id, "--since", "bogus"]))
         .expect(2);
     assert!(run.stderr.contains("--since"), "{}", run.stderr);
+    // A key no device joined with since it was made: no candidate, exit 0.
+    let _ = emulator::advance_clock(env.url(), 60);
+    let (unused, _) =
+        env.mint(json!({"capabilities": {"devices": {"create": {"reusable": false}}}}));
+    let run = env
+        .run(env.cmd().args(["--format", "json", "contain", &unused]))
+        .expect(0);
+    assert_eq!(run.json()["candidates"], json!([]), "{}", run.stdout);
+    env.assert_state_clean();
 }
 
 /// The emulator's answer to an API call made with the bootstrap token.

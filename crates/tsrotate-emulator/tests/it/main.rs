@@ -13,6 +13,7 @@
 mod admin;
 mod auth;
 mod common;
+mod devices;
 mod faults;
 mod fidelity;
 mod guard;
