@@ -422,10 +422,15 @@ fn capitalized(text: &str) -> String {
 fn outcome(action: Action, progress: &Progress) -> String {
     let action = action.as_str();
     match progress {
-        Progress::Done { already: false } => format!("{action}: done"),
-        Progress::Done { already: true } => format!("{action}: done (by an interrupted run)"),
+        Progress::Done {
+            by_others: true, ..
+        } => format!("{action}: found done by someone else after this containment's call failed"),
+        Progress::Done { already: false, .. } => format!("{action}: done"),
+        Progress::Done { already: true, .. } => {
+            format!("{action}: done (by an interrupted run)")
+        }
         Progress::Gone => "no longer in the tailnet".to_owned(),
-        Progress::Failed { error } => format!("{action} failed: {error}"),
+        Progress::Failed { error, .. } => format!("{action} failed: {error}"),
         Progress::Pending | Progress::Intended => "not done yet".to_owned(),
         Progress::Undone { not_restored } if not_restored.is_empty() => "restored".to_owned(),
         Progress::Undone { not_restored } => format!(

@@ -284,7 +284,7 @@ fn json_containment<'a>(id: &'a str, state: &'a act::State, seal: Seal) -> JsonC
                 done: matches!(p, Progress::Done { .. }),
                 failed: matches!(p, Progress::Failed { .. } | Progress::UndoFailed { .. }),
                 error: match p {
-                    Progress::Failed { error } | Progress::UndoFailed { error } => Some(error),
+                    Progress::Failed { error, .. } | Progress::UndoFailed { error } => Some(error),
                     _ => None,
                 },
             })

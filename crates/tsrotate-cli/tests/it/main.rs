@@ -17,6 +17,7 @@ mod audit;
 mod children;
 mod config;
 mod contain;
+mod contain_faults;
 mod crash;
 mod escaping;
 mod fault_matrix;

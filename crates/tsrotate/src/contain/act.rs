@@ -201,6 +201,10 @@ pub enum Step {
         node_id: String,
         /// Found done, not done now.
         already: bool,
+        /// Found done after the containment's own call was answered with a failure: someone
+        /// else made the change, so `rollback` leaves it (it is not the containment's to undo).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        by_others: bool,
     },
     /// The device is no longer in the tailnet: nothing to do, nothing to restore.
     Gone {
@@ -213,6 +217,10 @@ pub enum Step {
         node_id: String,
         /// Why.
         error: String,
+        /// The HTTP status the API answered with; none when no answer came (the call may
+        /// have happened).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        status: Option<u16>,
     },
     /// `rollback` began.
     UndoStarted,
@@ -275,6 +283,9 @@ pub enum Progress {
     Done {
         /// Found done rather than done now.
         already: bool,
+        /// Found done after the containment's own call failed with an answer: someone else
+        /// did it.
+        by_others: bool,
     },
     /// No longer in the tailnet.
     Gone,
@@ -282,6 +293,8 @@ pub enum Progress {
     Failed {
         /// Why.
         error: String,
+        /// The HTTP status of the answer; none when no answer came.
+        status: Option<u16>,
     },
     /// A restore was announced.
     UndoIntended,
@@ -311,8 +324,11 @@ impl Progress {
         match self {
             Self::Pending => "pending",
             Self::Intended => "intended",
-            Self::Done { already: false } => "done",
-            Self::Done { already: true } => "found_done",
+            Self::Done {
+                by_others: true, ..
+            } => "done_by_others",
+            Self::Done { already: false, .. } => "done",
+            Self::Done { already: true, .. } => "found_done",
             Self::Gone => "gone",
             Self::Failed { .. } => "failed",
             Self::UndoIntended => "undo_intended",
@@ -410,15 +426,29 @@ impl State {
         match step {
             Step::Planned(_) => {}
             Step::Intent { node_id } => set(self, node_id, Progress::Intended),
-            Step::Done { node_id, already } => {
-                set(self, node_id, Progress::Done { already: *already });
-            }
+            Step::Done {
+                node_id,
+                already,
+                by_others,
+            } => set(
+                self,
+                node_id,
+                Progress::Done {
+                    already: *already,
+                    by_others: *by_others,
+                },
+            ),
             Step::Gone { node_id } => set(self, node_id, Progress::Gone),
-            Step::Failed { node_id, error } => set(
+            Step::Failed {
+                node_id,
+                error,
+                status,
+            } => set(
                 self,
                 node_id,
                 Progress::Failed {
                     error: error.clone(),
+                    status: *status,
                 },
             ),
             Step::UndoStarted => self.undoing = true,
@@ -464,14 +494,18 @@ impl State {
         self.end.is_some()
     }
 
-    /// The devices acted on (done now or found done), as `(snapshot, found_done)`.
+    /// The devices acted on (done now or found done), as `(snapshot, found_done)`; not
+    /// those someone else changed after the containment's own call failed.
     pub fn acted(&self) -> impl Iterator<Item = (&Device, bool)> {
         self.plan
             .devices
             .iter()
             .zip(&self.progress)
             .filter_map(|(d, p)| match p {
-                Progress::Done { already } => Some((d, *already)),
+                Progress::Done {
+                    already,
+                    by_others: false,
+                } => Some((d, *already)),
                 _ => None,
             })
     }
@@ -1003,14 +1037,21 @@ impl Containment {
             Step::Intent { node_id } => device(node_id, "intent", None),
             Step::Done {
                 node_id,
+                by_others: true,
+                ..
+            } => device(node_id, "done_by_others", None),
+            Step::Done {
+                node_id,
                 already: false,
+                ..
             } => device(node_id, "done", None),
             Step::Done {
                 node_id,
                 already: true,
+                ..
             } => device(node_id, "found_done", None),
             Step::Gone { node_id } => device(node_id, "gone", None),
-            Step::Failed { node_id, error } => device(node_id, "failed", Some(error.clone())),
+            Step::Failed { node_id, error, .. } => device(node_id, "failed", Some(error.clone())),
             Step::UndoIntent { node_id } => device(node_id, "restore_intent", None),
             Step::Undone {
                 node_id,
@@ -1086,25 +1127,29 @@ impl Containment {
             match &self.state.progress[i] {
                 Progress::Done { .. } | Progress::Gone => continue,
                 // The last call may have happened (a failure can be a lost answer too): look.
-                Progress::Intended | Progress::Failed { .. } => {
+                progress @ (Progress::Intended | Progress::Failed { .. }) => {
+                    // A call the API answered with a failure did not change the device: if it
+                    // shows the effect now, someone else made the change, and it is not the
+                    // containment's to undo. Without an answer, the call may have done it.
+                    let by_others = matches!(
+                        progress,
+                        Progress::Failed {
+                            status: Some(_),
+                            ..
+                        }
+                    );
                     match client.get_device(&node_id).await {
                         Ok(now) if !action.happened(&snapshot, &now) => {}
                         Ok(_) => {
                             self.record(Step::Done {
                                 node_id,
                                 already: true,
+                                by_others,
                             })?;
                             continue;
                         }
                         Err(e) if e.is_not_found() => {
-                            self.record(if action == Action::Delete {
-                                Step::Done {
-                                    node_id,
-                                    already: true,
-                                }
-                            } else {
-                                Step::Gone { node_id }
-                            })?;
+                            self.not_found(client, &snapshot, &e).await?;
                             continue;
                         }
                         // Acting again is harmless for the others; an expiry would move twice.
@@ -1128,19 +1173,15 @@ impl Containment {
                 Ok(()) => self.record(Step::Done {
                     node_id,
                     already: false,
+                    by_others: false,
                 })?,
-                Err(e) if e.is_not_found() && action == Action::Delete => {
-                    self.record(Step::Done {
-                        node_id,
-                        already: true,
-                    })?;
-                }
-                Err(e) if e.is_not_found() => self.record(Step::Gone { node_id })?,
+                Err(e) if e.is_not_found() => self.not_found(client, &snapshot, &e).await?,
                 Err(e) => {
                     let forbidden = e.status() == Some(403);
                     self.record(Step::Failed {
                         node_id: node_id.clone(),
                         error: e.to_string(),
+                        status: e.status(),
                     })?;
                     if forbidden {
                         return Err(Error::Forbidden {
@@ -1163,15 +1204,75 @@ impl Containment {
         Ok(())
     }
 
+    /// Journals a device the API says it does not know (`error`, a 404): gone (for a
+    /// deletion: done), but only once the credential is seen to look at the tailnet the
+    /// containment ran in ([`Containment::same_tailnet`]). A credential of another tailnet
+    /// answers 404 for every device, and taking that as "gone" would end the containment
+    /// with the devices untouched; then it is a failure, and `resume` tries again.
+    async fn not_found(
+        &mut self,
+        client: &Client,
+        snapshot: &Device,
+        error: &crate::api::Error,
+    ) -> Result<(), Error> {
+        let node_id = snapshot.node_id.clone();
+        if !self.same_tailnet(client, snapshot).await {
+            return self.record(Step::Failed {
+                node_id,
+                error: format!(
+                    "{error}, and this credential sees no device of the tailnet the containment ran in ({}): run it with a credential of that tailnet",
+                    tailnet_domain(&snapshot.name).unwrap_or("unknown")
+                ),
+                status: None,
+            });
+        }
+        self.record(if self.state.plan.action == Action::Delete {
+            Step::Done {
+                node_id,
+                already: true,
+                by_others: false,
+            }
+        } else {
+            Step::Gone { node_id }
+        })
+    }
+
+    /// Whether `client` looks at the tailnet `snapshot` was read from: some device it lists
+    /// has a name in the same tailnet domain (`host.tailnet-name.ts.net`; a device's name
+    /// never leaves its tailnet's domain). A snapshot without a domain cannot be checked and
+    /// is taken at its word, as before names were kept.
+    async fn same_tailnet(&mut self, client: &Client, snapshot: &Device) -> bool {
+        let Some(domain) = tailnet_domain(&snapshot.name) else {
+            return true;
+        };
+        match client.list_devices(&[]).await {
+            Ok(devices) => devices
+                .iter()
+                .any(|d| tailnet_domain(&d.name) == Some(domain)),
+            Err(_) => false,
+        }
+    }
+
     /// The device as the API describes it now, or `None` once its absence or the failure to
     /// read it is journaled.
     async fn look_before_restoring(
         &mut self,
         client: &Client,
-        node_id: &str,
+        snapshot: &Device,
     ) -> Result<Option<Device>, Error> {
+        let node_id = snapshot.node_id.as_str();
         match client.get_device(node_id).await {
             Ok(now) => Ok(Some(now)),
+            Err(e) if e.is_not_found() && !self.same_tailnet(client, snapshot).await => {
+                self.record(Step::UndoFailed {
+                    node_id: node_id.to_owned(),
+                    error: format!(
+                        "{e}, and this credential sees no device of the tailnet the containment ran in ({}): run it with a credential of that tailnet",
+                        tailnet_domain(&snapshot.name).unwrap_or("unknown")
+                    ),
+                })?;
+                Ok(None)
+            }
             Err(e) if e.is_not_found() => {
                 self.record(Step::Kept {
                     node_id: node_id.to_owned(),
@@ -1284,7 +1385,7 @@ impl Containment {
             ) {
                 continue;
             }
-            let Some(now) = self.look_before_restoring(client, &node_id).await? else {
+            let Some(now) = self.look_before_restoring(client, &snapshot).await? else {
                 continue;
             };
             let restore = match restoration(action, &snapshot, &now, &progress) {
@@ -1320,6 +1421,60 @@ impl Containment {
         }
         Ok(())
     }
+}
+
+/// Why a device is left as it is when the containment's own call never changed it.
+const NOT_ACTED: &str =
+    "nothing to restore: the containment's call failed or was interrupted before changing it";
+
+/// [`restoration`] of a device whose containment call the API answered with a failure (so
+/// the call changed nothing): what the device shows was done by someone else and is not the
+/// containment's to undo, since turning it back on could free a device an administrator
+/// quarantined by hand. `None` when the call was not answered so, or the snapshot had
+/// nothing to restore.
+fn changed_by_others(
+    action: Action,
+    snapshot: &Device,
+    now: &Device,
+    progress: &Progress,
+) -> Option<Restoration> {
+    let answered = matches!(
+        progress,
+        Progress::Done {
+            by_others: true,
+            ..
+        } | Progress::Failed {
+            status: Some(_),
+            ..
+        }
+    );
+    let (had, shows, what) = match action {
+        Action::Deauthorize => (snapshot.authorized, !now.authorized, "deauthorized"),
+        Action::DropRoutes => (
+            !snapshot.enabled_routes.is_empty(),
+            now.enabled_routes.is_empty(),
+            "its routes were disabled",
+        ),
+        Action::Expire | Action::Delete => return None,
+    };
+    (answered && had).then(|| Restoration::Keep {
+        reason: if shows {
+            format!(
+                "{what} by someone else: the containment's own call failed, so it is not the containment's to undo (restore it by hand if it should be)"
+            )
+        } else {
+            NOT_ACTED.to_owned()
+        },
+        changed: shows,
+    })
+}
+
+/// The tailnet's domain in a device's name (`host.tailnet-name.ts.net` gives
+/// `tailnet-name.ts.net`), when it has one.
+fn tailnet_domain(name: &str) -> Option<&str> {
+    let name = name.trim_end_matches('.');
+    let (_, domain) = name.split_once('.')?;
+    domain.contains('.').then_some(domain)
 }
 
 /// What `rollback` puts back on one device.
@@ -1389,8 +1544,10 @@ pub fn restoration(
     );
     // An announced call that failed or was interrupted may not have happened at all.
     let acted = !matches!(progress, Progress::Intended | Progress::Failed { .. });
-    let not_acted =
-        "nothing to restore: the containment's call failed or was interrupted before changing it";
+    let not_acted = NOT_ACTED;
+    if let Some(kept) = changed_by_others(action, snapshot, now, progress) {
+        return kept;
+    }
     match action {
         Action::Deauthorize => {
             if !snapshot.authorized {
@@ -1500,6 +1657,7 @@ mod tests {
         c.record(Step::Done {
             node_id: "nA".into(),
             already: false,
+            by_others: false,
         })
         .unwrap();
         c.record(Step::Intent {
@@ -1519,7 +1677,13 @@ mod tests {
         let c = Containment::reopen(&state_dir, "c20300101000000abcdef", "t").unwrap();
         assert_eq!(
             c.state().progress,
-            [Progress::Done { already: false }, Progress::Intended]
+            [
+                Progress::Done {
+                    already: false,
+                    by_others: false,
+                },
+                Progress::Intended
+            ]
         );
         assert!(!c.state().is_finished());
         assert_eq!(
@@ -1573,7 +1737,10 @@ mod tests {
 
     #[test]
     fn rollback_restores_authorization_only_while_deauthorized_and_only_if_it_was_there() {
-        let done = Progress::Done { already: false };
+        let done = Progress::Done {
+            already: false,
+            by_others: false,
+        };
         let before = device("nA", true);
         let deauthorized = device("nA", false);
         assert_eq!(
@@ -1602,7 +1769,10 @@ mod tests {
             Some(false)
         );
         // A call that failed never changed it; an interrupted restore did.
-        let failed = Progress::Failed { error: "x".into() };
+        let failed = Progress::Failed {
+            error: "x".into(),
+            status: None,
+        };
         assert_eq!(
             kept(&restoration(
                 Action::Deauthorize,
@@ -1655,8 +1825,88 @@ mod tests {
     }
 
     #[test]
+    fn rollback_never_undoes_a_change_made_after_its_own_call_failed_with_an_answer() {
+        // Red-team finding: the deauthorization failed (HTTP 500), an administrator then
+        // deauthorized the device by hand, and rollback authorized it again.
+        let before = device("nA", true);
+        let deauthorized = device("nA", false);
+        let answered = Progress::Failed {
+            error: "the API answered 500".into(),
+            status: Some(500),
+        };
+        let found_later = Progress::Done {
+            already: true,
+            by_others: true,
+        };
+        for progress in [&answered, &found_later] {
+            let decided = restoration(Action::Deauthorize, &before, &deauthorized, progress);
+            assert_eq!(kept(&decided), Some(true), "{decided:?}");
+            assert!(
+                matches!(&decided, Restoration::Keep { reason, .. } if reason.contains("by someone else")),
+                "{decided:?}"
+            );
+        }
+        // Still authorized: nothing happened to it at all.
+        assert_eq!(
+            kept(&restoration(
+                Action::Deauthorize,
+                &before,
+                &before,
+                &answered
+            )),
+            Some(false)
+        );
+        // No answer came (a lost connection, a kill): the call may have done it, so the
+        // change is taken as the containment's and restored.
+        let unanswered = Progress::Failed {
+            error: "connection reset".into(),
+            status: None,
+        };
+        for progress in [&unanswered, &Progress::Intended] {
+            assert_eq!(
+                restoration(Action::Deauthorize, &before, &deauthorized, progress),
+                Restoration::Restore(Restore::Authorize)
+            );
+        }
+        // The same for routes.
+        let routed_before = routed("nA", &["10.0.0.0/8"], &["10.0.0.0/8"]);
+        let dropped = routed("nA", &["10.0.0.0/8"], &[]);
+        assert_eq!(
+            kept(&restoration(
+                Action::DropRoutes,
+                &routed_before,
+                &dropped,
+                &answered
+            )),
+            Some(true)
+        );
+        assert!(matches!(
+            restoration(Action::DropRoutes, &routed_before, &dropped, &unanswered),
+            Restoration::Restore(Restore::Routes { .. })
+        ));
+    }
+
+    #[test]
+    fn the_tailnet_domain_is_read_from_a_device_name() {
+        assert_eq!(
+            tailnet_domain("web-1.tail1234.ts.net"),
+            Some("tail1234.ts.net")
+        );
+        assert_eq!(
+            tailnet_domain("web-1.tail1234.ts.net."),
+            Some("tail1234.ts.net")
+        );
+        assert_eq!(tailnet_domain("web-1"), None);
+        assert_eq!(tailnet_domain("web-1.local"), None);
+        assert_eq!(tailnet_domain(""), None);
+    }
+
+    #[test]
     fn rollback_enables_only_snapshot_routes_the_device_still_advertises() {
-        let done = Progress::Done { already: false };
+        let done = Progress::Done {
+            already: false,
+            by_others: false,
+        };
         let before = routed(
             "nA",
             &["10.1.0.0/16", "10.2.0.0/16"],

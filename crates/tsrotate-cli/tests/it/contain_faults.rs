@@ -1,0 +1,222 @@
+//! A containment meeting faults that leave doubt about who changed a device (red team 3):
+//! rollback undoes only what the containment did, and `resume` with a credential of another
+//! tailnet does not take every device for gone.
+
+use serde_json::{Value, json};
+use tsrotate_test_support::emulator;
+
+use crate::contain::{devices, fleet};
+use crate::support::TestEnv;
+
+fn api(base_url: &str, api_key: &str, method: &str, path: &str, body: Option<&Value>) -> Value {
+    let auth = format!("Bearer {api_key}");
+    let response = tsrotate_test_support::http::send(
+        base_url,
+        method,
+        path,
+        &[("Authorization", &auth)],
+        body,
+    )
+    .unwrap();
+    assert_eq!(response.status, 200, "{method} {path}");
+    response.json()
+}
+
+fn node_id(env: &TestEnv, hostname: &str) -> String {
+    devices(env)
+        .into_iter()
+        .find(|d| d["hostname"] == hostname)
+        .and_then(|d| d["nodeId"].as_str().map(str::to_owned))
+        .unwrap()
+}
+
+fn authorized(env: &TestEnv, hostname: &str) -> bool {
+    devices(env)
+        .into_iter()
+        .find(|d| d["hostname"] == hostname)
+        .unwrap()["authorized"]
+        .as_bool()
+        .unwrap()
+}
+
+/// The containment's journal steps, as `(type, node_id)`.
+fn steps(env: &TestEnv) -> Vec<(String, String)> {
+    let dir = env.state.path().join("containments");
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap();
+        for line in text.lines() {
+            let record: Value = serde_json::from_str(line).unwrap();
+            all.push((
+                record["event"]["type"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                record["event"]["node_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            ));
+        }
+    }
+    all
+}
+
+/// The deauthorization of evil-0 fails with an answer (HTTP 500: it did not happen); an
+/// administrator then deauthorizes the device by hand. Neither `rollback` straight away nor
+/// `rollback` after a `resume` (which finds the device deauthorized) may authorize it again:
+/// the containment never changed it. The other attackers, which it did deauthorize, are
+/// restored.
+#[test]
+fn rollback_never_reauthorizes_a_device_someone_else_deauthorized_after_its_call_failed() {
+    for resume_first in [false, true] {
+        let mut env = TestEnv::new();
+        let (key_id, _secret) = fleet(&mut env, "key");
+        let evil0 = node_id(&env, "evil-0");
+        emulator::add_fault(
+            env.url(),
+            &json!({"method": "POST", "path_prefix": format!("/api/v2/device/{evil0}/authorized"),
+                    "status": 500, "count": 20}),
+        );
+        let run = env
+            .run(env.cmd().args([
+                "--format",
+                "json",
+                "contain",
+                &key_id,
+                "--since",
+                "1d",
+                "--action",
+                "deauthorize",
+                "--yes",
+            ]))
+            .expect(1);
+        let containment = run.json()["containment"]["id"].as_str().unwrap().to_owned();
+        emulator::clear_faults(env.url());
+        assert!(
+            authorized(&env, "evil-0"),
+            "the failed call changed nothing"
+        );
+        // An administrator quarantines it by hand.
+        api(
+            env.url(),
+            &env.emu.bootstrap().api_key,
+            "POST",
+            &format!("/api/v2/device/{evil0}/authorized"),
+            Some(&json!({"authorized": false})),
+        );
+        if resume_first {
+            let resumed = env
+                .run(env.cmd().args(["resume", &containment, "--yes"]))
+                .expect(0);
+            assert!(
+                resumed.stdout.contains("found done by someone else"),
+                "{}",
+                resumed.stdout
+            );
+            assert!(steps(&env).iter().any(|(t, n)| t == "done" && *n == evil0));
+        }
+        let undone = env.run(env.cmd().args(["rollback", &containment, "--yes"]));
+        assert!(
+            !authorized(&env, "evil-0"),
+            "rollback authorized a device the containment never deauthorized (resume first: {resume_first})\n{}\n{}",
+            undone.stdout,
+            undone.stderr
+        );
+        assert!(
+            undone.stdout.contains("by someone else"),
+            "{}",
+            undone.stdout
+        );
+        assert!(authorized(&env, "evil-1") && authorized(&env, "evil-2"));
+        env.assert_state_clean();
+    }
+}
+
+/// `resume` run with a credential of another tailnet met 404 for every device, recorded each
+/// as "no longer in the tailnet" and ended the containment as finished, with the attackers
+/// still authorized. Now a 404 counts as gone only once the credential is seen to look at the
+/// tailnet the devices were in; the right credential then finishes it.
+#[test]
+fn resume_with_a_credential_of_another_tailnet_does_not_take_the_devices_for_gone() {
+    let mut env = TestEnv::new();
+    let (key_id, _secret) = fleet(&mut env, "key");
+    emulator::add_fault(
+        env.url(),
+        &json!({"method": "POST", "path_prefix": "/api/v2/device/", "status": 503, "count": 1000}),
+    );
+    let run = env
+        .run(env.cmd().args([
+            "--format",
+            "json",
+            "contain",
+            &key_id,
+            "--since",
+            "1d",
+            "--action",
+            "deauthorize",
+            "--yes",
+        ]))
+        .expect(1);
+    let containment = run.json()["containment"]["id"].as_str().unwrap().to_owned();
+    emulator::clear_faults(env.url());
+
+    // Another tailnet, with a device of its own.
+    let other = emulator::start_with(emulator::Options {
+        tailnet: "other.example".to_owned(),
+        ..emulator::Options::default()
+    });
+    let other_key = other.bootstrap().api_key.clone();
+    env.canary(&other_key);
+    let minted = api(
+        other.url(),
+        &other_key,
+        "POST",
+        "/api/v2/tailnet/-/keys",
+        Some(
+            &json!({"capabilities": {"devices": {"create": {"reusable": true,
+            "preauthorized": true, "tags": ["tag:server"]}}}, "expirySeconds": 86400}),
+        ),
+    );
+    env.canary(minted["key"].as_str().unwrap());
+    let (status, _) = emulator::admin(
+        other.url(),
+        "POST",
+        "/_emulator/devices",
+        Some(&json!({"auth_key_id": minted["id"], "hostname": "db-1"})),
+    );
+    assert_eq!(status, 200);
+
+    let wrong = env
+        .run(
+            env.cmd()
+                .env("TAILSCALE_BASE_URL", other.url())
+                .env("TAILSCALE_API_KEY", &other_key)
+                .args(["resume", &containment, "--yes"]),
+        )
+        .expect(1);
+    assert!(
+        wrong
+            .stdout
+            .contains("sees no device of the tailnet the containment ran in"),
+        "{}\n{}",
+        wrong.stdout,
+        wrong.stderr
+    );
+    let recorded = steps(&env);
+    assert!(
+        !recorded.iter().any(|(t, _)| t == "gone" || t == "finished"),
+        "{recorded:?}"
+    );
+    for host in ["evil-0", "evil-1", "evil-2"] {
+        assert!(authorized(&env, host), "{host}");
+    }
+
+    env.run(env.cmd().args(["resume", &containment, "--yes"]))
+        .expect(0);
+    for host in ["evil-0", "evil-1", "evil-2"] {
+        assert!(!authorized(&env, host), "{host} still authorized");
+    }
+    assert!(steps(&env).iter().any(|(t, _)| t == "finished"));
+    env.assert_state_clean();
+}
