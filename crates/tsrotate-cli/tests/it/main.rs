@@ -18,6 +18,7 @@ mod children;
 mod config;
 mod contain;
 mod contain_faults;
+mod contain_red_team;
 mod crash;
 mod escaping;
 mod fault_matrix;

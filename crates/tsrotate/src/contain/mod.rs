@@ -18,6 +18,13 @@
 //! differs from the rest of the fleet with the same tags (os, client version, routes, copied
 //! node state) are listed as `outlier:` evidence and rank it higher within its confidence.
 //!
+//! The audit log drops a device only when it names, as the device's creator, something that
+//! positively could not have used the key: another auth key, or (for a user-owned key, whose
+//! joins are logged under its owner) another user. How Tailscale logs a join by auth key is
+//! not documented, so any other actor (a node, an automated worker, …) neither speaks for
+//! nor against the key: the device is ranked as the device list alone ranks it, and its
+//! evidence says the actor was not recognised.
+//!
 //! Shared-in (external) devices are never candidates: they belong to another tailnet.
 
 pub mod act;
@@ -370,6 +377,48 @@ pub fn analyze(
     analysis
 }
 
+/// Who the audit log says created a device, as far as the key is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Creator {
+    /// The key itself.
+    Key,
+    /// The key's owner (its user; for a tailnet-owned key, an OAuth client).
+    Owner,
+    /// Positively something that could not have used this key: another auth key, or (for a
+    /// user-owned key, whose joins are logged under its owner) another user logging in.
+    Someone,
+    /// An actor this check does not recognise (a node, an automated worker, an OAuth client
+    /// for a user-owned key, a user for a tailnet-owned key, …): how Tailscale logs a join
+    /// by auth key is not documented, so it neither speaks for nor against the key.
+    Unrecognised,
+}
+
+/// Whether `id` has the shape of a Tailscale key ID (`k…CNTRL`): an auth key, or the OAuth
+/// client behind an `OAUTH_CLIENT` actor.
+fn looks_like_key_id(id: &str) -> bool {
+    id.len() > "kCNTRL".len()
+        && id.starts_with('k')
+        && id.ends_with("CNTRL")
+        && id.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+fn creator_of(key: &KeyFacts, actor: &crate::api::AuditActor) -> Creator {
+    if actor.id == key.id.as_str() {
+        return Creator::Key;
+    }
+    match (&key.owner, actor.kind.as_str()) {
+        (Some(owner), _) if actor.id == *owner => Creator::Owner,
+        // A tailnet-owned key's joins are logged under the OAuth client that made it.
+        (None, "OAUTH_CLIENT") => Creator::Owner,
+        // A user-owned key's joins are logged under its owner: another user is someone
+        // logging in.
+        (Some(_), "USER") => Creator::Someone,
+        // OAuth client IDs have a key ID's shape too: only another actor is another key.
+        (_, kind) if kind != "OAUTH_CLIENT" && looks_like_key_id(&actor.id) => Creator::Someone,
+        _ => Creator::Unrecognised,
+    }
+}
+
 fn rank(
     key: &KeyFacts,
     window: &Window,
@@ -378,31 +427,34 @@ fn rank(
     context: &Context<'_>,
 ) -> Option<Candidate> {
     let mut evidence = Vec::new();
-    let creator = creators.get(device.node_id.as_str());
-    let by_key = creator.is_some_and(|e| e.actor.id == key.id.as_str());
+    let mut creator = creators.get(device.node_id.as_str());
+    let by_key = creator.is_some_and(|e| creator_of(key, &e.actor) == Creator::Key);
     if let Some(event) = creator {
-        if by_key {
-            evidence.push(format!(
+        let actor = format!(
+            "{} {}",
+            event.actor.kind.to_lowercase().replace('_', " "),
+            event.actor.id
+        );
+        match creator_of(key, &event.actor) {
+            Creator::Key => evidence.push(format!(
                 "audit log: the key itself created this device at {} (event group {})",
                 rfc3339(event.event_time),
                 event.event_group_id
-            ));
-        } else {
-            let by_owner = match &key.owner {
-                Some(owner) => event.actor.id == *owner,
-                // A tailnet-owned key's joins are logged under the OAuth client that made it.
-                None => event.actor.kind == "OAUTH_CLIENT",
-            };
-            if !by_owner {
-                // Someone else registered it: another key, or a person logging in.
-                return None;
-            }
-            evidence.push(format!(
-                "audit log: created at {} by {} {}, consistent with the key's owner",
+            )),
+            Creator::Owner => evidence.push(format!(
+                "audit log: created at {} by {actor}, consistent with the key's owner",
                 rfc3339(event.event_time),
-                event.actor.kind.to_lowercase().replace('_', " "),
-                event.actor.id
-            ));
+            )),
+            // Someone else registered it: another key, or a person logging in.
+            Creator::Someone => return None,
+            Creator::Unrecognised => {
+                // Neither for nor against: ranked from the device list alone.
+                evidence.push(format!(
+                    "audit log: created at {} by {actor}, an actor not recognised as the key, its owner, another key or another user: ranked from the device list alone",
+                    rfc3339(event.event_time),
+                ));
+                creator = None;
+            }
         }
     }
     let created = device.created?;
@@ -937,6 +989,74 @@ mod tests {
             .collect();
         assert_eq!(ids, ["nMineCNTRL"]);
         assert_eq!(analysis.candidates[0].confidence, Confidence::Strong);
+    }
+
+    /// Red-team finding F13: a join logged under an actor of another type (a node, an
+    /// automated worker) removed the device from every ranking. Only another key, or another
+    /// user for a user-owned key, drops it; any other actor leaves it ranked as the device
+    /// list alone ranks it, saying the actor was not recognised.
+    #[test]
+    fn issue_13_an_unrecognised_audit_actor_does_not_hide_a_device() {
+        let at = datetime!(2030-02-01 00:00 UTC);
+        let tailnet_owned = key(None, &["tag:ci"], true);
+        let w = Window::of(&tailnet_owned, None, datetime!(2030-03-01 00:00 UTC));
+        let devices = [
+            device("nNodeCNTRL", &["tag:ci"], at),
+            device("nWorkerCNTRL", &["tag:ci"], at),
+            device("nUserCNTRL", &["tag:ci"], at),
+            device("nOtherKeyCNTRL", &["tag:ci"], at),
+            device("nClientCNTRL", &["tag:ci"], at),
+        ];
+        let events = vec![
+            create_event("nNodeCNTRL", "nNodeCNTRL", "NODE", at),
+            create_event("nWorkerCNTRL", "wrk-123", "AUTOMATED_WORKER", at),
+            create_event("nUserCNTRL", "uSomeone1CNTRL", "USER", at),
+            create_event("nOtherKeyCNTRL", "kOther12CNTRL", "NODE", at),
+            create_event("nClientCNTRL", "kClient1CNTRL", "OAUTH_CLIENT", at),
+        ];
+        let context = Context {
+            owner_login: None,
+            audit: Some(&events),
+            since: None,
+        };
+        let blind = Context {
+            audit: None,
+            ..context
+        };
+        let seen = analyze(&tailnet_owned, &w, &devices, &context, &Expected::default());
+        let alone = analyze(&tailnet_owned, &w, &devices, &blind, &Expected::default());
+        let rank_of = |a: &Analysis, node: &str| {
+            a.candidates
+                .iter()
+                .find(|c| c.node_id == node)
+                .map(|c| (c.confidence, c.evidence.clone()))
+        };
+        for node in ["nNodeCNTRL", "nWorkerCNTRL", "nUserCNTRL"] {
+            let (confidence, evidence) = rank_of(&seen, node).unwrap_or_else(|| {
+                panic!("{node} was dropped: {:?}", seen.candidates);
+            });
+            assert!(confidence >= rank_of(&alone, node).expect("listed alone").0);
+            assert!(
+                evidence.iter().any(|e| e.contains("not recognised")),
+                "{node}: {evidence:?}"
+            );
+        }
+        assert!(rank_of(&seen, "nOtherKeyCNTRL").is_none(), "another key");
+        let (_, client) = rank_of(&seen, "nClientCNTRL").expect("the owner's OAuth client");
+        assert!(
+            client
+                .iter()
+                .any(|e| e.contains("consistent with the key's owner"))
+        );
+
+        // A user-owned key's joins are logged under its owner: another user is dropped, a
+        // node or a worker is not.
+        let user_owned = key(Some("uAlice1CNTRL"), &["tag:ci"], true);
+        let seen = analyze(&user_owned, &w, &devices, &context, &Expected::default());
+        assert!(rank_of(&seen, "nUserCNTRL").is_none(), "another user");
+        assert!(rank_of(&seen, "nNodeCNTRL").is_some());
+        assert!(rank_of(&seen, "nWorkerCNTRL").is_some());
+        assert!(rank_of(&seen, "nClientCNTRL").is_some());
     }
 
     #[test]
