@@ -506,3 +506,76 @@ fn a_configured_field_also_under_in_holding_the_key_twice_is_refused_before_mint
     env.assert_clean(&all);
     env.assert_state_clean();
 }
+
+/// Issue 11 residual: a file whose name is not UTF-8 was found and planned, but the journal
+/// kept paths as UTF-8 text, so the rotation could not begin (exit 1). The journal now keeps
+/// such a path's exact bytes; the rotation finishes, and a resume after a stop reads the
+/// path back byte for byte (the search again and the pinned write both compare it).
+#[test]
+fn a_file_whose_name_is_not_utf8_is_rotated_and_resumed() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let mut env = TestEnv::new();
+    let (old_id, old) = env.mint_default();
+    let folder = env
+        .work
+        .path()
+        .join(std::ffi::OsStr::from_bytes(b"caf\xe9"));
+    std::fs::create_dir_all(&folder).unwrap();
+    let odd = folder.join(std::ffi::OsStr::from_bytes(b"key\xff.env"));
+    std::fs::write(&odd, format!("TS_AUTHKEY={old}\n")).unwrap();
+    env.write("app/.env", format!("TS_AUTHKEY={old}\n"));
+    let ok = env.aside.path().join("consumer-ok");
+    let verify = format!("test -e '{}'", ok.display());
+    let first = rotate(&env, &old_id, &["--verify-cmd", &verify]).expect(1);
+    canary_files(&mut env);
+    assert!(first.stderr.contains("verif"), "{}", first.stderr);
+    // Named escaped, never raw.
+    let all = format!("{}\n{}", first.stdout, first.stderr);
+    assert!(all.contains("caf\\xe9/key\\xff.env"), "{all}");
+    let held = std::fs::read(&odd).unwrap();
+    assert!(!String::from_utf8_lossy(&held).contains(&old));
+    assert_eq!(env.key(&old_id)["invalid"], false);
+
+    std::fs::write(&ok, "").unwrap();
+    let id = env.only_rotation();
+    let resumed = env
+        .run(
+            env.cmd()
+                .args(["resume", &id, "--yes", "--verify-cmd", &verify]),
+        )
+        .expect(0);
+    let all = format!("{}\n{}", resumed.stdout, resumed.stderr);
+    assert!(!all.contains("not in the plan"), "{all}");
+    assert!(!all.contains("someone else"), "{all}");
+    assert!(!all.contains('\u{fffd}'), "{all}");
+    // The journal keeps the name's exact bytes, and shows it escaped.
+    let journal = std::fs::read_to_string(
+        env.state
+            .path()
+            .join("rotations")
+            .join(format!("{id}.jsonl")),
+    )
+    .unwrap();
+    let plan: serde_json::Value = serde_json::from_str(journal.lines().next().unwrap()).unwrap();
+    let odd_sink = plan["event"]["sinks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["path"]["base64"].is_string())
+        .unwrap_or_else(|| panic!("{plan}"));
+    assert!(
+        odd_sink["display"]
+            .as_str()
+            .unwrap()
+            .ends_with(r"caf\xe9/key\xff.env"),
+        "{odd_sink}"
+    );
+    assert_eq!(env.key(&old_id)["invalid"], true);
+    let held = credentials_in(env.work.path());
+    assert_eq!(held.len(), 2, "{held:?}");
+    assert!(held.iter().any(|(p, _)| *p == odd), "{held:?}");
+    assert_eq!(held[0].1, held[1].1);
+    assert_ne!(held[0].1, old_id);
+    env.assert_clean(&all);
+    env.assert_state_clean();
+}

@@ -25,12 +25,17 @@ pub struct Started {
     /// What the replacement will be.
     pub template: Template,
     /// Where the old key was found; `resume` searches these again.
+    #[serde(with = "super::path::many")]
     pub roots: Vec<PathBuf>,
     /// Each of `roots` as the plan resolved it (links followed), in the same order. `resume`
     /// searches a root again only while it still resolves to the same folder: a root (or a
     /// folder above it) swapped for a link since would otherwise add files outside the tree
     /// to the rotation. Empty in journals from before it was recorded.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        with = "super::path::many"
+    )]
     pub resolved_roots: Vec<PathBuf>,
     /// The places to write, as planned.
     pub sinks: Vec<SinkPlan>,
@@ -215,7 +220,8 @@ pub struct AuthKeyTemplate {
 pub enum SinkPlan {
     /// A file in which the credential string is replaced where it stands.
     File {
-        /// The real file (symlinks resolved).
+        /// The real file (symlinks resolved), byte for byte.
+        #[serde(with = "super::path")]
         path: PathBuf,
         /// The path as the user gave it, for messages.
         display: String,
@@ -239,7 +245,11 @@ pub enum SinkPlan {
         /// For a place in a file: the canonical path the plan resolved its path to. Every
         /// later run reads and writes that path without following any link, and refuses
         /// when the configured path no longer resolves to it (issue 11 item 3).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            with = "super::path::optional"
+        )]
         resolved: Option<PathBuf>,
     },
 }

@@ -31,6 +31,7 @@
 
 mod event;
 mod index;
+mod path;
 pub mod seal;
 
 use std::fs::File;

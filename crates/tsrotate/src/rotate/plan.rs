@@ -751,7 +751,12 @@ pub async fn plan_rotation(
     }
     sinks.extend(files.iter().map(|m| SinkPlan::File {
         path: m.path.clone(),
-        display: m.display_path.display().to_string(),
+        // A name that is not UTF-8 is shown with its odd bytes as `\xNN`, not as U+FFFD:
+        // two such names must not read the same.
+        display: m.display_path.to_str().map_or_else(
+            || crate::text::path(&m.display_path).into_owned(),
+            str::to_owned,
+        ),
     }));
     let started = Started {
         rotation_id: new_rotation_id(now),
