@@ -25,7 +25,7 @@ use tsrotate::schedule::{Due, Observed, observe, observe_all};
 
 use crate::args::{Format, GlobalArgs};
 use crate::context;
-use crate::exit::{ExitStatus, UserError};
+use crate::exit::{ExitStatus, Stopped, UserError};
 use crate::rotation::{self, Outcome};
 use crate::settings::{self, ApiSettings, Need, env};
 
@@ -183,6 +183,7 @@ async fn rotate_one(
             let hint = e
                 .downcast_ref::<UserError>()
                 .and_then(|u| u.hint.as_deref())
+                .or_else(|| e.downcast_ref::<Stopped>().and_then(|s| s.hint.as_deref()))
                 .map(|h| format!(": {h}"))
                 .unwrap_or_default();
             result(

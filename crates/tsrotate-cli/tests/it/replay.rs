@@ -182,3 +182,36 @@ fn resume_of_a_copy_from_before_the_mint_refuses_when_the_rotation_already_minte
         .expect(1);
     refused_and_unchanged(&env, &resumed, keys_before, &live_before, &file, &held);
 }
+
+/// `rotate --due` finishes unfinished scheduled rotations from their journals: a copy from
+/// before the mint intent of one that minted and stopped is refused there too, with nothing
+/// minted.
+#[test]
+fn rotate_due_refuses_to_mint_from_an_older_copy_of_a_journal() {
+    let mut env = TestEnv::new();
+    let ok = env.aside.path().join("consumer-ok");
+    let (config, old_id, _id, journal) =
+        crate::admission::unfinished_configured_rotation(&mut env, &ok);
+    let file = env.work.path().join("app/.env");
+    for (path, id) in credentials_in(env.work.path()) {
+        for secret in values_of(&std::fs::read(path).unwrap(), &id) {
+            env.canary(&secret);
+        }
+    }
+    let copy = copy_before(&journal, "mint_intent");
+    std::fs::write(&journal, copy).unwrap();
+    // Verification would pass now: only the check stands between the copy and a mint.
+    std::fs::write(&ok, "").unwrap();
+    let held = std::fs::read(&file).unwrap();
+    let (keys_before, live_before) = (env.keys().len(), live_keys(&env));
+    assert!(live_before.contains(&old_id), "{live_before:?}");
+
+    let due = env.run(
+        env.cmd()
+            .arg("--config")
+            .arg(&config)
+            .args(["rotate", "--due", "--yes"]),
+    );
+    assert_ne!(due.code, 0, "{}\n{}", due.stdout, due.stderr);
+    refused_and_unchanged(&env, &due, keys_before, &live_before, &file, &held);
+}
