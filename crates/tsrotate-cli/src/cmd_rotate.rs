@@ -248,8 +248,33 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
     if !args.contain {
         return Ok(status);
     }
-    let contained =
-        crate::cmd_contain::after_rotation(global, &old_key, &contain_options, args.yes).await?;
+    // The rotation has changed things by now: whatever stops the containment is reported
+    // as a run that did not complete (exit 1), never as a usage error (exit 2 says that
+    // nothing was changed).
+    let contained = match crate::cmd_contain::after_rotation(
+        global,
+        &old_key,
+        &contain_options,
+        args.yes,
+    )
+    .await
+    {
+        Ok(contained) => contained,
+        Err(error) => {
+            let hint = error
+                .chain()
+                .find_map(|e| e.downcast_ref::<UserError>())
+                .and_then(|u| u.hint.clone());
+            return Err(Stopped::new(format!(
+                    "after the rotation, containing the devices key {old_key} may have joined failed: {}",
+                    crate::exit::chain(&error)
+                ))
+                .hint(hint.unwrap_or_else(|| {
+                    format!("once the cause is fixed, run `tsrotate contain {old_key}`")
+                }))
+                .into());
+        }
+    };
     Ok(if status == ExitStatus::Success {
         contained
     } else {

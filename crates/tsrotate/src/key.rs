@@ -131,6 +131,19 @@ impl KeyId {
     pub fn is_valid(s: &str) -> bool {
         (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric())
     }
+
+    /// Whether `s` has the shape of a Tailscale stable ID as control issues them: five or more
+    /// letters or digits, then a control plane's suffix (`CNTRL` in production), as
+    /// Tailscale's own `tsweb` matches them. What a person types as a key ID must have it;
+    /// IDs the API sends are taken as [`KeyId::is_valid`] allows.
+    #[must_use]
+    pub fn is_stable_id(s: &str) -> bool {
+        const SUFFIXES: [&str; 5] = ["CNTRL", "Djz1H", "LV5CY", "mxgaY", "jNy1b"];
+        Self::is_valid(s)
+            && SUFFIXES
+                .iter()
+                .any(|suffix| s.len() >= suffix.len() + 5 && s.ends_with(suffix))
+    }
 }
 
 impl FromStr for KeyId {
@@ -407,6 +420,12 @@ pub enum ParseError {
     /// A key ID with characters other than ASCII letters and digits.
     #[error("malformed key ID: expected ASCII letters and digits such as `k123456CNTRL`")]
     InvalidKeyId,
+    /// Letters and digits that are not shaped like a key ID (which ends in `CNTRL`): perhaps
+    /// the secret part of a credential, so it is neither shown nor sent anywhere.
+    #[error(
+        "not a key ID: key IDs end in `CNTRL`, such as `k123456CNTRL` (the text after the ID in a credential is its secret: give the whole credential, or its ID alone)"
+    )]
+    NotAKeyId,
 }
 
 /// The public parts of a credential string, borrowed from it.
@@ -621,6 +640,12 @@ impl KeyRef {
             return Credential::parse(trimmed).map(Self::Credential);
         }
         if KeyId::is_valid(trimmed) {
+            // Only what has the shape of a stable ID: the secret part of a credential (the
+            // text after its ID) is letters and digits too, and taken for an ID it would go
+            // into a URL and into "key … not found" on the terminal.
+            if !KeyId::is_stable_id(trimmed) {
+                return Err(ParseError::NotAKeyId);
+            }
             return Ok(Self::Id(KeyId(trimmed.to_owned())));
         }
         Err(ParseError::NotACredential)
@@ -693,6 +718,30 @@ pub(crate) mod tests {
 
     /// The one secret-file rule: first line, trimmed; blank, unreadable and endless files
     /// are refused in words that never quote the file.
+    #[test]
+    fn only_a_stable_id_shape_is_taken_for_a_typed_key_id() {
+        for id in [
+            "k123456CNTRL",
+            "kAb3dE5fCNTRL",
+            "XXXX14CNTRL",
+            "kabcdeDjz1H",
+        ] {
+            assert!(matches!(KeyRef::parse(id), Ok(KeyRef::Id(_))), "{id}");
+        }
+        // A credential's secret part, short words, and a bare suffix are not IDs.
+        for text in ["xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", "abc", "CNTRL", "kCNTRL"] {
+            assert!(
+                matches!(KeyRef::parse(text), Err(ParseError::NotAKeyId)),
+                "{text}"
+            );
+        }
+        assert!(
+            !ParseError::NotAKeyId
+                .to_string()
+                .contains("xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx")
+        );
+    }
+
     #[test]
     #[allow(
         clippy::disallowed_methods,

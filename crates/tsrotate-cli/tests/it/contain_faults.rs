@@ -220,3 +220,44 @@ fn resume_with_a_credential_of_another_tailnet_does_not_take_the_devices_for_gon
     assert!(steps(&env).iter().any(|(t, _)| t == "finished"));
     env.assert_state_clean();
 }
+
+/// Red team 3 (F12): `rotate --contain` of an OAuth client rotated it (the old secret was
+/// revoked), then the containment refused a key that is not an auth key and the run exited 2,
+/// which says that nothing was changed. Whatever stops the containment after a rotation is a
+/// run that did not complete: exit 1, naming what is left to do.
+#[test]
+fn a_containment_that_fails_after_a_rotation_exits_1_not_2() {
+    let mut env = TestEnv::new();
+    let (client_id, secret) = env.mint(json!({"keyType": "client",
+        "scopes": ["devices:core:read"], "tags": ["tag:server"], "description": "ci"}));
+    env.write(
+        "app/.env",
+        format!("TS_CLIENT_ID={client_id}\nTS_CLIENT_SECRET={secret}\n"),
+    );
+    let run = env
+        .run(
+            env.cmd()
+                .args(["rotate", &client_id, "--contain", "--yes", "--in"])
+                .arg(env.work.path()),
+        )
+        .expect(1);
+    assert_eq!(
+        env.key(&client_id)["invalid"],
+        true,
+        "the rotation happened"
+    );
+    assert!(
+        run.stderr
+            .contains("after the rotation, containing the devices key"),
+        "{}",
+        run.stderr
+    );
+    let new_secret = std::fs::read_to_string(env.work.path().join("app/.env")).unwrap();
+    for line in new_secret.lines() {
+        if let Some(value) = line.strip_prefix("TS_CLIENT_SECRET=") {
+            env.canary(value);
+        }
+    }
+    env.assert_clean(&run.stdout);
+    env.assert_clean(&run.stderr);
+}

@@ -212,3 +212,36 @@ fn issue_11_14_a_state_directory_that_cannot_be_written_is_a_usage_error() {
     );
     std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
 }
+
+/// Red team 3 (F9): the secret part of a credential (what follows its ID) is letters and
+/// digits like an ID, and was taken for one: `contain` and `inspect` sent it in a URL path and
+/// showed it in "key … not found". Only the shape of a stable ID (`…CNTRL`) is a key ID now.
+#[test]
+fn the_secret_part_of_a_credential_is_not_taken_for_a_key_id() {
+    let mut env = TestEnv::new();
+    let (id, secret) = env.mint_default();
+    env.canary(&secret);
+    let part = secret.rsplit('-').next().unwrap().to_owned();
+    assert!(part.len() >= 20 && part.bytes().all(|b| b.is_ascii_alphanumeric()));
+    env.canary(&part);
+    tsrotate_test_support::emulator::clear_requests(env.url());
+    for args in [
+        vec!["contain", part.as_str(), "--since", "1d"],
+        vec!["inspect", part.as_str()],
+        vec!["revoke", part.as_str(), "--yes"],
+    ] {
+        let run = env.run(env.cmd().args(&args)).expect(2);
+        assert!(
+            run.stderr.contains("not a key ID") && run.stderr.contains("CNTRL"),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+    let requests = tsrotate_test_support::emulator::requests(env.url());
+    assert!(
+        requests.iter().all(|r| !r.to_string().contains(&part)),
+        "the secret part was sent: {requests:?}"
+    );
+    // The ID itself still works.
+    env.run(env.cmd().args(["inspect", &id])).expect(0);
+}
