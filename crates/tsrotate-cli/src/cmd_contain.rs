@@ -71,13 +71,16 @@ impl Options {
         let since = self.since.as_deref().map(parse_since).transpose()?;
         let expected = match &self.expected {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    UserError::new(format!(
-                        "cannot read --expected file {}: {e}",
+                let expected = Expected::parse(&read_expected(path)?);
+                if expected.is_empty() {
+                    // A FIFO whose writer never came reads as empty too.
+                    return Err(UserError::new(format!(
+                        "--expected file {} lists no hostname or node ID",
                         tsrotate::text::escape(&path.display().to_string())
                     ))
-                })?;
-                Expected::parse(&text)
+                    .hint("give a file of hostnames or node IDs of the legitimate fleet, one a line, or leave --expected out"));
+                }
+                expected
             }
             None => Expected::default(),
         };
@@ -88,6 +91,35 @@ impl Options {
             action: self.action,
         })
     }
+}
+
+/// The largest `--expected` file: 16 MiB is some 500,000 node IDs, far more than a tailnet has.
+const MAX_EXPECTED_BYTES: u64 = 16 << 20;
+
+/// The `--expected` file's text, read without blocking on a FIFO that has no writer (it reads
+/// as empty) and never more than [`MAX_EXPECTED_BYTES`] (`/dev/zero` would otherwise be read
+/// until memory runs out).
+fn read_expected(path: &std::path::Path) -> Result<String, UserError> {
+    use std::io::Read as _;
+    let name = tsrotate::text::escape(&path.display().to_string()).into_owned();
+    let cannot =
+        |e: std::io::Error| UserError::new(format!("cannot read --expected file {name}: {e}"));
+    let file = tsrotate::key::open_secret_file(path).map_err(cannot)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_EXPECTED_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    if bytes.len() as u64 > MAX_EXPECTED_BYTES {
+        return Err(UserError::new(format!(
+            "--expected file {name} is larger than {} MiB",
+            MAX_EXPECTED_BYTES >> 20
+        ))
+        .hint("give a file of hostnames or node IDs of the legitimate fleet, one a line"));
+    }
+    String::from_utf8(bytes).map_err(|_| {
+        UserError::new(format!("--expected file {name} is not UTF-8 text"))
+            .hint("give a file of hostnames or node IDs of the legitimate fleet, one a line")
+    })
 }
 
 /// [`Options`] checked and read.
@@ -284,6 +316,9 @@ fn investigate_error(e: contain::Error) -> anyhow::Error {
         contain::Error::UnknownKey(_) | contain::Error::NotAuthKey(_) => {
             UserError::new(e.to_string()).into()
         }
+        contain::Error::SinceInFuture { .. } => UserError::new(format!("--since: {e}"))
+            .hint("give the time the key leaked (an RFC 3339 time in the past) or a duration before now (36h, 7d)")
+            .into(),
         contain::Error::Api { .. } => UserError::new(e.to_string())
             .hint("tsrotate contain needs devices:core:read, and reads logs:configuration:read and users:read when it may")
             .into(),

@@ -72,3 +72,102 @@ fn issue_13_a_join_logged_under_an_unexpected_actor_type_is_still_a_candidate() 
     );
     env.assert_state_clean();
 }
+
+/// F7: an audit log that answers 404 ("Logging is not supported on this deployment of
+/// Tailscale", in the `OpenAPI` description) stopped `contain` (exit 3); it falls back to the
+/// device list, as for a 403, and says so.
+#[test]
+fn issue_13_an_audit_log_answering_404_falls_back_to_the_device_list() {
+    let mut env = TestEnv::new();
+    let (id, _secret) = fleet(&mut env, "key");
+    emulator::add_fault(
+        env.url(),
+        &json!({"method": "GET", "path_prefix": "/api/v2/tailnet/-/logging", "status": 404}),
+    );
+    let run = env
+        .run(env.cmd().args([
+            "contain",
+            &id,
+            "--since",
+            "1d",
+            "--min-confidence",
+            "possible",
+        ]))
+        .expect(1);
+    assert!(
+        run.stderr
+            .contains("audit log is not available on this deployment")
+            && run.stderr.contains("device list alone"),
+        "{}",
+        run.stderr
+    );
+    for i in 0..3 {
+        assert!(
+            run.stdout
+                .lines()
+                .any(|l| l.starts_with("possible") && l.contains(&format!("evil-{i}"))),
+            "{}",
+            run.stdout
+        );
+    }
+    assert!(!run.stdout.contains("web-"), "{}", run.stdout);
+}
+
+/// F11: a `--since` after the server's now gave an empty window and exit 0 (every device
+/// left out); it is a usage error.
+#[test]
+fn issue_13_a_leak_time_in_the_future_is_a_usage_error() {
+    let mut env = TestEnv::new();
+    let (id, _secret) = fleet(&mut env, "key");
+    let run = env
+        .run(
+            env.cmd()
+                .args(["contain", &id, "--since", "9999-12-31T23:59:59Z"]),
+        )
+        .expect(2);
+    assert!(
+        run.stderr.contains("--since")
+            && run.stderr.contains("after the API server's current time"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+}
+
+/// F10: `--expected /dev/zero` was read until memory ran out, and `--expected FIFO` (no
+/// writer) hung in `open`. The file is read bounded and without blocking; a FIFO without a
+/// writer lists nothing, which is refused. The timeout is only a safety net, so that a
+/// regression fails instead of stalling the suite.
+#[test]
+fn issue_13_expected_is_read_bounded_and_never_waits_on_a_fifo() {
+    let mut env = TestEnv::new();
+    let (id, _secret) = fleet(&mut env, "key");
+    let run = env
+        .run(
+            env.cmd()
+                .args(["contain", &id, "--expected", "/dev/zero"])
+                .timeout(std::time::Duration::from_secs(60)),
+        )
+        .expect(2);
+    assert!(run.stderr.contains("larger than 16 MiB"), "{}", run.stderr);
+    let fifo = env.aside.path().join("fleet-fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo failed");
+    let run = env
+        .run(
+            env.cmd()
+                .args(["contain", &id, "--expected"])
+                .arg(&fifo)
+                .timeout(std::time::Duration::from_secs(60)),
+        )
+        .expect(2);
+    assert!(
+        run.stderr.contains("lists no hostname or node ID"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+}

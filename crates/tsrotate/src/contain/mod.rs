@@ -584,6 +584,15 @@ pub enum Error {
     /// Neither the API nor any journal knows the key.
     #[error("key {0} is unknown to the API and to every journal in the state directory")]
     UnknownKey(KeyId),
+    /// The leak time is after the API server's now: no device can have joined after it, so
+    /// the window would be empty and every device left out.
+    #[error("the leak time {} is after the API server's current time {}: no device can have joined since", rfc3339(*since), rfc3339(*now))]
+    SinceInFuture {
+        /// The leak time given.
+        since: OffsetDateTime,
+        /// The server's now.
+        now: OffsetDateTime,
+    },
     /// The key is not an auth key: only auth keys register devices.
     #[error("key {0} is not an auth key; only auth keys register devices")]
     NotAuthKey(KeyId),
@@ -635,6 +644,46 @@ pub struct Report {
     pub notes: Vec<String>,
 }
 
+/// The `NODE.CREATE` events of the window; `None` (with a note saying why) when the log is
+/// not readable (403) or not available on this deployment (404): the ranking then uses the
+/// device list alone.
+async fn read_audit(
+    client: &crate::api::Client,
+    window: &Window,
+    notes: &mut Vec<String>,
+) -> Result<Option<Vec<AuditEvent>>, Error> {
+    match client
+        .list_audit_log(window.start, window.end, &["NODE.CREATE"])
+        .await
+    {
+        Ok(events) => Ok(Some(events)),
+        Err(e) if e.status() == Some(403) => {
+            notes.push(
+                "the configuration audit log is not readable (the credential lacks the \
+                 `logs:configuration:read` scope): ranking from the device list alone, so no \
+                 candidate can be exact"
+                    .to_owned(),
+            );
+            Ok(None)
+        }
+        // The `OpenAPI` description: "Logging is not supported on this deployment of
+        // Tailscale".
+        Err(e) if e.is_not_found() => {
+            notes.push(
+                "the configuration audit log is not available on this deployment (the API \
+                 answered 404 Not Found): ranking from the device list alone, so no candidate \
+                 can be exact"
+                    .to_owned(),
+            );
+            Ok(None)
+        }
+        Err(e) => Err(Error::api(
+            "reading the audit log",
+            "logs:configuration:read",
+        )(e)),
+    }
+}
+
 /// Reads the key (from the API, else from the journals in `state_dir`), the device list and
 /// the audit log, and ranks the devices. A 403 on the audit log or the user lookup degrades
 /// the analysis (and says so in [`Report::notes`]); a 403 on the device list is an error.
@@ -668,33 +717,16 @@ pub async fn investigate(
     };
     let now = client.server_now();
     let since = since.map(|s| s.resolve(now));
+    if let Some(since) = since.filter(|s| *s > now) {
+        return Err(Error::SinceInFuture { since, now });
+    }
     let window = Window::of(&key, since, now);
     let mut notes = Vec::new();
     let devices = client
         .list_devices(&[])
         .await
         .map_err(Error::api("listing devices", "devices:core:read"))?;
-    let audit = match client
-        .list_audit_log(window.start, window.end, &["NODE.CREATE"])
-        .await
-    {
-        Ok(events) => Some(events),
-        Err(e) if e.status() == Some(403) => {
-            notes.push(
-                "the configuration audit log is not readable (the credential lacks the \
-                 `logs:configuration:read` scope): ranking from the device list alone, so no \
-                 candidate can be exact"
-                    .to_owned(),
-            );
-            None
-        }
-        Err(e) => {
-            return Err(Error::api(
-                "reading the audit log",
-                "logs:configuration:read",
-            )(e));
-        }
-    };
+    let audit = read_audit(client, &window, &mut notes).await?;
     let mut owner_login = None;
     if let Some(owner) = &key.owner {
         match client.get_user(owner).await {
