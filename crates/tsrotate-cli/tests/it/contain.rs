@@ -1614,3 +1614,72 @@ fn expire_on_devices_whose_key_expiry_is_disabled_says_it_may_not_take_effect() 
     assert_eq!(expiries(&env).len(), 3);
     env.assert_state_clean();
 }
+
+/// A containment stopped part way (a 403 on its third device), then a rollback stopped part
+/// way (a 403 on the second restore): `resume` must not act again on the device the rollback
+/// restored (it deauthorized it again, turning the rollback around), and `abandon` points to
+/// `rollback`, the one command that goes on.
+#[test]
+fn resume_refuses_a_containment_whose_rollback_began() {
+    let (env, id) = with_fleet("key");
+    emulator::add_fault(
+        env.url(),
+        &json!({"method": "POST", "path_prefix": "/api/v2/device/", "status": 403,
+                "skip": 2, "count": 1}),
+    );
+    contain(&env, env.cmd(), &id, "deauthorize").expect(2);
+    emulator::clear_faults(env.url());
+    let containment = only_containment(&env);
+    emulator::add_fault(
+        env.url(),
+        &json!({"method": "POST", "path_prefix": "/api/v2/device/", "status": 403,
+                "skip": 1, "count": 1}),
+    );
+    env.run(env.cmd().args(["rollback", &containment, "--yes"]))
+        .expect(2);
+    emulator::clear_faults(env.url());
+    let authorized = |env: &TestEnv| -> Vec<String> {
+        let mut hosts: Vec<String> = devices(env)
+            .iter()
+            .filter(|d| {
+                d["authorized"] == true && d["hostname"].as_str().unwrap().starts_with("evil-")
+            })
+            .map(|d| d["hostname"].as_str().unwrap().to_owned())
+            .collect();
+        hosts.sort();
+        hosts
+    };
+    let restored = authorized(&env);
+    assert_eq!(
+        restored.len(),
+        2,
+        "one device restored before the 403, one never deauthorized"
+    );
+
+    let run = env
+        .run(env.cmd().args(["resume", &containment, "--yes"]))
+        .expect(2);
+    assert!(run.stderr.contains("being rolled back"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("tsrotate rollback {containment}")),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(authorized(&env), restored, "resume acted again");
+    let refused = env
+        .run(env.cmd().args(["abandon", &containment, "--yes"]))
+        .expect(2);
+    assert!(
+        refused.stderr.contains(&format!(
+            "can still be rolled back with `tsrotate rollback {containment}`"
+        )),
+        "{}",
+        refused.stderr
+    );
+    // The rollback, run again, finishes.
+    env.run(env.cmd().args(["rollback", &containment, "--yes"]))
+        .expect(0);
+    assert_eq!(authorized(&env).len(), 3);
+    env.assert_state_clean();
+}

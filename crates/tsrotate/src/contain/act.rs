@@ -568,16 +568,37 @@ pub enum Error {
     },
     /// `abandon` of a containment that `resume` (and, for a reversible action, `rollback`)
     /// can still carry on, without `force`.
-    #[error("containment {containment_id} can still be finished with `tsrotate resume {containment_id}`{}", if action.undoable() { format!(" or undone with `tsrotate rollback {containment_id}`") } else { String::new() })]
+    #[error("{}", can_go_on(containment_id, *action, *undoing))]
     CanGoOn {
         /// The containment.
         containment_id: String,
         /// Its action.
         action: Action,
+        /// Its rollback began: only `rollback` carries it on.
+        undoing: bool,
     },
     /// `resume` or `rollback` of a containment a person settled.
     #[error("containment {0} was abandoned: tsrotate acts on its devices no more")]
     Abandoned(String),
+    /// `resume` of a containment whose rollback began: it would act again on the devices the
+    /// rollback restored.
+    #[error(
+        "containment {0} is being rolled back: resuming it would act again on the devices it restored"
+    )]
+    Undoing(String),
+}
+
+/// The refusal to abandon a containment that `resume` or `rollback` can still carry on.
+fn can_go_on(id: &str, action: Action, undoing: bool) -> String {
+    if undoing {
+        format!("containment {id} can still be rolled back with `tsrotate rollback {id}`")
+    } else if action.undoable() {
+        format!(
+            "containment {id} can still be finished with `tsrotate resume {id}` or undone with `tsrotate rollback {id}`"
+        )
+    } else {
+        format!("containment {id} can still be finished with `tsrotate resume {id}`")
+    }
 }
 
 impl Error {
@@ -604,6 +625,9 @@ impl Error {
             Self::CanGoOn { .. } => {
                 Some("to give it up anyway and check its devices by hand, add --force".to_owned())
             }
+            Self::Undoing(id) => Some(format!(
+                "finish the rollback with `tsrotate rollback {id}`; to quarantine the devices again, start a new containment (`tsrotate contain KEY --action …`)"
+            )),
             Self::Abandoned(_) => Some(
                 "check its devices by hand (`tsrotate contain KEY` lists the key's devices anew)"
                     .to_owned(),
@@ -981,6 +1005,7 @@ impl Containment {
             return Err(Error::CanGoOn {
                 containment_id,
                 action: self.state.plan.action,
+                undoing: self.state.undoing,
             });
         }
         Ok(())
@@ -1113,6 +1138,14 @@ impl Containment {
         self.require_sealed()?;
         if self.state.end == Some(End::Abandoned) {
             return Err(Error::Abandoned(self.state.plan.containment_id.clone()));
+        }
+        if self.state.end == Some(End::RolledBack) {
+            return Ok(());
+        }
+        // Before `finished`: a finished containment whose rollback began is carried on by
+        // `rollback`, not reported as finished.
+        if self.state.undoing {
+            return Err(Error::Undoing(self.state.plan.containment_id.clone()));
         }
         if self.state.is_finished() {
             return Ok(());
