@@ -215,3 +215,35 @@ fn rotate_due_refuses_to_mint_from_an_older_copy_of_a_journal() {
     assert_ne!(due.code, 0, "{}\n{}", due.stdout, due.stderr);
     refused_and_unchanged(&env, &due, keys_before, &live_before, &file, &held);
 }
+
+/// `rollback` from a copy from before the mint intent of a rotation that minted and wrote
+/// its places: the copy knows of no write, so nothing would be put back, and the rollback
+/// would still say it finished while every place holds a key the journal does not know. It
+/// is refused, with nothing changed.
+#[test]
+fn rollback_refuses_an_older_copy_that_knows_nothing_of_the_written_key() {
+    let mut env = TestEnv::new();
+    let (old_id, old) = env.mint_default();
+    let file = env.write("app/.env", format!("TS_AUTHKEY={old}\n"));
+    let ok = env.aside.path().join("consumer-ok");
+    let verify = format!("test -e '{}'", ok.display());
+    let (run, id) = rotate_in_work(&mut env, &old_id, &["--verify-cmd", &verify]);
+    run.expect(1);
+    let journal = journal_of(&env, &id);
+    let copy = copy_before(&journal, "mint_intent");
+    std::fs::write(&journal, copy).unwrap();
+    let held = std::fs::read(&file).unwrap();
+    assert!(!String::from_utf8_lossy(&held).contains(&old));
+    let old_file = env.write_aside("old-key", format!("{old}\n"));
+    let (keys_before, live_before) = (env.keys().len(), live_keys(&env));
+    assert!(live_before.contains(&old_id), "{live_before:?}");
+
+    let rolled = env
+        .run(
+            env.cmd()
+                .args(["rollback", &id, "--yes", "--old-key-file"])
+                .arg(&old_file),
+        )
+        .expect(1);
+    refused_and_unchanged(&env, &rolled, keys_before, &live_before, &file, &held);
+}

@@ -358,7 +358,7 @@ impl Stale {
     pub fn hint(&self) -> String {
         match self {
             Self::UnknownMinted { rotation_id, keys } => format!(
-                "check whether the journal in the state directory was restored from an older copy (a backup, a CI cache); if the latest copy exists, put it back and resume. Otherwise settle the rotation with `tsrotate abandon {rotation_id}` (it changes no key), and revoke {} with `tsrotate revoke` once nothing uses it",
+                "check whether the journal in the state directory was restored from an older copy (a backup, a CI cache); if the latest copy exists, put it back and run the command again. Otherwise settle the rotation with `tsrotate abandon {rotation_id}` (it changes no key), and revoke {} with `tsrotate revoke` once nothing uses it",
                 join(keys)
             ),
             Self::OldKeyDead { rotation_id, .. } => format!(
@@ -579,6 +579,38 @@ impl<'a, W: World, R: Recorder, O: Observer> Executor<'a, W, R, O> {
     /// restored older copy of the journal reads like a crash at that point: without this,
     /// a run would mint a key nobody holds, or start over a rotation that already finished.
     async fn check_current(&mut self) -> Result<(), Stop> {
+        self.check_minted_known().await?;
+        let rotation_id = self.state.rotation_id().to_owned();
+        let step = "checking the journal against the API";
+        let settled = self.state.old_revoked()
+            || self.state.old_not_in_tailnet()
+            || self.state.old_revoke_attempted()
+            || self.state.started.template.mint_retires_old();
+        if settled || !self.old_live_at_plan() {
+            return Ok(());
+        }
+        let key_id = self.state.old_key_id().clone();
+        match self.world.liveness(&key_id).await {
+            Ok(Liveness::Live) => Ok(()),
+            Ok(Liveness::Dead | Liveness::NotFound) if self.old_expired_since_plan() => Ok(()),
+            Ok(Liveness::Dead | Liveness::NotFound) => Err(Stale::OldKeyDead {
+                rotation_id,
+                key_id,
+            }
+            .into()),
+            Err(error) => Err(Stop::Failed {
+                step: step.into(),
+                error,
+                also: Vec::new(),
+            }),
+        }
+    }
+
+    /// Stop if live keys carry this rotation's marker that the journal's mints cannot
+    /// account for (more than its mints without an answer could have made): the journal
+    /// is then an older copy, and acting on it would mint one more key, or undo places that
+    /// hold a key it does not know.
+    async fn check_minted_known(&mut self) -> Result<(), Stop> {
         let rotation_id = self.state.rotation_id().to_owned();
         let step = "checking the journal against the API";
         if self.state.started.template.sweepable() {
@@ -604,28 +636,7 @@ impl<'a, W: World, R: Recorder, O: Observer> Executor<'a, W, R, O> {
                 .into());
             }
         }
-        let settled = self.state.old_revoked()
-            || self.state.old_not_in_tailnet()
-            || self.state.old_revoke_attempted()
-            || self.state.started.template.mint_retires_old();
-        if settled || !self.old_live_at_plan() {
-            return Ok(());
-        }
-        let key_id = self.state.old_key_id().clone();
-        match self.world.liveness(&key_id).await {
-            Ok(Liveness::Live) => Ok(()),
-            Ok(Liveness::Dead | Liveness::NotFound) if self.old_expired_since_plan() => Ok(()),
-            Ok(Liveness::Dead | Liveness::NotFound) => Err(Stale::OldKeyDead {
-                rotation_id,
-                key_id,
-            }
-            .into()),
-            Err(error) => Err(Stop::Failed {
-                step: step.into(),
-                error,
-                also: Vec::new(),
-            }),
-        }
+        Ok(())
     }
 
     /// Whether the plan saw the old key live: the API knew it, not revoked, not invalid.
@@ -711,6 +722,12 @@ impl<'a, W: World, R: Recorder, O: Observer> Executor<'a, W, R, O> {
                     )));
                 }
             }
+        }
+        // An older copy of the journal would undo too little: places that hold a key it does
+        // not know are not put back, and the rollback would still say it finished.
+        if !self.journal_current && !matches!(self.state.next_rollback()?, RollbackStep::Finished) {
+            self.check_minted_known().await?;
+            self.journal_current = true;
         }
         if !self.state.rolling_back {
             self.state.next_rollback()?;
