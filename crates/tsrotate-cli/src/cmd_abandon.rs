@@ -190,7 +190,7 @@ async fn abandon_rotation(
 /// An ID names a journal in its folder and nothing else: it is never made into a path before
 /// it is known to be letters, digits and dashes.
 fn check_id(id: &str) -> Result<&str, UserError> {
-    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+    if !tsrotate::journal::is_id(id) {
         return Err(UserError::new(format!(
             "`{}` is not a rotation or containment ID (letters, digits and dashes)",
             tsrotate::text::escape(id)

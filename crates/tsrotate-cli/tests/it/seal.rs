@@ -325,3 +325,50 @@ fn the_journal_key_file_is_private_and_outside_the_state_directory() {
     }
     assert_eq!(json!(env.key(&old_id)["invalid"]), json!(true));
 }
+
+/// `resume`, `rollback` and `abandon` take a rotation ID, never a path: `../rotations/ID`, or
+/// a path to a sealed copy of the journal kept outside the state directory (a backup), is an
+/// unknown rotation (exit 2) and nothing is done from it.
+#[test]
+fn a_rotation_is_named_by_its_id_never_by_a_path() {
+    let mut env = TestEnv::new();
+    let ok = env.aside.path().join("consumer-ok");
+    let (config, old_id, id, journal) = unfinished_configured_rotation(&mut env, &ok);
+    std::fs::write(&ok, "").unwrap();
+    let original = std::fs::read_to_string(&journal).unwrap();
+    // A sealed copy outside the state directory, reached from the journal folder.
+    let backup = env.aside.path().join("backup");
+    std::fs::create_dir_all(&backup).unwrap();
+    std::fs::copy(&journal, backup.join(format!("{id}.jsonl"))).unwrap();
+    let outside = format!(
+        "../../{}/backup/{id}",
+        env.aside.path().file_name().unwrap().to_str().unwrap()
+    );
+    assert_eq!(
+        env.state.path().parent(),
+        env.aside.path().parent(),
+        "the fixture needs both under one folder"
+    );
+    let keys = env.keys().len();
+    for named in [format!("../rotations/{id}"), outside] {
+        for command in ["resume", "rollback", "abandon"] {
+            let run = env
+                .run(
+                    env.cmd()
+                        .arg("--config")
+                        .arg(&config)
+                        .args([command, &named, "--yes"]),
+                )
+                .expect(2);
+            let all = format!("{}{}", run.stdout, run.stderr);
+            assert!(
+                all.contains("no rotation") || all.contains("not a rotation or containment ID"),
+                "{command} {named}: {all}"
+            );
+        }
+    }
+    assert_eq!(std::fs::read_to_string(&journal).unwrap(), original);
+    assert_eq!(env.keys().len(), keys, "a key was minted");
+    assert_eq!(env.key(&old_id)["invalid"], false);
+    env.assert_state_clean();
+}

@@ -126,6 +126,15 @@ impl Error {
     }
 }
 
+/// Whether `id` can name a journal: letters, digits and dashes. `../x` must not name a file
+/// elsewhere (red-team finding; the seal would still refuse a foreign file, though not a sealed
+/// older copy kept outside the state directory, and no path made from a person's argument
+/// should leave the journal folder).
+#[must_use]
+pub fn is_id(id: &str) -> bool {
+    !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
 /// Whether every record of a journal verifies with the key it was read with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Seal {
@@ -233,15 +242,8 @@ impl Journal {
         key: &JournalKey,
         rotation_id: &str,
     ) -> Result<(Self, Vec<Record>), Error> {
-        // An ID is letters, digits and dashes: `../x` must not name a file elsewhere
-        // (red-team finding; the seal would still refuse a foreign file, but no path made
-        // from a person's argument should leave the journal folder).
-        let is_id = !rotation_id.is_empty()
-            && rotation_id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-');
         let path = Self::path_of(state_dir, rotation_id);
-        if !is_id || !path.exists() {
+        if !is_id(rotation_id) || !path.exists() {
             return Err(Error::UnknownRotation(rotation_id.to_owned()));
         }
         Self::open_at(&path, key)

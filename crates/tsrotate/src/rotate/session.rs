@@ -1008,7 +1008,9 @@ impl Session {
         authority: &Authority<'_>,
     ) -> Result<Self, Error> {
         let path = Journal::path_of(&dir.path, rotation_id);
-        if !path.exists() {
+        // An ID, never a path (`resume ../../backup/rotations/ID` opened a sealed copy kept
+        // outside the state directory).
+        if !journal::is_id(rotation_id) || !path.exists() {
             return Err(journal::Error::UnknownRotation(rotation_id.to_owned()).into());
         }
         let empty = || Error::Empty(rotation_id.to_owned());
