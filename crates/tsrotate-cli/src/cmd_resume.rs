@@ -106,10 +106,8 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
     if !context::confirm(&format!("Resume {} rotation(s)?", ids.len()), args.yes)? {
         return Err(UserError::new("cancelled; nothing was changed").into());
     }
-    let mut outcomes = Vec::new();
-    for id in ids {
-        outcomes.push(resume_one(global, &settings, &dir, &id, &authority).await?);
-    }
+    let named = args.rotation_id.is_some();
+    let (outcomes, stopped) = resume_each(global, &settings, &dir, &ids, &authority, named).await?;
     if human {
         for o in &outcomes {
             o.write_human(&mut std::io::stdout().lock())?;
@@ -119,15 +117,42 @@ pub(crate) async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<Exit
         println!();
     }
     Ok(
-        if outcomes
-            .iter()
-            .all(|o| o.exit_status() == ExitStatus::Success)
+        if stopped == 0
+            && outcomes
+                .iter()
+                .all(|o| o.exit_status() == ExitStatus::Success)
         {
             ExitStatus::Success
         } else {
             ExitStatus::Incomplete
         },
     )
+}
+
+/// Resume `ids` in order; returns their outcomes and how many stopped before acting. When
+/// resuming every rotation (not one `named`), one that stops (places found since, a journal
+/// older than what the API says) is reported and must not keep the others from finishing.
+async fn resume_each(
+    global: &GlobalArgs,
+    settings: &ApiSettings,
+    dir: &StateDir,
+    ids: &[String],
+    authority: &Authority<'_>,
+    named: bool,
+) -> anyhow::Result<(Vec<Outcome>, usize)> {
+    let mut outcomes = Vec::new();
+    let mut stopped = 0;
+    for id in ids {
+        match resume_one(global, settings, dir, id, authority).await {
+            Ok(outcome) => outcomes.push(outcome),
+            Err(e) if !named && e.downcast_ref::<Stopped>().is_some() => {
+                report_stopped(&e);
+                stopped += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((outcomes, stopped))
 }
 
 async fn resume_one(
@@ -186,4 +211,18 @@ async fn resume_one(
         .redacting_old_values(session.state().old_key_id(), &session.state().sinks);
     let narrate = human && !global.quiet;
     rotation::execute(&mut world, &mut session, narrate, None).await
+}
+
+/// Say why one of several rotations stopped, as a failed command would (one line each).
+fn report_stopped(error: &anyhow::Error) {
+    eprintln!(
+        "error: {}",
+        tsrotate::text::escape(&tsrotate::key::redact_in(&crate::exit::chain(error)))
+    );
+    if let Some(hint) = error
+        .downcast_ref::<Stopped>()
+        .and_then(|s| s.hint.as_deref())
+    {
+        eprintln!("hint: {}", tsrotate::text::escape(hint));
+    }
 }

@@ -247,3 +247,79 @@ fn rollback_refuses_an_older_copy_that_knows_nothing_of_the_written_key() {
         .expect(1);
     refused_and_unchanged(&env, &rolled, keys_before, &live_before, &file, &held);
 }
+
+/// `resume` of every unfinished rotation: one whose journal is an older copy stops, and
+/// must not keep the others from finishing (it used to end the whole run at the first one).
+/// The copy is made of the rotation resumed first (the first by ID).
+#[test]
+fn resume_of_every_rotation_finishes_the_others_when_one_is_an_older_copy() {
+    let mut env = TestEnv::new();
+    let ok = env.aside.path().join("consumer-ok");
+    let verify = format!("test -e '{}'", ok.display());
+    let mut rotations = Vec::new();
+    for folder in ["one", "two"] {
+        let (old_id, old) = env.mint_default();
+        let file = env.write(&format!("{folder}/.env"), format!("TS_AUTHKEY={old}\n"));
+        env.run(
+            env.cmd()
+                .args(["rotate", &old_id, "--yes", "--verify-cmd", &verify, "--in"])
+                .arg(file.parent().unwrap()),
+        )
+        .expect(1);
+        rotations.push((old_id, old, file));
+    }
+    for (path, id) in credentials_in(env.work.path()) {
+        for secret in values_of(&std::fs::read(path).unwrap(), &id) {
+            env.canary(&secret);
+        }
+    }
+    let mut ids: Vec<String> = std::fs::read_dir(env.state.path().join("rotations"))
+        .unwrap()
+        .map(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .trim_end_matches(".jsonl")
+                .to_owned()
+        })
+        .collect();
+    ids.sort();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    let stale_journal = journal_of(&env, &ids[0]);
+    let text = std::fs::read_to_string(&stale_journal).unwrap();
+    if !text.contains(&rotations[0].0) {
+        rotations.swap(0, 1);
+    }
+    let [
+        (stale_old, _, stale_file),
+        (fine_old, fine_value, fine_file),
+    ] = &rotations[..]
+    else {
+        unreachable!()
+    };
+    let copy = copy_before(&stale_journal, "mint_intent");
+    std::fs::write(&stale_journal, copy).unwrap();
+    std::fs::write(&ok, "").unwrap();
+    let stale_held = std::fs::read(stale_file).unwrap();
+    let keys_before = env.keys().len();
+
+    let resumed = env
+        .run(env.cmd().args(["resume", "--yes", "--verify-cmd", &verify]))
+        .expect(1);
+    let all = format!("{}\n{}", resumed.stdout, resumed.stderr);
+    assert!(all.contains("older copy"), "{all}");
+    assert!(
+        all.contains(&format!("tsrotate abandon {}", ids[0])),
+        "{all}"
+    );
+    // The other one finished.
+    assert_eq!(env.key(fine_old)["invalid"], true, "{all}");
+    let fine_now = String::from_utf8(std::fs::read(fine_file).unwrap()).unwrap();
+    assert!(!fine_now.contains(fine_value.as_str()), "{fine_now}");
+    // The stale one changed nothing.
+    assert_eq!(env.key(stale_old)["invalid"], false);
+    assert_eq!(std::fs::read(stale_file).unwrap(), stale_held);
+    assert_eq!(env.keys().len(), keys_before, "a key was minted");
+    env.assert_clean(&all);
+    env.assert_state_clean();
+}
