@@ -173,6 +173,10 @@ struct JsonKey<'a> {
     #[serde(with = "time::serde::rfc3339::option")]
     ended: Option<OffsetDateTime>,
     source: &'a KeySource,
+    /// Neither revoked, used up nor expired: it can still join devices.
+    live: bool,
+    /// While it is live, the command that revokes it.
+    revoke_with: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -204,11 +208,71 @@ struct JsonContainment<'a> {
     dry_run: bool,
     undoable: bool,
     devices: Vec<JsonProgress<'a>>,
+    /// The candidates left alone because they rank below `--min-confidence` (`contain` only;
+    /// absent when there are none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    below_threshold: Option<JsonBelow>,
+}
+
+/// Candidates below `--min-confidence`: how many, and the option that would include them.
+#[derive(Serialize)]
+struct JsonBelow {
+    candidates: usize,
+    /// How many of them stand out from their fleet (`outlier:` evidence).
+    outliers: usize,
+    include_with: String,
+}
+
+/// The candidates below `min`, if any.
+struct Below {
+    count: usize,
+    outliers: usize,
+    /// The lowest confidence among them: `--min-confidence` of it includes them all.
+    lowest: Confidence,
+}
+
+impl Below {
+    fn of(report: &contain::Report, min: Confidence) -> Option<Self> {
+        let below: Vec<&contain::Candidate> = report
+            .analysis
+            .candidates
+            .iter()
+            .filter(|c| c.confidence < min)
+            .collect();
+        Some(Self {
+            count: below.len(),
+            outliers: below.iter().filter(|c| c.outliers > 0).count(),
+            lowest: below.iter().map(|c| c.confidence).min()?,
+        })
+    }
+
+    fn include_with(&self) -> String {
+        format!("--min-confidence {}", self.lowest.as_str())
+    }
+
+    fn json(&self) -> JsonBelow {
+        JsonBelow {
+            candidates: self.count,
+            outliers: self.outliers,
+            include_with: self.include_with(),
+        }
+    }
+
+    fn words(&self, min: Confidence) -> String {
+        format!(
+            "{} candidate(s) rank below {} ({} of them with outlier marks) and were left alone: {} includes them.",
+            self.count,
+            min.as_str(),
+            self.outliers,
+            self.include_with()
+        )
+    }
 }
 
 impl<'a> JsonContainment<'a> {
     fn of(state: &'a act::State) -> Self {
         Self {
+            below_threshold: None,
             id: Some(&state.plan.containment_id),
             action: state.plan.action.as_str(),
             dry_run: false,
@@ -238,6 +302,11 @@ struct JsonProgress<'a> {
     /// What the action may not do on it ([`Action::caveat`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     note: Option<&'static str>,
+}
+
+/// The command that revokes a live key.
+fn revoke_command(id: &tsrotate::key::KeyId) -> String {
+    format!("tsrotate revoke {id}")
 }
 
 fn rfc3339(t: OffsetDateTime) -> String {
@@ -295,11 +364,11 @@ async fn contain_key(
         let outcome = running.carry_out(&client).await;
         containment = Some(running.state().clone());
         if let Err(e) = outcome {
-            emit(global, &report, containment.as_ref(), options)?;
+            emit(global, &report, containment.as_ref(), options, yes)?;
             return Err(act_error(e));
         }
     }
-    emit(global, &report, containment.as_ref(), options)?;
+    emit(global, &report, containment.as_ref(), options, yes)?;
     Ok(match (&containment, findings) {
         (_, 0) => ExitStatus::Success,
         (Some(state), _) if state.is_finished() => ExitStatus::Success,
@@ -346,8 +415,10 @@ fn emit(
     report: &contain::Report,
     containment: Option<&act::State>,
     options: &Resolved,
+    yes: bool,
 ) -> anyhow::Result<()> {
     let min = options.min;
+    let below = Below::of(report, min);
     let taken = |node_id: &str| -> Vec<&'static str> {
         containment
             .and_then(|s| {
@@ -375,6 +446,8 @@ fn emit(
                 created: report.key.created,
                 ended: report.key.ended,
                 source: &report.key.source,
+                live: report.key_live,
+                revoke_with: report.key_live.then(|| revoke_command(&report.key.id)),
             },
             window: &report.window,
             candidates: report
@@ -395,12 +468,18 @@ fn emit(
                 })
                 .collect(),
             containment: options.action.map(|action| match containment {
-                Some(state) => JsonContainment::of(state),
+                Some(state) => JsonContainment {
+                    below_threshold: below.as_ref().map(Below::json),
+                    ..JsonContainment::of(state)
+                },
                 None => JsonContainment {
                     id: None,
                     action: action.as_str(),
-                    dry_run: true,
+                    // With --yes and nothing at or above the threshold, nothing was planned:
+                    // not a dry run.
+                    dry_run: !yes,
                     undoable: action.undoable(),
+                    below_threshold: below.as_ref().map(Below::json),
                     devices: planned
                         .iter()
                         .map(|c| JsonProgress {
@@ -425,7 +504,15 @@ fn emit(
         match (options.action, containment) {
             (Some(action), None) if findings > 0 => print_plan(report, action, min, findings),
             (_, Some(state)) => print_progress(state),
-            _ => {}
+            (Some(action), None) => println!(
+                "Nothing to {}: no candidate ranks at or above {}; nothing was changed.",
+                action.as_str(),
+                min.as_str()
+            ),
+            (None, None) => {}
+        }
+        if let Some(below) = &below {
+            println!("{}", below.words(min));
         }
     }
     for note in &report.notes {
@@ -727,6 +814,13 @@ fn print_human(report: &contain::Report, min: Confidence, findings: usize, actin
             "single-use"
         }
     );
+    if report.key_live {
+        println!(
+            "The key is still live: it can join more devices until it is revoked. Revoke it with `{}` (or replace it where it is used with `tsrotate rotate {} --in DIR`, which revokes it after).",
+            revoke_command(&key.id),
+            key.id
+        );
+    }
     println!(
         "Registration window: {} to {}.",
         rfc3339(report.window.start),

@@ -171,3 +171,98 @@ fn issue_13_expected_is_read_bounded_and_never_waits_on_a_fifo() {
     );
     assert!(run.stdout.is_empty(), "{}", run.stdout);
 }
+
+/// F2: `--action X --yes` with every candidate below `--min-confidence` acted on nothing,
+/// said nothing about it, and its JSON said `"dry_run": true`. It says how many candidates
+/// are below the threshold and the option that includes them; exit 0 (nothing at or above).
+#[test]
+fn issue_13_an_action_that_acts_on_nothing_says_why_and_is_no_dry_run() {
+    let mut env = TestEnv::new();
+    let (id, _secret) = fleet(&mut env, "owner");
+    let args = [
+        "contain",
+        &id,
+        "--since",
+        "1d",
+        "--action",
+        "deauthorize",
+        "--yes",
+    ];
+    let run = env.run(env.cmd().args(args)).expect(0);
+    assert!(
+        run.stdout
+            .contains("Nothing to deauthorize: no candidate ranks at or above strong"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("3 candidate(s) rank below strong (3 of them with outlier marks)")
+            && run
+                .stdout
+                .contains("--min-confidence possible includes them"),
+        "{}",
+        run.stdout
+    );
+    let report = env
+        .run(env.cmd().args(["--format", "json"]).args(args))
+        .expect(0)
+        .json();
+    let containment = &report["containment"];
+    assert_eq!(containment["dry_run"], false, "{containment}");
+    assert_eq!(containment["id"], Value::Null, "{containment}");
+    assert_eq!(containment["devices"], json!([]), "{containment}");
+    assert_eq!(
+        containment["below_threshold"],
+        json!({"candidates": 3, "outliers": 3, "include_with": "--min-confidence possible"})
+    );
+    // Without --yes it is a dry run, and says so.
+    let dry = env
+        .run(
+            env.cmd()
+                .args(["--format", "json"])
+                .args(&args[..args.len() - 1]),
+        )
+        .expect(0)
+        .json();
+    assert_eq!(dry["containment"]["dry_run"], true);
+    assert!(!env.state.path().join("containments").exists());
+    let devices = crate::contain::devices(&env);
+    assert!(devices.iter().all(|d| d["authorized"] == true));
+    env.assert_state_clean();
+}
+
+/// F5: `contain` never said that the key was still live (the attacker joins again with it).
+/// While the API's record shows it neither revoked nor expired, the report and the JSON
+/// (`key.live`, `key.revoke_with`) say so and name the command that revokes it.
+#[test]
+fn issue_13_contain_says_when_the_key_is_still_live() {
+    let mut env = TestEnv::new();
+    let (id, _secret) = fleet(&mut env, "key");
+    let run = env
+        .run(env.cmd().args(["contain", &id, "--since", "1d"]))
+        .expect(1);
+    assert!(
+        run.stdout
+            .contains("The key is still live: it can join more devices")
+            && run.stdout.contains(&format!("`tsrotate revoke {id}`")),
+        "{}",
+        run.stdout
+    );
+    let report = contain_json(&env, &id, &["--since", "1d"]).expect(1).json();
+    assert_eq!(report["key"]["live"], true, "{}", report["key"]);
+    assert_eq!(
+        report["key"]["revoke_with"],
+        format!("tsrotate revoke {id}")
+    );
+
+    env.run(env.cmd().args(["revoke", &id, "--yes"])).expect(0);
+    let run = env
+        .run(env.cmd().args(["contain", &id, "--since", "1d"]))
+        .expect(1);
+    assert!(!run.stdout.contains("still live"), "{}", run.stdout);
+    let report = contain_json(&env, &id, &["--since", "1d"]).expect(1).json();
+    assert_eq!(report["key"]["live"], false, "{}", report["key"]);
+    assert_eq!(report["key"]["revoke_with"], Value::Null);
+    env.assert_state_clean();
+}

@@ -17,6 +17,10 @@
 //! its tags and joined in the window. Each candidate carries its evidence, and the ways it
 //! differs from the rest of the fleet with the same tags (os, client version, routes, copied
 //! node state) are listed as `outlier:` evidence and rank it higher within its confidence.
+//! They never raise the confidence itself: they say how a device differs from its fleet, not
+//! that it used the key (the attacker chooses them, and can only make them go away), and a
+//! legitimate new machine with another OS or a newer client would otherwise be acted on at the
+//! default threshold, by actions (expire, delete) that cannot be undone.
 //!
 //! The audit log drops a device only when it names, as the device's creator, something that
 //! positively could not have used the key: another auth key, or (for a user-owned key, whose
@@ -642,6 +646,10 @@ pub struct Report {
     /// Things the reader must know: the audit log could not be read, the owner could not be
     /// resolved, …
     pub notes: Vec<String>,
+    /// The key's API record shows it neither revoked, used up nor expired: it can still join
+    /// devices, so containing what it joined is not enough. `false` for a record from a
+    /// journal (the API no longer knows the key: it joins nothing).
+    pub key_live: bool,
 }
 
 /// The `NODE.CREATE` events of the window; `None` (with a note saying why) when the log is
@@ -694,6 +702,8 @@ pub async fn investigate(
     since: Option<Since>,
     expected: &Expected,
 ) -> Result<Report, Error> {
+    // Revoked, used up or expired, as the API says (a journal's record: the API forgot it).
+    let mut invalid = true;
     let key = match client.get_key(id).await {
         Ok(key) => {
             if key
@@ -703,6 +713,7 @@ pub async fn investigate(
             {
                 return Err(Error::NotAuthKey(id.clone()));
             }
+            invalid = key.invalid;
             KeyFacts::from_key(&key, KeySource::Api)
         }
         Err(e) if e.is_not_found() => {
@@ -716,6 +727,7 @@ pub async fn investigate(
         Err(e) => return Err(Error::api("reading the key", "auth_keys:read")(e)),
     };
     let now = client.server_now();
+    let key_live = !invalid && key.ended.is_none_or(|ended| ended > now);
     let since = since.map(|s| s.resolve(now));
     if let Some(since) = since.filter(|s| *s > now) {
         return Err(Error::SinceInFuture { since, now });
@@ -765,6 +777,7 @@ pub async fn investigate(
         window,
         analysis,
         notes,
+        key_live,
     })
 }
 
