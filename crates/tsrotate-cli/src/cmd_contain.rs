@@ -849,10 +849,19 @@ fn print_human(report: &contain::Report, min: Confidence, findings: usize, actin
             crate::table::render(&["CONFIDENCE", "DEVICE", "NODE ID", "EVIDENCE"], &rows)
         );
     }
-    if report.analysis.expected_skipped > 0 {
+    let (by_id, by_hostname) = (
+        report.analysis.expected_by_id,
+        report.analysis.expected_by_hostname,
+    );
+    if by_id + by_hostname > 0 {
         println!(
-            "{} device(s) left out because --expected lists them.",
-            report.analysis.expected_skipped
+            "{} device(s) left out because --expected lists them: {by_id} by node ID, {by_hostname} by hostname alone{}.",
+            by_id + by_hostname,
+            if by_hostname > 0 {
+                " (nothing else spoke against them, but a device chooses its own hostname: list node IDs to be sure)"
+            } else {
+                ""
+            }
         );
     }
     if findings > 0 && !acting {

@@ -266,3 +266,61 @@ fn issue_13_contain_says_when_the_key_is_still_live() {
     assert_eq!(report["key"]["revoke_with"], Value::Null);
     env.assert_state_clean();
 }
+
+/// F3: an attacker's node that took a fleet member's hostname was left out by `--expected`
+/// (with the fleet member), and the summary did not say that hostnames alone left devices
+/// out. A hostname two devices share leaves out neither and counts against both; the summary
+/// says how many were left out by node ID and how many by hostname alone.
+#[test]
+fn issue_13_a_copied_fleet_hostname_is_not_hidden_by_expected() {
+    let mut env = TestEnv::new();
+    let (id, _secret) = fleet(&mut env, "owner");
+    let copy = join(
+        &env,
+        &json!({"auth_key_id": id, "hostname": "web-7", "created_offset_seconds": -600}),
+    );
+    let names = (0..20)
+        .map(|i| format!("web-{i}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let expected = env.write_aside("fleet.txt", names);
+    let args = |format: &str| {
+        let mut cmd = env.cmd();
+        cmd.args([
+            "--format",
+            format,
+            "contain",
+            &id,
+            "--min-confidence",
+            "possible",
+        ])
+        .arg("--expected")
+        .arg(&expected);
+        cmd
+    };
+    let report = env.run(&mut args("json")).expect(1).json();
+    let sevens: Vec<&Value> = report["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["hostname"] == "web-7")
+        .collect();
+    assert_eq!(sevens.len(), 2, "{report}");
+    assert!(candidate(&report, &copy).is_some(), "{report}");
+    for c in &sevens {
+        let evidence = c["evidence"].to_string();
+        assert!(
+            evidence.contains("2 devices of the tailnet go by hostname web-7")
+                && evidence.contains("cannot tell which is the fleet's"),
+            "{c}"
+        );
+    }
+    let run = env.run(&mut args("human")).expect(1);
+    assert!(
+        run.stdout.contains(
+            "19 device(s) left out because --expected lists them: 0 by node ID, 19 by hostname alone"
+        ) && run.stdout.contains("list node IDs to be sure"),
+        "{}",
+        run.stdout
+    );
+}

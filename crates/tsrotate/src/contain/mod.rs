@@ -296,8 +296,12 @@ pub struct Candidate {
 pub struct Analysis {
     /// Ranked: confidence, then outliers, then newest first.
     pub candidates: Vec<Candidate>,
-    /// Devices left out because `--expected` lists them.
-    pub expected_skipped: usize,
+    /// Devices left out because `--expected` lists their node ID (given by the control
+    /// plane).
+    pub expected_by_id: usize,
+    /// Devices left out because `--expected` lists their hostname (chosen by the device) and
+    /// nothing spoke against them.
+    pub expected_by_hostname: usize,
     /// Shared-in devices, never considered.
     pub external_skipped: usize,
 }
@@ -348,22 +352,41 @@ pub fn analyze(
             continue;
         };
         if expected.lists_id_of(device) {
-            analysis.expected_skipped += 1;
+            analysis.expected_by_id += 1;
             continue;
         }
         analysis.candidates.push(candidate);
     }
+    // How many devices of the tailnet go by each hostname: an attacker's node that copies a
+    // fleet member's name is one of two.
+    let mut hostnames: HashMap<&str, usize> = HashMap::new();
+    for device in devices.iter().filter(|d| !d.is_external) {
+        *hostnames.entry(device.hostname.as_str()).or_default() += 1;
+    }
     mark_outliers(key, &mut analysis.candidates, devices, context.since);
+    for c in &mut analysis.candidates {
+        let sharing = hostnames.get(c.hostname.as_str()).copied().unwrap_or(0);
+        if sharing > 1 {
+            c.outliers += 1;
+            c.evidence.push(format!(
+                "outlier: {sharing} devices of the tailnet go by hostname {} (one may have copied another's)",
+                c.hostname
+            ));
+        }
+    }
     analysis.candidates.retain_mut(|c| {
         if !expected.lists_hostname_of(&c.device) {
             return true;
         }
-        let against = if c.confidence == Confidence::Exact {
-            "the audit log names the key as its creator"
+        let sharing = hostnames.get(c.hostname.as_str()).copied().unwrap_or(0);
+        let against = if sharing > 1 {
+            format!("{sharing} devices go by that hostname, so the list cannot tell which is the fleet's")
+        } else if c.confidence == Confidence::Exact {
+            "the audit log names the key as its creator".to_owned()
         } else if c.outliers > 0 {
-            "it stands out from its fleet"
+            "it stands out from its fleet".to_owned()
         } else {
-            analysis.expected_skipped += 1;
+            analysis.expected_by_hostname += 1;
             return false;
         };
         c.evidence.push(format!(
@@ -921,7 +944,7 @@ mod tests {
         );
         assert_eq!(analysis.candidates.len(), 1);
         assert_eq!(analysis.candidates[0].confidence, Confidence::Possible);
-        assert_eq!(analysis.expected_skipped, 1);
+        assert_eq!(analysis.expected_by_id, 1);
     }
 
     /// Red-team finding: an attacker's node that named itself like a fleet member was left
@@ -999,7 +1022,62 @@ mod tests {
             "{:?}",
             by_id.candidates
         );
-        assert_eq!(by_id.expected_skipped, 2);
+        assert_eq!(by_id.expected_by_id, 2);
+    }
+
+    /// Red-team finding F3: an attacker's node that copies a fleet member's hostname was left
+    /// out, with the fleet member, by a hostname in `--expected`. A hostname two devices share
+    /// leaves out neither, and counts against both.
+    #[test]
+    fn issue_13_a_hostname_two_devices_share_leaves_neither_out() {
+        let k = key(None, &["tag:ci"], true);
+        let w = Window::of(&k, None, datetime!(2030-03-01 00:00 UTC));
+        let mut devices: Vec<Device> = (0..5)
+            .map(|i| {
+                let mut d = device(
+                    &format!("nFleet{i}CNTRL"),
+                    &["tag:ci"],
+                    datetime!(2030-01-10 00:00 UTC),
+                );
+                d.hostname = format!("web-{i}");
+                d
+            })
+            .collect();
+        let mut copy = device("nCopyCNTRL", &["tag:ci"], datetime!(2030-02-20 00:00 UTC));
+        copy.hostname = "web-3".to_owned();
+        devices.push(copy);
+        let context = Context {
+            owner_login: None,
+            audit: None,
+            since: None,
+        };
+        let expected = Expected::parse("web-0\nweb-1\nweb-2\nweb-3\nweb-4\n");
+        let analysis = analyze(&k, &w, &devices, &context, &expected);
+        let kept: Vec<&str> = analysis
+            .candidates
+            .iter()
+            .map(|c| c.node_id.as_str())
+            .collect();
+        assert_eq!(kept.len(), 2, "{kept:?}");
+        assert!(kept.contains(&"nCopyCNTRL") && kept.contains(&"nFleet3CNTRL"));
+        for c in &analysis.candidates {
+            assert!(
+                c.evidence
+                    .iter()
+                    .any(|e| e.contains("2 devices of the tailnet go by hostname web-3")),
+                "{:?}",
+                c.evidence
+            );
+            assert!(
+                c.evidence
+                    .iter()
+                    .any(|e| e.contains("cannot tell which is the fleet's")),
+                "{:?}",
+                c.evidence
+            );
+        }
+        assert_eq!(analysis.expected_by_hostname, 4);
+        assert_eq!(analysis.expected_by_id, 0);
     }
 
     #[test]
