@@ -391,6 +391,12 @@ fn investigate_error(e: contain::Error) -> anyhow::Error {
         contain::Error::Api { .. } => UserError::new(e.to_string())
             .hint("tsrotate contain needs devices:core:read, and reads logs:configuration:read and users:read when it may")
             .into(),
+        contain::Error::UnreadableJournal { ref path, .. } => {
+            let path = tsrotate::text::path(path).into_owned();
+            UserError::new(e.to_string())
+                .hint(format!("check what it says, then repair it or move it aside (`mv {path} {path}.damaged`: only *.jsonl files are read), and run again"))
+                .into()
+        }
         other @ contain::Error::Journal(_) => anyhow::Error::from(other),
     }
 }

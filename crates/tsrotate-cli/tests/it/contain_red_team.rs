@@ -324,3 +324,132 @@ fn issue_13_a_copied_fleet_hostname_is_not_hidden_by_expected() {
         run.stdout
     );
 }
+
+/// Plants `text` as journal `name` in the state directory's `folder` (made private as
+/// tsrotate makes it).
+fn plant(env: &TestEnv, folder: &str, name: &str, text: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = env.state.path().join(folder);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+/// F6 (rotations): one damaged rotation journal stopped `contain` of a key the API forgot
+/// (exit 3). A journal that does not name the key is skipped with a note naming it; one that
+/// names it may hold the key's newest record, and is refused (exit 2) with what to do.
+#[test]
+fn issue_13_a_damaged_rotation_journal_is_skipped_unless_it_names_the_key() {
+    let mut env = TestEnv::new();
+    let (id, secret) = fleet(&mut env, "key");
+    env.write("app/.env", format!("TS_AUTHKEY={secret}\n"));
+    env.run(
+        env.cmd()
+            .args(["rotate", &id, "--yes", "--in"])
+            .arg(env.work.path()),
+    )
+    .expect(0);
+    emulator::set_config(env.url(), &json!({"deleted_keys": "not_found"}));
+    let other = plant(
+        &env,
+        "rotations",
+        "r20200101000000zzzzgarbage.jsonl",
+        "not json\n",
+    );
+    let run = env
+        .run(env.cmd().args(["contain", &id, "--since", "1d"]))
+        .expect(1);
+    assert!(
+        run.stdout.contains("from the journal of rotation"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stderr.contains("r20200101000000zzzzgarbage.jsonl")
+            && run
+                .stderr
+                .contains(&format!("skipped: it does not name key {id}")),
+        "{}",
+        run.stderr
+    );
+    std::fs::remove_file(other).unwrap();
+    plant(
+        &env,
+        "rotations",
+        "r20200101000000zzzzmentions.jsonl",
+        &format!(
+            "{{\"v\":2,\"seq\":1,\"event\":{{\"type\":\"started\",\"old\":{{\"key_id\":\"{id}\"\n"
+        ),
+    );
+    let run = env
+        .run(env.cmd().args(["contain", &id, "--since", "1d"]))
+        .expect(2);
+    assert!(
+        run.stderr.contains("r20200101000000zzzzmentions.jsonl")
+            && run.stderr.contains(&format!("names key {id}"))
+            && run.stderr.contains(".damaged"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+}
+
+/// F6 (containments): one damaged containment journal, of any key, stopped every
+/// `contain --action … --yes` (exit 3). One that does not name the key is skipped with a
+/// warning naming it; one that names it may be an unfinished containment of the key, and is
+/// refused (exit 2) with what to do.
+#[test]
+fn issue_13_a_damaged_containment_journal_blocks_only_its_own_key() {
+    let mut env = TestEnv::new();
+    let (id, _secret) = fleet(&mut env, "key");
+    plant(
+        &env,
+        "containments",
+        "c20200101000000zzzzzz.jsonl",
+        "not json\n",
+    );
+    let args = [
+        "contain",
+        &id,
+        "--since",
+        "1d",
+        "--action",
+        "deauthorize",
+        "--yes",
+    ];
+    let run = env.run(env.cmd().args(args)).expect(0);
+    assert!(
+        run.stderr.contains("c20200101000000zzzzzz.jsonl")
+            && run
+                .stderr
+                .contains(&format!("skipped: it does not name key {id}")),
+        "{}",
+        run.stderr
+    );
+    let deauthorized = crate::contain::devices(&env)
+        .iter()
+        .filter(|d| d["authorized"] == false)
+        .count();
+    assert_eq!(deauthorized, 3);
+
+    plant(
+        &env,
+        "containments",
+        "c20200101000000yyyyyy.jsonl",
+        &format!("{{\"v\":2,\"seq\":1,\"event\":{{\"type\":\"planned\",\"key_id\":\"{id}\"\n"),
+    );
+    let run = env.run(env.cmd().args(args)).expect(2);
+    assert!(
+        run.stderr.contains("c20200101000000yyyyyy")
+            && run
+                .stderr
+                .contains("may be an unfinished containment of this key")
+            && run.stderr.contains(".damaged"),
+        "{}",
+        run.stderr
+    );
+    env.assert_state_clean();
+}

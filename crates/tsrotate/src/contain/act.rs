@@ -577,6 +577,20 @@ pub enum Error {
         /// Its rollback began: only `rollback` carries it on.
         undoing: bool,
     },
+    /// A containment journal that cannot be read names the key a new containment is for: it
+    /// may be an unfinished containment of it.
+    #[error(
+        "containment journal {containment_id} cannot be read ({}), and it names key {key_id}: it may be an unfinished containment of this key",
+        crate::text::escape(problem)
+    )]
+    Unreadable {
+        /// The journal's ID (its file's name).
+        containment_id: String,
+        /// The key.
+        key_id: KeyId,
+        /// Why it cannot be read.
+        problem: String,
+    },
     /// `resume` or `rollback` of a containment a person settled.
     #[error("containment {0} was abandoned: tsrotate acts on its devices no more")]
     Abandoned(String),
@@ -632,6 +646,9 @@ impl Error {
                 "check its devices by hand (`tsrotate contain KEY` lists the key's devices anew)"
                     .to_owned(),
             ),
+            Self::Unreadable { containment_id, .. } => Some(format!(
+                "check the devices it names, then repair it or move it aside (`mv containments/{containment_id}.jsonl containments/{containment_id}.jsonl.damaged` in the state directory: only *.jsonl files are read), and run again"
+            )),
             Self::Journal(_)
             | Self::Unknown(_)
             | Self::External(_)
@@ -868,6 +885,44 @@ pub fn unsealed(dir: &StateDir) -> Result<Vec<(State, journal::Error)>, journal:
     Ok(found)
 }
 
+/// The unfinished containment of `key_id` whose journal's seal verifies, if any. A journal
+/// that cannot be read is skipped with a warning naming it (one damaged file must not stop
+/// the containment of every key), unless its bytes name this key: then it may be an
+/// unfinished containment of it, and nothing begins until a person settles it.
+fn unfinished_of(dir: &StateDir, key_id: &KeyId) -> Result<Option<State>, Error> {
+    for id in list(dir.path())? {
+        let path = path_of(dir.path(), &id);
+        match journal::read_as::<Step>(&path, dir.key()) {
+            Ok(records) => {
+                if let Some(state) =
+                    State::replay(&records).filter(|s| !s.is_finished() && s.plan.key_id == *key_id)
+                {
+                    return Ok(Some(state));
+                }
+            }
+            // Held back by `unsealed`, checked before.
+            Err(e) if e.is_unsealed() => {}
+            Err(e) => {
+                let quoted = format!("\"{key_id}\"");
+                if std::fs::read(&path)
+                    .is_ok_and(|b| b.windows(quoted.len()).any(|w| w == quoted.as_bytes()))
+                {
+                    return Err(Error::Unreadable {
+                        containment_id: id,
+                        key_id: key_id.clone(),
+                        problem: e.to_string(),
+                    });
+                }
+                tracing::warn!(
+                    "{}; skipped: it does not name key {key_id}",
+                    crate::text::escape(&e.to_string())
+                );
+            }
+        }
+    }
+    Ok(None)
+}
+
 impl Containment {
     /// Locks the key's containments, checks that none of them is unfinished, and journals
     /// the plan (and audits it, as run by `plan.user`). Refuses a plan that names a shared-in
@@ -883,10 +938,7 @@ impl Containment {
         {
             return Err(Error::Journal(error));
         }
-        if let Some(other) = unfinished(dir)?
-            .into_iter()
-            .find(|s| s.plan.key_id == plan.key_id)
-        {
+        if let Some(other) = unfinished_of(dir, &plan.key_id)? {
             return Err(Error::Unfinished {
                 key_id: plan.key_id.clone(),
                 containment_id: other.plan.containment_id,

@@ -142,18 +142,38 @@ impl KeyFacts {
 /// The key's API record as a rotation journal kept it (the old key of a rotation, or a key
 /// it minted), newest journal first; `None` if no journal has it. Only journals whose seal
 /// verifies count: a planted one would choose which devices look like the key's.
+///
+/// A journal that cannot be read is skipped, and named in the warnings returned (one damaged
+/// file must not stop the containment of a key it has nothing to do with), unless its bytes
+/// name this key: then it may hold the key's newest record, which decides the window and so
+/// which devices are candidates, and the investigation stops until a person settles it
+/// ([`Error::UnreadableJournal`]).
 pub fn key_from_journals(
     dir: &crate::rotate::session::StateDir,
     id: &KeyId,
-) -> Result<Option<(Key, String)>, journal::Error> {
+) -> Result<FromJournals, Error> {
     let mut found: Option<(Key, String, OffsetDateTime)> = None;
+    let mut skipped = Vec::new();
     for rotation in journal::list(dir.path())? {
-        let records =
-            match journal::read(&journal::Journal::path_of(dir.path(), &rotation), dir.key()) {
-                Ok(records) => records,
-                Err(e) if e.is_unsealed() => continue,
-                Err(e) => return Err(e),
-            };
+        let path = journal::Journal::path_of(dir.path(), &rotation);
+        let records = match journal::read(&path, dir.key()) {
+            Ok(records) => records,
+            Err(e) if e.is_unsealed() => continue,
+            Err(e) if names_key(&path, id) => {
+                return Err(Error::UnreadableJournal {
+                    key_id: id.clone(),
+                    path,
+                    problem: e.to_string(),
+                });
+            }
+            Err(e) => {
+                skipped.push(format!(
+                    "{}; skipped: it does not name key {id}",
+                    crate::text::escape(&e.to_string())
+                ));
+                continue;
+            }
+        };
         for record in records {
             let key = match record.event {
                 journal::Event::Started(started) if started.old.key_id == *id => {
@@ -171,7 +191,19 @@ pub fn key_from_journals(
             }
         }
     }
-    Ok(found.map(|(key, rotation, _)| (key, rotation)))
+    Ok((found.map(|(key, rotation, _)| (key, rotation)), skipped))
+}
+
+/// What [`key_from_journals`] found: the key's record and the rotation that recorded it (if
+/// any journal did), and a warning for each journal skipped because it cannot be read.
+pub type FromJournals = (Option<(Key, String)>, Vec<String>);
+
+/// Whether the file at `path` names key `id` as a JSON string (`"kABC…CNTRL"`), as a journal
+/// that records it would; `false` when it cannot be read at all (a folder, say).
+fn names_key(path: &std::path::Path, id: &KeyId) -> bool {
+    let quoted = format!("\"{id}\"");
+    std::fs::read(path)
+        .is_ok_and(|bytes| bytes.windows(quoted.len()).any(|w| w == quoted.as_bytes()))
 }
 
 /// When the key leaked, as the user gave it: a time, or a duration before the API server's
@@ -637,6 +669,21 @@ pub enum Error {
     /// A journal could not be read.
     #[error(transparent)]
     Journal(#[from] journal::Error),
+    /// A rotation journal that cannot be read names the key: it may hold the key's newest
+    /// record, so nothing is decided without it.
+    #[error(
+        "rotation journal {} cannot be read ({}), and it names key {key_id}: it may hold the key's newest record",
+        crate::text::path(path),
+        crate::text::escape(problem)
+    )]
+    UnreadableJournal {
+        /// The key.
+        key_id: KeyId,
+        /// The journal.
+        path: std::path::PathBuf,
+        /// Why it cannot be read.
+        problem: String,
+    },
 }
 
 fn scope_hint(source: &crate::api::Error, scope: &str) -> String {
@@ -727,6 +774,7 @@ pub async fn investigate(
 ) -> Result<Report, Error> {
     // Revoked, used up or expired, as the API says (a journal's record: the API forgot it).
     let mut invalid = true;
+    let mut notes = Vec::new();
     let key = match client.get_key(id).await {
         Ok(key) => {
             if key
@@ -741,7 +789,11 @@ pub async fn investigate(
         }
         Err(e) if e.is_not_found() => {
             let found = match state_dir {
-                Some(dir) => key_from_journals(dir, id)?,
+                Some(dir) => {
+                    let (found, skipped) = key_from_journals(dir, id)?;
+                    notes.extend(skipped);
+                    found
+                }
                 None => None,
             };
             let (key, rotation_id) = found.ok_or_else(|| Error::UnknownKey(id.clone()))?;
@@ -756,7 +808,6 @@ pub async fn investigate(
         return Err(Error::SinceInFuture { since, now });
     }
     let window = Window::of(&key, since, now);
-    let mut notes = Vec::new();
     let devices = client
         .list_devices(&[])
         .await
