@@ -261,3 +261,187 @@ fn a_containment_that_fails_after_a_rotation_exits_1_not_2() {
     env.assert_clean(&run.stdout);
     env.assert_clean(&run.stderr);
 }
+
+/// `contain ID --since 1d --action deauthorize --yes` (JSON), expecting `code`; its ID.
+fn deauthorize(env: &TestEnv, key_id: &str, code: i32) -> String {
+    let run = env
+        .run(env.cmd().args([
+            "--format",
+            "json",
+            "contain",
+            key_id,
+            "--since",
+            "1d",
+            "--action",
+            "deauthorize",
+            "--yes",
+        ]))
+        .expect(code);
+    run.json()["containment"]["id"].as_str().unwrap().to_owned()
+}
+
+/// Another emulator (tailnet `tailnet`) with a device joined there (`external` or not); its
+/// API access token is a canary of `env`.
+fn other_tailnet(env: &mut TestEnv, tailnet: &str, external: bool) -> emulator::ThreadServer {
+    let other = emulator::start_with(emulator::Options {
+        tailnet: tailnet.to_owned(),
+        ..emulator::Options::default()
+    });
+    let token = other.bootstrap().api_key.clone();
+    env.canary(&token);
+    let body = if external {
+        json!({"hostname": "guest", "external": true})
+    } else {
+        let minted = api(
+            other.url(),
+            &token,
+            "POST",
+            "/api/v2/tailnet/-/keys",
+            Some(
+                &json!({"capabilities": {"devices": {"create": {"reusable": true,
+                "preauthorized": true, "tags": ["tag:server"]}}}, "expirySeconds": 86400}),
+            ),
+        );
+        env.canary(minted["key"].as_str().unwrap());
+        json!({"auth_key_id": minted["id"], "hostname": "db-1"})
+    };
+    let (status, _) = emulator::admin(other.url(), "POST", "/_emulator/devices", Some(&body));
+    assert_eq!(status, 200);
+    other
+}
+
+/// Red team 4: a 404 from a credential of another tailnet is an answer (the call changed
+/// nothing), and it was journaled as "no answer", which erased the earlier answered 500: an
+/// administrator's deauthorization by hand was then taken for the containment's and undone.
+/// And a device shared into that other tailnet from ours carries our tailnet's domain: it
+/// made the other tailnet's credential pass for ours, and resume ended the containment.
+#[test]
+fn another_tailnets_answers_never_make_rollback_free_or_resume_end_anything() {
+    let mut env = TestEnv::new();
+    let (key_id, _secret) = fleet(&mut env, "key");
+    let evil0 = node_id(&env, "evil-0");
+    emulator::add_fault(
+        env.url(),
+        &json!({"method": "POST", "path_prefix": format!("/api/v2/device/{evil0}/authorized"),
+                "status": 500, "count": 20}),
+    );
+    let containment = deauthorize(&env, &key_id, 1);
+    emulator::clear_faults(env.url());
+    // "example-com" names its devices in our domain (example-com.ts.net), like a device
+    // shared in from our tailnet would be named there.
+    for other in [
+        other_tailnet(&mut env, "other.example", false),
+        other_tailnet(&mut env, "example-com", true),
+    ] {
+        let token = other.bootstrap().api_key.clone();
+        env.run(
+            env.cmd()
+                .env("TAILSCALE_BASE_URL", other.url())
+                .env("TAILSCALE_API_KEY", &token)
+                .args(["resume", &containment, "--yes"]),
+        )
+        .expect(1);
+        let recorded = steps(&env);
+        assert!(
+            !recorded.iter().any(|(t, _)| t == "gone" || t == "finished"),
+            "{recorded:?}"
+        );
+    }
+    // An administrator quarantines evil-0 by hand; the right credential finishes the rest.
+    api(
+        env.url(),
+        &env.emu.bootstrap().api_key,
+        "POST",
+        &format!("/api/v2/device/{evil0}/authorized"),
+        Some(&json!({"authorized": false})),
+    );
+    let resumed = env
+        .run(env.cmd().args(["resume", &containment, "--yes"]))
+        .expect(0);
+    assert!(
+        resumed.stdout.contains("found done by someone else"),
+        "{}",
+        resumed.stdout
+    );
+    env.run(env.cmd().args(["rollback", &containment, "--yes"]));
+    assert!(!authorized(&env, "evil-0"), "rollback freed evil-0");
+    assert!(authorized(&env, "evil-1") && authorized(&env, "evil-2"));
+    env.assert_state_clean();
+}
+
+/// Red team 4: a rollback that restored nothing (it could not even look at the devices)
+/// journaled that it began, and from then on resume was refused: the containment could
+/// neither go on nor start again. Only a rollback that announced or decided a restore holds
+/// resume back now.
+#[test]
+fn a_rollback_that_could_not_look_at_any_device_does_not_stop_resume() {
+    let mut env = TestEnv::new();
+    let (key_id, _secret) = fleet(&mut env, "key");
+    let evil2 = node_id(&env, "evil-2");
+    emulator::add_fault(
+        env.url(),
+        &json!({"method": "POST", "path_prefix": format!("/api/v2/device/{evil2}/authorized"),
+                "status": 503, "count": 20}),
+    );
+    let containment = deauthorize(&env, &key_id, 1);
+    emulator::clear_faults(env.url());
+    emulator::add_fault(
+        env.url(),
+        &json!({"method": "GET", "path_prefix": "/api/v2/device/", "status": 503, "count": 1000}),
+    );
+    env.run(env.cmd().args(["rollback", &containment, "--yes"]))
+        .expect(1);
+    emulator::clear_faults(env.url());
+    assert!(
+        !authorized(&env, "evil-0"),
+        "the failed rollback changed nothing"
+    );
+    env.run(env.cmd().args(["resume", &containment, "--yes"]))
+        .expect(0);
+    for host in ["evil-0", "evil-1", "evil-2"] {
+        assert!(!authorized(&env, host), "{host}");
+    }
+    env.assert_state_clean();
+}
+
+/// Red team 4: when the containment's devices were the only ones of the tailnet and an
+/// administrator deleted them, no device showed the credential's tailnet, and resume never
+/// finished. The containment's key, which the API still describes, shows it too.
+#[test]
+fn the_containments_key_shows_the_tailnet_when_no_device_is_left() {
+    let mut env = TestEnv::new();
+    let (key_id, _secret) = env.mint_default();
+    let _ = emulator::advance_clock(env.url(), 86_400);
+    let (status, device) = emulator::admin(
+        env.url(),
+        "POST",
+        "/_emulator/devices",
+        Some(
+            &json!({"auth_key_id": key_id, "hostname": "evil", "created_offset_seconds": -600,
+                     "audit_actor": "key"}),
+        ),
+    );
+    assert_eq!(status, 200);
+    let evil = device["nodeId"].as_str().unwrap().to_owned();
+    emulator::add_fault(
+        env.url(),
+        &json!({"method": "POST", "path_prefix": "/api/v2/device/", "status": 503, "count": 20}),
+    );
+    let containment = deauthorize(&env, &key_id, 1);
+    emulator::clear_faults(env.url());
+    api(
+        env.url(),
+        &env.emu.bootstrap().api_key,
+        "DELETE",
+        &format!("/api/v2/device/{evil}"),
+        None,
+    );
+    env.run(env.cmd().args(["resume", &containment, "--yes"]))
+        .expect(0);
+    let recorded = steps(&env);
+    assert!(
+        recorded.iter().any(|(t, n)| t == "gone" && *n == evil),
+        "{recorded:?}"
+    );
+    env.assert_state_clean();
+}

@@ -388,6 +388,13 @@ pub struct State {
     pub progress: Vec<Progress>,
     /// `rollback` has begun.
     pub undoing: bool,
+    /// `rollback` announced, made or decided a restore (not only began and failed to look):
+    /// from then on only `rollback` carries the containment on.
+    pub restore_began: bool,
+    /// Per device: a call of the containment was answered with a failure (it changed nothing)
+    /// since its last call that succeeded. What the device shows then may be someone else's
+    /// doing, even after a later call that got no answer, and `rollback` leaves it alone.
+    pub refused: Vec<bool>,
     /// How it ended, if it has.
     pub end: Option<End>,
 }
@@ -403,8 +410,10 @@ impl State {
         let mut state = Self {
             started: first.at,
             progress: vec![Progress::Pending; plan.devices.len()],
+            refused: vec![false; plan.devices.len()],
             plan: (**plan).clone(),
             undoing: false,
+            restore_began: false,
             end: None,
         };
         for record in &records[1..] {
@@ -417,7 +426,29 @@ impl State {
         self.plan.devices.iter().position(|d| d.node_id == node_id)
     }
 
+    fn mark_refused(&mut self, node_id: &str, refused: bool) {
+        if let Some(i) = self.index(node_id) {
+            self.refused[i] = refused;
+        }
+    }
+
     fn apply(&mut self, step: &Step) {
+        match step {
+            Step::Failed {
+                node_id,
+                status: Some(_),
+                ..
+            } => self.mark_refused(node_id, true),
+            Step::Done {
+                node_id,
+                already: false,
+                ..
+            } => self.mark_refused(node_id, false),
+            Step::UndoIntent { .. } | Step::Undone { .. } | Step::Kept { .. } => {
+                self.restore_began = true;
+            }
+            _ => {}
+        }
         let set = |state: &mut Self, node_id: &str, progress: Progress| {
             if let Some(i) = state.index(node_id) {
                 state.progress[i] = progress;
@@ -625,7 +656,7 @@ impl Error {
                 Some("wait for it to finish; the lock is released when it ends".to_owned())
             }
             Self::Unfinished { containment_id, .. } => Some(format!(
-                "finish it with `tsrotate resume {containment_id}` or undo it with `tsrotate rollback {containment_id}`"
+                "finish it with `tsrotate resume {containment_id}` or undo it with `tsrotate rollback {containment_id}` (or give it up with `tsrotate abandon {containment_id} --force` and check its devices by hand)"
             )),
             Self::Forbidden { scope, .. } => Some(format!(
                 "give the credential the `{scope}` scope, then `tsrotate resume` finishes the containment"
@@ -640,7 +671,7 @@ impl Error {
                 Some("to give it up anyway and check its devices by hand, add --force".to_owned())
             }
             Self::Undoing(id) => Some(format!(
-                "finish the rollback with `tsrotate rollback {id}`; to quarantine the devices again, start a new containment (`tsrotate contain KEY --action …`)"
+                "finish the rollback with `tsrotate rollback {id}`; to quarantine the devices again, give this one up (`tsrotate abandon {id} --force`), then start a new containment (`tsrotate contain KEY --action …`)"
             )),
             Self::Abandoned(_) => Some(
                 "check its devices by hand (`tsrotate contain KEY` lists the key's devices anew)"
@@ -1196,7 +1227,7 @@ impl Containment {
         }
         // Before `finished`: a finished containment whose rollback began is carried on by
         // `rollback`, not reported as finished.
-        if self.state.undoing {
+        if self.state.restore_began {
             return Err(Error::Undoing(self.state.plan.containment_id.clone()));
         }
         if self.state.is_finished() {
@@ -1212,17 +1243,13 @@ impl Containment {
             match &self.state.progress[i] {
                 Progress::Done { .. } | Progress::Gone => continue,
                 // The last call may have happened (a failure can be a lost answer too): look.
-                progress @ (Progress::Intended | Progress::Failed { .. }) => {
+                Progress::Intended | Progress::Failed { .. } => {
                     // A call the API answered with a failure did not change the device: if it
                     // shows the effect now, someone else made the change, and it is not the
-                    // containment's to undo. Without an answer, the call may have done it.
-                    let by_others = matches!(
-                        progress,
-                        Progress::Failed {
-                            status: Some(_),
-                            ..
-                        }
-                    );
+                    // containment's to undo (even if a later call got no answer: the safe
+                    // side is to leave it quarantined). Without any answered failure, the
+                    // call may have done it.
+                    let by_others = self.state.refused[i];
                     match client.get_device(&node_id).await {
                         Ok(now) if !action.happened(&snapshot, &now) => {}
                         Ok(_) => {
@@ -1308,7 +1335,8 @@ impl Containment {
                     "{error}, and this credential sees no device of the tailnet the containment ran in ({}): run it with a credential of that tailnet",
                     tailnet_domain(&snapshot.name).unwrap_or("unknown")
                 ),
-                status: None,
+                // An answer all the same: the call changed nothing on this device.
+                status: error.status(),
             });
         }
         self.record(if self.state.plan.action == Action::Delete {
@@ -1322,18 +1350,24 @@ impl Containment {
         })
     }
 
-    /// Whether `client` looks at the tailnet `snapshot` was read from: some device it lists
-    /// has a name in the same tailnet domain (`host.tailnet-name.ts.net`; a device's name
-    /// never leaves its tailnet's domain). A snapshot without a domain cannot be checked and
-    /// is taken at its word, as before names were kept.
+    /// Whether `client` looks at the tailnet `snapshot` was read from: the API describes
+    /// the containment's key (key IDs are unique across tailnets, and a revoked key stays
+    /// readable for a while), or some device of its own that it lists has a name in the same
+    /// tailnet domain (`host.tailnet-name.ts.net`; a device's name never leaves its tailnet's
+    /// domain). A device shared in from elsewhere keeps its home tailnet's name, so it says
+    /// nothing about the tailnet listing it. A snapshot without a domain cannot be checked by
+    /// name and is taken at its word, as before names were kept.
     async fn same_tailnet(&mut self, client: &Client, snapshot: &Device) -> bool {
+        if client.get_key(&self.state.plan.key_id).await.is_ok() {
+            return true;
+        }
         let Some(domain) = tailnet_domain(&snapshot.name) else {
             return true;
         };
         match client.list_devices(&[]).await {
             Ok(devices) => devices
                 .iter()
-                .any(|d| tailnet_domain(&d.name) == Some(domain)),
+                .any(|d| !d.is_external && tailnet_domain(&d.name) == Some(domain)),
             Err(_) => false,
         }
     }
