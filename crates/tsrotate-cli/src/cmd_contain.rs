@@ -331,7 +331,12 @@ async fn contain_key(
     // No scopes asked for: the token gets all of the client's, and a missing one degrades
     // (audit log) or is explained (device list) instead of failing the token exchange.
     let client = ApiSettings::configured(global, &[])?.require_client()?;
-    let state_dir = context::trusted_state_dir(global).ok();
+    // Only a key the API forgot needs the journals: a state directory that is refused stops
+    // nothing else, but then it, not "unknown to every journal", is what the person must hear.
+    let (state_dir, refused) = match context::trusted_state_dir(global) {
+        Ok(dir) => (Some(dir), None),
+        Err(e) => (None, Some(e)),
+    };
     let report = contain::investigate(
         &client,
         state_dir.as_ref(),
@@ -340,7 +345,12 @@ async fn contain_key(
         &options.expected,
     )
     .await
-    .map_err(investigate_error)?;
+    .map_err(|e| match (e, refused) {
+        (contain::Error::UnknownKey(id), Some(refused)) => refused.context(format!(
+            "the API no longer knows key {id}, and the journals that may record it cannot be read"
+        )),
+        (e, _) => investigate_error(e),
+    })?;
     let targets: Vec<&contain::Candidate> = report
         .analysis
         .candidates

@@ -395,6 +395,31 @@ fn issue_13_a_damaged_rotation_journal_is_skipped_unless_it_names_the_key() {
         run.stderr
     );
     assert!(run.stdout.is_empty(), "{}", run.stdout);
+
+    // A folder named like a journal makes the state directory untrusted: contain says so
+    // instead of "unknown to every journal" (exit 2, as every command that refuses it).
+    std::fs::remove_file(
+        env.state
+            .path()
+            .join("rotations/r20200101000000zzzzmentions.jsonl"),
+    )
+    .unwrap();
+    std::fs::create_dir(
+        env.state
+            .path()
+            .join("rotations/r20200101000000zzzzfolder.jsonl"),
+    )
+    .unwrap();
+    let run = env
+        .run(env.cmd().args(["contain", &id, "--since", "1d"]))
+        .expect(2);
+    assert!(
+        run.stderr
+            .contains("the journals that may record it cannot be read")
+            && run.stderr.contains("r20200101000000zzzzfolder.jsonl"),
+        "{}",
+        run.stderr
+    );
 }
 
 /// F6 (containments): one damaged containment journal, of any key, stopped every
