@@ -500,11 +500,11 @@ fn check_links(
     Ok(())
 }
 
-/// Open the state directory itself (following a link to it, checked by [`check_links`]) and
-/// judge the opened folder; `None` when it does not exist yet.
+/// Open the state directory itself (every folder on the way to it, links followed, checked by
+/// [`check_route`]) and judge the opened folder; `None` when it does not exist yet.
 fn open_top_dir(path: &Path, me: u32) -> Result<Option<std::os::fd::OwnedFd>, Error> {
     let io = |at: &Path, e| unusable(path, at, e);
-    check_links(path, me, &io)?;
+    check_route(path, me, &io)?;
     let dir = match rustix::fs::open(path, dir_flags(), rustix::fs::Mode::empty()) {
         Ok(dir) => dir,
         Err(rustix::io::Errno::NOENT) => return Ok(None),
@@ -520,46 +520,126 @@ fn open_top_dir(path: &Path, me: u32) -> Result<Option<std::os::fd::OwnedFd>, Er
     };
     let stat = rustix::fs::fstat(&dir).map_err(|e| io(path, e))?;
     judge(path, &stat, me, false)?;
-    let real = std::fs::canonicalize(path).map_err(|e| {
-        in_state_dir(path)(crate::fs::Error::Io {
-            action: crate::fs::Action::Read,
-            path: path.to_owned(),
-            source: e,
-        })
-    })?;
-    check_above(&real, me, &io)?;
     Ok(Some(dir))
 }
 
-/// Check every folder above the state directory (`real`, its path with no link left): each
-/// must be owned by `me` or root and writable by no one else, unless it is sticky (like
-/// `/tmp`) and what it holds on the way is `me`'s or root's, which the sticky bit keeps
-/// others from renaming. The state directory's files are opened by path at each use, so a
-/// folder above it that someone else can change would let them swap the whole directory
-/// after it was judged (as OpenSSH's `StrictModes` checks the folders above `authorized_keys`).
-fn check_above(
-    real: &Path,
+/// Check every folder on the way to `path`, as the system walks it each time the path is
+/// used: component by component from the root, following each symbolic link where it is
+/// met (in the middle of the path too). Each folder must be owned by `me` or root and
+/// writable by no one else, unless it is sticky (like `/tmp`) and what it holds on the way
+/// is `me`'s or root's, which the sticky bit keeps others from renaming. The state
+/// directory's files are opened by path at each use, so a folder on the way that someone else
+/// can change would let them swap the whole directory, or point a link on the way elsewhere,
+/// after it was judged (as OpenSSH's `StrictModes` checks the folders above
+/// `authorized_keys`). Where the path stops existing, the folder that would hold the rest is
+/// judged as holding something of `me`'s. `io` says a system error on a path.
+fn check_route(
+    path: &Path,
     me: u32,
     io: &dyn Fn(&Path, rustix::io::Errno) -> Error,
 ) -> Result<(), Error> {
+    use std::collections::VecDeque;
+    use std::path::Component;
+    /// One step of the walk.
+    enum Part {
+        Root,
+        Up,
+        Name(std::ffi::OsString),
+    }
+    /// The components of `path` still to walk, in order.
+    fn parts(path: &Path) -> VecDeque<Part> {
+        path.components()
+            .filter_map(|c| match c {
+                Component::Normal(name) => Some(Part::Name(name.to_owned())),
+                Component::ParentDir => Some(Part::Up),
+                Component::RootDir | Component::Prefix(_) => Some(Part::Root),
+                Component::CurDir => None,
+            })
+            .collect()
+    }
     let trusted = |uid: u32| uid == me || uid == 0;
-    let mut child = real;
-    while let Some(folder) = child.parent().filter(|p| !p.as_os_str().is_empty()) {
-        let held = rustix::fs::stat(folder).map_err(|e| io(folder, e))?;
-        let child_owner = rustix::fs::lstat(child).map_err(|e| io(child, e))?.st_uid;
+    let absolute = if path.is_absolute() {
+        path.to_owned()
+    } else {
+        let cwd = std::env::current_dir().map_err(|e| {
+            io(
+                path,
+                rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO),
+            )
+        })?;
+        cwd.join(path)
+    };
+    let mut rest = parts(&absolute);
+    let mut current = PathBuf::from("/");
+    let mut links = 0;
+    while let Some(next) = rest.pop_front() {
+        let name = match next {
+            Part::Name(name) => name,
+            Part::Up => {
+                current.pop();
+                continue;
+            }
+            Part::Root => {
+                current = PathBuf::from("/");
+                continue;
+            }
+        };
+        let child = current.join(name);
+        let (child_owner, link) = match rustix::fs::lstat(&child) {
+            Ok(stat) => (
+                stat.st_uid,
+                rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::Symlink,
+            ),
+            Err(rustix::io::Errno::NOENT) => (me, false),
+            Err(e) => return Err(io(&child, e)),
+        };
+        // The end of the path is judged for itself once opened (its owner, with the `chown`
+        // that fixes it); on the way to it, who owns what a sticky folder holds matters.
+        let child_owner = if rest.is_empty() && !link {
+            me
+        } else {
+            child_owner
+        };
+        let held = rustix::fs::stat(&current).map_err(|e| io(&current, e))?;
         let sticky = held.st_mode & 0o1000 != 0;
         let others_write = held.st_mode & 0o022 != 0;
         if !trusted(held.st_uid) || (others_write && !(sticky && trusted(child_owner))) {
-            return Err(Error::Untrusted {
-                path: folder.to_owned(),
-                problem: Untrusted::Above {
-                    child: child.to_owned(),
+            let problem = if link {
+                Untrusted::LinkFolder {
+                    link: child,
                     uid: held.st_uid,
                     mode: held.st_mode,
-                },
+                }
+            } else {
+                Untrusted::Above {
+                    child,
+                    uid: held.st_uid,
+                    mode: held.st_mode,
+                }
+            };
+            return Err(Error::Untrusted {
+                path: current,
+                problem,
             });
         }
-        child = folder;
+        if !child.exists() && !link {
+            return Ok(());
+        }
+        if link {
+            links += 1;
+            // As many as the system follows (`MAXSYMLINKS`); past that, opening fails with
+            // ELOOP and says so.
+            if links > 40 {
+                return Ok(());
+            }
+            let target = rustix::fs::readlink(&child, Vec::new()).map_err(|e| io(&child, e))?;
+            let target = PathBuf::from(std::ffi::OsStr::from_bytes(target.as_bytes()));
+            for part in parts(&target).into_iter().rev() {
+                rest.push_front(part);
+            }
+        } else {
+            current = child;
+        }
     }
     Ok(())
 }
@@ -1449,6 +1529,32 @@ mod tests {
         assert!(StateDir::open(&state, key()).is_ok());
         assert!(StateDir::open(&link, key()).is_ok());
         mode(&shared, 0o755);
+
+        // Red team 4: a link in the middle of the path, in a folder others can change. The
+        // path is walked as the system walks it at each use, so that link could be pointed
+        // elsewhere: refused, though every folder above the target is safe.
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::os::unix::fs::symlink(shared.join("team"), open.join("team")).unwrap();
+        let via = open.join("team").join("state");
+        mode(&open, 0o777);
+        assert!(is_link_folder(&StateDir::open(&via, key())));
+        mode(&open, 0o755);
+        assert!(StateDir::open(&via, key()).is_ok());
+        // A state directory yet to be made, in a folder others can change.
+        mode(&open, 0o777);
+        let unborn = StateDir::open(&open.join("new-state"), key()).unwrap_err();
+        assert!(
+            matches!(
+                &unborn,
+                Error::Untrusted {
+                    problem: Untrusted::Above { .. },
+                    ..
+                }
+            ),
+            "{unborn}"
+        );
+        mode(&open, 0o755);
     }
 
     /// Issue 11 (TOCTOU): the configuration's checks are made on the handle that is then
