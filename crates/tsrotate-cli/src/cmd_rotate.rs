@@ -382,7 +382,7 @@ async fn from_scan(
             eprintln!(
                 "{}: found {}-encoded in {}; tsrotate replaces plain values only: re-encode the new key there by hand",
                 f.key_id,
-                f.encoding.as_deref().unwrap_or_default(),
+                tsrotate::text::escape(f.encoding.as_deref().unwrap_or_default()),
                 tsrotate::text::escape(&f.path)
             );
             continue;

@@ -72,6 +72,34 @@ fn identity_problem(error: &tsrotate::api::Error) -> Option<&'static str> {
     }
 }
 
+/// A reader that went away (`tsrotate contain KEY | head`) is not a failure of tsrotate:
+/// `print!` panics when stdout is a closed pipe (Rust ignores SIGPIPE), and that panic ends
+/// the run with exit 0 and no message, as a write error reaching [`finish`] does. Every
+/// other panic goes to the default hook. What was journaled stays journaled: the journal is
+/// written before anything is printed, and a run ended here reads like one that was killed.
+pub(crate) fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if closed_stdout(message) {
+            #[allow(clippy::exit, reason = "the run ends as finish() ends it on a closed pipe")]
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
+/// Whether a panic's message is `print!`'s on a closed pipe.
+fn closed_stdout(message: &str) -> bool {
+    message.starts_with("failed printing to stdout")
+        && message.to_ascii_lowercase().contains("broken pipe")
+}
+
 pub(crate) fn finish(result: anyhow::Result<ExitStatus>) -> ExitCode {
     match result {
         Ok(ExitStatus::Success) => ExitCode::SUCCESS,
@@ -133,6 +161,17 @@ pub(crate) fn chain(error: &anyhow::Error) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_a_closed_stdout_is_taken_for_the_reader_going_away() {
+        assert!(super::closed_stdout(
+            "failed printing to stdout: Broken pipe (os error 32)"
+        ));
+        assert!(!super::closed_stdout(
+            "failed printing to stdout: No space left on device (os error 28)"
+        ));
+        assert!(!super::closed_stdout("index out of bounds: broken pipe"));
+    }
+
     use super::chain;
 
     #[test]

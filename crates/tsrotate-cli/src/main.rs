@@ -44,6 +44,7 @@ use crate::args::{Cli, Command};
 use crate::exit::ExitStatus;
 
 fn main() -> ExitCode {
+    exit::quiet_on_closed_stdout();
     let cli = Cli::parse();
     logging::init(&cli.global);
     let result = run(cli);

@@ -445,3 +445,35 @@ fn the_containments_key_shows_the_tailnet_when_no_device_is_left() {
     );
     env.assert_state_clean();
 }
+
+/// Red team 4: `tsrotate contain KEY | head -4` panicked ("failed printing to stdout", exit
+/// 101) when the reader went away. A closed stdout is not a failure: exit 0, no panic.
+#[test]
+fn a_reader_that_goes_away_is_not_a_failure() {
+    use std::process::{Command, Stdio};
+    let mut env = TestEnv::new();
+    let (key_id, _secret) = fleet(&mut env, "key");
+    let cmd = env.cmd();
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("tsrotate"));
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => child.env(k, v),
+            None => child.env_remove(k),
+        };
+    }
+    let err = env.aside.path().join("closed.err");
+    let mut child = child
+        .args(["contain", &key_id, "--since", "1d"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    // The reader goes away before tsrotate has looked anything up, let alone printed.
+    drop(child.stdout.take());
+    let status = child.wait().unwrap();
+    let stderr = std::fs::read_to_string(&err).unwrap();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    env.assert_clean(&stderr);
+}
