@@ -87,7 +87,10 @@ pub(crate) fn quiet_on_closed_stdout() {
             .or_else(|| info.payload().downcast_ref::<&str>().copied())
             .unwrap_or_default();
         if closed_stdout(message) {
-            #[allow(clippy::exit, reason = "the run ends as finish() ends it on a closed pipe")]
+            #[allow(
+                clippy::exit,
+                reason = "the run ends as finish() ends it on a closed pipe"
+            )]
             std::process::exit(0);
         }
         default(info);
