@@ -477,3 +477,34 @@ fn a_reader_that_goes_away_is_not_a_failure() {
     assert_eq!(status.code(), Some(0), "{stderr}");
     env.assert_clean(&stderr);
 }
+
+/// Red team 4: a containment journal that is not even a plan (garbage, or empty after a crash
+/// at creation) made `rollback` and `abandon` of it fail as unexpected (exit 3). It is
+/// something in the state directory to look at: exit 2, saying how to move it aside.
+#[test]
+fn a_damaged_containment_journal_is_a_problem_to_look_at_not_a_crash() {
+    let env = TestEnv::new();
+    let dir = env.state.path().join("containments");
+    std::fs::create_dir_all(&dir).unwrap();
+    let journal = dir.join("c20260101000000garbag.jsonl");
+    std::fs::write(&journal, "{ not json\n").unwrap();
+    for (k, v) in [(env.state.path(), 0o700), (dir.as_path(), 0o700)] {
+        std::fs::set_permissions(k, std::os::unix::fs::PermissionsExt::from_mode(v)).unwrap();
+    }
+    std::fs::set_permissions(
+        &journal,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    for args in [
+        vec!["rollback", "c20260101000000garbag", "--yes"],
+        vec!["abandon", "c20260101000000garbag"],
+    ] {
+        let run = env.run(env.cmd().args(&args)).expect(2);
+        assert!(
+            run.stderr.contains("is damaged") && run.stderr.contains("move it aside"),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+}

@@ -667,6 +667,10 @@ impl Error {
                     .map(|s| s.to_string_lossy())
                     .unwrap_or_default(),
             )),
+            Self::Journal(journal::Error::Damaged { path, .. }) => Some(format!(
+                "nothing can be done from it: check by hand what its devices are now (`tsrotate contain KEY` lists the key's devices), then move it aside (`mv {0} {0}.damaged`)",
+                crate::text::path(path)
+            )),
             Self::CanGoOn { .. } => {
                 Some("to give it up anyway and check its devices by hand, add --force".to_owned())
             }
@@ -694,7 +698,9 @@ impl Error {
     pub fn is_user_error(&self) -> bool {
         match self {
             Self::Session(e) => e.is_user_error(),
-            Self::Journal(e) => e.is_unsealed(),
+            // A damaged journal is something in the state directory to look at and move
+            // aside, like an unsealed one.
+            Self::Journal(e) => e.is_unsealed() || matches!(e, journal::Error::Damaged { .. }),
             _ => true,
         }
     }
