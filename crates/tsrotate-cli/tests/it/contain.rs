@@ -585,7 +585,7 @@ fn an_expiry_whose_answer_was_lost_is_not_repeated_by_resume() {
 /// SIGKILL `contain --action expire --yes` once its journal holds `records` lines (calls slowed
 /// by emulator latency so that the kill lands between them), then `resume`.
 fn kill_then_resume(records: usize) -> bool {
-    use std::process::{Command, Stdio};
+    use std::process::Stdio;
     use std::time::{Duration, Instant};
 
     let (env, id) = with_fleet("key");
@@ -593,14 +593,7 @@ fn kill_then_resume(records: usize) -> bool {
         env.url(),
         &json!({"path_prefix": "/api/v2/device/", "latency_ms": 60}),
     );
-    let cmd = env.cmd();
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin("tsrotate"));
-    for (k, v) in cmd.get_envs() {
-        match v {
-            Some(v) => child.env(k, v),
-            None => child.env_remove(k),
-        };
-    }
+    let mut child = env.process();
     let out = env.aside.path().join("killed.out");
     let err = env.aside.path().join("killed.err");
     let mut child = child

@@ -78,20 +78,7 @@ fn rollback_never_reauthorizes_a_device_someone_else_deauthorized_after_its_call
             &json!({"method": "POST", "path_prefix": format!("/api/v2/device/{evil0}/authorized"),
                     "status": 500, "count": 20}),
         );
-        let run = env
-            .run(env.cmd().args([
-                "--format",
-                "json",
-                "contain",
-                &key_id,
-                "--since",
-                "1d",
-                "--action",
-                "deauthorize",
-                "--yes",
-            ]))
-            .expect(1);
-        let containment = run.json()["containment"]["id"].as_str().unwrap().to_owned();
+        let containment = deauthorize(&env, &key_id, 1);
         emulator::clear_faults(env.url());
         assert!(
             authorized(&env, "evil-0"),
@@ -145,20 +132,7 @@ fn resume_with_a_credential_of_another_tailnet_does_not_take_the_devices_for_gon
         env.url(),
         &json!({"method": "POST", "path_prefix": "/api/v2/device/", "status": 503, "count": 1000}),
     );
-    let run = env
-        .run(env.cmd().args([
-            "--format",
-            "json",
-            "contain",
-            &key_id,
-            "--since",
-            "1d",
-            "--action",
-            "deauthorize",
-            "--yes",
-        ]))
-        .expect(1);
-    let containment = run.json()["containment"]["id"].as_str().unwrap().to_owned();
+    let containment = deauthorize(&env, &key_id, 1);
     emulator::clear_faults(env.url());
 
     // Another tailnet, with a device of its own.
@@ -450,17 +424,10 @@ fn the_containments_key_shows_the_tailnet_when_no_device_is_left() {
 /// 101) when the reader went away. A closed stdout is not a failure: exit 0, no panic.
 #[test]
 fn a_reader_that_goes_away_is_not_a_failure() {
-    use std::process::{Command, Stdio};
+    use std::process::Stdio;
     let mut env = TestEnv::new();
     let (key_id, _secret) = fleet(&mut env, "key");
-    let cmd = env.cmd();
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin("tsrotate"));
-    for (k, v) in cmd.get_envs() {
-        match v {
-            Some(v) => child.env(k, v),
-            None => child.env_remove(k),
-        };
-    }
+    let mut child = env.process();
     let err = env.aside.path().join("closed.err");
     let mut child = child
         .args(["contain", &key_id, "--since", "1d"])

@@ -2,7 +2,7 @@
 //! emulator latency, then `resume`, and check the end state every time.
 
 use std::collections::BTreeSet;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -48,15 +48,7 @@ fn kill_and_resume(kill_at: &KillAt) -> bool {
         &json!({"path_prefix": "/api/", "latency_ms": 40}),
     );
 
-    let program = assert_cmd::cargo::cargo_bin("tsrotate");
-    let cmd = env.cmd();
-    let mut child = Command::new(&program);
-    for (k, v) in cmd.get_envs() {
-        match v {
-            Some(v) => child.env(k, v),
-            None => child.env_remove(k),
-        };
-    }
+    let mut child = env.process();
     let out = env.aside.path().join("killed.out");
     let err = env.aside.path().join("killed.err");
     let mut child = child

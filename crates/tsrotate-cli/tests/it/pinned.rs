@@ -8,7 +8,7 @@
 //! followed), as they did before the journal recorded the resolved path.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -56,14 +56,7 @@ fn kill_after_records(env: &TestEnv, args: &[&str], records: usize) {
         env.url(),
         &json!({"method": "POST", "path_prefix": "/api/v2/tailnet/-/keys", "latency_ms": 3000}),
     );
-    let cmd = env.cmd();
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin("tsrotate"));
-    for (k, v) in cmd.get_envs() {
-        match v {
-            Some(v) => child.env(k, v),
-            None => child.env_remove(k),
-        };
-    }
+    let mut child = env.process();
     let mut child = child
         .args(args)
         .stdin(Stdio::null())

@@ -192,13 +192,7 @@ fn two_runners_at_once_rotate_each_credential_exactly_once() {
         &json!({"path_prefix": "/api/", "latency_ms": 20}),
     );
     let spawn = || {
-        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("tsrotate"));
-        for (k, v) in env.cmd().get_envs() {
-            match v {
-                Some(v) => cmd.env(k, v),
-                None => cmd.env_remove(k),
-            };
-        }
+        let mut cmd = env.process();
         cmd.arg("--config")
             .arg(&config)
             .args(["rotate", "--due", "--yes"])

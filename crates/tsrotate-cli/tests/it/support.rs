@@ -107,6 +107,19 @@ impl TestEnv {
         cmd
     }
 
+    /// [`TestEnv::cmd`] as a `std::process::Command`, for a test that spawns tsrotate and
+    /// acts while it runs (a kill, a pipe closed under it): same program, same environment.
+    pub fn process(&self) -> std::process::Command {
+        let mut process = std::process::Command::new(assert_cmd::cargo::cargo_bin("tsrotate"));
+        for (k, v) in self.cmd().get_envs() {
+            match v {
+                Some(v) => process.env(k, v),
+                None => process.env_remove(k),
+            };
+        }
+        process
+    }
+
     /// The journal key file every command of this test uses (made by the first that needs
     /// it).
     pub fn journal_key_file(&self) -> PathBuf {
