@@ -7,7 +7,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Rotate Tailscale credentials without breaking what uses them.
 ///
 /// Exit codes: 0 done or clean, 1 findings or a rotation that did not complete,
-/// 2 usage, input or configuration error, 3 unexpected failure.
+/// 2 usage, input or configuration error, 3 unexpected failure, 141 the reader of stdout
+/// went away.
 #[derive(Debug, Parser)]
 #[command(name = "tsrotate", version, about, long_about = None, max_term_width = 100)]
 pub(crate) struct Cli {

@@ -72,11 +72,17 @@ fn identity_problem(error: &tsrotate::api::Error) -> Option<&'static str> {
     }
 }
 
-/// A reader that went away (`tsrotate contain KEY | head`) is not a failure of tsrotate:
-/// `print!` panics when stdout is a closed pipe (Rust ignores SIGPIPE), and that panic ends
-/// the run with exit 0 and no message, as a write error reaching [`finish`] does. Every
-/// other panic goes to the default hook. What was journaled stays journaled: the journal is
-/// written before anything is printed, and a run ended here reads like one that was killed.
+/// The exit code of a run whose reader went away, as a program killed by SIGPIPE reports
+/// it (128 + 13): not 0, since the run may have stopped before it acted (a rotation prints
+/// its plan before it mints), and `… | head && echo ok` must not say a leaked key was
+/// replaced when it was not (red team 5).
+const READER_GONE: u8 = 141;
+
+/// A reader that went away (`tsrotate contain KEY | head`) ends the run quietly with
+/// [`READER_GONE`]: `print!` panics when stdout is a closed pipe (Rust ignores SIGPIPE), and
+/// that panic is taken for what it is, as a write error reaching [`finish`] is. Every other
+/// panic goes to the default hook. What was journaled stays journaled, and the run reads
+/// like one that was killed (`tsrotate status` shows where it stopped).
 pub(crate) fn quiet_on_closed_stdout() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -91,7 +97,7 @@ pub(crate) fn quiet_on_closed_stdout() {
                 clippy::exit,
                 reason = "the run ends as finish() ends it on a closed pipe"
             )]
-            std::process::exit(0);
+            std::process::exit(i32::from(READER_GONE));
         }
         default(info);
     }));
@@ -108,12 +114,12 @@ pub(crate) fn finish(result: anyhow::Result<ExitStatus>) -> ExitCode {
         Ok(ExitStatus::Success) => ExitCode::SUCCESS,
         Ok(ExitStatus::Incomplete) => ExitCode::from(1),
         Err(error) => {
-            // A closed stdout (`tsrotate scan | head`) is not a failure.
+            // A closed stdout (`tsrotate scan | head`): quietly, as SIGPIPE would end it.
             if error.chain().any(|e| {
                 e.downcast_ref::<std::io::Error>()
                     .is_some_and(|e| e.kind() == ErrorKind::BrokenPipe)
             }) {
-                return ExitCode::SUCCESS;
+                return ExitCode::from(READER_GONE);
             }
             let user = error.chain().find_map(|e| e.downcast_ref::<UserError>());
             let stopped = error.chain().find_map(|e| e.downcast_ref::<Stopped>());

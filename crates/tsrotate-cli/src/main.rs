@@ -2,7 +2,7 @@
 //!
 //! Exit codes (documented in the README and `--help`):
 //! 0 done or clean, 1 findings or a rotation that did not complete, 2 usage, input or
-//! configuration error, 3 unexpected failure.
+//! configuration error, 3 unexpected failure, 141 the reader of stdout went away.
 
 // The binary is where output happens: stdout for results, stderr for the rest.
 #![allow(clippy::print_stdout, clippy::print_stderr)]

@@ -1513,7 +1513,8 @@ impl Containment {
             let Some(now) = self.look_before_restoring(client, &snapshot).await? else {
                 continue;
             };
-            let restore = match restoration(action, &snapshot, &now, &progress) {
+            let refused = self.state.refused[i];
+            let restore = match decide(action, &snapshot, &now, &progress, refused) {
                 Restoration::Keep { reason, changed } => {
                     self.record(Step::Kept {
                         node_id,
@@ -1562,17 +1563,19 @@ fn changed_by_others(
     snapshot: &Device,
     now: &Device,
     progress: &Progress,
+    refused: bool,
 ) -> Option<Restoration> {
-    let answered = matches!(
-        progress,
-        Progress::Done {
-            by_others: true,
-            ..
-        } | Progress::Failed {
-            status: Some(_),
-            ..
-        }
-    );
+    let answered = refused
+        || matches!(
+            progress,
+            Progress::Done {
+                by_others: true,
+                ..
+            } | Progress::Failed {
+                status: Some(_),
+                ..
+            }
+        );
     let (had, shows, what) = match action {
         Action::Deauthorize => (snapshot.authorized, !now.authorized, "deauthorized"),
         Action::DropRoutes => (
@@ -1649,6 +1652,20 @@ pub fn restoration(
     now: &Device,
     progress: &Progress,
 ) -> Restoration {
+    decide(action, snapshot, now, progress, false)
+}
+
+/// [`restoration`], knowing whether a call of the containment on this device was answered
+/// with a failure since its last success ([`State::refused`]): the device's last progress
+/// alone may no longer show it (a later call without an answer, a failed look of an earlier
+/// rollback), and what the device shows may then be someone else's doing (red team 5).
+fn decide(
+    action: Action,
+    snapshot: &Device,
+    now: &Device,
+    progress: &Progress,
+    refused: bool,
+) -> Restoration {
     let keep = |reason: String, changed| Restoration::Keep { reason, changed };
     // What never changes for a device must agree: a snapshot that was not read from this
     // device (a forged or mixed-up journal) does not steer the restore.
@@ -1670,7 +1687,7 @@ pub fn restoration(
     // An announced call that failed or was interrupted may not have happened at all.
     let acted = !matches!(progress, Progress::Intended | Progress::Failed { .. });
     let not_acted = NOT_ACTED;
-    if let Some(kept) = changed_by_others(action, snapshot, now, progress) {
+    if let Some(kept) = changed_by_others(action, snapshot, now, progress, refused) {
         return kept;
     }
     match action {

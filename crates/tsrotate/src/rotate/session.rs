@@ -283,6 +283,12 @@ impl Untrusted {
                 "name the link's target itself (not `{}`), or keep the link in a folder that only you (or root) can change",
                 link.display()
             ),
+            // A sticky folder (/tmp) is fine for what is ours in it: the trouble is that what
+            // it holds on the way is someone else's, and no chmod of the folder fixes that.
+            Self::Above { child, mode, .. } if mode & 0o1000 != 0 => format!(
+                "`{}` is not yours or root's, so its owner can replace it: give a state directory on a path of your own with --state-dir or TSROTATE_STATE_DIR",
+                child.display()
+            ),
             Self::Above { .. } => format!(
                 "keep the state directory where only you (or root) can change every folder above it (`chmod go-w {shown}`, or a sticky folder such as /tmp), or give another with --state-dir or TSROTATE_STATE_DIR"
             ),
