@@ -323,3 +323,53 @@ fn resume_of_every_rotation_finishes_the_others_when_one_is_an_older_copy() {
     env.assert_clean(&all);
     env.assert_state_clean();
 }
+
+/// Red team 4: a copy from before the mint intent of rotation R1 (K0 -> K1), put back after
+/// K0 expired and a later rotation replaced K1 with K2. K0's death is no sign of an older copy
+/// once it passed its expiry, and no live key carries R1's marker (K1 was revoked by R2), so
+/// `resume` minted one more key and then found the file holding K2. Places that all hold some
+/// other key are a sign too: refused before the mint.
+#[test]
+fn resume_of_a_copy_after_the_old_key_expired_and_the_places_moved_on_refuses_to_mint() {
+    let mut env = TestEnv::new();
+    let (old_id, old) = env.mint_default();
+    let file = env.write("app/.env", format!("TS_AUTHKEY={old}\n"));
+    let (run, first) = rotate_in_work(&mut env, &old_id, &[]);
+    run.expect(0);
+    let journal = journal_of(&env, &first);
+    let copy = copy_before(&journal, "mint_intent");
+    // The next rotation replaces the key R1 minted.
+    let (_, k1) = credentials_in(env.work.path()).pop().unwrap();
+    let mut cmd = env.cmd();
+    env.run(
+        cmd.args(["rotate", &k1, "--yes", "--in"])
+            .arg(env.work.path()),
+    )
+    .expect(0);
+    for (path, id) in credentials_in(env.work.path()) {
+        for secret in values_of(&std::fs::read(path).unwrap(), &id) {
+            env.canary(&secret);
+        }
+    }
+    // The copy is put back once K0 has passed the expiry its plan recorded.
+    let aged: Vec<String> = copy
+        .lines()
+        .map(|line| {
+            let mut record: serde_json::Value = serde_json::from_str(line).unwrap();
+            if record["event"]["type"] == "started" {
+                record["event"]["old"]["metadata"]["expires"] = "2020-01-01T00:00:00Z".into();
+            }
+            serde_json::to_string(&record).unwrap()
+        })
+        .collect();
+    std::fs::write(&journal, aged.join("\n") + "\n").unwrap();
+    env.seal_journal(&journal);
+    let held = std::fs::read(&file).unwrap();
+    let (keys_before, live_before) = (env.keys().len(), live_keys(&env));
+
+    let resumed = env
+        .run(env.cmd().args(["resume", &first, "--yes"]))
+        .expect(1);
+    refused_and_unchanged(&env, &resumed, keys_before, &live_before, &file, &held);
+    assert!(resumed.stderr.contains("has expired"), "{}", resumed.stderr);
+}

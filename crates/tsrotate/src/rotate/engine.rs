@@ -266,6 +266,17 @@ pub trait World {
     async fn revoke(&mut self, key_id: &KeyId) -> Result<Revocation, StepError>;
     /// Ask the API whether `key_id` works now.
     async fn liveness(&mut self, key_id: &KeyId) -> Result<Liveness, StepError>;
+    /// Whether place `index` holds a key of `ids` now; `None` when the place cannot be read
+    /// (a CI secret, a cloud secret without read access). The default cannot tell.
+    async fn holds(
+        &mut self,
+        index: usize,
+        sink: &SinkPlan,
+        ids: &[KeyId],
+    ) -> Result<Option<bool>, StepError> {
+        let _ = (index, sink, ids);
+        Ok(None)
+    }
     /// Whether the API's record of `key_id` carries this rotation's marker (see
     /// [`minted_by`]), or the API no longer knows the key. A journal's word that a key was
     /// minted here is checked before that key is revoked or reused: a planted record must not
@@ -350,6 +361,17 @@ pub enum Stale {
         /// The old key.
         key_id: KeyId,
     },
+    /// The old key expired, and no place tsrotate can read holds it, or a key the journal
+    /// minted, any more: they hold another key.
+    #[error(
+        "the old key {key_id} has expired, and no place of rotation {rotation_id} that tsrotate can read holds it (or a key the journal minted) any more: they hold another key, so the journal may be an older copy of a rotation that went on or finished since; nothing was minted and no key or place was changed"
+    )]
+    PlacesMovedOn {
+        /// The rotation.
+        rotation_id: String,
+        /// The old key.
+        key_id: KeyId,
+    },
 }
 
 impl Stale {
@@ -360,6 +382,9 @@ impl Stale {
             Self::UnknownMinted { rotation_id, keys } => format!(
                 "check whether the journal in the state directory was restored from an older copy (a backup, a CI cache); if the latest copy exists, put it back and run the command again. Otherwise settle the rotation with `tsrotate abandon {rotation_id}` (it changes no key), and revoke {} with `tsrotate revoke` once nothing uses it",
                 join(keys)
+            ),
+            Self::PlacesMovedOn { rotation_id, .. } => format!(
+                "check whether the journal in the state directory was restored from an older copy (a backup, a CI cache) and which key the places hold now (`tsrotate inspect`); if the latest copy exists, put it back. Otherwise settle it with `tsrotate abandon {rotation_id}` (it changes no key) and rotate the key the places hold if it needs it"
             ),
             Self::OldKeyDead { rotation_id, .. } => format!(
                 "check whether the journal in the state directory was restored from an older copy (a backup, a CI cache) and whether rotation {rotation_id} finished (`audit.jsonl` in the state directory records each of its steps); if the latest copy exists, put it back. Otherwise, or if the old key was revoked on purpose since the rotation began, settle it with `tsrotate abandon {rotation_id}` (it changes no key) and rotate again if its places still need a key"
@@ -592,7 +617,12 @@ impl<'a, W: World, R: Recorder, O: Observer> Executor<'a, W, R, O> {
         let key_id = self.state.old_key_id().clone();
         match self.world.liveness(&key_id).await {
             Ok(Liveness::Live) => Ok(()),
-            Ok(Liveness::Dead | Liveness::NotFound) if self.old_expired_since_plan() => Ok(()),
+            // Expired: its death is no sign of an older copy, but places that all hold some
+            // other key are (red team 4: a copy put back after the old key expired and a
+            // later rotation replaced the key this one minted).
+            Ok(Liveness::Dead | Liveness::NotFound) if self.old_expired_since_plan() => {
+                self.check_places_hold_ours(rotation_id, key_id).await
+            }
             Ok(Liveness::Dead | Liveness::NotFound) => Err(Stale::OldKeyDead {
                 rotation_id,
                 key_id,
@@ -604,6 +634,35 @@ impl<'a, W: World, R: Recorder, O: Observer> Executor<'a, W, R, O> {
                 also: Vec::new(),
             }),
         }
+    }
+
+    /// Stop if every place tsrotate can read holds neither the old key nor a key the journal
+    /// minted (and at least one can be read): what the journal would do next is for a state
+    /// of the places that is gone.
+    async fn check_places_hold_ours(
+        &mut self,
+        rotation_id: String,
+        key_id: KeyId,
+    ) -> Result<(), Stop> {
+        let mut ours: Vec<KeyId> = vec![key_id.clone()];
+        ours.extend(self.state.minted.iter().cloned());
+        let mut read = 0;
+        for (index, sink) in self.state.sinks.clone().iter().enumerate() {
+            match self.world.holds(index, sink, &ours).await {
+                Ok(Some(true)) => return Ok(()),
+                Ok(Some(false)) => read += 1,
+                // A place that cannot be read, or not now, tells nothing either way.
+                Ok(None) | Err(_) => {}
+            }
+        }
+        if read == 0 {
+            return Ok(());
+        }
+        Err(Stale::PlacesMovedOn {
+            rotation_id,
+            key_id,
+        }
+        .into())
     }
 
     /// Stop if live keys carry this rotation's marker that the journal's mints cannot

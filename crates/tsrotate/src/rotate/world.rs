@@ -676,6 +676,21 @@ impl World for ApiWorld {
         }
     }
 
+    async fn holds(
+        &mut self,
+        _index: usize,
+        sink: &SinkPlan,
+        ids: &[KeyId],
+    ) -> Result<Option<bool>, StepError> {
+        // Files, found or configured, are read; other places answer for themselves when
+        // written, and are not asked here.
+        let Some(place) = keyed(sink) else {
+            return Ok(None);
+        };
+        let ids = ids.to_vec();
+        blocking(move || place.holds_any(&ids).map(Some)).await
+    }
+
     async fn recover(
         &mut self,
         index: usize,
