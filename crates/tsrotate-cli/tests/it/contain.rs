@@ -324,9 +324,20 @@ fn a_user_owned_keys_devices_in_the_window_are_strong() {
 
 /// The emulator's answer to an API call made with the bootstrap token.
 fn api(env: &TestEnv, method: &str, path: &str, body: Option<&Value>) -> Value {
-    let auth = format!("Bearer {}", env.emu.bootstrap().api_key);
+    api_at(env.url(), &env.emu.bootstrap().api_key, method, path, body)
+}
+
+/// The answer of the emulator at `base_url` to an API call made with `token`; it must be 200.
+pub(crate) fn api_at(
+    base_url: &str,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Value {
+    let auth = format!("Bearer {token}");
     let response = tsrotate_test_support::http::send(
-        env.url(),
+        base_url,
         method,
         path,
         &[("Authorization", &auth)],

@@ -5,22 +5,8 @@
 use serde_json::{Value, json};
 use tsrotate_test_support::emulator;
 
-use crate::contain::{devices, fleet};
+use crate::contain::{api_at as api, devices, fleet};
 use crate::support::TestEnv;
-
-fn api(base_url: &str, api_key: &str, method: &str, path: &str, body: Option<&Value>) -> Value {
-    let auth = format!("Bearer {api_key}");
-    let response = tsrotate_test_support::http::send(
-        base_url,
-        method,
-        path,
-        &[("Authorization", &auth)],
-        body,
-    )
-    .unwrap();
-    assert_eq!(response.status, 200, "{method} {path}");
-    response.json()
-}
 
 fn node_id(env: &TestEnv, hostname: &str) -> String {
     devices(env)
@@ -136,30 +122,8 @@ fn resume_with_a_credential_of_another_tailnet_does_not_take_the_devices_for_gon
     emulator::clear_faults(env.url());
 
     // Another tailnet, with a device of its own.
-    let other = emulator::start_with(emulator::Options {
-        tailnet: "other.example".to_owned(),
-        ..emulator::Options::default()
-    });
+    let other = other_tailnet(&mut env, "other.example", false);
     let other_key = other.bootstrap().api_key.clone();
-    env.canary(&other_key);
-    let minted = api(
-        other.url(),
-        &other_key,
-        "POST",
-        "/api/v2/tailnet/-/keys",
-        Some(
-            &json!({"capabilities": {"devices": {"create": {"reusable": true,
-            "preauthorized": true, "tags": ["tag:server"]}}}, "expirySeconds": 86400}),
-        ),
-    );
-    env.canary(minted["key"].as_str().unwrap());
-    let (status, _) = emulator::admin(
-        other.url(),
-        "POST",
-        "/_emulator/devices",
-        Some(&json!({"auth_key_id": minted["id"], "hostname": "db-1"})),
-    );
-    assert_eq!(status, 200);
 
     let wrong = env
         .run(
